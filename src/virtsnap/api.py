@@ -1,0 +1,485 @@
+"""libvirt-python compatible handles: virConnect, virDomain, virDomainSnapshot.
+
+Each entry point checks its flags exactly as libvirt does (read-only connection, exclusive and required
+pairs, then the driver's accepted set) before any driver code runs; drivers then do the work.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .conf.tree import Moment, SnapshotTree
+from .drivers import open_driver
+from .drivers.base import DomainRecord, Driver, Op
+from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
+from .flags import (
+    ConnectFlags,
+    DomainState,
+    ListDomains,
+    SnapshotCreate,
+    SnapshotDelete,
+    SnapshotRevert,
+    SnapshotXML,
+    FlagRule,
+)
+from .uri import parse_uri
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    """libvirt's public-API checks for one entry point (libvirt-domain*.c), before the driver's own."""
+
+    public_name: str  # e.g. virDomainSnapshotCreateXML, named in read-only errors
+    op: Op | None
+    writes: bool = False
+    rules: tuple[FlagRule, ...] = ()
+    domain: ErrorDomain = ErrorDomain.DOMAIN_SNAPSHOT
+
+
+_S = ErrorDomain.DOMAIN_SNAPSHOT
+_D = ErrorDomain.DOMAIN
+ENTRY_POINTS: dict[str, EntryPoint] = {e.public_name: e for e in (
+    EntryPoint("virDomainSnapshotCreateXML", Op.SNAPSHOT_CREATE, True, (
+        FlagRule(SnapshotCreate.CURRENT, SnapshotCreate.REDEFINE, exclusive=False),
+        FlagRule(SnapshotCreate.REDEFINE, SnapshotCreate.NO_METADATA),
+        FlagRule(SnapshotCreate.REDEFINE, SnapshotCreate.HALT),
+    )),
+    EntryPoint("virDomainRevertToSnapshot", Op.REVERT, True,
+               (FlagRule(SnapshotRevert.RUNNING, SnapshotRevert.PAUSED),)),
+    EntryPoint("virDomainSnapshotDelete", Op.SNAPSHOT_DELETE, True,
+               (FlagRule(SnapshotDelete.CHILDREN, SnapshotDelete.CHILDREN_ONLY),)),
+    EntryPoint("virDomainSnapshotGetXMLDesc", Op.SNAPSHOT_XML),
+    EntryPoint("virDomainSnapshotNum", Op.SNAPSHOT_NUM),
+    EntryPoint("virDomainSnapshotListNames", Op.SNAPSHOT_NUM),  # libvirt-python sizes the list with Num
+    EntryPoint("virDomainListAllSnapshots", Op.LIST_ALL_SNAPSHOTS),
+    EntryPoint("virDomainSnapshotNumChildren", Op.SNAPSHOT_NUM_CHILDREN),
+    EntryPoint("virDomainSnapshotListChildrenNames", Op.SNAPSHOT_NUM_CHILDREN),
+    EntryPoint("virDomainSnapshotListAllChildren", Op.SNAPSHOT_LIST_ALL_CHILDREN),
+    EntryPoint("virDomainSnapshotLookupByName", Op.SNAPSHOT_LOOKUP),
+    EntryPoint("virDomainHasCurrentSnapshot", Op.HAS_CURRENT),
+    EntryPoint("virDomainSnapshotGetParent", Op.SNAPSHOT_PARENT),
+    EntryPoint("virDomainSnapshotCurrent", Op.SNAPSHOT_CURRENT),
+    EntryPoint("virDomainSnapshotIsCurrent", Op.SNAPSHOT_IS_CURRENT),
+    EntryPoint("virDomainSnapshotHasMetadata", Op.SNAPSHOT_HAS_METADATA),
+    EntryPoint("virDomainGetXMLDesc", Op.DOMAIN_XML, domain=_D),
+    EntryPoint("virDomainDefineXMLFlags", Op.DOMAIN_DEFINE, True, domain=_D),
+    EntryPoint("virDomainUndefineFlags", Op.DOMAIN_UNDEFINE, True, domain=_D),
+    EntryPoint("virDomainCreateWithFlags", Op.DOMAIN_CREATE, True, domain=_D),
+    EntryPoint("virDomainShutdownFlags", Op.DOMAIN_SHUTDOWN, True, domain=_D),
+    EntryPoint("virDomainDestroyFlags", Op.DOMAIN_DESTROY, True, domain=_D),
+    EntryPoint("virDomainSuspend", None, True, domain=_D),
+    EntryPoint("virDomainResume", None, True, domain=_D),
+    EntryPoint("virConnectListAllDomains", Op.LIST_ALL_DOMAINS, domain=ErrorDomain.NONE),
+)}
+
+
+def _check_flags(conn: virConnect, public_name: str, flags: int) -> None:
+    """Reject what libvirt rejects, in libvirt's order: read-only, flag pairs, the driver's flag set."""
+    entry = ENTRY_POINTS[public_name]
+    if flags < 0 or flags > 0xFFFFFFFF:
+        raise raw_error(ErrorCode.INVALID_ARG, entry.domain, f"flags {flags} out of range for an unsigned int")
+    if conn.read_only and entry.writes:
+        raise error(ErrorCode.OPERATION_DENIED, entry.domain, f"read only access prevents {public_name}")
+    for rule in entry.rules:
+        rule.check(flags, entry.domain)
+    caps = conn.driver.capabilities
+    if entry.op is not None:
+        if entry.op not in caps.flags:
+            raise error(ErrorCode.NO_SUPPORT, entry.domain, public_name)
+        unknown = flags & ~caps.flags[entry.op]
+        if unknown:
+            raise raw_error(ErrorCode.INVALID_ARG, caps.error_domain,
+                            f"unsupported flags (0x{unknown:x}) in function {caps.function_name(entry.op)}")
+        for rule in caps.rules.get(entry.op, ()):
+            rule.check(flags, caps.error_domain)
+
+
+def _driver_call(fn: Callable[[], T]) -> T:
+    """Run a driver call; anything but libvirtError is a bug, reported as VIR_ERR_INTERNAL_ERROR."""
+    try:
+        return fn()
+    except libvirtError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a driver bug must still reach the caller as a libvirt error
+        raise error(ErrorCode.INTERNAL_ERROR, ErrorDomain.NONE, f"{type(exc).__name__}: {exc}") from exc
+
+
+class virConnect:  # noqa: N801 - libvirt-python's name
+    """A connection to one hypervisor, chosen by URI."""
+
+    def __init__(self, uri: str | None, read_only: bool = False, auth: Any = None) -> None:
+        parsed = parse_uri(uri)
+        self.driver: Driver = open_driver(parsed, read_only, auth)
+        self.read_only = read_only
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _drv(self) -> Driver:
+        if self._closed:
+            raise error(ErrorCode.INVALID_CONN, ErrorDomain.NONE, "virConnect")
+        return self.driver
+
+    # -- connection ---------------------------------------------------------------------------------
+    def close(self) -> int:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.driver.close()
+        return 0
+
+    def __enter__(self) -> virConnect:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def getURI(self) -> str:  # noqa: N802
+        return self._drv().uri.text
+
+    def getHostname(self) -> str:  # noqa: N802
+        return _driver_call(self._drv().hostname)
+
+    def getType(self) -> str:  # noqa: N802
+        return self._drv().capabilities.func_prefix.upper() if self._drv().capabilities.func_prefix != "test" \
+            else "TEST"
+
+    def isAlive(self) -> int:  # noqa: N802
+        return 0 if self._closed else 1
+
+    # -- domains ------------------------------------------------------------------------------------
+    def _domain(self, record: DomainRecord) -> virDomain:
+        return virDomain(self, record)
+
+    def lookupByName(self, name: str) -> virDomain:  # noqa: N802
+        return self._domain(_driver_call(lambda: self._drv().lookup_domain(name=name)))
+
+    def lookupByUUIDString(self, uuidstr: str) -> virDomain:  # noqa: N802
+        try:
+            normalized = str(uuidlib.UUID(uuidstr))
+        except ValueError as exc:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN, f"uuidstr '{uuidstr}' is not a valid UUID") from exc
+        return self._domain(_driver_call(lambda: self._drv().lookup_domain(uuid=normalized)))
+
+    def lookupByUUID(self, uuid: bytes) -> virDomain:  # noqa: N802
+        return self.lookupByUUIDString(str(uuidlib.UUID(bytes=bytes(uuid))))
+
+    def lookupByID(self, id: int) -> virDomain:  # noqa: N802, A002
+        return self._domain(_driver_call(lambda: self._drv().lookup_domain(id=id)))
+
+    def listAllDomains(self, flags: int = 0) -> list[virDomain]:  # noqa: N802
+        _check_flags(self, "virConnectListAllDomains", flags)
+        records = _driver_call(self._drv().list_domains)
+        out = []
+        for rec in records:
+            active = rec.id >= 0
+            if flags & (ListDomains.ACTIVE | ListDomains.INACTIVE) and not (
+                (flags & ListDomains.ACTIVE and active) or (flags & ListDomains.INACTIVE and not active)
+            ):
+                continue
+            if flags & (ListDomains.PERSISTENT | ListDomains.TRANSIENT) and not (
+                (flags & ListDomains.PERSISTENT and rec.persistent)
+                or (flags & ListDomains.TRANSIENT and not rec.persistent)
+            ):
+                continue
+            state_mask = ListDomains.RUNNING | ListDomains.PAUSED | ListDomains.SHUTOFF | ListDomains.OTHER
+            if flags & state_mask:
+                state = _driver_call(lambda: self._drv().domain_state(rec.uuid))[0]
+                kind = {DomainState.RUNNING: ListDomains.RUNNING, DomainState.PAUSED: ListDomains.PAUSED,
+                        DomainState.SHUTOFF: ListDomains.SHUTOFF}.get(state, ListDomains.OTHER)
+                if not flags & kind:
+                    continue
+            if flags & (ListDomains.HAS_SNAPSHOT | ListDomains.NO_SNAPSHOT):
+                count = _driver_call(lambda: self._drv().snapshot_query(rec.uuid, len))
+                if not ((flags & ListDomains.HAS_SNAPSHOT and count) or (flags & ListDomains.NO_SNAPSHOT and not count)):
+                    continue
+            out.append(self._domain(rec))
+        return out
+
+    def listDomainsID(self) -> list[int]:  # noqa: N802
+        return [r.id for r in _driver_call(self._drv().list_domains) if r.id >= 0]
+
+    def listDefinedDomains(self) -> list[str]:  # noqa: N802
+        return [r.name for r in _driver_call(self._drv().list_domains) if r.id < 0]
+
+    def numOfDomains(self) -> int:  # noqa: N802
+        return len(self.listDomainsID())
+
+    def numOfDefinedDomains(self) -> int:  # noqa: N802
+        return len(self.listDefinedDomains())
+
+    def defineXML(self, xml: str) -> virDomain:  # noqa: N802
+        return self.defineXMLFlags(xml, 0)
+
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:  # noqa: N802
+        _check_flags(self, "virDomainDefineXMLFlags", flags)
+        return self._domain(_driver_call(lambda: self._drv().define_xml(xml, flags)))
+
+
+class virDomain:  # noqa: N801
+    """A domain handle. Like libvirt's virDomainPtr it remembers the name, UUID and the ID it was found with."""
+
+    def __init__(self, conn: virConnect, record: DomainRecord) -> None:
+        self._conn = conn
+        self._name = record.name
+        self._uuid = record.uuid
+        self._id = record.id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, virDomain) and other._conn is self._conn and other._uuid == self._uuid
+
+    def __hash__(self) -> int:
+        return hash(self._uuid)
+
+    def __repr__(self) -> str:
+        return f"<virtsnap.virDomain {self._name}>"
+
+    def _drv(self) -> Driver:
+        return self._conn._drv()
+
+    def _check(self, public_name: str, flags: int) -> None:
+        _check_flags(self._conn, public_name, flags)
+
+    def connect(self) -> virConnect:
+        return self._conn
+
+    def name(self) -> str:
+        return self._name
+
+    def UUIDString(self) -> str:  # noqa: N802
+        return self._uuid
+
+    def UUID(self) -> bytes:  # noqa: N802
+        return uuidlib.UUID(self._uuid).bytes
+
+    def ID(self) -> int:  # noqa: N802
+        return self._id
+
+    def state(self, flags: int = 0) -> list[int]:
+        state, reason = _driver_call(lambda: self._drv().domain_state(self._uuid))
+        return [int(state), int(reason)]
+
+    def isActive(self) -> int:  # noqa: N802
+        return 1 if self.state()[0] not in (DomainState.SHUTOFF, DomainState.NOSTATE) else 0
+
+    def isPersistent(self) -> int:  # noqa: N802
+        return 1 if _driver_call(lambda: self._drv().domain_persistent(self._uuid)) else 0
+
+    def info(self) -> list[int]:
+        info = _driver_call(lambda: self._drv().domain_info(self._uuid))
+        return [int(info.state), info.max_mem_kib, info.memory_kib, info.vcpus, info.cpu_time_ns]
+
+    def maxMemory(self) -> int:  # noqa: N802
+        return self.info()[1]
+
+    def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
+        self._check("virDomainGetXMLDesc", flags)
+        return _driver_call(lambda: self._drv().domain_xml(self._uuid, flags))
+
+    def create(self) -> int:
+        return self.createWithFlags(0)
+
+    def createWithFlags(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainCreateWithFlags", flags)
+        _driver_call(lambda: self._drv().start(self._uuid, flags))
+        return 0
+
+    def shutdown(self) -> int:
+        return self.shutdownFlags(0)
+
+    def shutdownFlags(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainShutdownFlags", flags)
+        _driver_call(lambda: self._drv().shutdown(self._uuid, flags))
+        return 0
+
+    def destroy(self) -> int:
+        return self.destroyFlags(0)
+
+    def destroyFlags(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainDestroyFlags", flags)
+        _driver_call(lambda: self._drv().destroy(self._uuid, flags))
+        return 0
+
+    def suspend(self) -> int:
+        self._check("virDomainSuspend", 0)
+        _driver_call(lambda: self._drv().suspend(self._uuid))
+        return 0
+
+    def resume(self) -> int:
+        self._check("virDomainResume", 0)
+        _driver_call(lambda: self._drv().resume(self._uuid))
+        return 0
+
+    def undefine(self) -> int:
+        return self.undefineFlags(0)
+
+    def undefineFlags(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainUndefineFlags", flags)
+        _driver_call(lambda: self._drv().undefine(self._uuid, flags))
+        return 0
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def _query(self, fn: Callable[[SnapshotTree], T]) -> T:
+        return _driver_call(lambda: self._drv().snapshot_query(self._uuid, fn))
+
+    def _snapshot(self, name: str) -> virDomainSnapshot:
+        return virDomainSnapshot(self, name)
+
+    def snapshotCreateXML(self, xmlDesc: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802, N803
+        self._check("virDomainSnapshotCreateXML", flags)
+        if xmlDesc is None:
+            raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                            "Invalid argument: xmlDesc in virDomainSnapshotCreateXML must not be NULL")
+        name = _driver_call(lambda: self._drv().snapshot_create(self._uuid, xmlDesc, flags))
+        return self._snapshot(name)
+
+    def snapshotNum(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainSnapshotNum", flags)
+        return self._query(lambda tree: len(tree.select(None, flags)))
+
+    def snapshotListNames(self, flags: int = 0) -> list[str]:  # noqa: N802
+        self._check("virDomainSnapshotListNames", flags)
+        return self._query(lambda tree: [m.name for m in tree.select(None, flags)])
+
+    def listAllSnapshots(self, flags: int = 0) -> list[virDomainSnapshot]:  # noqa: N802
+        self._check("virDomainListAllSnapshots", flags)
+        names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
+        return [self._snapshot(n) for n in names]
+
+    def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
+        self._check("virDomainSnapshotLookupByName", flags)
+        return self._snapshot(self._query(lambda tree: self._moment(tree, name).name))
+
+    def hasCurrentSnapshot(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainHasCurrentSnapshot", flags)
+        return self._query(lambda tree: 1 if tree.current is not None else 0)
+
+    def snapshotCurrent(self, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
+        self._check("virDomainSnapshotCurrent", flags)
+
+        def current(tree: SnapshotTree) -> str:
+            if tree.current is None:
+                raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, self._drv().capabilities.error_domain,
+                            "the domain does not have a current snapshot")
+            return tree.current.name
+
+        return self._snapshot(self._query(current))
+
+    def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainRevertToSnapshot", flags)
+        _driver_call(lambda: self._drv().snapshot_revert(self._uuid, snap.getName(), flags))
+        return 0
+
+    def _moment(self, tree: SnapshotTree, name: str) -> Moment:
+        moment = tree.get(name)
+        if moment is None:
+            raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, self._drv().capabilities.error_domain,
+                        f"no domain snapshot with matching name '{name}'")
+        return moment
+
+
+class virDomainSnapshot:  # noqa: N801
+    """A snapshot handle: a domain and a name, resolved again on every call (as in libvirt)."""
+
+    def __init__(self, dom: virDomain, name: str) -> None:
+        self._dom = dom
+        self._name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, virDomainSnapshot) and other._dom == self._dom and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash((self._dom, self._name))
+
+    def __repr__(self) -> str:
+        return f"<virtsnap.virDomainSnapshot {self._dom.name()}/{self._name}>"
+
+    def getName(self) -> str:  # noqa: N802
+        return self._name
+
+    def getDomain(self) -> virDomain:  # noqa: N802
+        return self._dom
+
+    def domain(self) -> virDomain:
+        return self._dom
+
+    def getConnect(self) -> virConnect:  # noqa: N802
+        return self._dom.connect()
+
+    def connect(self) -> virConnect:
+        return self._dom.connect()
+
+    def _check(self, public_name: str, flags: int) -> None:
+        _check_flags(self._dom._conn, public_name, flags)
+
+    def _with(self, fn: Callable[[SnapshotTree, Moment], T]) -> T:
+        return self._dom._query(lambda tree: fn(tree, self._dom._moment(tree, self._name)))
+
+    def getXMLDesc(self, flags: int = 0) -> str:  # noqa: N802
+        if self._dom._conn.read_only and flags & SnapshotXML.SECURE:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "virDomainSnapshotGetXMLDesc with secure flag")
+        self._check("virDomainSnapshotGetXMLDesc", flags)
+        return _driver_call(lambda: self._dom._drv().snapshot_xml(self._dom._uuid, self._name, flags))
+
+    def getParent(self, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
+        self._check("virDomainSnapshotGetParent", flags)
+
+        def parent(tree: SnapshotTree, moment: Moment) -> str:
+            if moment.parent_name is None:
+                raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, self._dom._drv().capabilities.error_domain,
+                            f"snapshot '{moment.name}' does not have a parent")
+            return moment.parent_name
+
+        return virDomainSnapshot(self._dom, self._with(parent))
+
+    def isCurrent(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainSnapshotIsCurrent", flags)
+        return self._with(lambda tree, moment: 1 if tree.current is moment else 0)
+
+    def hasMetadata(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainSnapshotHasMetadata", flags)
+        return self._with(lambda tree, moment: 1 if tree.metadata else 0)
+
+    def numChildren(self, flags: int = 0) -> int:  # noqa: N802
+        self._check("virDomainSnapshotNumChildren", flags)
+        return self._with(lambda tree, moment: len(tree.select(moment, flags)))
+
+    def listChildrenNames(self, flags: int = 0) -> list[str]:  # noqa: N802
+        self._check("virDomainSnapshotListChildrenNames", flags)
+        return self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
+
+    def listAllChildren(self, flags: int = 0) -> list[virDomainSnapshot]:  # noqa: N802
+        self._check("virDomainSnapshotListAllChildren", flags)
+        names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
+        return [virDomainSnapshot(self._dom, n) for n in names]
+
+    def delete(self, flags: int = 0) -> int:
+        self._check("virDomainSnapshotDelete", flags)
+        _driver_call(lambda: self._dom._drv().snapshot_delete(self._dom._uuid, self._name, flags))
+        return 0
+
+
+# -- module-level entry points ------------------------------------------------------------------------
+def open(name: str | None = None) -> virConnect:  # noqa: A001 - libvirt-python's name
+    """Open a read-write connection (libvirt.open)."""
+    return virConnect(name)
+
+
+def openReadOnly(name: str | None = None) -> virConnect:  # noqa: N802
+    return virConnect(name, read_only=True)
+
+
+def openAuth(uri: str | None, auth: list[Any] | None, flags: int = 0) -> virConnect:  # noqa: N802
+    """libvirt.openAuth: `auth` is [credtypes, callback(creds, cbdata) -> 0, cbdata]."""
+    if flags & ~int(ConnectFlags.RO | ConnectFlags.NO_ALIASES):
+        raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.NONE,
+                        f"unsupported flags (0x{flags & ~3:x}) in function virConnectOpenAuth")
+    return virConnect(uri, read_only=bool(flags & ConnectFlags.RO), auth=auth)

@@ -1,0 +1,170 @@
+"""DomainDef: a libvirt <domain> document kept as an opaque element, with typed views of what snapshots need.
+
+Drivers that run guests (QEMU) validate their own subset on top; this module never imports a driver.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from dataclasses import dataclass
+
+from ..errors import ErrorCode, ErrorDomain, error
+from .xmlutil import Node, format_node, parse
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DiskView:
+    """What snapshot code needs to know about one <disk> of a domain."""
+
+    target: str
+    device: str  # disk, cdrom, floppy, lun
+    source_type: str  # file, block, network, volume
+    source: str | None
+    driver_type: str | None
+    readonly: bool
+    snapshot: int  # a snapshot_xml.Location value (0 = default)
+    bus: str | None
+
+
+class DomainDef:
+    """A <domain> definition. The element tree is the source of truth; accessors read it."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @classmethod
+    def parse(cls, text: str, err_domain: ErrorDomain = ErrorDomain.DOMAIN) -> DomainDef:
+        return cls.from_node(parse(text, "domain", "domain_definition", err_domain), err_domain)
+
+    @classmethod
+    def from_node(cls, node: Node, err_domain: ErrorDomain = ErrorDomain.DOMAIN) -> DomainDef:
+        node = node.copy()
+        node.tag = "domain"
+        name = node.findtext("name")
+        if not name:
+            raise error(ErrorCode.NO_NAME, err_domain, "domain")
+        if node.get("type") is None:
+            raise error(ErrorCode.XML_ERROR, err_domain, "missing domain type attribute")
+        uuid = node.findtext("uuid")
+        if uuid is None or uuid == "":
+            uuid_node = Node("uuid", text=str(uuidlib.uuid4()))
+            node.children.insert(_index_after(node, "name"), uuid_node)
+        elif not _UUID_RE.match(uuid.strip()):
+            raise error(ErrorCode.INTERNAL_ERROR, err_domain, "malformed uuid element")
+        node.attrs.pop("id", None)  # the id is live state, added back when formatting a running domain
+        return cls(node)
+
+    def copy(self) -> DomainDef:
+        return DomainDef(self.node.copy())
+
+    @property
+    def type(self) -> str:
+        return self.node.get("type") or ""
+
+    @property
+    def name(self) -> str:
+        return self.node.findtext("name") or ""
+
+    @property
+    def uuid(self) -> str:
+        raw = (self.node.findtext("uuid") or "").strip().lower().replace("-", "")
+        return str(uuidlib.UUID(raw)) if raw else ""
+
+    @property
+    def memory_kib(self) -> int:
+        return _kib(self.node.find("memory"))
+
+    @property
+    def current_memory_kib(self) -> int:
+        cur = self.node.find("currentMemory")
+        return _kib(cur) if cur is not None else self.memory_kib
+
+    @property
+    def vcpus(self) -> int:
+        text = self.node.findtext("vcpu")
+        return int(text) if text and text.strip().isdigit() else 1
+
+    @property
+    def os_type(self) -> str:
+        return self.node.findtext("os/type") or "hvm"
+
+    def disks(self) -> list[DiskView]:
+        from .snapshot_xml import Location  # local: snapshot_xml imports this module
+
+        devices = self.node.find("devices")
+        views: list[DiskView] = []
+        for disk in devices.findall("disk") if devices is not None else []:
+            target = disk.find("target")
+            source = disk.find("source")
+            driver = disk.find("driver")
+            stype = disk.get("type") or "file"
+            path = None
+            if source is not None:
+                path = source.get("dev") if stype == "block" else source.get("file") or source.get("name")
+            snap = disk.get("snapshot")
+            loc = Location.from_xml(snap) if snap else Location.DEFAULT
+            views.append(DiskView(
+                target=(target.get("dev") if target is not None else None) or "",
+                device=disk.get("device") or "disk",
+                source_type=stype,
+                source=path,
+                driver_type=driver.get("type") if driver is not None else None,
+                readonly=disk.find("readonly") is not None,
+                snapshot=int(loc or Location.DEFAULT),
+                bus=target.get("bus") if target is not None else None,
+            ))
+        return views
+
+    def disk_index(self, name: str) -> int | None:
+        """virDomainDiskByName: match a target dev, or a source path."""
+        disks = self.disks()
+        for i, disk in enumerate(disks):
+            if disk.target == name:
+                return i
+        for i, disk in enumerate(disks):
+            if disk.source is not None and disk.source == name:
+                return i
+        return None
+
+    def format(self, indent: int = 0, inactive: bool = True, secure: bool = False, dom_id: int | None = None,
+               root_tag: str | None = None) -> str:
+        node = self.node
+        if not secure or (dom_id is not None and not inactive):
+            node = node.copy()
+            if not secure:
+                _strip_secrets(node)
+            if dom_id is not None and not inactive:
+                node.attrs = {"type": node.attrs.get("type", ""), "id": str(dom_id),
+                              **{k: v for k, v in node.attrs.items() if k != "type"}}
+        return format_node(node, indent, root_tag)
+
+
+def _strip_secrets(node: Node) -> None:
+    """Remove what libvirt hides without VIR_DOMAIN_XML_SECURE (graphics passwords)."""
+    devices = node.find("devices")
+    for graphics in devices.findall("graphics") if devices is not None else []:
+        graphics.attrs.pop("passwd", None)
+
+
+def _index_after(node: Node, tag: str) -> int:
+    for i, child in enumerate(node.children):
+        if child.tag == tag:
+            return i + 1
+    return 0
+
+
+_UNITS = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024, "mib": 1024,
+          "mb": 1000 * 1000 / 1024, "g": 1024 * 1024, "gib": 1024 * 1024, "gb": 1000 ** 3 / 1024,
+          "t": 1024 ** 3, "tib": 1024 ** 3, "tb": 1000 ** 4 / 1024}
+
+
+def _kib(node: Node | None) -> int:
+    if node is None or not node.text or not node.text.strip().isdigit():
+        return 0
+    factor = _UNITS.get((node.get("unit") or "KiB").lower(), 1)
+    return int(int(node.text.strip()) * factor)

@@ -1,0 +1,420 @@
+"""SnapshotDef and its <domainsnapshot> XML: create-mode and redefine-mode parsing, libvirt's formatting.
+
+Follows libvirt's snapshot_conf.c semantics (element order, defaults, error codes); the embedded
+<domain> travels as an opaque element.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+
+from ..errors import ErrorCode, ErrorDomain, error
+from .domain_xml import DomainDef
+from .xmlutil import Node, escape, format_node, parse
+
+ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
+MAX_NAME_BYTES = 255
+
+
+class SnapshotState(enum.IntEnum):
+    """virDomainSnapshotState (a virDomainState plus disk-snapshot)."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+    DISK_SNAPSHOT = 8
+
+    @property
+    def xml(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def from_xml(cls, value: str) -> SnapshotState | None:
+        for member in cls:
+            if member.xml == value:
+                return member
+        return None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the snapshot holds a live guest (libvirt's LIST_ACTIVE group)."""
+        return self not in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
+
+    @property
+    def is_online(self) -> bool:
+        return self in (SnapshotState.RUNNING, SnapshotState.PAUSED)
+
+
+class Location(enum.IntEnum):
+    """virDomainSnapshotLocation."""
+
+    DEFAULT = 0
+    NO = 1
+    INTERNAL = 2
+    EXTERNAL = 3
+    MANUAL = 4
+
+    @property
+    def xml(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def from_xml(cls, value: str) -> Location | None:
+        for member in cls:
+            if member.xml == value:
+                return member
+        return None
+
+
+class SourceType(enum.Enum):
+    FILE = "file"
+    BLOCK = "block"
+    NETWORK = "network"
+
+
+DISK_FORMATS = ("raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
+                "cow", "qcow", "qcow2", "qed", "vmdk")
+
+
+class ParseMode(enum.Enum):
+    """What a parse reads: CREATE reads name, description, memory, disks; REDEFINE reads everything."""
+
+    CREATE = "create"
+    REDEFINE = "redefine"
+
+
+@dataclass(slots=True)
+class DiskSnapshot:
+    name: str
+    snapshot: Location = Location.DEFAULT
+    source_type: SourceType = SourceType.FILE
+    source: str | None = None  # file path or block device
+    driver_type: str | None = None
+    explicit_type: bool = False  # whether type='' was given (it is printed only with a source)
+
+
+@dataclass(slots=True)
+class SnapshotDef:
+    name: str
+    description: str | None = None
+    state: SnapshotState = SnapshotState.NOSTATE
+    parent: str | None = None
+    creation_time: int = 0
+    memory: Location = Location.DEFAULT
+    memory_file: str | None = None
+    disks: list[DiskSnapshot] = field(default_factory=list)
+    domain: DomainDef | None = None
+    inactive_domain: DomainDef | None = None
+    cookie: Node | None = None
+
+    @property
+    def is_external(self) -> bool:
+        """libvirt's virDomainSnapshotIsExternal: external memory or any external disk."""
+        return self.memory == Location.EXTERNAL or any(d.snapshot == Location.EXTERNAL for d in self.disks)
+
+    def copy(self) -> SnapshotDef:
+        return replace(self, disks=[replace(d) for d in self.disks])
+
+
+def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
+    """Refuse names that cannot be file names or that hide characters; libvirt's check is weaker."""
+    if "\n" in name:
+        # libvirt's own message for this one (virXMLCheckIllegalChars).
+        raise error(ErrorCode.XML_DETAIL, domain, f"invalid char in name: 0x0a")
+    problem = None
+    if name == "":
+        problem = "it is empty"
+    elif "/" in name:
+        problem = "it contains '/'"
+    elif name.startswith("."):
+        problem = "it starts with '.'"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "it contains control characters"
+    elif len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = f"it is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        raise error(ErrorCode.XML_ERROR, domain, f"invalid snapshot name '{escape_for_message(shown)}': {problem}")
+
+
+def escape_for_message(text: str) -> str:
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)
+
+
+def parse_snapshot(text: str, mode: ParseMode, now: float | None = None,
+                   domain_parser: type[DomainDef] = DomainDef) -> SnapshotDef:
+    """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent."""
+    root = parse(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
+    return snapshot_from_node(root, mode, now, domain_parser)
+
+
+def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
+                       domain_parser: type[DomainDef] = DomainDef) -> SnapshotDef:
+    redefine = mode is ParseMode.REDEFINE
+    name = root.findtext("name") or None  # an empty <name/> counts as absent, as in libvirt
+    if name is None and redefine:
+        raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "a redefined snapshot must have a name")
+    if name is not None:
+        check_name(name)
+    description = root.findtext("description")
+    defn = SnapshotDef(name=name or "", description=description)
+    offline = False
+    if redefine:
+        ctime = root.findtext("creationTime")
+        if ctime is None or not _is_int(ctime):
+            raise error(ErrorCode.INTERNAL_ERROR, ERR_DOMAIN, "missing creationTime from existing snapshot")
+        defn.creation_time = int(ctime)
+        parent = root.findtext("parent/name")
+        defn.parent = parent if parent else None
+        state_text = root.findtext("state")
+        if state_text is None:
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "missing state from existing snapshot")
+        state = SnapshotState.from_xml(state_text)
+        if state is None or state == SnapshotState.NOSTATE:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"Invalid state '{state_text}' in domain snapshot XML")
+        defn.state = state
+        offline = state in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
+        dom = root.find("domain")
+        if dom is not None and dom.get("type"):
+            defn.domain = domain_parser.from_node(dom, ERR_DOMAIN)
+        inactive = root.find("inactiveDomain")
+        if inactive is not None:
+            defn.inactive_domain = domain_parser.from_node(inactive, ERR_DOMAIN)
+    else:
+        clock = time.time() if now is None else now
+        defn.creation_time = int(clock)
+        if not defn.name:
+            defn.name = str(int(clock))
+
+    memory = root.find("memory")
+    mem_snapshot = memory.get("snapshot") if memory is not None else None
+    mem_file = memory.get("file") if memory is not None else None
+    if mem_snapshot is not None:
+        loc = Location.from_xml(mem_snapshot)
+        if loc is None or loc == Location.DEFAULT:
+            raise _invalid_attr("snapshot", "memory", mem_snapshot)
+        if loc == Location.MANUAL:
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "'manual' memory snapshot mode not supported")
+        defn.memory = loc
+        if mem_file and loc != Location.EXTERNAL:
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"memory filename '{mem_file}' requires external snapshot")
+        if not mem_file and loc == Location.EXTERNAL:
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "external memory snapshots require a filename")
+    elif mem_file:
+        defn.memory = Location.EXTERNAL
+    elif redefine:
+        defn.memory = Location.NO if offline else Location.INTERNAL
+    if offline and defn.memory not in (Location.DEFAULT, Location.NO):
+        raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "memory state cannot be saved with offline or disk-only snapshot")
+    if mem_file:
+        if not PurePosixPath(mem_file).is_absolute():
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"memory snapshot file path ({mem_file}) must be absolute")
+        defn.memory_file = mem_file
+
+    disks = root.find("disks")
+    for disk_node in disks.children if disks is not None else []:
+        defn.disks.append(_parse_disk(disk_node))
+
+    if redefine and not offline:
+        defn.cookie = root.find("cookie")
+    return defn
+
+
+def _is_int(text: str) -> bool:
+    digits = text[1:] if text[:1] in "+-" else text
+    return digits.isascii() and digits.isdigit()
+
+
+def _invalid_attr(attr: str, element: str, value: str) -> Exception:
+    """virXMLPropEnum's error (raised from virxml.c, hence the XML error domain)."""
+    return error(ErrorCode.XML_ERROR, ErrorDomain.XML,
+                 f"Invalid value for attribute '{attr}' in element '{element}': '{value}'.")
+
+
+STORAGE_TYPES = ("file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa")
+
+
+def _parse_disk(node: Node) -> DiskSnapshot:
+    name = node.get("name")
+    if name is None:
+        raise error(ErrorCode.INTERNAL_ERROR, ERR_DOMAIN, "missing name from disk snapshot element")
+    disk = DiskSnapshot(name=name)
+    snap = node.get("snapshot")
+    if snap is not None:
+        loc = Location.from_xml(snap)
+        if loc is None or loc == Location.DEFAULT:
+            raise _invalid_attr("snapshot", "disk", snap)
+        disk.snapshot = loc
+    stype = node.get("type")
+    if stype is not None:
+        if stype not in STORAGE_TYPES:
+            raise _invalid_attr("type", "disk", stype)
+        if stype in ("dir", "volume"):
+            raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"unsupported disk snapshot type '{stype}'")
+        if stype not in ("file", "block"):
+            # libvirt accepts network sources here; virtsnap's drivers have none to offer.
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"disk snapshot type '{stype}' is not supported")
+        disk.source_type = SourceType(stype)
+        disk.explicit_type = True
+    source = node.find("source")
+    if source is not None:
+        attr = "dev" if disk.source_type == SourceType.BLOCK else "file"
+        disk.source = source.get(attr) or None
+    driver = node.find("driver")
+    if driver is not None and driver.get("type") is not None:
+        fmt = driver.get("type") or ""
+        if fmt not in DISK_FORMATS:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"unknown disk snapshot driver '{fmt}'")
+        disk.driver_type = fmt
+    if disk.source is not None and not PurePosixPath(disk.source).is_absolute():
+        raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"disk snapshot image path '{disk.source}' must be absolute")
+    if disk.snapshot == Location.DEFAULT and (disk.source or disk.driver_type):
+        disk.snapshot = Location.EXTERNAL
+    return disk
+
+
+def align_disks(defn: SnapshotDef, default: Location, uniform_internal: bool = True,
+                existing: DomainDef | None = None,
+                is_regular_file: Callable[[str], bool] | None = None) -> None:
+    """virDomainSnapshotAlignDisks: check requested disks, list every domain disk in domain order, and
+    name external overlays. `existing` is the domain to align against when the XML carries none."""
+    dom = defn.domain or existing
+    require_match = uniform_internal and default == Location.INTERNAL
+    if dom is None:
+        raise error(ErrorCode.INTERNAL_ERROR, ERR_DOMAIN, "missing domain in snapshot")
+    domain_disks = dom.disks()
+    if len(defn.disks) > len(domain_disks):
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, "too many disk snapshot requests for domain")
+    if not domain_disks:
+        return
+    by_target: dict[str, tuple[int, DiskSnapshot]] = {}
+    for disk in defn.disks:
+        index = dom.disk_index(disk.name)
+        if index is None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"no disk named '{disk.name}'")
+        dom_disk = domain_disks[index]
+        if dom_disk.target in by_target:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"disk '{disk.name}' specified twice")
+        by_target[dom_disk.target] = (index, disk)
+        if disk.snapshot == Location.DEFAULT:
+            if dom_disk.snapshot != Location.DEFAULT and (not require_match or dom_disk.snapshot == Location.NO):
+                disk.snapshot = dom_disk.snapshot
+            else:
+                disk.snapshot = default
+        elif require_match and disk.snapshot != default and not (
+            disk.snapshot == Location.NO and dom_disk.snapshot == Location.NO
+        ):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"disk '{disk.name}' must use snapshot mode '{default.xml}'")
+        if disk.source and disk.snapshot != Location.EXTERNAL:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"file '{disk.source}' for disk '{disk.name}' requires use of external snapshot mode")
+        disk.name = dom_disk.target
+    aligned: list[tuple[int, DiskSnapshot]] = list(by_target.values())
+    for index, dom_disk in enumerate(domain_disks):
+        if dom_disk.target in by_target:
+            continue
+        if dom_disk.source is None:
+            loc = Location.NO  # libvirt never snapshots an empty drive
+        elif dom_disk.snapshot != Location.DEFAULT:
+            loc = dom_disk.snapshot
+        else:
+            loc = default
+        aligned.append((index, DiskSnapshot(name=dom_disk.target, snapshot=loc)))
+    aligned.sort(key=lambda pair: pair[0])
+    defn.disks = [disk for _, disk in aligned]
+    assign_external_names(defn, dom, is_regular_file or _never_regular)
+
+
+def _never_regular(path: str) -> bool:
+    return False
+
+
+def format_snapshot(defn: SnapshotDef, domain_uuid: str | None = None, secure: bool = False,
+                    internal_current: bool | None = None) -> str:
+    """virDomainSnapshotDefFormat. `internal_current` adds the private <active> element."""
+    out = ["<domainsnapshot>\n"]
+    out.append(f"  <name>{escape(defn.name)}</name>\n")
+    if defn.description is not None:
+        out.append(f"  <description>{escape(defn.description)}</description>\n")
+    if defn.state != SnapshotState.NOSTATE:
+        out.append(f"  <state>{defn.state.xml}</state>\n")
+    if defn.parent:
+        out.append(f"  <parent>\n    <name>{escape(defn.parent)}</name>\n  </parent>\n")
+    if defn.creation_time:
+        out.append(f"  <creationTime>{defn.creation_time}</creationTime>\n")
+    if defn.memory != Location.DEFAULT:
+        file_attr = f" file='{escape(defn.memory_file)}'" if defn.memory_file else ""
+        out.append(f"  <memory snapshot='{defn.memory.xml}'{file_attr}/>\n")
+    if defn.disks:
+        out.append("  <disks>\n")
+        for disk in defn.disks:
+            out.append(_format_disk(disk))
+        out.append("  </disks>\n")
+    if defn.domain is not None:
+        out.append(defn.domain.format(indent=2, inactive=True, secure=secure))
+    elif domain_uuid:
+        out.append(f"  <domain>\n    <uuid>{domain_uuid}</uuid>\n  </domain>\n")
+    if defn.inactive_domain is not None:
+        out.append(defn.inactive_domain.format(indent=2, inactive=True, secure=secure, root_tag="inactiveDomain"))
+    if defn.cookie is not None:
+        out.append(format_node(defn.cookie, 2))
+    if internal_current is not None:
+        out.append(f"  <active>{1 if internal_current else 0}</active>\n")
+    out.append("</domainsnapshot>\n")
+    return "".join(out)
+
+
+def _format_disk(disk: DiskSnapshot) -> str:
+    attrs = f" name='{escape(disk.name)}'"
+    if disk.snapshot != Location.DEFAULT:
+        attrs += f" snapshot='{disk.snapshot.xml}'"
+    if not (disk.source or disk.driver_type):
+        return f"    <disk{attrs}/>\n"
+    attrs += f" type='{disk.source_type.value}'"
+    children = ""
+    if disk.driver_type:
+        children += f"      <driver type='{escape(disk.driver_type)}'/>\n"
+    if disk.source:
+        attr = "dev" if disk.source_type == SourceType.BLOCK else "file"
+        children += f"      <source {attr}='{escape(disk.source)}'/>\n"
+    if not children:
+        return f"    <disk{attrs}/>\n"
+    return f"    <disk{attrs}>\n{children}    </disk>\n"
+
+
+def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Callable[[str], bool]) -> None:
+    """virDomainSnapshotDefAssignExternalNames: default overlay names derived from the disk's file."""
+    domain_disks = {d.target: d for d in dom.disks()}
+    for i, disk in enumerate(defn.disks):
+        if disk.snapshot != Location.EXTERNAL or disk.source:
+            continue
+        if disk.source_type != SourceType.FILE:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"cannot generate external snapshot name for disk '{disk.name}' on a "
+                        f"'{disk.source_type.value}' device")
+        origin = domain_disks[disk.name].source if disk.name in domain_disks else None
+        if not origin:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"cannot generate external snapshot name for disk '{disk.name}' without source")
+        if not is_regular_file(origin):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"source for disk '{disk.name}' is not a regular file; refusing to generate external "
+                        "snapshot name")
+        head, sep, tail = origin.rpartition(".")
+        base = head if sep and "/" not in tail else origin
+        disk.source = f"{base}.{defn.name}"
+        for other in defn.disks[:i]:
+            if other.source == disk.source:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                            f"cannot generate external snapshot name for disk '{disk.name}': collision with disk "
+                            f"'{other.name}'")

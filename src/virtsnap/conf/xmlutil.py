@@ -1,0 +1,180 @@
+"""Safe XML parsing into a small immutable-by-convention element tree, and libvirt-style formatting.
+
+Parsing uses libxml2 (through lxml, imported lazily) with entities, DTDs and network access disabled,
+so parse errors read exactly as libvirt's; formatting reproduces libvirt's virBuffer output byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ErrorCode, ErrorDomain, error, raw_error
+
+if TYPE_CHECKING:
+    from lxml import etree
+
+MAX_XML_BYTES = 10 * 1024 * 1024  # libvirt refuses documents over 10 MiB as well (VIR_XML_MAX)
+MAX_DEPTH = 256
+
+
+@dataclass(slots=True)
+class Node:
+    """One XML element: tag, attributes in document order, text (if no children), children."""
+
+    tag: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    text: str | None = None
+    children: list[Node] = field(default_factory=list)
+
+    def find(self, tag: str) -> Node | None:
+        for child in self.children:
+            if child.tag == tag:
+                return child
+        return None
+
+    def findall(self, tag: str) -> list[Node]:
+        return [child for child in self.children if child.tag == tag]
+
+    def findtext(self, path: str) -> str | None:
+        """Text of the element at a '/'-separated path; "" for an empty element, None if absent."""
+        node: Node | None = self
+        for part in path.split("/"):
+            node = node.find(part) if node is not None else None
+        if node is None:
+            return None
+        return node.text if node.text is not None else ""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.attrs.get(name, default)
+
+    def copy(self) -> Node:
+        return Node(self.tag, dict(self.attrs), self.text, [c.copy() for c in self.children])
+
+
+_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
+_NEEDS_ESCAPE = frozenset(_ESCAPES) | {chr(c) for c in range(32) if c not in (9, 10, 13)}
+
+
+def escape(value: str) -> str:
+    """virBufferEscapeString: escape markup characters and drop control characters XML cannot carry."""
+    if not _NEEDS_ESCAPE.intersection(value):
+        return value
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 32 and ch not in "\t\n\r":
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def format_node(node: Node, indent: int = 0, root_tag: str | None = None) -> str:
+    """Format an element the way libvirt's virBuffer formatters do: 2-space indent, single quotes."""
+    parts: list[str] = []
+    _format_into(parts, node, indent, root_tag)
+    return "".join(parts)
+
+
+def _format_into(parts: list[str], node: Node, indent: int, tag: str | None = None) -> None:
+    pad = " " * indent
+    tag = tag or node.tag
+    attrs = "".join(f" {k}='{escape(v)}'" for k, v in node.attrs.items())
+    if node.children:
+        parts.append(f"{pad}<{tag}{attrs}>\n")
+        for child in node.children:
+            _format_into(parts, child, indent + 2)
+        parts.append(f"{pad}</{tag}>\n")
+    elif node.text:
+        parts.append(f"{pad}<{tag}{attrs}>{escape(node.text)}</{tag}>\n")
+    else:
+        parts.append(f"{pad}<{tag}{attrs}/>\n")
+
+
+def _lxml() -> Any:
+    from lxml import etree  # heavy: imported only when XML is parsed
+
+    return etree
+
+
+def _parser() -> etree.XMLParser:
+    etree = _lxml()
+    # No entity expansion, no DTD loading, no network, no huge-tree mode: hostile input stays inert.
+    return etree.XMLParser(
+        resolve_entities=False,
+        load_dtd=False,
+        no_network=True,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        dtd_validation=False,
+        collect_ids=False,
+    )
+
+
+def _detail_error(text: str, url: str, domain: ErrorDomain, exc: Any) -> Exception:
+    """libvirt's virXMLErrorHandler message: "(url):LINE: MESSAGE\\nCONTEXT\\n----^"."""
+    entries = list(getattr(exc, "error_log", []) or [])
+    entry = entries[0] if entries else None
+    line = entry.line if entry is not None else 1
+    column = entry.column if entry is not None else 1
+    message = (entry.message if entry is not None else str(exc)).rstrip("\n")
+    lines = text.splitlines() or [""]
+    context = lines[min(max(line, 1), len(lines)) - 1][:80]
+    pointer = "-" * max(column - 1, 0) + "^"
+    return raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):{line}: {message}\n{context}\n{pointer}")
+
+
+def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
+    """Parse a document whose root must be `root`; hostile or malformed input raises a libvirtError."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(ErrorCode.XML_ERROR, domain, f"document is not valid UTF-8: {exc.reason}") from exc
+    if len(text) > MAX_XML_BYTES:
+        raise error(ErrorCode.XML_ERROR, domain, f"document is larger than {MAX_XML_BYTES} bytes")
+    if "\x00" in text:
+        raise error(ErrorCode.XML_ERROR, domain, "document contains a NUL character")
+    etree = _lxml()
+    if not text.strip():
+        raise raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):1: Document is empty\n(null)\n^")
+    stripped = text.lstrip()
+    if stripped.startswith("<?xml"):
+        # lxml refuses str input with an encoding declaration; libvirt only accepts UTF-8 anyway.
+        data: str | bytes = text.encode("utf-8")
+    else:
+        data = text
+    try:
+        element = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise _detail_error(text, url, domain, exc) from exc
+    tree = element.getroottree()
+    if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
+        raise error(ErrorCode.XML_ERROR, domain, "document type declarations are not allowed")
+    if element.tag != root:
+        raise error(ErrorCode.XML_ERROR, ErrorDomain.XML, f"expecting root element of '{root}', not '{element.tag}'")
+    return _convert(element, domain, 0)
+
+
+def _convert(element: Any, domain: ErrorDomain, depth: int) -> Node:
+    etree = _lxml()
+    if depth > MAX_DEPTH:
+        raise error(ErrorCode.XML_ERROR, domain, f"document is nested deeper than {MAX_DEPTH} levels")
+    children: list[Node] = []
+    for child in element:
+        if isinstance(child, etree._Entity):
+            raise error(ErrorCode.XML_ERROR, domain, f"entity reference '&{child.name};' is not allowed")
+        if not isinstance(child.tag, str):
+            continue
+        children.append(_convert(child, domain, depth + 1))
+    tag = element.tag
+    if "}" in tag or element.prefix:
+        # Namespaced elements (e.g. metadata) are kept with their prefix, as libvirt prints them.
+        tag = f"{element.prefix}:{etree.QName(element).localname}" if element.prefix else etree.QName(element).localname
+    text = element.text
+    if children:
+        text = None
+    return Node(tag, {str(k): str(v) for k, v in element.attrib.items()}, text, children)

@@ -1,0 +1,42 @@
+"""Driver registry: a URI scheme names a driver module, imported only when a connection asks for it.
+
+Each module exposes `open_driver(uri, read_only, auth) -> Driver`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ErrorCode, ErrorDomain, error
+
+if TYPE_CHECKING:
+    from ..uri import URI
+    from .base import Driver
+
+# scheme -> (module, extra to install when its import fails)
+_DRIVERS: dict[str, tuple[str, str | None]] = {
+    "test": ("virtsnap.drivers.test.driver", None),
+    "qemu": ("virtsnap.drivers.qemu.driver", "qemu"),
+    "esx": ("virtsnap.drivers.esx.driver", "esx"),
+    "vpx": ("virtsnap.drivers.esx.driver", "esx"),
+    "vbox": ("virtsnap.drivers.vbox.driver", None),
+}
+
+
+def open_driver(uri: URI, read_only: bool, auth: Any = None) -> Driver:
+    entry = _DRIVERS.get(uri.scheme)
+    if entry is None or uri.transport not in (None, "unix"):
+        raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, uri.text)
+    module_name, extra = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("virtsnap"):
+            raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE,
+                        f"{uri.text} (the {uri.scheme} driver is not available in this build)") from exc
+        hint = f"; install it with: pip install 'virtsnap[{extra}]'" if extra else ""
+        raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE,
+                    f"{uri.text} (missing Python package '{exc.name}'{hint})") from exc
+    driver: Driver = module.open_driver(uri, read_only, auth)
+    return driver

@@ -1,0 +1,137 @@
+"""The typed interface every hypervisor driver implements, and the records it returns.
+
+`api.py` checks flags generically (from each driver's capability table) before calling a driver; a driver
+only does what its hypervisor needs. A method a driver lacks means VIR_ERR_NO_SUPPORT.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from ..errors import ErrorDomain
+from ..flags import DomainState, FlagRule
+
+if TYPE_CHECKING:
+    from ..conf.tree import SnapshotTree
+    from ..uri import URI
+
+
+T = TypeVar("T")
+
+
+class Op(enum.Enum):
+    """API entry points whose flags are checked against a driver's table; value = libvirt's C name tail."""
+
+    SNAPSHOT_CREATE = "DomainSnapshotCreateXML"
+    SNAPSHOT_NUM = "DomainSnapshotNum"
+    SNAPSHOT_LIST_NAMES = "DomainSnapshotListNames"
+    LIST_ALL_SNAPSHOTS = "DomainListAllSnapshots"
+    SNAPSHOT_NUM_CHILDREN = "DomainSnapshotNumChildren"
+    SNAPSHOT_LIST_CHILDREN = "DomainSnapshotListChildrenNames"
+    SNAPSHOT_LIST_ALL_CHILDREN = "DomainSnapshotListAllChildren"
+    SNAPSHOT_LOOKUP = "DomainSnapshotLookupByName"
+    HAS_CURRENT = "DomainHasCurrentSnapshot"
+    SNAPSHOT_PARENT = "DomainSnapshotGetParent"
+    SNAPSHOT_CURRENT = "DomainSnapshotCurrent"
+    SNAPSHOT_XML = "DomainSnapshotGetXMLDesc"
+    SNAPSHOT_IS_CURRENT = "DomainSnapshotIsCurrent"
+    SNAPSHOT_HAS_METADATA = "DomainSnapshotHasMetadata"
+    REVERT = "DomainRevertToSnapshot"
+    SNAPSHOT_DELETE = "DomainSnapshotDelete"
+    DOMAIN_XML = "DomainGetXMLDesc"
+    DOMAIN_UNDEFINE = "DomainUndefineFlags"
+    DOMAIN_DEFINE = "DomainDefineXMLFlags"
+    DOMAIN_CREATE = "DomainCreateWithFlags"
+    DOMAIN_SHUTDOWN = "DomainShutdownFlags"
+    DOMAIN_DESTROY = "DomainDestroyFlags"
+    LIST_ALL_DOMAINS = "ConnectListAllDomains"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a driver accepts: per-entry-point flag masks and the prefix of its C-style function names."""
+
+    func_prefix: str  # "test", "qemu", "esx", "vbox": error messages name e.g. testDomainSnapshotNum
+    error_domain: ErrorDomain
+    flags: dict[Op, int] = field(default_factory=dict)
+    rules: dict[Op, tuple[FlagRule, ...]] = field(default_factory=dict)  # driver-specific flag pairs
+
+    def function_name(self, op: Op) -> str:
+        return self.func_prefix + op.value
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """A domain as a lookup returns it: enough to build a handle."""
+
+    name: str
+    uuid: str
+    id: int  # -1 when not running
+    persistent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    state: DomainState
+    max_mem_kib: int
+    memory_kib: int
+    vcpus: int
+    cpu_time_ns: int
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One hypervisor connection. Every method may raise libvirtError; none may raise anything else."""
+
+    capabilities: Capabilities
+    uri: URI
+
+    def close(self) -> None: ...
+
+    def hostname(self) -> str: ...
+
+    # domains
+    def list_domains(self) -> list[DomainRecord]: ...
+
+    def lookup_domain(self, *, name: str | None = None, uuid: str | None = None,
+                      id: int | None = None) -> DomainRecord: ...
+
+    def domain_state(self, uuid: str) -> tuple[DomainState, int]: ...
+
+    def domain_info(self, uuid: str) -> DomainInfo: ...
+
+    def domain_xml(self, uuid: str, flags: int) -> str: ...
+
+    def domain_persistent(self, uuid: str) -> bool: ...
+
+    def define_xml(self, xml: str, flags: int) -> DomainRecord: ...
+
+    def undefine(self, uuid: str, flags: int) -> None: ...
+
+    def start(self, uuid: str, flags: int) -> None: ...
+
+    def shutdown(self, uuid: str, flags: int) -> None: ...
+
+    def destroy(self, uuid: str, flags: int) -> None: ...
+
+    def suspend(self, uuid: str) -> None: ...
+
+    def resume(self, uuid: str) -> None: ...
+
+    # snapshots
+    def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
+        """Run `fn` on the domain's snapshot forest as it is now, under the driver's read lock."""
+        ...
+
+    def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
+        """Create (or redefine) a snapshot; returns its name."""
+        ...
+
+    def snapshot_xml(self, uuid: str, name: str, flags: int) -> str: ...
+
+    def snapshot_revert(self, uuid: str, name: str, flags: int) -> None: ...
+
+    def snapshot_delete(self, uuid: str, name: str, flags: int) -> None: ...

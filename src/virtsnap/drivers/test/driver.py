@@ -1,0 +1,470 @@
+"""The in-memory test driver behind test:///default: libvirt's test driver, call for call.
+
+State is shared by the open connections of one process and starts fresh once the last one closes,
+as in libvirt. Snapshot semantics follow libvirt's test_driver.c, including its flag set and messages.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ...conf.domain_xml import DomainDef
+from ...conf.snapshot_xml import (
+    Location,
+    ParseMode,
+    SnapshotDef,
+    SnapshotState,
+    align_disks,
+    format_snapshot,
+    parse_snapshot,
+)
+from ...conf.tree import Moment, SnapshotTree
+from ...conf import validate as schema
+from ...errors import ErrorCode, ErrorDomain, error
+from ...flags import (
+    LIST_DOMAIN_ALL,
+    LIST_FILTERS_ALL,
+    DomainState,
+    DomainUndefine,
+    DomainXML,
+    SnapshotCreate as C,
+    SnapshotDelete as D,
+    SnapshotList as L,
+    SnapshotRevert as R,
+    SnapshotXML,
+)
+from ...uri import URI
+from ..base import Capabilities, DomainInfo, DomainRecord, Op
+
+ERR = ErrorDomain.TEST
+T = TypeVar("T")
+
+# virDomainRunningReason / PausedReason / ShutoffReason values used here
+RUNNING_BOOTED, RUNNING_UNPAUSED, RUNNING_FROM_SNAPSHOT = 1, 3, 4
+PAUSED_USER, PAUSED_FROM_SNAPSHOT = 1, 7
+SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_FROM_SNAPSHOT = 1, 2, 7
+
+_CHILD_LIST = L.DESCENDANTS | L.TOPOLOGICAL | LIST_FILTERS_ALL
+CAPABILITIES = Capabilities(
+    func_prefix="test",
+    error_domain=ERR,
+    flags={
+        Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.HALT | C.QUIESCE | C.ATOMIC | C.LIVE | C.VALIDATE,
+        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
+        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
+        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
+        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LOOKUP: 0,
+        Op.HAS_CURRENT: 0,
+        Op.SNAPSHOT_PARENT: 0,
+        Op.SNAPSHOT_CURRENT: 0,
+        Op.SNAPSHOT_XML: SnapshotXML.SECURE,
+        Op.SNAPSHOT_IS_CURRENT: 0,
+        Op.SNAPSHOT_HAS_METADATA: 0,
+        Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
+        Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY,
+        Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.UPDATE_CPU | DomainXML.MIGRATABLE,
+        Op.DOMAIN_UNDEFINE: DomainUndefine.MANAGED_SAVE | DomainUndefine.SNAPSHOTS_METADATA
+        | DomainUndefine.NVRAM | DomainUndefine.KEEP_NVRAM,
+        Op.DOMAIN_DEFINE: 1,  # VIR_DOMAIN_DEFINE_VALIDATE
+        Op.DOMAIN_CREATE: 0,
+        Op.DOMAIN_SHUTDOWN: 0,
+        Op.DOMAIN_DESTROY: 0,
+    },
+)
+
+# The domain libvirt's test:///default starts with, as `virsh -c test:///default dumpxml test` prints it.
+DEFAULT_DOMAIN_XML = """<domain type='test'>
+  <name>test</name>
+  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='KiB'>2097152</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='i686'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='/guest/diskimage1'/>
+      <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </disk>
+    <interface type='network'>
+      <mac address='aa:bb:cc:dd:ee:ff'/>
+      <source network='default'/>
+      <target dev='testnet0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0'/>
+    </interface>
+    <memballoon model='virtio'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </memballoon>
+  </devices>
+</domain>
+"""
+
+
+@dataclass
+class TestDomain:
+    defn: DomainDef
+    state: DomainState = DomainState.SHUTOFF
+    reason: int = 0
+    id: int = -1
+    persistent: bool = True
+    has_managed_save: bool = False
+    snapshots: SnapshotTree = field(default_factory=SnapshotTree)
+
+    @property
+    def active(self) -> bool:
+        return self.id >= 0
+
+    def record(self) -> DomainRecord:
+        return DomainRecord(self.defn.name, self.defn.uuid, self.id, self.persistent)
+
+
+class TestState:
+    """One hypervisor's worth of domains (libvirt's testDriver)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.domains: dict[str, TestDomain] = {}  # by uuid, in definition order
+        self.next_id = 1
+        dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML))
+        self.domains[dom.defn.uuid] = dom
+        self.start_state(dom, 0)  # libvirt's default domain reports reason 0 (unknown)
+
+    def start_state(self, dom: TestDomain, reason: int) -> None:
+        dom.id = self.next_id
+        self.next_id += 1
+        dom.state, dom.reason = DomainState.RUNNING, reason
+
+    def shutdown_state(self, dom: TestDomain, reason: int) -> None:
+        dom.id = -1
+        dom.state, dom.reason = DomainState.SHUTOFF, reason
+        if not dom.persistent:
+            self.domains.pop(dom.defn.uuid, None)
+
+
+# test:///default state lives as long as at least one connection of this process is open.
+_shared_lock = threading.Lock()
+_shared: TestState | None = None
+_shared_refs = 0
+
+
+def open_driver(uri: URI, read_only: bool, auth: Any = None) -> TestDriver:
+    global _shared, _shared_refs
+    if uri.path != "/default" or uri.host:
+        raise error(ErrorCode.NO_SUPPORT, ErrorDomain.TEST,
+                    f"only test:///default is provided by virtsnap's test driver, not {uri.text}")
+    with _shared_lock:
+        if _shared is None:
+            _shared = TestState()
+        _shared_refs += 1
+        return TestDriver(uri, _shared)
+
+
+class TestDriver:
+    capabilities = CAPABILITIES
+
+    def __init__(self, uri: URI, state: TestState) -> None:
+        self.uri = uri
+        self._state = state
+        self._closed = False
+
+    def close(self) -> None:
+        global _shared, _shared_refs
+        if self._closed:
+            return
+        self._closed = True
+        with _shared_lock:
+            _shared_refs -= 1
+            if _shared_refs == 0:
+                _shared = None
+
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    # -- domains ------------------------------------------------------------------------------------
+    def _dom(self, uuid: str) -> TestDomain:
+        dom = self._state.domains.get(uuid)
+        if dom is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        return dom
+
+    def list_domains(self) -> list[DomainRecord]:
+        with self._state.lock:
+            return [d.record() for d in self._state.domains.values()]
+
+    def lookup_domain(self, *, name: str | None = None, uuid: str | None = None,
+                      id: int | None = None) -> DomainRecord:
+        with self._state.lock:
+            for dom in self._state.domains.values():
+                if (name is not None and dom.defn.name == name) or (uuid is not None and dom.defn.uuid == uuid) \
+                        or (id is not None and dom.id == id and id >= 0):
+                    return dom.record()
+        raise error(ErrorCode.NO_DOMAIN, ERR)
+
+    def domain_state(self, uuid: str) -> tuple[DomainState, int]:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            return dom.state, dom.reason
+
+    def domain_persistent(self, uuid: str) -> bool:
+        with self._state.lock:
+            return self._dom(uuid).persistent
+
+    def domain_info(self, uuid: str) -> DomainInfo:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            # libvirt's test driver reports the wall clock as CPU time.
+            return DomainInfo(dom.state, dom.defn.memory_kib, dom.defn.current_memory_kib, dom.defn.vcpus,
+                              time.time_ns())
+
+    def domain_xml(self, uuid: str, flags: int) -> str:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            inactive = bool(flags & DomainXML.INACTIVE) or not dom.active
+            return dom.defn.format(inactive=inactive, secure=bool(flags & DomainXML.SECURE),
+                                   dom_id=None if inactive else dom.id)
+
+    def define_xml(self, xml: str, flags: int) -> DomainRecord:
+        defn = DomainDef.parse(xml)
+        if defn.type != "test":
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"unexpected domain type {defn.type}, expecting test")
+        with self._state.lock:
+            for dom in self._state.domains.values():
+                if dom.defn.name == defn.name:
+                    if dom.defn.uuid != defn.uuid:
+                        raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                                    f"domain '{defn.name}' already exists with uuid {dom.defn.uuid}")
+                    dom.defn = defn
+                    dom.persistent = True
+                    return dom.record()
+                if dom.defn.uuid == defn.uuid:
+                    raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                                f"domain '{dom.defn.name}' is already defined with uuid {defn.uuid}")
+            dom = TestDomain(defn)
+            self._state.domains[defn.uuid] = dom
+            return dom.record()
+
+    def undefine(self, uuid: str, flags: int) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            if dom.has_managed_save and not flags & DomainUndefine.MANAGED_SAVE:
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            "Refusing to undefine while domain managed save image exists")
+            count = len(dom.snapshots)
+            if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
+                raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
+            dom.has_managed_save = False
+            if dom.active:
+                dom.persistent = False
+            else:
+                del self._state.domains[uuid]
+
+    def start(self, uuid: str, flags: int) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            if dom.state != DomainState.SHUTOFF:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"Domain '{dom.defn.name}' is already running")
+            self._state.start_state(dom, RUNNING_BOOTED)
+
+    def shutdown(self, uuid: str, flags: int) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            if dom.state == DomainState.SHUTOFF:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"domain '{dom.defn.name}' not running")
+            self._state.shutdown_state(dom, SHUTOFF_SHUTDOWN)
+
+    def destroy(self, uuid: str, flags: int) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            _check_active(dom)
+            self._state.shutdown_state(dom, SHUTOFF_DESTROYED)
+
+    def suspend(self, uuid: str) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            _check_active(dom)
+            if dom.state == DomainState.PAUSED:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"domain '{dom.defn.name}' not running")
+            dom.state, dom.reason = DomainState.PAUSED, PAUSED_USER
+
+    def resume(self, uuid: str) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            _check_active(dom)
+            if dom.state != DomainState.PAUSED:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"domain '{dom.defn.name}' not paused")
+            dom.state, dom.reason = DomainState.RUNNING, RUNNING_UNPAUSED
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
+        with self._state.lock:
+            return fn(self._dom(uuid).snapshots)
+
+    def _snap(self, dom: TestDomain, name: str) -> Moment:
+        moment = dom.snapshots.get(name)
+        if moment is None:
+            raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ERR, f"no domain snapshot with matching name '{name}'")
+        return moment
+
+    def snapshot_xml(self, uuid: str, name: str, flags: int) -> str:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            moment = self._snap(dom, name)
+            defn: SnapshotDef = moment.defn
+            defn.parent = moment.parent_name
+            return format_snapshot(defn, dom.defn.uuid, secure=bool(flags & SnapshotXML.SECURE))
+
+    def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
+        """testDomainSnapshotCreateXML: the new snapshot becomes current, child of the previous current."""
+        redefine = bool(flags & C.REDEFINE)
+        update_current = not redefine or bool(flags & C.CURRENT)
+        with self._state.lock:
+            dom = self._dom(uuid)
+            if not dom.persistent and flags & C.HALT:
+                raise error(ErrorCode.OPERATION_INVALID, ERR, "cannot halt after transient domain snapshot")
+            if flags & C.VALIDATE:
+                schema.validate_snapshot(xml)
+            defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
+            tree = dom.snapshots
+            if redefine:
+                moment = _redefine(dom, defn, flags)
+                parent = tree.get(defn.parent) if defn.parent else None
+            else:
+                defn.domain = dom.defn.copy()
+                _align_disks(dom, defn)
+                moment = tree.add(Moment(defn.name))
+                parent = tree.current
+                if flags & C.HALT and dom.active:
+                    self._state.shutdown_state(dom, SHUTOFF_FROM_SNAPSHOT)
+            moment.defn, moment.state, moment.external = defn, defn.state, defn.is_external
+            moment.creation_time = defn.creation_time
+            if update_current:
+                tree.set_current(moment)
+            tree.link(moment, parent)
+            return moment.name
+
+    def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            moment = self._snap(dom, name)
+            dom.snapshots.delete(moment, children=bool(flags & D.CHILDREN),
+                                 children_only=bool(flags & D.CHILDREN_ONLY))
+
+    def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
+        """testDomainRevertToSnapshot of libvirt 9.0: an online snapshot restarts the domain (new id);
+        an offline one stops it and, even with RUNNING or PAUSED, leaves it stopped."""
+        with self._state.lock:
+            dom = self._dom(uuid)
+            moment = self._snap(dom, name)
+            defn: SnapshotDef = moment.defn
+            if not dom.persistent and not defn.state.is_online and not flags & (R.RUNNING | R.PAUSED):
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            "transient domain needs to request run or pause to revert to inactive snapshot")
+            if defn.domain is None:
+                raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR,
+                            f"snapshot '{defn.name}' lacks domain '{dom.defn.name}' rollback info")
+            tree = dom.snapshots
+            tree.set_current(None)
+            config = defn.domain.copy()
+            if defn.state.is_online:
+                if dom.active:
+                    self._state.shutdown_state(dom, SHUTOFF_FROM_SNAPSHOT)
+                dom.defn = config
+                self._state.start_state(dom, RUNNING_FROM_SNAPSHOT)
+                if not flags & R.RUNNING and (defn.state == SnapshotState.PAUSED or flags & R.PAUSED):
+                    dom.state, dom.reason = DomainState.PAUSED, PAUSED_FROM_SNAPSHOT
+            else:
+                dom.defn = config
+                if dom.active:
+                    self._state.shutdown_state(dom, SHUTOFF_FROM_SNAPSHOT)
+            tree.set_current(moment)
+
+
+def _check_active(dom: TestDomain) -> None:
+    if not dom.active:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is not running")
+
+
+def _align_disks(dom: TestDomain, defn: SnapshotDef) -> None:
+    """testDomainSnapshotAlignDisks: the state comes from the domain; memory is internal unless external."""
+    if any(d.snapshot == Location.MANUAL for d in defn.disks):
+        raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR, "'manual' snapshot mode is not supported by the test driver")
+    defn.state = SnapshotState(int(dom.state))
+    if defn.memory == Location.EXTERNAL:
+        default = Location.EXTERNAL
+    else:
+        defn.memory = Location.NO if defn.state == SnapshotState.SHUTOFF else Location.INTERNAL
+        default = Location.INTERNAL
+    align_disks(defn, default, uniform_internal=True, is_regular_file=_regular_file)
+
+
+def _regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _redefine(dom: TestDomain, defn: SnapshotDef, flags: int) -> Moment:
+    """virDomainSnapshotRedefinePrep + ReplaceDef/AssignDef: returns the (unlinked) moment to link."""
+    tree = dom.snapshots
+    tree.check_cycles(defn.name, defn.parent)
+    other = tree.get(defn.name)
+    old: SnapshotDef | None = other.defn if other is not None else None
+    snap_err = ErrorDomain.DOMAIN_SNAPSHOT
+    if defn.domain is not None and defn.domain.uuid != dom.defn.uuid:
+        raise error(ErrorCode.INVALID_ARG, snap_err, f"definition for snapshot {defn.name} must use uuid {dom.defn.uuid}")
+    if old is not None:
+        if old.state.is_online != defn.state.is_online:
+            raise error(ErrorCode.INVALID_ARG, snap_err,
+                        f"cannot change between online and offline snapshot state in snapshot {defn.name}")
+        if (old.state == SnapshotState.DISK_SNAPSHOT) != (defn.state == SnapshotState.DISK_SNAPSHOT):
+            raise error(ErrorCode.INVALID_ARG, snap_err,
+                        f"cannot change between disk only and full system in snapshot {defn.name}")
+        if old.domain is not None and defn.domain is not None:
+            problem = _abi_difference(old.domain, defn.domain)
+            if problem is not None:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, problem)
+    external = defn.state == SnapshotState.DISK_SNAPSHOT or defn.is_external
+    align_disks(defn, Location.EXTERNAL if external else Location.INTERNAL, uniform_internal=True,
+                existing=old.domain if old is not None else None, is_regular_file=_regular_file)
+    if other is None:
+        return tree.add(Moment(defn.name))
+    if defn.domain is None:
+        defn.domain = old.domain if old is not None else None
+    tree.drop_parent(other)
+    return other
+
+
+def _abi_difference(current: DomainDef, target: DomainDef) -> str | None:
+    """A reduced virDomainDefCheckABIStability: the guest-visible facts a live revert cannot change."""
+    if current.type != target.type:
+        return f"Target domain virt type {target.type} does not match source {current.type}"
+    if current.memory_kib != target.memory_kib:
+        return (f"Target domain max memory {target.memory_kib} does not match source "
+                f"{current.memory_kib}")
+    if current.vcpus != target.vcpus:
+        return f"Target domain vCPU max {target.vcpus} does not match source {current.vcpus}"
+    src, dst = current.disks(), target.disks()
+    if len(src) != len(dst):
+        return f"Target domain disk count {len(dst)} does not match source {len(src)}"
+    for a, b in zip(src, dst):
+        if a.target != b.target:
+            return f"Target disk {b.target} does not match source {a.target}"
+    return None

@@ -1,0 +1,189 @@
+"""libvirt's flag and state enumerations, with libvirt's values, declared once.
+
+`api.py` checks flags against these before any driver code runs; `__init__` exports the VIR_* names.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ErrorCode, ErrorDomain, raw_error
+
+
+class SnapshotCreate(enum.IntFlag):
+    REDEFINE = 1 << 0
+    CURRENT = 1 << 1
+    NO_METADATA = 1 << 2
+    HALT = 1 << 3
+    DISK_ONLY = 1 << 4
+    REUSE_EXT = 1 << 5
+    QUIESCE = 1 << 6
+    ATOMIC = 1 << 7
+    LIVE = 1 << 8
+    VALIDATE = 1 << 9
+
+
+class SnapshotList(enum.IntFlag):
+    ROOTS = 1 << 0  # on a domain; the same bit means DESCENDANTS on a snapshot
+    LEAVES = 1 << 2
+    NO_LEAVES = 1 << 3
+    METADATA = 1 << 1
+    NO_METADATA = 1 << 4
+    INACTIVE = 1 << 5
+    ACTIVE = 1 << 6
+    DISK_ONLY = 1 << 7
+    INTERNAL = 1 << 8
+    EXTERNAL = 1 << 9
+    TOPOLOGICAL = 1 << 10
+
+    DESCENDANTS = 1 << 0
+
+
+# The filter groups: OR inside a group, AND across groups, an empty group filters nothing.
+LIST_FILTER_GROUPS: tuple[SnapshotList, ...] = (
+    SnapshotList.LEAVES | SnapshotList.NO_LEAVES,
+    SnapshotList.METADATA | SnapshotList.NO_METADATA,
+    SnapshotList.INACTIVE | SnapshotList.ACTIVE | SnapshotList.DISK_ONLY,
+    SnapshotList.INTERNAL | SnapshotList.EXTERNAL,
+)
+LIST_FILTERS_ALL = SnapshotList(0)
+for _group in LIST_FILTER_GROUPS:
+    LIST_FILTERS_ALL |= _group
+LIST_DOMAIN_ALL = SnapshotList.ROOTS | SnapshotList.TOPOLOGICAL | LIST_FILTERS_ALL
+
+
+class SnapshotRevert(enum.IntFlag):
+    RUNNING = 1 << 0
+    PAUSED = 1 << 1
+    FORCE = 1 << 2
+    RESET_NVRAM = 1 << 3
+
+
+class SnapshotDelete(enum.IntFlag):
+    CHILDREN = 1 << 0
+    METADATA_ONLY = 1 << 1
+    CHILDREN_ONLY = 1 << 2
+
+
+class SnapshotXML(enum.IntFlag):
+    SECURE = 1 << 0
+
+
+class DomainXML(enum.IntFlag):
+    SECURE = 1 << 0
+    INACTIVE = 1 << 1
+    UPDATE_CPU = 1 << 2
+    MIGRATABLE = 1 << 3
+
+
+class DomainUndefine(enum.IntFlag):
+    MANAGED_SAVE = 1 << 0
+    SNAPSHOTS_METADATA = 1 << 1
+    NVRAM = 1 << 2
+    KEEP_NVRAM = 1 << 3
+    CHECKPOINTS_METADATA = 1 << 4
+    TPM = 1 << 5
+    KEEP_TPM = 1 << 6
+
+
+class ListDomains(enum.IntFlag):
+    ACTIVE = 1 << 0
+    INACTIVE = 1 << 1
+    PERSISTENT = 1 << 2
+    TRANSIENT = 1 << 3
+    RUNNING = 1 << 4
+    PAUSED = 1 << 5
+    SHUTOFF = 1 << 6
+    OTHER = 1 << 7
+    MANAGEDSAVE = 1 << 8
+    NO_MANAGEDSAVE = 1 << 9
+    AUTOSTART = 1 << 10
+    NO_AUTOSTART = 1 << 11
+    HAS_SNAPSHOT = 1 << 12
+    NO_SNAPSHOT = 1 << 13
+    HAS_CHECKPOINT = 1 << 14
+    NO_CHECKPOINT = 1 << 15
+
+
+class ConnectFlags(enum.IntFlag):
+    RO = 1 << 0
+    NO_ALIASES = 1 << 1
+
+
+class DomainState(enum.IntEnum):
+    """virDomainState."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+
+
+class Cred(enum.IntEnum):
+    """virConnectCredentialType, for openAuth callbacks."""
+
+    USERNAME = 1
+    AUTHNAME = 2
+    LANGUAGE = 3
+    CNONCE = 4
+    PASSPHRASE = 5
+    ECHOPROMPT = 6
+    NOECHOPROMPT = 7
+    REALM = 8
+    EXTERNAL = 9
+
+
+# The VIR_* names libvirt-python exports, generated from the enums above so each value is written once.
+_PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
+    (SnapshotCreate, "VIR_DOMAIN_SNAPSHOT_CREATE_"),
+    (SnapshotList, "VIR_DOMAIN_SNAPSHOT_LIST_"),
+    (SnapshotRevert, "VIR_DOMAIN_SNAPSHOT_REVERT_"),
+    (SnapshotDelete, "VIR_DOMAIN_SNAPSHOT_DELETE_"),
+    (SnapshotXML, "VIR_DOMAIN_SNAPSHOT_XML_"),
+    (DomainXML, "VIR_DOMAIN_XML_"),
+    (DomainUndefine, "VIR_DOMAIN_UNDEFINE_"),
+    (ListDomains, "VIR_CONNECT_LIST_DOMAINS_"),
+    (ConnectFlags, "VIR_CONNECT_"),
+    (DomainState, "VIR_DOMAIN_"),
+    (Cred, "VIR_CRED_"),
+)
+
+
+def flag_name(member: enum.Enum) -> str:
+    """libvirt's spelling of a flag, e.g. VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE."""
+    for cls, prefix in _PREFIXES:
+        if isinstance(member, cls):
+            return prefix + str(member.name)
+    raise KeyError(member)
+
+
+def exported_constants() -> dict[str, int]:
+    names: dict[str, int] = {}
+    for cls, prefix in _PREFIXES:
+        for name, member in cls.__members__.items():
+            names[prefix + name] = int(member.value)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRule:
+    """A pair of flags: `exclusive` ones may not be combined; otherwise `first` requires `second`."""
+
+    first: Any
+    second: Any
+    exclusive: bool = True
+
+    def check(self, flags: int, domain: ErrorDomain) -> None:
+        has_first, has_second = bool(flags & self.first), bool(flags & self.second)
+        if self.exclusive and has_first and has_second:
+            raise raw_error(ErrorCode.INVALID_ARG, domain,
+                            f"Flags '{flag_name(self.first)}' and '{flag_name(self.second)}' are mutually exclusive")
+        if not self.exclusive and has_first and not has_second:
+            raise raw_error(ErrorCode.INVALID_ARG, domain,
+                            f"Flag '{flag_name(self.second)}' is required by flag '{flag_name(self.first)}'")
