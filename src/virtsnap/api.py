@@ -19,6 +19,7 @@ from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from .flags import (
     ConnectFlags,
     DomainState,
+    DomainXML,
     ListDomains,
     SnapshotCreate,
     SnapshotDelete,
@@ -68,7 +69,13 @@ ENTRY_POINTS: dict[str, EntryPoint] = {e.public_name: e for e in (
     EntryPoint("virDomainSnapshotIsCurrent", Op.SNAPSHOT_IS_CURRENT),
     EntryPoint("virDomainSnapshotHasMetadata", Op.SNAPSHOT_HAS_METADATA),
     EntryPoint("virDomainGetXMLDesc", Op.DOMAIN_XML, domain=_D),
+    EntryPoint("virDomainGetState", Op.DOMAIN_STATE, domain=_D),
     EntryPoint("virDomainDefineXMLFlags", Op.DOMAIN_DEFINE, True, domain=_D),
+    EntryPoint("virDomainDefineXML", Op.DOMAIN_DEFINE, True, domain=_D),
+    EntryPoint("virDomainUndefine", Op.DOMAIN_UNDEFINE, True, domain=_D),
+    EntryPoint("virDomainCreate", Op.DOMAIN_CREATE, True, domain=_D),
+    EntryPoint("virDomainShutdown", Op.DOMAIN_SHUTDOWN, True, domain=_D),
+    EntryPoint("virDomainDestroy", Op.DOMAIN_DESTROY, True, domain=_D),
     EntryPoint("virDomainUndefineFlags", Op.DOMAIN_UNDEFINE, True, domain=_D),
     EntryPoint("virDomainCreateWithFlags", Op.DOMAIN_CREATE, True, domain=_D),
     EntryPoint("virDomainShutdownFlags", Op.DOMAIN_SHUTDOWN, True, domain=_D),
@@ -92,7 +99,7 @@ def _check_flags(conn: virConnect, public_name: str, flags: int) -> None:
     if entry.op is not None:
         if entry.op not in caps.flags:
             raise error(ErrorCode.NO_SUPPORT, entry.domain, public_name)
-        unknown = flags & ~caps.flags[entry.op]
+        unknown = int(flags) & ~int(caps.flags[entry.op]) & 0xFFFFFFFF  # int: IntFlag's ~ keeps known bits only
         if unknown:
             raise raw_error(ErrorCode.INVALID_ARG, caps.error_domain,
                             f"unsupported flags (0x{unknown:x}) in function {caps.function_name(entry.op)}")
@@ -216,7 +223,8 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         return len(self.listDefinedDomains())
 
     def defineXML(self, xml: str) -> virDomain:  # noqa: N802
-        return self.defineXMLFlags(xml, 0)
+        _check_flags(self, "virDomainDefineXML", 0)
+        return self._domain(_driver_call(lambda: self._drv().define_xml(xml, 0)))
 
     def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:  # noqa: N802
         _check_flags(self, "virDomainDefineXMLFlags", flags)
@@ -263,6 +271,7 @@ class virDomain:  # noqa: N801
         return self._id
 
     def state(self, flags: int = 0) -> list[int]:
+        self._check("virDomainGetState", flags)
         state, reason = _driver_call(lambda: self._drv().domain_state(self._uuid))
         return [int(state), int(reason)]
 
@@ -280,31 +289,45 @@ class virDomain:  # noqa: N801
         return self.info()[1]
 
     def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
+        if self._conn.read_only and flags & DomainXML.SECURE:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN, "virDomainGetXMLDesc with secure flag")
         self._check("virDomainGetXMLDesc", flags)
         return _driver_call(lambda: self._drv().domain_xml(self._uuid, flags))
 
     def create(self) -> int:
-        return self.createWithFlags(0)
+        return self._start_via("virDomainCreate", 0)
 
     def createWithFlags(self, flags: int = 0) -> int:  # noqa: N802
-        self._check("virDomainCreateWithFlags", flags)
+        return self._start_via("virDomainCreateWithFlags", flags)
+
+    def _start_via(self, public_name: str, flags: int) -> int:
+        self._check(public_name, flags)
         _driver_call(lambda: self._drv().start(self._uuid, flags))
+        self._id = _driver_call(lambda: self._drv().lookup_domain(uuid=self._uuid)).id  # as libvirt updates it
         return 0
 
     def shutdown(self) -> int:
-        return self.shutdownFlags(0)
+        return self._shutdown_via("virDomainShutdown", 0)
 
     def shutdownFlags(self, flags: int = 0) -> int:  # noqa: N802
-        self._check("virDomainShutdownFlags", flags)
+        return self._shutdown_via("virDomainShutdownFlags", flags)
+
+    def _shutdown_via(self, public_name: str, flags: int) -> int:
+        self._check(public_name, flags)
         _driver_call(lambda: self._drv().shutdown(self._uuid, flags))
+        self._id = -1
         return 0
 
     def destroy(self) -> int:
-        return self.destroyFlags(0)
+        return self._destroy_via("virDomainDestroy", 0)
 
     def destroyFlags(self, flags: int = 0) -> int:  # noqa: N802
-        self._check("virDomainDestroyFlags", flags)
+        return self._destroy_via("virDomainDestroyFlags", flags)
+
+    def _destroy_via(self, public_name: str, flags: int) -> int:
+        self._check(public_name, flags)
         _driver_call(lambda: self._drv().destroy(self._uuid, flags))
+        self._id = -1
         return 0
 
     def suspend(self) -> int:
@@ -318,10 +341,13 @@ class virDomain:  # noqa: N801
         return 0
 
     def undefine(self) -> int:
-        return self.undefineFlags(0)
+        return self._undefine_via("virDomainUndefine", 0)
 
     def undefineFlags(self, flags: int = 0) -> int:  # noqa: N802
-        self._check("virDomainUndefineFlags", flags)
+        return self._undefine_via("virDomainUndefineFlags", flags)
+
+    def _undefine_via(self, public_name: str, flags: int) -> int:
+        self._check(public_name, flags)
         _driver_call(lambda: self._drv().undefine(self._uuid, flags))
         return 0
 
@@ -338,6 +364,8 @@ class virDomain:  # noqa: N801
             raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
                             "Invalid argument: xmlDesc in virDomainSnapshotCreateXML must not be NULL")
         name = _driver_call(lambda: self._drv().snapshot_create(self._uuid, xmlDesc, flags))
+        if flags & SnapshotCreate.HALT:
+            self._forget_id_if_stopped()
         return self._snapshot(name)
 
     def snapshotNum(self, flags: int = 0) -> int:  # noqa: N802
@@ -375,7 +403,14 @@ class virDomain:  # noqa: N801
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainRevertToSnapshot", flags)
         _driver_call(lambda: self._drv().snapshot_revert(self._uuid, snap.getName(), flags))
+        snap.getDomain()._forget_id_if_stopped()
         return 0
+
+    def _forget_id_if_stopped(self) -> None:
+        """libvirt clears the calling handle's ID when the call stopped the domain (even if it restarted)."""
+        current = _driver_call(lambda: self._drv().lookup_domain(uuid=self._uuid)).id
+        if current != self._id:
+            self._id = -1
 
     def _moment(self, tree: SnapshotTree, name: str) -> Moment:
         moment = tree.get(name)

@@ -165,7 +165,7 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "a redefined snapshot must have a name")
     if name is not None:
         check_name(name)
-    description = root.findtext("description")
+    description = root.findtext("description") or None  # libvirt: an empty string reads as absent
     defn = SnapshotDef(name=name or "", description=description)
     offline = False
     if redefine:

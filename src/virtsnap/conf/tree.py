@@ -155,12 +155,12 @@ class SnapshotTree:
         parent = self._by_name.get(parent_name)
         if parent is None:
             raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN, f"parent {parent_name} for moment {name} not found")
-        ancestor = self.parent_of(parent)
-        while ancestor is not None:
-            if ancestor.name == name:
+        other: Moment | None = parent
+        while other is not None and other.parent_name is not None:
+            if other.parent_name == name:
                 raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN,
-                            f"parent {parent_name} would create cycle to {name}")
-            ancestor = self.parent_of(ancestor)
+                            f"parent {other.name} would create cycle to {name}")
+            other = self.parent_of(other)
 
     def delete(self, moment: Moment, children: bool = False, children_only: bool = False) -> DeleteResult:
         """libvirt's delete semantics for the metadata: reparent or drop the subtree, move current."""

@@ -28,6 +28,6 @@ def validate_snapshot(xml: str) -> None:
     doc = etree.fromstring(data, _parser())
     schema = _snapshot_schema()
     if not schema.validate(doc):
-        entry = schema.error_log.last_error
-        detail = f"{entry.message} (line {entry.line})" if entry is not None else "document is invalid"
-        raise error(ErrorCode.XML_INVALID_SCHEMA, ErrorDomain.DOMAIN_SNAPSHOT, detail)
+        messages = "".join(f"{entry.message}\n" for entry in schema.error_log)
+        path = resources.files(__package__).joinpath("schemas/domainsnapshot.rng")
+        raise error(ErrorCode.XML_INVALID_SCHEMA, ErrorDomain.XML, f"Unable to validate doc against {path}\n{messages}")

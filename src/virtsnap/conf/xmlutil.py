@@ -114,9 +114,10 @@ def _parser() -> etree.XMLParser:
     )
 
 
-def _detail_error(text: str, url: str, domain: ErrorDomain, exc: Any) -> Exception:
-    """libvirt's virXMLErrorHandler message: "(url):LINE: MESSAGE\\nCONTEXT\\n----^"."""
-    entries = list(getattr(exc, "error_log", []) or [])
+def _detail_error(text: str, url: str, domain: ErrorDomain, exc: Any, parser: Any) -> Exception:
+    """libvirt's virXMLErrorHandler message: "(url):LINE: MESSAGE\\nCONTEXT\\n----^" (first error wins)."""
+    # The parser's own log: the exception's log is shared by the thread and may hold older errors.
+    entries = list(parser.error_log)
     entry = entries[0] if entries else None
     line = entry.line if entry is not None else 1
     column = entry.column if entry is not None else 1
@@ -147,10 +148,11 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
         data: str | bytes = text.encode("utf-8")
     else:
         data = text
+    parser = _parser()
     try:
-        element = etree.fromstring(data, _parser())
+        element = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise _detail_error(text, url, domain, exc) from exc
+        raise _detail_error(text, url, domain, exc, parser) from exc
     tree = element.getroottree()
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
         raise error(ErrorCode.XML_ERROR, domain, "document type declarations are not allowed")

@@ -42,6 +42,7 @@ class Op(enum.Enum):
     REVERT = "DomainRevertToSnapshot"
     SNAPSHOT_DELETE = "DomainSnapshotDelete"
     DOMAIN_XML = "DomainGetXMLDesc"
+    DOMAIN_STATE = "DomainGetState"
     DOMAIN_UNDEFINE = "DomainUndefineFlags"
     DOMAIN_DEFINE = "DomainDefineXMLFlags"
     DOMAIN_CREATE = "DomainCreateWithFlags"

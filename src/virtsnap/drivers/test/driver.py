@@ -73,12 +73,12 @@ CAPABILITIES = Capabilities(
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.UPDATE_CPU | DomainXML.MIGRATABLE,
-        Op.DOMAIN_UNDEFINE: DomainUndefine.MANAGED_SAVE | DomainUndefine.SNAPSHOTS_METADATA
-        | DomainUndefine.NVRAM | DomainUndefine.KEEP_NVRAM,
+        Op.DOMAIN_UNDEFINE: DomainUndefine.MANAGED_SAVE | DomainUndefine.SNAPSHOTS_METADATA,
         Op.DOMAIN_DEFINE: 1,  # VIR_DOMAIN_DEFINE_VALIDATE
         Op.DOMAIN_CREATE: 0,
+        Op.DOMAIN_STATE: 0,
         Op.DOMAIN_SHUTDOWN: 0,
-        Op.DOMAIN_DESTROY: 0,
+        Op.DOMAIN_DESTROY: 1,  # VIR_DOMAIN_DESTROY_GRACEFUL
     },
 )
 
@@ -267,7 +267,8 @@ class TestDriver:
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             "Refusing to undefine while domain managed save image exists")
             count = len(dom.snapshots)
-            if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
+            # libvirt only refuses for an inactive domain; an active one just becomes transient.
+            if not dom.active and count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
             dom.has_managed_save = False
             if dom.active:
@@ -298,15 +299,13 @@ class TestDriver:
     def suspend(self, uuid: str) -> None:
         with self._state.lock:
             dom = self._dom(uuid)
-            _check_active(dom)
-            if dom.state == DomainState.PAUSED:
+            if dom.state in (DomainState.SHUTOFF, DomainState.PAUSED):
                 raise error(ErrorCode.INTERNAL_ERROR, ERR, f"domain '{dom.defn.name}' not running")
             dom.state, dom.reason = DomainState.PAUSED, PAUSED_USER
 
     def resume(self, uuid: str) -> None:
         with self._state.lock:
             dom = self._dom(uuid)
-            _check_active(dom)
             if dom.state != DomainState.PAUSED:
                 raise error(ErrorCode.INTERNAL_ERROR, ERR, f"domain '{dom.defn.name}' not paused")
             dom.state, dom.reason = DomainState.RUNNING, RUNNING_UNPAUSED
@@ -398,7 +397,7 @@ class TestDriver:
 
 def _check_active(dom: TestDomain) -> None:
     if not dom.active:
-        raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is not running")
+        raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
 
 
 def _align_disks(dom: TestDomain, defn: SnapshotDef) -> None:
