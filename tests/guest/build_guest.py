@@ -269,6 +269,11 @@ def module_bytes(path: Path) -> bytes:
         # struct module_signature (12 bytes, sig_len big-endian last) sits before the magic.
         sig_len = struct.unpack_from(">I", data, len(data) - len(MODULE_SIG_MAGIC) - 4)[0]
         data = data[:len(data) - len(MODULE_SIG_MAGIC) - 12 - sig_len]
+    if os.environ.get("VIRTSNAP_EXP_NOBTF") == "1":
+        with tempfile.TemporaryDirectory() as t:
+            Path(t, "m.ko").write_bytes(data)
+            run(["objcopy", "--remove-section=.BTF", str(Path(t, "m.ko"))])
+            data = Path(t, "m.ko").read_bytes()
     return data
 
 

@@ -122,9 +122,12 @@ def _detail_error(text: str, url: str, domain: ErrorDomain, exc: Any, parser: An
     line = entry.line if entry is not None else 1
     column = entry.column if entry is not None else 1
     message = (entry.message if entry is not None else str(exc)).rstrip("\n")
-    lines = text.splitlines() or [""]
-    context = lines[min(max(line, 1), len(lines)) - 1][:80]
-    pointer = "-" * max(column - 1, 0) + "^"
+    lines = text.split("\n")
+    if line < 1 or line > len(lines) or (line == len(lines) and lines[-1] == ""):
+        context, pointer = "(null)", "^"  # the parser stopped at the end of the input
+    else:
+        context = lines[line - 1].rstrip("\r")[:80]
+        pointer = "-" * max(column - 1, 0) + "^"
     return raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):{line}: {message}\n{context}\n{pointer}")
 
 

@@ -1,0 +1,64 @@
+"""The per-domain operation lock: an flock on a file per domain, shared by processes and threads.
+
+The kernel releases it when the holder dies, so there is never a stale lock to clean by hand.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import ErrorCode, ErrorDomain, error
+from .db import private_dir
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class DomainLock:
+    """`with DomainLock(dir, uuid):` holds the domain's operation lock; waits up to `timeout` seconds.
+
+    Each acquisition opens its own file description, so two threads of one process exclude each other too.
+    """
+
+    def __init__(self, directory: Path, uuid: str, timeout: float = DEFAULT_TIMEOUT, what: str = "") -> None:
+        self.path = private_dir(directory / "locks") / f"{uuid}.lock"
+        self.uuid = uuid
+        self.timeout = timeout
+        self.what = what or uuid
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise error(ErrorCode.RESOURCE_BUSY, ErrorDomain.NONE,
+                                f"domain {self.what} is busy: another operation holds its lock "
+                                f"(waited {self.timeout:g} s)") from None
+                # Back off up to 50 ms: flock has no timed wait, and a holder's operation takes milliseconds.
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DomainLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,107 @@
+"""The sqlite metadata store: round trips of the forest, private permissions, journal, the domain lock."""
+
+import multiprocessing
+import os
+import signal
+import stat
+
+import pytest
+
+from virtsnap.conf.snapshot_xml import SnapshotState
+from virtsnap.conf.tree import Moment, SnapshotTree
+from virtsnap.errors import libvirtError
+from virtsnap.flags import SnapshotList
+from virtsnap.store.db import MetadataStore
+from virtsnap.store.lock import DomainLock
+
+UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+
+def _shape(tree):
+    topo = [(m.name, m.parent_name) for m in tree.select(None, SnapshotList.TOPOLOGICAL)]
+    children = {m.name: [c.name for c in m.visit_children()] for m in tree.moments()}
+    return topo, children, tree.current.name if tree.current else None
+
+
+def _grow(tree, name, parent=None, state=SnapshotState.RUNNING):
+    moment = tree.add(Moment(name, state, False, f"<domainsnapshot><name>{name}</name></domainsnapshot>"))
+    tree.link(moment, tree.get(parent) if parent else None)
+    tree.set_current(moment)
+    return moment
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = MetadataStore(tmp_path / "state" / "qemu")
+    s.put_domain(UUID, "demo", "<domain type='qemu'/>")
+    yield s
+    s.close()
+
+
+def test_files_and_directories_are_private(store):
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_forest_round_trips_with_child_order_and_current(store):
+    tree = store.load_tree(UUID)
+    for name, parent in [("a", None), ("b", "a"), ("c", "a"), ("d", "c"), ("e", None)]:
+        _grow(tree, name, parent)
+    tree.delete(tree.get("c"))  # d moves in front of b under a
+    tree.set_current(tree.get("b"))
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    again = store.load_tree(UUID)
+    assert _shape(again) == _shape(tree)
+    assert [c.name for c in again.get("a").visit_children()] == ["d", "b"]
+    again.check_invariants()
+
+
+def test_only_changed_rows_are_written_and_generation_moves(store):
+    tree = store.load_tree(UUID)
+    _grow(tree, "a")
+    before = store.generation(UUID)
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    assert store.generation(UUID) == before + 1
+    assert not tree.dirty and not tree.deleted
+    tree.delete(tree.get("a"))
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    assert store.snapshot_count(UUID) == 0
+
+
+def test_journal_records_unfinished_operations(store):
+    entry = store.journal_begin(UUID, "create", {"name": "a"})
+    store.journal_step(entry, "overlay-created")
+    [pending] = store.journal_unfinished(UUID)
+    assert (pending.op, pending.intent, pending.steps) == ("create", {"name": "a"}, ["overlay-created"])
+    store.journal_end(entry)
+    assert store.journal_unfinished(UUID) == []
+
+
+def _hold_lock(directory, ready):
+    lock = DomainLock(directory, UUID)
+    lock.acquire()
+    ready.set()
+    signal.pause()
+
+
+def test_domain_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(tmp_path, ready))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(libvirtError) as info:
+            DomainLock(tmp_path, UUID, timeout=0.2, what="demo").acquire()
+        assert info.value.get_error_code() == 87 and "demo is busy" in info.value.get_error_message()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+    with DomainLock(tmp_path, UUID, timeout=5):
+        pass  # the kernel released the dead holder's lock: nothing to clean by hand
+
+
+def test_domain_lock_excludes_threads_of_one_process(tmp_path):
+    with DomainLock(tmp_path, UUID):
+        with pytest.raises(libvirtError):
+            DomainLock(tmp_path, UUID, timeout=0.1).acquire()
