@@ -1,0 +1,23 @@
+# virtsnap: `make demo` runs the main job, `make test` the test suite, `make bench` the benchmarks.
+# Each target sets up what it needs first (Debian packages when missing, the .venv).
+
+.PHONY: setup demo test bench lint clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	.venv/bin/python demo/demo.py
+
+test: setup
+	.venv/bin/python -m pytest tests
+
+bench: setup
+	.venv/bin/python bench/bench_test_driver.py
+
+lint: setup
+	.venv/bin/ruff check src tests
+	.venv/bin/mypy
+
+clean:
+	rm -rf .venv build src/*.egg-info
