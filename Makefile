@@ -16,7 +16,7 @@ bench: setup
 	.venv/bin/python bench/bench_test_driver.py
 
 lint: setup
-	.venv/bin/ruff check src tests
+	.venv/bin/ruff check src
 	.venv/bin/mypy
 
 clean:

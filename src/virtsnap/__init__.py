@@ -36,13 +36,13 @@ def getVersion(name: str | None = None) -> int:  # noqa: N802
 
 
 __all__ = [
+    "getVersion",
+    "libvirtError",
     "open",
-    "openReadOnly",
     "openAuth",
+    "openReadOnly",
+    "registerErrorHandler",
     "virConnect",
     "virDomain",
     "virDomainSnapshot",
-    "libvirtError",
-    "registerErrorHandler",
-    "getVersion",
 ]

@@ -10,7 +10,7 @@ import threading
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from .conf.tree import Moment, SnapshotTree
 from .drivers import open_driver
@@ -20,12 +20,12 @@ from .flags import (
     ConnectFlags,
     DomainState,
     DomainXML,
+    FlagRule,
     ListDomains,
     SnapshotCreate,
     SnapshotDelete,
     SnapshotRevert,
     SnapshotXML,
-    FlagRule,
 )
 from .uri import parse_uri
 
@@ -142,7 +142,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
                 self.driver.close()
         return 0
 
-    def __enter__(self) -> virConnect:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,7 +178,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
     def lookupByUUID(self, uuid: bytes) -> virDomain:  # noqa: N802
         return self.lookupByUUIDString(str(uuidlib.UUID(bytes=bytes(uuid))))
 
-    def lookupByID(self, id: int) -> virDomain:  # noqa: N802, A002
+    def lookupByID(self, id: int) -> virDomain:  # noqa: N802
         return self._domain(_driver_call(lambda: self._drv().lookup_domain(id=id)))
 
     def listAllDomains(self, flags: int = 0) -> list[virDomain]:  # noqa: N802
@@ -197,15 +197,17 @@ class virConnect:  # noqa: N801 - libvirt-python's name
             ):
                 continue
             state_mask = ListDomains.RUNNING | ListDomains.PAUSED | ListDomains.SHUTOFF | ListDomains.OTHER
+            uuid = rec.uuid
             if flags & state_mask:
-                state = _driver_call(lambda: self._drv().domain_state(rec.uuid))[0]
+                state = _driver_call(lambda u=uuid: self._drv().domain_state(u))[0]
                 kind = {DomainState.RUNNING: ListDomains.RUNNING, DomainState.PAUSED: ListDomains.PAUSED,
                         DomainState.SHUTOFF: ListDomains.SHUTOFF}.get(state, ListDomains.OTHER)
                 if not flags & kind:
                     continue
             if flags & (ListDomains.HAS_SNAPSHOT | ListDomains.NO_SNAPSHOT):
-                count = _driver_call(lambda: self._drv().snapshot_query(rec.uuid, len))
-                if not ((flags & ListDomains.HAS_SNAPSHOT and count) or (flags & ListDomains.NO_SNAPSHOT and not count)):
+                count = _driver_call(lambda u=uuid: self._drv().snapshot_query(u, len))
+                wanted = ListDomains.HAS_SNAPSHOT if count else ListDomains.NO_SNAPSHOT
+                if not flags & wanted:
                     continue
             out.append(self._domain(rec))
         return out
@@ -503,7 +505,7 @@ class virDomainSnapshot:  # noqa: N801
 
 
 # -- module-level entry points ------------------------------------------------------------------------
-def open(name: str | None = None) -> virConnect:  # noqa: A001 - libvirt-python's name
+def open(name: str | None = None) -> virConnect:
     """Open a read-write connection (libvirt.open)."""
     return virConnect(name)
 

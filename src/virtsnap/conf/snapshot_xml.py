@@ -129,7 +129,7 @@ def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
     """Refuse names that cannot be file names or that hide characters; libvirt's check is weaker."""
     if "\n" in name:
         # libvirt's own message for this one (virXMLCheckIllegalChars).
-        raise error(ErrorCode.XML_DETAIL, domain, f"invalid char in name: 0x0a")
+        raise error(ErrorCode.XML_DETAIL, domain, "invalid char in name: 0x0a")
     problem = None
     if name == "":
         problem = "it is empty"
@@ -180,7 +180,8 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
             raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "missing state from existing snapshot")
         state = SnapshotState.from_xml(state_text)
         if state is None or state == SnapshotState.NOSTATE:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"Invalid state '{state_text}' in domain snapshot XML")
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"Invalid state '{state_text}' in domain snapshot XML")
         defn.state = state
         offline = state in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
         dom = root.find("domain")
@@ -307,7 +308,7 @@ def align_disks(defn: SnapshotDef, default: Location, uniform_internal: bool = T
         by_target[dom_disk.target] = (index, disk)
         if disk.snapshot == Location.DEFAULT:
             if dom_disk.snapshot != Location.DEFAULT and (not require_match or dom_disk.snapshot == Location.NO):
-                disk.snapshot = dom_disk.snapshot
+                disk.snapshot = Location(dom_disk.snapshot)
             else:
                 disk.snapshot = default
         elif require_match and disk.snapshot != default and not (
@@ -326,7 +327,7 @@ def align_disks(defn: SnapshotDef, default: Location, uniform_internal: bool = T
         if dom_disk.source is None:
             loc = Location.NO  # libvirt never snapshots an empty drive
         elif dom_disk.snapshot != Location.DEFAULT:
-            loc = dom_disk.snapshot
+            loc = Location(dom_disk.snapshot)
         else:
             loc = default
         aligned.append((index, DiskSnapshot(name=dom_disk.target, snapshot=loc)))

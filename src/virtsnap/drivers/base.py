@@ -7,8 +7,8 @@ only does what its hypervisor needs. A method a driver lacks means VIR_ERR_NO_SU
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from ..errors import ErrorDomain

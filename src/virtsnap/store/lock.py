@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from ..errors import ErrorCode, ErrorDomain, error
 from .db import private_dir
@@ -55,7 +56,7 @@ class DomainLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> DomainLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

@@ -98,13 +98,23 @@ func main() {
 	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this file")
 	builtinCert := flag.Bool("builtin-cert", false,
 		"serve the simulator's built-in RSA-1024 test certificate instead of a fresh ECDSA one")
+	modelName := flag.String("model", "esx",
+		"inventory to simulate: esx (one ESX host) or vpx (a vCenter with datacenter DC0, cluster DC0_C0)")
 	watchParent := flag.Bool("watch-parent", false,
 		"exit when the parent process dies (so a killed test runner leaves no vcsim behind)")
 	flag.Parse()
 
-	model := simulator.ESX()
+	var model *simulator.Model
+	switch *modelName {
+	case "esx":
+		model = simulator.ESX()
+	case "vpx":
+		model = simulator.VPX()
+	default:
+		fail("unknown -model %q (expected esx or vpx)", *modelName)
+	}
 	if err := model.Create(); err != nil {
-		fail("creating ESX model: %v", err)
+		fail("creating %s model: %v", *modelName, err)
 	}
 	// Model.Remove deletes the datastore directories Create made under $TMPDIR.
 	defer model.Remove()

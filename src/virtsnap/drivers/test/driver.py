@@ -11,10 +11,11 @@ import socket
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ...conf import validate as schema
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import (
     Location,
@@ -26,7 +27,6 @@ from ...conf.snapshot_xml import (
     parse_snapshot,
 )
 from ...conf.tree import Moment, SnapshotTree
-from ...conf import validate as schema
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
     LIST_DOMAIN_ALL,
@@ -34,11 +34,19 @@ from ...flags import (
     DomainState,
     DomainUndefine,
     DomainXML,
-    SnapshotCreate as C,
-    SnapshotDelete as D,
-    SnapshotList as L,
-    SnapshotRevert as R,
     SnapshotXML,
+)
+from ...flags import (
+    SnapshotCreate as C,
+)
+from ...flags import (
+    SnapshotDelete as D,
+)
+from ...flags import (
+    SnapshotList as L,
+)
+from ...flags import (
+    SnapshotRevert as R,
 )
 from ...uri import URI
 from ..base import Capabilities, DomainInfo, DomainRecord, Op
@@ -428,7 +436,8 @@ def _redefine(dom: TestDomain, defn: SnapshotDef, flags: int) -> Moment:
     old: SnapshotDef | None = other.defn if other is not None else None
     snap_err = ErrorDomain.DOMAIN_SNAPSHOT
     if defn.domain is not None and defn.domain.uuid != dom.defn.uuid:
-        raise error(ErrorCode.INVALID_ARG, snap_err, f"definition for snapshot {defn.name} must use uuid {dom.defn.uuid}")
+        raise error(ErrorCode.INVALID_ARG, snap_err,
+                    f"definition for snapshot {defn.name} must use uuid {dom.defn.uuid}")
     if old is not None:
         if old.state.is_online != defn.state.is_online:
             raise error(ErrorCode.INVALID_ARG, snap_err,
@@ -463,7 +472,7 @@ def _abi_difference(current: DomainDef, target: DomainDef) -> str | None:
     src, dst = current.disks(), target.disks()
     if len(src) != len(dst):
         return f"Target domain disk count {len(dst)} does not match source {len(src)}"
-    for a, b in zip(src, dst):
+    for a, b in zip(src, dst, strict=False):
         if a.target != b.target:
             return f"Target disk {b.target} does not match source {a.target}"
     return None
