@@ -6,6 +6,7 @@ pairs, then the driver's accepted set) before any driver code runs; drivers then
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid as uuidlib
 from collections.abc import Callable
@@ -199,13 +200,13 @@ class virConnect:  # noqa: N801 - libvirt-python's name
             state_mask = ListDomains.RUNNING | ListDomains.PAUSED | ListDomains.SHUTOFF | ListDomains.OTHER
             uuid = rec.uuid
             if flags & state_mask:
-                state = _driver_call(lambda u=uuid: self._drv().domain_state(u))[0]
+                state = _driver_call(functools.partial(self._drv().domain_state, uuid))[0]
                 kind = {DomainState.RUNNING: ListDomains.RUNNING, DomainState.PAUSED: ListDomains.PAUSED,
                         DomainState.SHUTOFF: ListDomains.SHUTOFF}.get(state, ListDomains.OTHER)
                 if not flags & kind:
                     continue
             if flags & (ListDomains.HAS_SNAPSHOT | ListDomains.NO_SNAPSHOT):
-                count = _driver_call(lambda u=uuid: self._drv().snapshot_query(u, len))
+                count = _driver_call(functools.partial(self._drv().snapshot_query, uuid, len))
                 wanted = ListDomains.HAS_SNAPSHOT if count else ListDomains.NO_SNAPSHOT
                 if not flags & wanted:
                     continue
