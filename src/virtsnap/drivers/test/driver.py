@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ...conf import validate as schema
 from ...conf.domain_xml import DomainDef
+from ...conf.redefine import redefine as redefine_snapshot
 from ...conf.snapshot_xml import (
     Location,
     ParseMode,
@@ -350,7 +351,7 @@ class TestDriver:
             defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
             tree = dom.snapshots
             if redefine:
-                moment = _redefine(dom, defn, flags)
+                moment = redefine_snapshot(tree, dom.defn, defn, _regular_file)
                 parent = tree.get(defn.parent) if defn.parent else None
             else:
                 defn.domain = dom.defn.copy()
@@ -364,7 +365,7 @@ class TestDriver:
             if update_current:
                 tree.set_current(moment)
             tree.link(moment, parent)
-            return moment.name
+            return str(moment.name)
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
         with self._state.lock:
@@ -426,53 +427,3 @@ def _regular_file(path: str) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def _redefine(dom: TestDomain, defn: SnapshotDef, flags: int) -> Moment:
-    """virDomainSnapshotRedefinePrep + ReplaceDef/AssignDef: returns the (unlinked) moment to link."""
-    tree = dom.snapshots
-    tree.check_cycles(defn.name, defn.parent)
-    other = tree.get(defn.name)
-    old: SnapshotDef | None = other.defn if other is not None else None
-    snap_err = ErrorDomain.DOMAIN_SNAPSHOT
-    if defn.domain is not None and defn.domain.uuid != dom.defn.uuid:
-        raise error(ErrorCode.INVALID_ARG, snap_err,
-                    f"definition for snapshot {defn.name} must use uuid {dom.defn.uuid}")
-    if old is not None:
-        if old.state.is_online != defn.state.is_online:
-            raise error(ErrorCode.INVALID_ARG, snap_err,
-                        f"cannot change between online and offline snapshot state in snapshot {defn.name}")
-        if (old.state == SnapshotState.DISK_SNAPSHOT) != (defn.state == SnapshotState.DISK_SNAPSHOT):
-            raise error(ErrorCode.INVALID_ARG, snap_err,
-                        f"cannot change between disk only and full system in snapshot {defn.name}")
-        if old.domain is not None and defn.domain is not None:
-            problem = _abi_difference(old.domain, defn.domain)
-            if problem is not None:
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, problem)
-    external = defn.state == SnapshotState.DISK_SNAPSHOT or defn.is_external
-    align_disks(defn, Location.EXTERNAL if external else Location.INTERNAL, uniform_internal=True,
-                existing=old.domain if old is not None else None, is_regular_file=_regular_file)
-    if other is None:
-        return tree.add(Moment(defn.name))
-    if defn.domain is None:
-        defn.domain = old.domain if old is not None else None
-    tree.drop_parent(other)
-    return other
-
-
-def _abi_difference(current: DomainDef, target: DomainDef) -> str | None:
-    """A reduced virDomainDefCheckABIStability: the guest-visible facts a live revert cannot change."""
-    if current.type != target.type:
-        return f"Target domain virt type {target.type} does not match source {current.type}"
-    if current.memory_kib != target.memory_kib:
-        return (f"Target domain max memory {target.memory_kib} does not match source "
-                f"{current.memory_kib}")
-    if current.vcpus != target.vcpus:
-        return f"Target domain vCPU max {target.vcpus} does not match source {current.vcpus}"
-    src, dst = current.disks(), target.disks()
-    if len(src) != len(dst):
-        return f"Target domain disk count {len(dst)} does not match source {len(src)}"
-    for a, b in zip(src, dst, strict=False):
-        if a.target != b.target:
-            return f"Target disk {b.target} does not match source {a.target}"
-    return None

@@ -1,0 +1,133 @@
+"""The QEMU guest agent over its virtio-serial socket: a sync-delimited handshake, then JSON commands.
+
+The channel has no framing of its own: after a snapshot load or an agent restart stale replies may sit
+in it, so every session starts with guest-sync-delimited (0xFF marker + random id) to resynchronise.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import socket
+import time
+from typing import Any, Self
+
+from ...errors import ErrorCode, ErrorDomain, error
+
+ERR = ErrorDomain.QEMU
+
+
+class Agent:
+    """A synchronised connection to qemu-ga. Use as a context manager; every call has a timeout."""
+
+    def __init__(self, socket_path: str, timeout: float = 10.0) -> None:
+        self.path = socket_path
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self, deadline: float | None = None) -> None:
+        """Connect and resynchronise; retries until `deadline` (monotonic) while the guest boots."""
+        end = deadline if deadline is not None else time.monotonic() + self.timeout
+        last: Exception | None = None
+        while time.monotonic() < end:
+            try:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.settimeout(min(2.0, max(end - time.monotonic(), 0.1)))
+                self._sock.connect(self.path)
+                self._sync()
+                self._sock.settimeout(self.timeout)
+                return
+            except (OSError, ValueError) as exc:
+                last = exc
+                self.close()
+                time.sleep(0.05)  # the agent is not up yet; the deadline bounds the wait
+        raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"guest agent at {self.path} did not answer: {last}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf = b""
+
+    def _sync(self) -> None:
+        assert self._sock is not None
+        token = random.randrange(1, 2**31)
+        self._sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
+                                                  "arguments": {"id": token}}).encode())
+        # Skip everything up to the 0xFF the agent sends before its reply.
+        while b"\xff" not in self._buf:
+            self._recv()
+        self._buf = self._buf[self._buf.index(b"\xff") + 1:]
+        while True:
+            reply = self._read_message()
+            if reply.get("return") == token:
+                return
+
+    def _recv(self) -> None:
+        assert self._sock is not None
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise OSError("guest agent closed the connection")
+        self._buf += chunk
+
+    def _read_message(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            self._recv()
+        line, self._buf = self._buf.split(b"\n", 1)
+        line = line.replace(b"\xff", b"").strip()
+        if not line:
+            return self._read_message()
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, reply: bool = True) -> Any:
+        """Run an agent command; an agent error becomes VIR_ERR_OPERATION_FAILED with its description."""
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        msg: dict[str, Any] = {"execute": command}
+        if arguments:
+            msg["arguments"] = arguments
+        try:
+            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+            if not reply:
+                return None
+            answer = self._read_message()
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"{command}: {exc}") from exc
+        if "error" in answer:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {answer['error'].get('desc', answer)}")
+        return answer.get("return")
+
+    # -- conveniences used by tests and quiesce -----------------------------------------------------
+    def exec(self, argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
+        """Run a program in the guest and wait for it: (exit code, stdout, stderr)."""
+        pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True})["pid"]
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            status = self.execute("guest-exec-status", {"pid": pid})
+            if status.get("exited"):
+                out = base64.b64decode(status.get("out-data", ""))
+                err = base64.b64decode(status.get("err-data", ""))
+                return int(status.get("exitcode", -1)), out, err
+            if time.monotonic() > deadline:
+                raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"guest command {argv[0]} did not finish")
+            time.sleep(delay)  # guest-exec has no completion event; poll with backoff
+            delay = min(delay * 2, 0.1)
+
+    def shell(self, script: str, timeout: float = 30.0) -> str:
+        code, out, err = self.exec(["/bin/sh", "-c", script], timeout)
+        if code != 0:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"guest command failed ({code}): {err.decode()[:200]}")
+        return out.decode()

@@ -1,0 +1,223 @@
+"""The <domain> subset the QEMU driver runs, checked against one declarative table, and its typed view.
+
+Anything outside the table is refused with VIR_ERR_CONFIG_UNSUPPORTED naming the element or attribute,
+never dropped; `virsh dumpxml` output of a guest that stays inside the subset defines as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...conf.domain_xml import DomainDef
+from ...conf.xmlutil import Node
+from ...errors import ErrorCode, ErrorDomain, error
+
+ERR = ErrorDomain.QEMU
+ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
+
+# element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
+Spec = tuple[frozenset[str] | str, dict[str, Any] | str, bool]
+
+
+def _s(attrs: str = "", children: dict[str, Any] | str | None = None, text: bool = False) -> Spec:
+    return (frozenset(attrs.split()) if attrs != ANY else ANY, children if children is not None else {}, text)
+
+
+_ADDRESS = _s(ANY, ANY)
+_ALIAS = _s("name")
+_DISK = _s("type device snapshot", {
+    "driver": _s("name type cache discard io"),
+    "source": _s("file dev index"),
+    "backingStore": _s("type index", ANY),
+    "target": _s("dev bus"),
+    "readonly": _s(),
+    "shareable": _s(),
+    "serial": _s(text=True),
+    "boot": _s("order"),
+    "address": _ADDRESS,
+    "alias": _ALIAS,
+})
+SUBSET: dict[str, Spec] = {
+    "domain": _s("type id", {
+        "name": _s(text=True),
+        "uuid": _s(text=True),
+        "title": _s(text=True),
+        "description": _s(text=True),
+        "metadata": _s(ANY, ANY),
+        "memory": _s("unit", text=True),
+        "currentMemory": _s("unit", text=True),
+        "vcpu": _s("placement current", text=True),
+        "resource": _s("", {"partition": _s(text=True)}),
+        "os": _s("", {
+            "type": _s("arch machine", text=True),
+            "boot": _s("dev"),
+            "kernel": _s(text=True),
+            "initrd": _s(text=True),
+            "cmdline": _s(text=True),
+        }),
+        "features": _s("", {"acpi": _s(), "apic": _s("eoi"), "pae": _s(), "vmport": _s("state")}),
+        "cpu": _s("mode match check migratable", {"model": _s("fallback", text=True)}),
+        "clock": _s("offset", {"timer": _s("name tickpolicy present")}),
+        "on_poweroff": _s(text=True),
+        "on_reboot": _s(text=True),
+        "on_crash": _s(text=True),
+        "pm": _s("", {"suspend-to-mem": _s("enabled"), "suspend-to-disk": _s("enabled")}),
+        "devices": _s("", {
+            "emulator": _s(text=True),
+            "disk": _DISK,
+            "controller": _s("type index model ports vectors", {"address": _ADDRESS, "alias": _ALIAS,
+                                                               "model": _s("name"), "target": _s(ANY)}),
+            "channel": _s("type", {
+                "source": _s("mode path"),
+                "target": _s("type name state"),
+                "address": _ADDRESS,
+                "alias": _ALIAS,
+            }),
+            "serial": _s("type", {"source": _s("path append"), "target": _s("type port", {"model": _s("name")}),
+                                  "log": _s("file append"), "alias": _ALIAS}),
+            "console": _s("type tty", {"source": _s("path append"), "target": _s("type port"), "alias": _ALIAS}),
+            "interface": _s("type", {"mac": _s("address"), "model": _s("type"), "address": _ADDRESS,
+                                     "alias": _ALIAS}),
+            "graphics": _s("type port autoport listen passwd", {"listen": _s("type address")}),
+            "input": _s("type bus", {"address": _ADDRESS, "alias": _ALIAS}),
+            "video": _s("", {"model": _s("type vram heads primary"), "address": _ADDRESS, "alias": _ALIAS}),
+            "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
+            "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
+        }),
+        "seclabel": _s(ANY, ANY),
+    }),
+}
+
+# Values the driver knows how to turn into QEMU options; others are refused like unknown elements.
+VALUES: dict[tuple[str, str], frozenset[str]] = {
+    ("domain", "type"): frozenset({"qemu", "kvm"}),
+    ("disk", "type"): frozenset({"file", "block"}),
+    ("disk", "device"): frozenset({"disk", "cdrom"}),
+    ("target", "bus"): frozenset({"virtio", "sata", "scsi", "ide"}),
+    ("driver", "type"): frozenset({"qcow2", "raw"}),
+    ("interface", "type"): frozenset({"user"}),
+    ("graphics", "type"): frozenset({"vnc"}),
+    ("serial", "type"): frozenset({"file", "pty"}),
+    ("console", "type"): frozenset({"file", "pty"}),
+    ("channel", "type"): frozenset({"unix"}),
+}
+
+
+def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
+    """Refuse any element or attribute outside SUBSET, naming it by its path."""
+    spec = spec or SUBSET[node.tag]
+    where = f"{path}/{node.tag}" if path else node.tag
+    attrs, children, _text = spec
+    if attrs != ANY:
+        for attr in node.attrs:
+            if attr not in attrs:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"attribute '{attr}' of <{where}> is not supported by the virtsnap QEMU driver")
+    for attr, value in node.attrs.items():
+        allowed = VALUES.get((node.tag, attr))
+        if allowed is not None and value not in allowed:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"{attr}='{value}' of <{where}> is not supported (supported: {', '.join(sorted(allowed))})")
+    if children == ANY:
+        return
+    assert isinstance(children, dict)
+    for child in node.children:
+        if child.tag not in children:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"element <{where}/{child.tag}> is not supported by the virtsnap QEMU driver")
+        check_subset(child, children[child.tag], where)
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    target: str
+    device: str  # disk | cdrom
+    source_type: str  # file | block
+    path: str | None
+    format: str  # qcow2 | raw
+    bus: str
+    readonly: bool
+    snapshot: str | None  # the per-disk default: internal, external, no
+
+    @property
+    def node_name(self) -> str:
+        """The -blockdev format node this disk is addressed by (the storage node adds '-file')."""
+        return f"drive-{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class QemuDomain:
+    """What the command line needs, read from a checked DomainDef."""
+
+    defn: DomainDef
+    kvm: bool
+    machine: str
+    memory_mib: int
+    vcpus: int
+    kernel: str | None
+    initrd: str | None
+    cmdline: str | None
+    boot_dev: str | None
+    disks: list[Disk] = field(default_factory=list)
+    agent_socket: str | None = None  # None: no agent channel; "": one on the runtime directory's socket
+    serial: tuple[str, str | None] | None = None  # ("file", path) or ("pty", None)
+    user_net: list[str | None] = field(default_factory=list)  # MAC addresses
+    vnc: bool = False
+
+    @classmethod
+    def from_def(cls, defn: DomainDef) -> QemuDomain:
+        node = defn.node
+        check_subset(node)
+        os_node = node.find("os")
+        os_type = os_node.find("type") if os_node is not None else None
+        boot = os_node.find("boot") if os_node is not None else None
+        devices = node.find("devices") or Node("devices")
+        disks = []
+        for d in devices.findall("disk"):
+            target, source, driver = d.find("target"), d.find("source"), d.find("driver")
+            stype = d.get("type") or "file"
+            path = (source.get("dev") if stype == "block" else source.get("file")) if source is not None else None
+            device = d.get("device") or "disk"
+            fmt = (driver.get("type") if driver is not None else None) or "raw"
+            if target is None or not target.get("dev"):
+                raise error(ErrorCode.XML_ERROR, ERR, "a <disk> needs <target dev='...'/>")
+            if device == "disk" and not path:
+                raise error(ErrorCode.XML_ERROR, ERR, f"disk '{target.get('dev')}' has no source")
+            disks.append(Disk(target=target.get("dev") or "", device=device, source_type=stype, path=path,
+                              format=fmt, bus=target.get("bus") or "virtio",
+                              readonly=d.find("readonly") is not None or device == "cdrom",
+                              snapshot=d.get("snapshot")))
+        targets = [d.target for d in disks]
+        if len(set(targets)) != len(targets):
+            raise error(ErrorCode.XML_ERROR, ERR, "two disks use the same target dev")
+        agent = None
+        for ch in devices.findall("channel"):
+            tgt, src = ch.find("target"), ch.find("source")
+            if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0":
+                agent = (src.get("path") if src is not None else None) or ""  # "": a socket of our own
+            else:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            "only the guest agent channel (org.qemu.guest_agent.0) is supported")
+        serial = None
+        for s in devices.findall("serial") + devices.findall("console"):
+            src = s.find("source")
+            serial = (s.get("type") or "pty", src.get("path") if src is not None else None)
+            break
+        return cls(
+            defn=defn,
+            kvm=defn.type == "kvm",
+            machine=(os_type.get("machine") if os_type is not None else None) or "pc",
+            memory_mib=max(defn.memory_kib // 1024, 16),
+            vcpus=defn.vcpus,
+            kernel=os_node.findtext("kernel") if os_node is not None else None,
+            initrd=os_node.findtext("initrd") if os_node is not None else None,
+            cmdline=os_node.findtext("cmdline") if os_node is not None else None,
+            boot_dev=boot.get("dev") if boot is not None else None,
+            disks=disks,
+            agent_socket=agent,
+            serial=serial,
+            user_net=[(i.find("mac").get("address") if i.find("mac") is not None else None)  # type: ignore[union-attr]
+                      for i in devices.findall("interface")],
+            vnc=any(g.get("type") == "vnc" for g in devices.findall("graphics")),
+        )

@@ -1,0 +1,55 @@
+"""qemu-img: internal snapshots of images that no QEMU has open, and image facts.
+
+Argument lists only; failures become VIR_ERR_OPERATION_FAILED with qemu-img's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from ...errors import ErrorCode, ErrorDomain, error
+
+ERR = ErrorDomain.QEMU
+
+
+def qemu_img() -> str:
+    path = os.environ.get("VIRTSNAP_QEMU_IMG") or shutil.which("qemu-img")
+    if not path:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, "qemu-img not found (install Debian's qemu-utils)")
+    return path
+
+
+def run(args: list[str], timeout: float = 600.0) -> str:
+    proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise error(ErrorCode.OPERATION_FAILED, ERR,
+                    f"qemu-img {args[0]}: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def info(path: str, force_share: bool = False) -> dict[str, Any]:
+    args = ["info", "--output=json"] + (["-U"] if force_share else []) + [path]
+    result: dict[str, Any] = json.loads(run(args))
+    return result
+
+
+def snapshots(path: str, force_share: bool = False) -> list[str]:
+    """Names (tags) of the internal snapshots stored in a qcow2 image."""
+    return [s["name"] for s in info(path, force_share).get("snapshots", [])]
+
+
+def snapshot_create(path: str, tag: str) -> None:
+    run(["snapshot", "-c", tag, path])
+
+
+def snapshot_apply(path: str, tag: str) -> None:
+    run(["snapshot", "-a", tag, path])
+
+
+def snapshot_delete(path: str, tag: str) -> None:
+    run(["snapshot", "-d", tag, path])

@@ -1,0 +1,139 @@
+"""QMP through the qemu.qmp library: an asyncio client on its own loop thread behind a synchronous facade.
+
+One Monitor per running domain per connection; every call has a timeout, and QMP failures become
+libvirtError at this edge (VIR_FROM_QEMU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError
+
+from ...errors import ErrorCode, ErrorDomain, error
+
+T = TypeVar("T")
+ERR = ErrorDomain.QEMU
+DEFAULT_TIMEOUT = 60.0
+
+
+class Monitor:
+    """A connected QMP monitor. Not thread-safe for concurrent calls: the driver serialises per domain."""
+
+    def __init__(self, socket_path: str, name: str, connect_timeout: float = 10.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
+        self._thread.start()
+        self._client = QMPClient(name)
+        self._events = EventListener()
+        self._client.register_listener(self._events)
+        self.socket_path = socket_path
+        try:
+            self._run(self._connect(connect_timeout), connect_timeout + 5)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _connect(self, timeout: float) -> None:
+        # QEMU creates the socket file before it listens: retry until the deadline.
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                await self._client.connect(self.socket_path)
+                return
+            except ConnectError as exc:
+                if time.monotonic() >= deadline:
+                    raise error(ErrorCode.OPERATION_FAILED, ERR,
+                                f"cannot connect to the QEMU monitor at {self.socket_path}: {exc}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError as exc:
+            future.cancel()
+            raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU monitor did not answer in {timeout:g} s") from exc
+
+    def execute(self, command: str, arguments: dict[str, Any] | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Run one QMP command; its error class and description become an OPERATION_FAILED error."""
+        try:
+            return self._run(self._client.execute(command, arguments), timeout)
+        except ExecuteError as exc:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {exc.error.error.desc}") from exc
+        except QMPError as exc:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: QEMU monitor error: {exc}") from exc
+
+    def hmp(self, command_line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """An HMP command; QEMU reports HMP errors as ordinary output text."""
+        result = self.execute("human-monitor-command", {"command-line": command_line}, timeout)
+        return str(result)
+
+    def send_fd(self, fd: int, fdname: str) -> None:
+        """Pass a file descriptor to QEMU (getfd), e.g. for migration to a file."""
+        async def go() -> None:
+            self._client.send_fd_scm(fd)
+            await self._client.execute("getfd", {"fdname": fdname})
+        try:
+            self._run(go(), DEFAULT_TIMEOUT)
+        except ExecuteError as exc:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"getfd: {exc.error.error.desc}") from exc
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        """Events received so far (and forget them)."""
+        async def go() -> list[dict[str, Any]]:
+            return [dict(ev) for ev in self._events.clear()]
+        return self._run(go(), 5)
+
+    def wait_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """Block until an event `accept`s (events seen before that are dropped)."""
+        async def go() -> dict[str, Any]:
+            while True:
+                event = dict(await self._events.get())
+                if accept(event):
+                    return event
+        return self._run(asyncio.wait_for(go(), timeout), timeout + 1)
+
+    def wait_job(self, job_id: str, timeout: float = 600.0,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """Wait for a QMP job to conclude, report its error, and dismiss it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = {j["id"]: j for j in self.execute("query-jobs")}
+            job = jobs.get(job_id)
+            if job is None:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU job {job_id} vanished")
+            if progress is not None:
+                progress(int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
+            if job["status"] == "concluded":
+                self.execute("job-dismiss", {"id": job_id})
+                if job.get("error"):
+                    raise error(ErrorCode.OPERATION_FAILED, ERR, str(job["error"]))
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU job {job_id} did not finish in {timeout:g} s")
+            try:  # wake on the job's next status change instead of polling blindly
+                self.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
+                                and ev.get("data", {}).get("id") == job_id, min(remaining, 0.5))
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            if self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self._client.disconnect(), self._loop).result(5)
+        except Exception:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
