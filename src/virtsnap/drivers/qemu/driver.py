@@ -1,0 +1,542 @@
+"""The QEMU driver behind qemu:///session and qemu:///system: domains as QEMU processes, internal snapshots.
+
+Metadata lives in the driver's sqlite store; each state-changing call is parse -> validate -> lock and
+journal -> act -> commit, and a refused call changes nothing. Monitors are connected per operation, so
+several processes can manage one domain one operation at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...conf import validate as schema
+from ...conf.domain_xml import DomainDef
+from ...conf.redefine import redefine as redefine_snapshot
+from ...conf.snapshot_xml import (
+    Location,
+    ParseMode,
+    SnapshotDef,
+    SnapshotState,
+    align_disks,
+    format_snapshot,
+    parse_snapshot,
+)
+from ...conf.tree import Moment, SnapshotTree
+from ...errors import ErrorCode, ErrorDomain, error, libvirtError
+from ...flags import (
+    LIST_DOMAIN_ALL,
+    LIST_FILTERS_ALL,
+    DomainState,
+    DomainUndefine,
+    DomainXML,
+    SnapshotXML,
+)
+from ...flags import SnapshotCreate as C
+from ...flags import SnapshotDelete as D
+from ...flags import SnapshotList as L
+from ...flags import SnapshotRevert as R
+from ...store.db import MetadataStore, state_dir
+from ...store.lock import DomainLock
+from ...uri import URI
+from ..base import Capabilities, DomainInfo, DomainRecord, Op
+from . import images
+from .domain import QemuDomain
+from .monitor import Monitor
+from .process import Runtime, build_argv, kill, launch, runtime_root
+
+ERR = ErrorDomain.QEMU
+T = TypeVar("T")
+_CHILD_LIST = L.DESCENDANTS | L.TOPOLOGICAL | LIST_FILTERS_ALL
+CAPABILITIES = Capabilities(
+    func_prefix="qemu",
+    error_domain=ERR,
+    flags={
+        Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE,
+        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
+        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
+        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
+        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
+        Op.SNAPSHOT_LOOKUP: 0,
+        Op.HAS_CURRENT: 0,
+        Op.SNAPSHOT_PARENT: 0,
+        Op.SNAPSHOT_CURRENT: 0,
+        Op.SNAPSHOT_XML: SnapshotXML.SECURE,
+        Op.SNAPSHOT_IS_CURRENT: 0,
+        Op.SNAPSHOT_HAS_METADATA: 0,
+        Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
+        Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY,
+        Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,
+        Op.DOMAIN_STATE: 0,
+        Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE,
+        Op.DOMAIN_DEFINE: 0,
+        Op.DOMAIN_CREATE: 0,
+        Op.DOMAIN_SHUTDOWN: 0,
+        Op.DOMAIN_DESTROY: 0,
+        Op.LIST_ALL_DOMAINS: 0xFFFF,
+    },
+)
+
+# query-status 'status' -> libvirt state and reason
+_STATUS = {
+    "running": (DomainState.RUNNING, 1),
+    "paused": (DomainState.PAUSED, 1),
+    "suspended": (DomainState.PMSUSPENDED, 0),
+    "prelaunch": (DomainState.PAUSED, 0),
+    "restore-vm": (DomainState.PAUSED, 0),
+    "save-vm": (DomainState.PAUSED, 9),
+    "postmigrate": (DomainState.PAUSED, 0),
+    "finish-migrate": (DomainState.PAUSED, 0),
+    "inmigrate": (DomainState.PAUSED, 0),
+    "debug": (DomainState.PAUSED, 0),
+    "io-error": (DomainState.PAUSED, 2),
+    "internal-error": (DomainState.PAUSED, 0),
+    "watchdog": (DomainState.PAUSED, 0),
+    "guest-panicked": (DomainState.CRASHED, 0),
+    "shutdown": (DomainState.SHUTDOWN, 0),
+}
+
+
+def open_driver(uri: URI, read_only: bool, auth: Any = None) -> QemuDriver:
+    if uri.host or uri.path not in ("/session", "/system"):
+        raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, f"{uri.text} (use qemu:///session or qemu:///system)")
+    system = uri.path == "/system"
+    if system and os.geteuid() != 0:
+        raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.NONE, "qemu:///system needs root")
+    return QemuDriver(uri, system)
+
+
+class QemuDriver:
+    capabilities = CAPABILITIES
+
+    def __init__(self, uri: URI, system: bool) -> None:
+        self.uri = uri
+        base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
+        self.state_dir = Path(base) if base else state_dir("qemu", system)
+        self.store = MetadataStore(self.state_dir)
+        self.runtime = runtime_root(system) if not base else Path(base) / "run"
+        self._trees: dict[str, tuple[int, SnapshotTree]] = {}
+        self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
+
+    def close(self) -> None:
+        self.store.close()
+
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _def(self, uuid: str) -> DomainDef:
+        row = self.store.domain(uuid)
+        if row is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        return DomainDef.parse(row[1], ERR)
+
+    def _rt(self, uuid: str) -> Runtime:
+        return Runtime.for_domain(self.runtime, uuid)
+
+    @contextlib.contextmanager
+    def _operation(self, uuid: str, name: str) -> Iterator[None]:
+        """The per-domain lock, across threads and processes."""
+        with self._lock, DomainLock(self.state_dir, uuid, what=name):
+            yield
+
+    @contextlib.contextmanager
+    def _monitor(self, uuid: str) -> Iterator[Monitor]:
+        mon = Monitor(str(self._rt(uuid).monitor), uuid[:8])
+        try:
+            yield mon
+        finally:
+            mon.close()
+
+    def _status(self, uuid: str) -> str | None:
+        """QEMU's run status, or None when no QEMU runs for the domain."""
+        rt = self._rt(uuid)
+        if rt.pid() is None:
+            return None
+        try:
+            with self._monitor(uuid) as mon:
+                return str(mon.execute("query-status")["status"])
+        except libvirtError:
+            return None if rt.pid() is None else "unknown"
+
+    def _tree(self, uuid: str) -> SnapshotTree:
+        generation = self.store.generation(uuid)
+        cached = self._trees.get(uuid)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        tree = self.store.load_tree(uuid)
+        self._trees[uuid] = (generation, tree)
+        return tree
+
+    def _commit(self, uuid: str, tree: SnapshotTree) -> None:
+        self.store.save_tree(uuid, tree, _xml_of)
+        self._trees[uuid] = (self.store.generation(uuid), tree)
+
+    # -- domains ------------------------------------------------------------------------------------
+    def _record(self, uuid: str, name: str) -> DomainRecord:
+        pid = self._rt(uuid).pid()
+        return DomainRecord(name, uuid, pid if pid is not None else -1, True)
+
+    def list_domains(self) -> list[DomainRecord]:
+        return [self._record(uuid, name) for uuid, name, _ in self.store.domains()]
+
+    def lookup_domain(self, *, name: str | None = None, uuid: str | None = None,
+                      id: int | None = None) -> DomainRecord:
+        for rec in self.list_domains():
+            if (name is not None and rec.name == name) or (uuid is not None and rec.uuid == uuid) \
+                    or (id is not None and id >= 0 and rec.id == id):
+                return rec
+        raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching name '{name}'" if name
+                    else f"no domain with matching uuid '{uuid}'" if uuid else f"no domain with matching id {id}")
+
+    def domain_state(self, uuid: str) -> tuple[DomainState, int]:
+        self._def(uuid)
+        status = self._status(uuid)
+        if status is None:
+            return DomainState.SHUTOFF, 0
+        return _STATUS.get(status, (DomainState.NOSTATE, 0))
+
+    def domain_persistent(self, uuid: str) -> bool:
+        self._def(uuid)
+        return True
+
+    def domain_info(self, uuid: str) -> DomainInfo:
+        defn = self._def(uuid)
+        state, _ = self.domain_state(uuid)
+        cpu_ns = 0
+        pid = self._rt(uuid).pid()
+        if pid is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu_ns = (int(fields[11]) + int(fields[12])) * 10_000_000  # utime+stime in 10 ms ticks
+        return DomainInfo(state, defn.memory_kib, defn.current_memory_kib, defn.vcpus, cpu_ns)
+
+    def domain_xml(self, uuid: str, flags: int) -> str:
+        defn = self._def(uuid)
+        pid = None if flags & DomainXML.INACTIVE else self._rt(uuid).pid()
+        return defn.format(inactive=pid is None, secure=bool(flags & DomainXML.SECURE), dom_id=pid)
+
+    def define_xml(self, xml: str, flags: int) -> DomainRecord:
+        defn = DomainDef.parse(xml, ERR)
+        QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+        with self._lock:
+            for uuid, name, _ in self.store.domains():
+                if name == defn.name and uuid != defn.uuid:
+                    raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                                f"domain '{name}' already exists with uuid {uuid}")
+                if uuid == defn.uuid and name != defn.name:
+                    raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                                f"domain '{name}' is already defined with uuid {uuid}")
+            with self._operation(defn.uuid, defn.name):
+                self.store.put_domain(defn.uuid, defn.name, defn.format())
+        return self._record(defn.uuid, defn.name)
+
+    def undefine(self, uuid: str, flags: int) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            if self._rt(uuid).pid() is not None:
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            f"domain '{defn.name}' is running; destroy it before undefining it")
+            count = self.store.snapshot_count(uuid)
+            if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
+                raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
+            self.store.delete_domain(uuid)
+            self._trees.pop(uuid, None)
+
+    def _start(self, uuid: str, defn: DomainDef, paused: bool) -> None:
+        dom = QemuDomain.from_def(defn)
+        rt = self._rt(uuid)
+        launch(build_argv(dom, rt, paused=paused), rt)
+
+    def start(self, uuid: str, flags: int) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            if self._rt(uuid).pid() is not None:
+                raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is already running")
+            self._start(uuid, defn, paused=False)
+
+    def _require_running(self, uuid: str) -> None:
+        if self._rt(uuid).pid() is None:
+            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")
+
+    def shutdown(self, uuid: str, flags: int) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            self._require_running(uuid)
+            with self._monitor(uuid) as mon:
+                mon.execute("system_powerdown")
+
+    def destroy(self, uuid: str, flags: int) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            self._require_running(uuid)
+            kill(self._rt(uuid))
+
+    def suspend(self, uuid: str) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            self._require_running(uuid)
+            with self._monitor(uuid) as mon:
+                mon.execute("stop")
+
+    def resume(self, uuid: str) -> None:
+        defn = self._def(uuid)
+        with self._operation(uuid, defn.name):
+            self._require_running(uuid)
+            with self._monitor(uuid) as mon:
+                mon.execute("cont")
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
+        self._def(uuid)
+        with self._lock:
+            return fn(self._tree(uuid))
+
+    def _moment(self, tree: SnapshotTree, name: str) -> Moment:
+        moment = tree.get(name)
+        if moment is None:
+            raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ERR, f"no domain snapshot with matching name '{name}'")
+        return moment
+
+    def snapshot_xml(self, uuid: str, name: str, flags: int) -> str:
+        dom = self._def(uuid)
+        with self._lock:
+            moment = self._moment(self._tree(uuid), name)
+            defn = _def_of(moment)
+            defn.parent = moment.parent_name
+            return format_snapshot(defn, dom.uuid, secure=bool(flags & SnapshotXML.SECURE))
+
+    def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
+        """Create or redefine. On failure nothing is left behind: no tag in any image, no metadata."""
+        dom_def = self._def(uuid)
+        if flags & C.VALIDATE:
+            schema.validate_snapshot(xml)
+        redefine = bool(flags & C.REDEFINE)
+        defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
+        with self._operation(uuid, dom_def.name):
+            tree = self._tree(uuid)
+            if redefine:
+                moment = redefine_snapshot(tree, dom_def, defn, _regular_file)
+                parent = tree.get(defn.parent) if defn.parent else None
+                _attach(moment, defn)
+                if flags & C.CURRENT:
+                    tree.set_current(moment)
+                tree.link(moment, parent)
+                self._commit(uuid, tree)
+                return defn.name
+            if defn.name in tree:
+                raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN, f"domain moment {defn.name} already exists")
+            qdom = QemuDomain.from_def(dom_def)
+            status = self._status(uuid)
+            defn.domain = dom_def.copy()
+            defn.state = SnapshotState(int(_STATUS.get(status, (DomainState.SHUTOFF, 0))[0])) if status \
+                else SnapshotState.SHUTOFF
+            if defn.memory == Location.EXTERNAL or any(d.snapshot == Location.EXTERNAL for d in defn.disks):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "external snapshots are not supported yet")
+            if defn.memory == Location.NO and defn.state.is_online:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            "an internal snapshot of a running domain always saves its memory; use a disk-only "
+                            "snapshot for disks alone")
+            defn.memory = Location.INTERNAL if defn.state.is_online else Location.NO
+            align_disks(defn, Location.INTERNAL, uniform_internal=True, is_regular_file=_regular_file)
+            targets = _internal_targets(defn, qdom)
+            if not targets:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the snapshot would include no disk")
+            entry = self.store.journal_begin(uuid, "create", {"name": defn.name, "disks": targets})
+            try:
+                if status is not None:
+                    with self._monitor(uuid) as mon:
+                        nodes = [d.node_name for d in qdom.disks if d.target in targets]
+                        mon.execute("snapshot-save", {"job-id": f"save-{os.getpid()}", "tag": defn.name,
+                                                      "vmstate": nodes[0], "devices": nodes})
+                        mon.wait_job(f"save-{os.getpid()}")
+                        if flags & C.HALT:
+                            mon.execute("quit")
+                    if flags & C.HALT:
+                        kill(self._rt(uuid))
+                else:
+                    _offline_create(qdom, targets, defn.name)
+                if not flags & C.NO_METADATA:
+                    moment = tree.add(Moment(defn.name))
+                    _attach(moment, defn)
+                    parent = tree.current
+                    tree.set_current(moment)
+                    tree.link(moment, parent)
+                    self._commit(uuid, tree)
+            finally:
+                self.store.journal_end(entry)
+            return defn.name
+
+    def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
+        """Revert; validated first (tags present in every image). A failed load never leaves QEMU paused
+        in restore-vm: it is stopped and the error says so."""
+        dom_def = self._def(uuid)
+        with self._operation(uuid, dom_def.name):
+            tree = self._tree(uuid)
+            moment = self._moment(tree, name)
+            defn = _def_of(moment)
+            if defn.domain is None:
+                raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR,
+                            f"snapshot '{name}' lacks domain '{dom_def.name}' rollback info")
+            target = QemuDomain.from_def(defn.domain)
+            targets = _internal_targets(defn, target)
+            running = self._rt(uuid).pid() is not None
+            online = defn.state.is_online
+            if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
+                raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
+            for disk in target.disks:
+                if disk.target in targets and disk.path:
+                    if not os.path.exists(disk.path):
+                        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                                    f"image {disk.path} of disk '{disk.target}' is missing")
+                    if name not in images.snapshots(disk.path, force_share=True):
+                        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                                    f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
+            same_config = defn.domain.format() == dom_def.format()
+            want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
+            entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
+            try:
+                if online:
+                    if running and not same_config:
+                        kill(self._rt(uuid))
+                        running = False
+                    if not same_config:
+                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                    if not running:
+                        self._start(uuid, defn.domain, paused=True)
+                    self._load(uuid, target, targets, name, want_paused)
+                else:
+                    if running:
+                        kill(self._rt(uuid))
+                    for disk in target.disks:
+                        if disk.target in targets and disk.path:
+                            images.snapshot_apply(disk.path, name)
+                    if not same_config:
+                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                    if flags & (R.RUNNING | R.PAUSED):
+                        self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
+                tree.set_current(moment)
+                self._commit(uuid, tree)
+            finally:
+                self.store.journal_end(entry)
+
+    def _load(self, uuid: str, target: QemuDomain, targets: list[str], name: str, paused: bool) -> None:
+        nodes = [d.node_name for d in target.disks if d.target in targets]
+        job = f"load-{os.getpid()}"
+        with self._monitor(uuid) as mon:
+            try:
+                mon.execute("stop")
+                mon.execute("snapshot-load", {"job-id": job, "tag": name, "vmstate": nodes[0], "devices": nodes})
+                mon.wait_job(job)
+            except libvirtError as exc:
+                kill(self._rt(uuid))
+                raise error(ErrorCode.OPERATION_FAILED, ERR,
+                            f"loading snapshot '{name}' failed and the domain was stopped: {exc.get_error_message()}"
+                            ) from exc
+            mon.execute("stop" if paused else "cont")
+
+    def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
+        dom_def = self._def(uuid)
+        with self._operation(uuid, dom_def.name):
+            tree = self._tree(uuid)
+            moment = self._moment(tree, name)
+            victims = list(moment.visit_descendants()) if flags & (D.CHILDREN | D.CHILDREN_ONLY) else []
+            if not flags & D.CHILDREN_ONLY:
+                victims.append(moment)
+            if not flags & D.METADATA_ONLY:
+                qdom = QemuDomain.from_def(dom_def)
+                running = self._rt(uuid).pid() is not None
+                entry = self.store.journal_begin(uuid, "delete", {"names": [m.name for m in victims]})
+                try:
+                    for victim in victims:
+                        self._delete_data(uuid, qdom, _def_of(victim), running)
+                finally:
+                    self.store.journal_end(entry)
+            tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
+            self._commit(uuid, tree)
+
+    def _delete_data(self, uuid: str, qdom: QemuDomain, defn: SnapshotDef, running: bool) -> None:
+        current = {d.target: d for d in qdom.disks}
+        paths: list[tuple[str, str]] = []  # (node, path) for disks holding the tag
+        for disk in defn.disks:
+            if disk.snapshot != Location.INTERNAL:
+                continue
+            now = current.get(disk.name)
+            if now is None or not now.path:
+                continue
+            if defn.name in images.snapshots(now.path, force_share=True):
+                paths.append((now.node_name, now.path))
+        if not paths:
+            return
+        if running:
+            job = f"delete-{os.getpid()}"
+            with self._monitor(uuid) as mon:
+                mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name, "devices": [n for n, _ in paths]})
+                mon.wait_job(job)
+        else:
+            for _, path in paths:
+                images.snapshot_delete(path, defn.name)
+
+
+def _regular_file(path: str) -> bool:
+    return os.path.isfile(path)
+
+
+def _def_of(moment: Moment) -> SnapshotDef:
+    """A moment's definition, parsed from its stored XML the first time it is needed."""
+    if isinstance(moment.defn, str):
+        moment.defn = _parse_private(moment.defn)
+    defn: SnapshotDef = moment.defn
+    return defn
+
+
+def _parse_private(xml: str) -> SnapshotDef:
+    return parse_snapshot(xml, ParseMode.REDEFINE)
+
+
+def _xml_of(moment: Moment) -> str:
+    return moment.defn if isinstance(moment.defn, str) else format_snapshot(_def_of(moment))
+
+
+def _attach(moment: Moment, defn: SnapshotDef) -> None:
+    moment.defn, moment.state, moment.external = defn, defn.state, defn.is_external
+    moment.creation_time = defn.creation_time
+
+
+def _internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
+    """Disks the snapshot stores internally; each must be a writable qcow2 image."""
+    by_target = {d.target: d for d in qdom.disks}
+    targets = []
+    for disk in defn.disks:
+        if disk.snapshot != Location.INTERNAL:
+            continue
+        dom_disk = by_target.get(disk.name)
+        if dom_disk is None or dom_disk.readonly or not dom_disk.path:
+            continue
+        if dom_disk.format != "qcow2":
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"internal snapshot for disk {disk.name} unsupported for storage type {dom_disk.format}")
+        targets.append(disk.name)
+    return targets
+
+
+def _offline_create(qdom: QemuDomain, targets: list[str], name: str) -> None:
+    """qemu-img snapshot -c on every disk; undone on the disks already done if one fails."""
+    done: list[str] = []
+    try:
+        for disk in qdom.disks:
+            if disk.target in targets and disk.path:
+                images.snapshot_create(disk.path, name)
+                done.append(disk.path)
+    except libvirtError:
+        for path in done:
+            with contextlib.suppress(libvirtError):
+                images.snapshot_delete(path, name)
+        raise
