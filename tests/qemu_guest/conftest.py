@@ -1,0 +1,103 @@
+"""Fixtures for tests on real QEMU guests (TCG): the cached tiny guest, a private driver state dir,
+domains that are always destroyed when the test ends, and guest-agent access for marker files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import virtsnap
+from virtsnap.drivers.qemu.agent import Agent
+
+HERE = Path(__file__).resolve().parent
+BUILDER = HERE.parent / "guest" / "build_guest.py"
+
+
+def _load_builder():
+    spec = importlib.util.spec_from_file_location("virtsnap_guest_builder", BUILDER)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def guest():
+    if shutil.which("qemu-system-x86_64") is None and os.environ.get("CI"):
+        pytest.fail("qemu-system-x86_64 is missing: CI must install qemu-system-x86")
+    return _load_builder().build()
+
+
+@pytest.fixture
+def workdir():
+    # Short paths: unix socket paths must stay under 108 bytes.
+    path = Path(tempfile.mkdtemp(prefix="vs-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def conn(workdir, monkeypatch):
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(workdir / "state"))
+    c = virtsnap.open("qemu:///session")
+    yield c
+    for dom in c.listAllDomains():  # every test kills its QEMU, even when it failed
+        if dom.isActive():
+            dom.destroy()
+    c.close()
+
+
+def domain_xml(guest, workdir: Path, name: str = "demo", fmt: str = "qcow2", memory_mib: int = 256,
+               agent: bool = True) -> str:
+    disk = workdir / f"{name}.{fmt}"
+    if not disk.exists():
+        subprocess.run(["qemu-img", "convert", "-O", fmt, guest.data_template, str(disk)], check=True)
+    channel = ("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+               if agent else "")
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{guest.kernel}</kernel>
+    <initrd>{guest.initrd}</initrd>
+    <cmdline>{guest.cmdline}</cmdline>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{fmt}'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    {channel}
+    <serial type='file'><source path='{workdir / (name + ".serial")}'/></serial>
+  </devices>
+</domain>"""
+
+
+def agent_for(conn, dom, timeout: float = 60.0) -> Agent:
+    """A synchronised agent connection (waits for the guest to boot)."""
+    path = Path(conn.driver.runtime) / dom.UUIDString() / "agent.sock"
+    agent = Agent(str(path))
+    agent.connect(time.monotonic() + timeout)
+    return agent
+
+
+def guest_read(conn, dom, script: str) -> str:
+    with agent_for(conn, dom) as agent:
+        return agent.shell(script)
+
+
+def image_tags(path: str) -> list[str]:
+    out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()[2:]  # "Snapshot list:" and the header
+    return [line.split()[1] for line in lines if line.strip()]
