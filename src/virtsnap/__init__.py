@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import open, openAuth, openReadOnly, virConnect, virDomain, virDomainSnapshot
+from .api import (
+    VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK,
+    VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT,
+    open,
+    openAuth,
+    openReadOnly,
+    qemuAgentCommand,
+    virConnect,
+    virDomain,
+    virDomainSnapshot,
+)
 from .errors import ErrorCode, ErrorDomain, libvirtError
 from .flags import exported_constants
 
@@ -36,11 +46,14 @@ def getVersion(name: str | None = None) -> int:  # noqa: N802
 
 
 __all__ = [
+    "VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK",
+    "VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT",
     "getVersion",
     "libvirtError",
     "open",
     "openAuth",
     "openReadOnly",
+    "qemuAgentCommand",
     "registerErrorHandler",
     "virConnect",
     "virDomain",

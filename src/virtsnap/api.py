@@ -83,6 +83,7 @@ ENTRY_POINTS: dict[str, EntryPoint] = {e.public_name: e for e in (
     EntryPoint("virDomainDestroyFlags", Op.DOMAIN_DESTROY, True, domain=_D),
     EntryPoint("virDomainSuspend", None, True, domain=_D),
     EntryPoint("virDomainResume", None, True, domain=_D),
+    EntryPoint("virDomainQemuAgentCommand", None, True, domain=_D),
     EntryPoint("virConnectListAllDomains", Op.LIST_ALL_DOMAINS, domain=ErrorDomain.NONE),
 )}
 
@@ -506,6 +507,23 @@ class virDomainSnapshot:  # noqa: N801
 
 
 # -- module-level entry points ------------------------------------------------------------------------
+VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK = -2
+VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT = -1
+
+
+def qemuAgentCommand(domain: virDomain, cmd: str, timeout: int = VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT,  # noqa: N802
+                     flags: int = 0) -> str:
+    """libvirt_qemu.qemuAgentCommand: send a JSON command to the domain's guest agent, return the reply."""
+    _check_flags(domain._conn, "virDomainQemuAgentCommand", flags)
+    seconds = 5.0 if timeout == VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT else 600.0 if timeout < 0 else float(timeout)
+    drv = domain._drv()
+    command = getattr(drv, "agent_command", None)
+    if command is None:
+        raise error(ErrorCode.NO_SUPPORT, ErrorDomain.NONE, "virDomainQemuAgentCommand")
+    return _driver_call(lambda: str(command(domain._uuid, cmd, seconds)))
+
+
+
 def open(name: str | None = None) -> virConnect:
     """Open a read-write connection (libvirt.open)."""
     return virConnect(name)

@@ -109,6 +109,16 @@ class Agent:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {answer['error'].get('desc', answer)}")
         return answer.get("return")
 
+    def command_json(self, text: str) -> str:
+        """Run a command given as QMP-style JSON text; return the whole reply as JSON text."""
+        try:
+            msg = json.loads(text)
+        except ValueError as exc:
+            raise error(ErrorCode.INVALID_ARG, ERR, f"agent command is not JSON: {exc}") from exc
+        if not isinstance(msg, dict) or not isinstance(msg.get("execute"), str):
+            raise error(ErrorCode.INVALID_ARG, ERR, "agent command must be an object with an 'execute' member")
+        return json.dumps({"return": self.execute(msg["execute"], msg.get("arguments"))})
+
     # -- conveniences used by tests and quiesce -----------------------------------------------------
     def exec(self, argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
         """Run a program in the guest and wait for it: (exit code, stdout, stderr)."""

@@ -46,6 +46,7 @@ from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import Capabilities, DomainInfo, DomainRecord, Op
 from . import images
+from .agent import Agent
 from .domain import QemuDomain
 from .monitor import Monitor
 from .process import Runtime, build_argv, kill, launch, runtime_root
@@ -292,6 +293,17 @@ class QemuDriver:
             self._require_running(uuid)
             with self._monitor(uuid) as mon:
                 mon.execute("cont")
+
+    def agent_command(self, uuid: str, command: str, timeout: float) -> str:
+        """libvirt_qemu.qemuAgentCommand: pass one JSON command to the guest agent."""
+        defn = self._def(uuid)
+        qdom = QemuDomain.from_def(defn)
+        if qdom.agent_socket is None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"domain '{defn.name}' has no guest agent channel")
+        self._require_running(uuid)
+        path = qdom.agent_socket or str(self._rt(uuid).agent)
+        with Agent(path, timeout=timeout) as agent:
+            return agent.command_json(command)
 
     # -- snapshots ----------------------------------------------------------------------------------
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
