@@ -167,6 +167,23 @@ class QemuDriver:
         except libvirtError:
             return None if rt.pid() is None else "unknown"
 
+    def _tags(self, qdom: QemuDomain, mon: Monitor | None) -> dict[str, set[str]]:
+        """Internal snapshot tags per disk target: from QEMU when it runs (one query), else qemu-img."""
+        tags: dict[str, set[str]] = {}
+        if mon is not None:
+            by_node = {d.node_name: d.target for d in qdom.disks}
+            for dev in mon.execute("query-block"):
+                inserted = dev.get("inserted") or {}
+                target = by_node.get(inserted.get("node-name", ""))
+                if target is not None:
+                    image = inserted.get("image") or {}
+                    tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
+            return tags
+        for disk in qdom.disks:
+            if disk.path and disk.format == "qcow2" and os.path.exists(disk.path):
+                tags[disk.target] = set(images.snapshots(disk.path, force_share=True))
+        return tags
+
     def _tree(self, uuid: str) -> SnapshotTree:
         generation = self.store.generation(uuid)
         cached = self._trees.get(uuid)
@@ -403,56 +420,70 @@ class QemuDriver:
             online = defn.state.is_online
             if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
                 raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
-            for disk in target.disks:
-                if disk.target in targets and disk.path:
-                    if not os.path.exists(disk.path):
-                        raise error(ErrorCode.OPERATION_INVALID, ERR,
-                                    f"image {disk.path} of disk '{disk.target}' is missing")
-                    if name not in images.snapshots(disk.path, force_share=True):
-                        raise error(ErrorCode.OPERATION_INVALID, ERR,
-                                    f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
             same_config = defn.domain.format() == dom_def.format()
-            want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
-            entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
-            try:
-                if online:
-                    if running and not same_config:
-                        kill(self._rt(uuid))
-                        running = False
-                    if not same_config:
-                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
-                    if not running:
-                        self._start(uuid, defn.domain, paused=True)
-                    self._load(uuid, target, targets, name, want_paused)
-                else:
-                    if running:
-                        kill(self._rt(uuid))
-                    for disk in target.disks:
-                        if disk.target in targets and disk.path:
-                            images.snapshot_apply(disk.path, name)
-                    if not same_config:
-                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
-                    if flags & (R.RUNNING | R.PAUSED):
-                        self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
-                tree.set_current(moment)
-                self._commit(uuid, tree)
-            finally:
-                self.store.journal_end(entry)
+            with contextlib.ExitStack() as stack:
+                mon = stack.enter_context(self._monitor(uuid)) if running and same_config else None
+                self._revert_locked(uuid, tree, moment, defn, dom_def, target, targets, running, same_config,
+                                    flags, mon)
 
-    def _load(self, uuid: str, target: QemuDomain, targets: list[str], name: str, paused: bool) -> None:
+    def _revert_locked(self, uuid: str, tree: SnapshotTree, moment: Moment, defn: SnapshotDef,
+                       dom_def: DomainDef, target: QemuDomain, targets: list[str], running: bool,
+                       same_config: bool, flags: int, mon: Monitor | None) -> None:
+        assert defn.domain is not None
+        name, online = defn.name, defn.state.is_online
+        for disk in target.disks:
+            if disk.target in targets and disk.path and not os.path.exists(disk.path):
+                raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {disk.path} of disk '{disk.target}' is missing")
+        tags = self._tags(target, mon)
+        for disk in target.disks:
+            if disk.target in targets and name not in tags.get(disk.target, set()):
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
+        want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
+        entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
+        try:
+            if online:
+                if running and not same_config:
+                    kill(self._rt(uuid))
+                    running = False
+                if not same_config:
+                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                if not running:
+                    self._start(uuid, defn.domain, paused=True)
+                if mon is not None:
+                    self._load(mon, uuid, target, targets, name, want_paused)
+                else:
+                    with self._monitor(uuid) as fresh:
+                        self._load(fresh, uuid, target, targets, name, want_paused)
+            else:
+                if running:
+                    kill(self._rt(uuid))
+                for disk in target.disks:
+                    if disk.target in targets and disk.path:
+                        images.snapshot_apply(disk.path, name)
+                if not same_config:
+                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                if flags & (R.RUNNING | R.PAUSED):
+                    self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
+            tree.set_current(moment)
+            self._commit(uuid, tree)
+        finally:
+            self.store.journal_end(entry)
+
+    def _load(self, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
+              paused: bool) -> None:
         nodes = [d.node_name for d in target.disks if d.target in targets]
         job = f"load-{os.getpid()}"
-        with self._monitor(uuid) as mon:
-            try:
-                mon.execute("stop")
-                mon.execute("snapshot-load", {"job-id": job, "tag": name, "vmstate": nodes[0], "devices": nodes})
-                mon.wait_job(job)
-            except libvirtError as exc:
-                kill(self._rt(uuid))
-                raise error(ErrorCode.OPERATION_FAILED, ERR,
-                            f"loading snapshot '{name}' failed and the domain was stopped: {exc.get_error_message()}"
-                            ) from exc
-            mon.execute("stop" if paused else "cont")
+        try:
+            mon.execute("stop")
+            mon.execute("snapshot-load", {"job-id": job, "tag": name, "vmstate": nodes[0], "devices": nodes})
+            mon.wait_job(job)
+        except libvirtError as exc:
+            kill(self._rt(uuid))
+            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                        f"loading snapshot '{name}' failed and the domain was stopped: {exc.get_error_message()}"
+                        ) from exc
+        mon.execute("stop" if paused else "cont")
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
         dom_def = self._def(uuid)
@@ -467,35 +498,34 @@ class QemuDriver:
                 running = self._rt(uuid).pid() is not None
                 entry = self.store.journal_begin(uuid, "delete", {"names": [m.name for m in victims]})
                 try:
-                    for victim in victims:
-                        self._delete_data(uuid, qdom, _def_of(victim), running)
+                    with contextlib.ExitStack() as stack:
+                        mon = stack.enter_context(self._monitor(uuid)) if running else None
+                        tags = self._tags(qdom, mon)
+                        for victim in victims:
+                            self._delete_data(qdom, _def_of(victim), mon, tags)
                 finally:
                     self.store.journal_end(entry)
             tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
             self._commit(uuid, tree)
 
-    def _delete_data(self, uuid: str, qdom: QemuDomain, defn: SnapshotDef, running: bool) -> None:
-        current = {d.target: d for d in qdom.disks}
-        paths: list[tuple[str, str]] = []  # (node, path) for disks holding the tag
-        for disk in defn.disks:
-            if disk.snapshot != Location.INTERNAL:
-                continue
-            now = current.get(disk.name)
-            if now is None or not now.path:
-                continue
-            if defn.name in images.snapshots(now.path, force_share=True):
-                paths.append((now.node_name, now.path))
-        if not paths:
+    def _delete_data(self, qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
+                     tags: dict[str, set[str]]) -> None:
+        """Remove the snapshot's tag from every current disk image that holds it."""
+        holders = [d for d in qdom.disks
+                   if any(x.name == d.target and x.snapshot == Location.INTERNAL for x in defn.disks)
+                   and defn.name in tags.get(d.target, set()) and d.path]
+        if not holders:
             return
-        if running:
+        if mon is not None:
             job = f"delete-{os.getpid()}"
-            with self._monitor(uuid) as mon:
-                mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name, "devices": [n for n, _ in paths]})
-                mon.wait_job(job)
+            mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name, "devices": [d.node_name for d in holders]})
+            mon.wait_job(job)
         else:
-            for _, path in paths:
-                images.snapshot_delete(path, defn.name)
-
+            for disk in holders:
+                assert disk.path is not None
+                images.snapshot_delete(disk.path, defn.name)
+        for disk in holders:
+            tags[disk.target].discard(defn.name)
 
 def _regular_file(path: str) -> bool:
     return os.path.isfile(path)
