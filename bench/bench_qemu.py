@@ -141,6 +141,7 @@ def start_libvirtd() -> bool:
     probe = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True)
     if probe.returncode == 0:
         return True
+    subprocess.run(["virtlogd", "--daemon"], capture_output=True)  # libvirtd's qemu driver logs through it
     subprocess.run(["libvirtd", "--daemon"], capture_output=True)
     for _ in range(100):
         if subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0:

@@ -214,6 +214,13 @@ class virConnect:  # noqa: N801 - libvirt-python's name
             out.append(self._domain(rec))
         return out
 
+    def getSecurityModel(self) -> list[str]:  # noqa: N802
+        fn = getattr(self._drv(), "security_model", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.NONE, "virNodeGetSecurityModel")
+        model, doi = _driver_call(fn)
+        return [model, doi]
+
     def listDomainsID(self) -> list[int]:  # noqa: N802
         return [r.id for r in _driver_call(self._drv().list_domains) if r.id >= 0]
 
@@ -291,6 +298,25 @@ class virDomain:  # noqa: N801
 
     def maxMemory(self) -> int:  # noqa: N802
         return self.info()[1]
+
+    def _optional(self, method: str, public_name: str) -> Any:
+        fn = getattr(self._drv(), method, None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN, public_name)
+        return _driver_call(lambda: fn(self._uuid))
+
+    def OSType(self) -> str:  # noqa: N802
+        return str(self._optional("domain_os_type", "virDomainGetOSType"))
+
+    def autostart(self) -> int:
+        return 1 if self._optional("domain_autostart", "virDomainGetAutostart") else 0
+
+    def hasManagedSaveImage(self, flags: int = 0) -> int:  # noqa: N802
+        return 1 if self._optional("domain_managed_save", "virDomainHasManagedSaveImage") else 0
+
+    def securityLabel(self) -> list[Any]:  # noqa: N802
+        label, enforcing = self._optional("domain_security_label", "virDomainGetSecurityLabel")
+        return [label, 1 if enforcing else 0]
 
     def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802
         if self._conn.read_only and flags & DomainXML.SECURE:

@@ -500,7 +500,8 @@ class QemuDriver:
                 try:
                     with contextlib.ExitStack() as stack:
                         mon = stack.enter_context(self._monitor(uuid)) if running else None
-                        tags = self._tags(qdom, mon)
+                        # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
+                        tags = self._tags(qdom, None) if mon is None else _tags_from_metadata(qdom, victims)
                         for victim in victims:
                             self._delete_data(qdom, _def_of(victim), mon, tags)
                 finally:
@@ -526,6 +527,16 @@ class QemuDriver:
                 images.snapshot_delete(disk.path, defn.name)
         for disk in holders:
             tags[disk.target].discard(defn.name)
+
+def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, set[str]]:
+    """Which disks should hold which tags, according to the metadata alone."""
+    tags: dict[str, set[str]] = {d.target: set() for d in qdom.disks}
+    for victim in victims:
+        for disk in _def_of(victim).disks:
+            if disk.snapshot == Location.INTERNAL and disk.name in tags:
+                tags[disk.name].add(victim.name)
+    return tags
+
 
 def _regular_file(path: str) -> bool:
     return os.path.isfile(path)

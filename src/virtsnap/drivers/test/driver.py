@@ -86,6 +86,7 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_DEFINE: 1,  # VIR_DOMAIN_DEFINE_VALIDATE
         Op.DOMAIN_CREATE: 0,
         Op.DOMAIN_STATE: 0,
+        Op.LIST_ALL_DOMAINS: 0xFFFF,  # VIR_CONNECT_LIST_DOMAINS_FILTERS_ALL
         Op.DOMAIN_SHUTDOWN: 0,
         Op.DOMAIN_DESTROY: 1,  # VIR_DOMAIN_DESTROY_GRACEFUL
     },
@@ -234,6 +235,28 @@ class TestDriver:
     def domain_persistent(self, uuid: str) -> bool:
         with self._state.lock:
             return self._dom(uuid).persistent
+
+    def domain_os_type(self, uuid: str) -> str:
+        with self._state.lock:
+            self._dom(uuid)
+            return "linux"  # what libvirt's test driver reports for every domain
+
+    def domain_autostart(self, uuid: str) -> bool:
+        with self._state.lock:
+            self._dom(uuid)
+            return False
+
+    def domain_managed_save(self, uuid: str) -> bool:
+        with self._state.lock:
+            return self._dom(uuid).has_managed_save
+
+    def security_model(self) -> tuple[str, str]:
+        return "testSecurity", ""
+
+    def domain_security_label(self, uuid: str) -> tuple[str, bool]:
+        with self._state.lock:
+            self._dom(uuid)
+            return "libvirt-test", True
 
     def domain_info(self, uuid: str) -> DomainInfo:
         with self._state.lock:

@@ -1,0 +1,19 @@
+"""Every command virtsnap's CLI knows, grouped as `help` lists them, and lookup by name."""
+
+from __future__ import annotations
+
+from . import cmd_domain, cmd_snapshot, cmd_virsh
+from .parser import Command, Group
+
+GROUPS = (
+    Group("Domain Management", "domain", cmd_domain.MANAGEMENT),
+    Group("Domain Monitoring", "monitor", cmd_domain.MONITORING),
+    Group("Snapshot", "snapshot", cmd_snapshot.COMMANDS),
+    Group("Virsh itself", "virsh", cmd_virsh.COMMANDS),
+)
+
+COMMANDS: dict[str, Command] = {cmd.name: cmd for group in GROUPS for cmd in group.commands}
+
+
+def find_command(name: str) -> Command | None:
+    return COMMANDS.get(name)
