@@ -15,6 +15,7 @@ import virtsnap
 
 from .control import CommandError, Control
 from .parser import ArgvTokenizer, Invocation, ParseError, StringTokenizer, parse_chain
+from .progress_display import progress_bar
 from .registry import COMMANDS, GROUPS, find_command
 
 PROGNAME = "virtsnap"
@@ -219,7 +220,8 @@ def run_command(ctl: Control, invocation: Invocation) -> bool:
     if command.needs_connection and ctl.conn is None and not ctl.connect():
         return False
     try:
-        return bool(command.handler(ctl, invocation.opts))
+        with progress_bar(ctl.quiet):
+            return bool(command.handler(ctl, invocation.opts))
     except CommandError:
         return False
     except virtsnap.libvirtError as exc:

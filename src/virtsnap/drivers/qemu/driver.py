@@ -41,6 +41,8 @@ from ...flags import SnapshotCreate as C
 from ...flags import SnapshotDelete as D
 from ...flags import SnapshotList as L
 from ...flags import SnapshotRevert as R
+from ... import failpoints
+from ...progress import DeferredInterrupt
 from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
@@ -380,18 +382,12 @@ class QemuDriver:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the snapshot would include no disk")
             entry = self.store.journal_begin(uuid, "create", {"name": defn.name, "disks": targets})
             try:
-                if status is not None:
-                    with self._monitor(uuid) as mon:
-                        nodes = [d.node_name for d in qdom.disks if d.target in targets]
-                        mon.execute("snapshot-save", {"job-id": f"save-{os.getpid()}", "tag": defn.name,
-                                                      "vmstate": nodes[0], "devices": nodes})
-                        mon.wait_job(f"save-{os.getpid()}")
-                        if flags & C.HALT:
-                            mon.execute("quit")
-                    if flags & C.HALT:
-                        kill(self._rt(uuid))
-                else:
-                    _offline_create(qdom, targets, defn.name)
+                with DeferredInterrupt() as interrupt:
+                    self._create_data(uuid, qdom, targets, defn, status, flags)
+                if interrupt.interrupted:
+                    self._undo_create(uuid, qdom, targets, defn.name, status, flags)
+                    raise error(ErrorCode.OPERATION_ABORTED, ERR,
+                                f"snapshot '{defn.name}' cancelled; nothing was kept and the domain is as before")
                 if not flags & C.NO_METADATA:
                     moment = tree.add(Moment(defn.name))
                     _attach(moment, defn)
@@ -402,6 +398,41 @@ class QemuDriver:
             finally:
                 self.store.journal_end(entry)
             return defn.name
+
+    def _create_data(self, uuid: str, qdom: QemuDomain, targets: list[str], defn: SnapshotDef,
+                     status: str | None, flags: int) -> None:
+        if status is not None:
+            with self._monitor(uuid) as mon:
+                nodes = [d.node_name for d in qdom.disks if d.target in targets]
+                mon.execute("snapshot-save", {"job-id": f"save-{os.getpid()}", "tag": defn.name,
+                                              "vmstate": nodes[0], "devices": nodes})
+                failpoints.hit("create.save-started")
+                mon.wait_job(f"save-{os.getpid()}")
+                if flags & C.HALT:
+                    mon.execute("quit")
+            if flags & C.HALT:
+                kill(self._rt(uuid))
+        else:
+            _offline_create(qdom, targets, defn.name)
+        failpoints.hit("create.data-done")
+
+    def _undo_create(self, uuid: str, qdom: QemuDomain, targets: list[str], name: str, status: str | None,
+                     flags: int) -> None:
+        """Remove a just-made snapshot's data (after an interrupt), and restart a halted guest paused->run."""
+        running = self._rt(uuid).pid() is not None
+        if running:
+            with self._monitor(uuid) as mon:
+                job = f"delete-{os.getpid()}"
+                mon.execute("snapshot-delete", {"job-id": job, "tag": name,
+                                                "devices": [d.node_name for d in qdom.disks if d.target in targets]})
+                mon.wait_job(job)
+        else:
+            for disk in qdom.disks:
+                if disk.target in targets and disk.path:
+                    with contextlib.suppress(libvirtError):
+                        images.snapshot_delete(disk.path, name)
+            if status is not None and flags & C.HALT:
+                self._start(uuid, qdom.defn, paused=status != "running")
 
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
         """Revert; validated first (tags present in every image). A failed load never leaves QEMU paused
@@ -440,35 +471,37 @@ class QemuDriver:
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
         want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
-        entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
-        try:
-            if online:
-                if running and not same_config:
-                    kill(self._rt(uuid))
-                    running = False
-                if not same_config:
-                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
-                if not running:
-                    self._start(uuid, defn.domain, paused=True)
-                if mon is not None:
-                    self._load(mon, uuid, target, targets, name, want_paused)
+        # A load cannot stop half way (guest memory would be neither state): Ctrl-C waits for the end.
+        with DeferredInterrupt():
+            entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
+            try:
+                if online:
+                    if running and not same_config:
+                        kill(self._rt(uuid))
+                        running = False
+                    if not same_config:
+                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                    if not running:
+                        self._start(uuid, defn.domain, paused=True)
+                    if mon is not None:
+                        self._load(mon, uuid, target, targets, name, want_paused)
+                    else:
+                        with self._monitor(uuid) as fresh:
+                            self._load(fresh, uuid, target, targets, name, want_paused)
                 else:
-                    with self._monitor(uuid) as fresh:
-                        self._load(fresh, uuid, target, targets, name, want_paused)
-            else:
-                if running:
-                    kill(self._rt(uuid))
-                for disk in target.disks:
-                    if disk.target in targets and disk.path:
-                        images.snapshot_apply(disk.path, name)
-                if not same_config:
-                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
-                if flags & (R.RUNNING | R.PAUSED):
-                    self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
-            tree.set_current(moment)
-            self._commit(uuid, tree)
-        finally:
-            self.store.journal_end(entry)
+                    if running:
+                        kill(self._rt(uuid))
+                    for disk in target.disks:
+                        if disk.target in targets and disk.path:
+                            images.snapshot_apply(disk.path, name)
+                    if not same_config:
+                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                    if flags & (R.RUNNING | R.PAUSED):
+                        self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
+                tree.set_current(moment)
+                self._commit(uuid, tree)
+            finally:
+                self.store.journal_end(entry)
 
     def _load(self, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
               paused: bool) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError
 
 from ...errors import ErrorCode, ErrorDomain, error
+from ...progress import report
 
 T = TypeVar("T")
 ERR = ErrorDomain.QEMU
@@ -101,8 +102,7 @@ class Monitor:
                     return event
         return self._run(asyncio.wait_for(go(), timeout), timeout + 1)
 
-    def wait_job(self, job_id: str, timeout: float = 600.0,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+    def wait_job(self, job_id: str, timeout: float = 600.0) -> None:
         """Wait for a QMP job to conclude, report its error, and dismiss it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -110,8 +110,7 @@ class Monitor:
             job = jobs.get(job_id)
             if job is None:
                 raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU job {job_id} vanished")
-            if progress is not None:
-                progress(int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
+            report(job_id.split("-")[0], int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
             if job["status"] == "concluded":
                 self.execute("job-dismiss", {"id": job_id})
                 if job.get("error"):
