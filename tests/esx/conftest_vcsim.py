@@ -38,8 +38,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 VCSIM_DIR = Path(__file__).resolve().parent / "vcsim"
 READY_PREFIX = "VCSIM_READY "
@@ -72,7 +72,7 @@ class VcsimServer:
         return kwargs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vcsim_binary() -> Path:
     """Path of the patched vcsim, building it on first use in this process."""
     override = os.environ.get("VIRTSNAP_VCSIM")
@@ -148,12 +148,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def vcsim_server(
-    *, startup_timeout: float = 30.0, builtin_cert: bool = False, binary: Optional[Path] = None
+    *, startup_timeout: float = 30.0, builtin_cert: bool = False, binary: Path | None = None,
+    model: str = "esx",
 ) -> Iterator[VcsimServer]:
     """Start a fresh vcsim on 127.0.0.1 (kernel-chosen free port); yield its details.
 
     builtin_cert=True serves govmomi's stock RSA-1024 test certificate instead
     of a fresh ECDSA one (OpenSSL 3 rejects the former even when trusted).
+    model="vpx" simulates a vCenter (datacenter DC0, cluster DC0_C0, hosts
+    DC0_C0_H0..2 and standalone DC0_H0) instead of one ESX host.
     """
     binary = Path(binary) if binary else vcsim_binary()
     workdir = Path(tempfile.mkdtemp(prefix="virtsnap-vcsim-"))
@@ -165,6 +168,8 @@ def vcsim_server(
             "-watch-parent"]
     if builtin_cert:
         argv.append("-builtin-cert")
+    if model != "esx":
+        argv += ["-model", model]
     # TMPDIR confines the simulated datastores to workdir, so they are removed
     # with it even if vcsim has to be SIGKILLed.
     env = dict(os.environ, TMPDIR=str(workdir))

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("pyVmomi")
-from pyVim.connect import Disconnect, SmartConnect  # noqa: E402
-from pyVim.task import WaitForTask  # noqa: E402
-from pyVmomi import vim, vmodl  # noqa: E402
+from pyVim.connect import Disconnect, SmartConnect
+from pyVim.task import WaitForTask
+from pyVmomi import vim, vmodl
 
 # conftest_vcsim is a plain module beside this file; make it importable under
 # any pytest import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest_vcsim import make_vcsim_fixture  # noqa: E402
+from conftest_vcsim import make_vcsim_fixture
 
 # One fresh simulator for this module (DESIGN.md: fresh vcsim per module).
 vcsim = make_vcsim_fixture(scope="module")
@@ -156,7 +156,7 @@ def test_remove_keep_children(vm):
     assert tree(vm) == [("a", [("c", [])])]
     assert current(vm) == c
     with pytest.raises(vmodl.fault.ManagedObjectNotFound):
-        b.config
+        _ = b.config
 
 
 def test_remove_with_children(vm):
@@ -195,7 +195,7 @@ def test_remove_all(vm):
     assert task.info.entity == vm
     assert vm.snapshot is None
     with pytest.raises(vmodl.fault.ManagedObjectNotFound):
-        a.config
+        _ = a.config
 
 
 def test_rename_snapshot_missing_vcsim_gap(vm):

@@ -48,7 +48,6 @@ DATA_DISK_MIB = 64
 KERNEL_CMDLINE = "console=ttyS0 quiet"
 # Measured: the uncompressed cpio boots faster under TCG than gzip (see README of the report).
 INITRD_COMPRESS = os.environ.get("VIRTSNAP_EXP_GZIP") == "1"
-STRIP_MODULE_SIGNATURES = os.environ.get("VIRTSNAP_EXP_NOSIG") == "1"
 
 # Host package -> why the build needs it.
 HOST_PACKAGES = {
@@ -57,6 +56,7 @@ HOST_PACKAGES = {
     "e2fsprogs": "mkfs.ext4 for the data disk",
     "kmod": "depmod and modprobe --show-depends",
     "qemu-utils": "qemu-img for the qcow2 template",
+    "binutils": "objcopy to slim the modules",
 }
 
 # Make sbin tools findable when the caller's PATH lacks them (non-root shells).
@@ -99,11 +99,15 @@ def run(args: list[str], *, cwd: Path | None = None, check: bool = True) -> subp
 
 def package_versions(packages) -> dict[str, str | None]:
     """Installed version of each Debian package, None when not installed."""
-    versions = {}
-    for pkg in packages:
-        proc = run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", pkg], check=False)
-        status, _, version = proc.stdout.partition(" ")
-        versions[pkg] = version if proc.returncode == 0 and status == "installed" else None
+    versions: dict[str, str | None] = dict.fromkeys(packages)
+    if versions:
+        # One call for all; unknown packages only add a complaint on stderr.
+        out = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status} ${Version}\n", *versions],
+                  check=False).stdout
+        for line in out.splitlines():
+            pkg, status, version = (line.split(" ", 2) + ["", ""])[:3]
+            if pkg in versions and status == "installed":
+                versions[pkg] = version
     return versions
 
 
@@ -133,8 +137,27 @@ def ensure_host_packages(packages=HOST_PACKAGES) -> dict[str, str]:
     return versions  # type: ignore[return-value]
 
 
-def resolve_kernel_package() -> tuple[str, str]:
-    """(package, version) of the kernel image linux-image-amd64 currently depends on."""
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
+def resolve_kernel_package(cache_root: Path) -> tuple[str, str]:
+    """(package, version) of the kernel image linux-image-amd64 currently depends on.
+
+    apt-cache takes ~1 s per call without a pkgcache.bin, so the answer is memoised in
+    ``cache_root`` for as long as the package lists are unchanged.
+    """
+    def lists_stamp() -> str:
+        stats = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(APT_LISTS.glob("*_Packages*"))]
+        return hashlib.sha256(repr(stats).encode()).hexdigest()
+
+    memo = cache_root / "kernel-package.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if saved["lists"] == lists_stamp():
+            return saved["package"], saved["version"]
+    except (OSError, ValueError, KeyError):
+        pass
+
     def show() -> str:
         return run(["apt-cache", "show", "--no-all-versions", KERNEL_META_PACKAGE], check=False).stdout
 
@@ -147,6 +170,10 @@ def resolve_kernel_package() -> tuple[str, str]:
         raise BuildError(f"cannot resolve the kernel behind {KERNEL_META_PACKAGE} "
                          "(apt-cache show gave no 'linux-image-*-amd64 (= version)' dependency; "
                          "run apt-get update?)")
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+    tmp.write_text(json.dumps({"lists": lists_stamp(), "package": match.group(1), "version": match.group(2)}))
+    os.replace(tmp, memo)
     return match.group(1), match.group(2)
 
 
@@ -169,15 +196,18 @@ def ldd_paths(binary: str) -> list[str]:
 
 def library_versions(paths: list[str]) -> dict[str, str]:
     """path -> 'package=version', or 'sha256=...' for files no package owns."""
+    # Merged /usr: dpkg may know a library by its /usr/lib path rather than the /lib one ldd prints.
+    candidates = {p: [p, "/usr" + p, os.path.realpath(p)] for p in paths}
     owners = {}
-    for line in run(["dpkg", "-S", *paths], check=False).stdout.splitlines():
+    out = run(["dpkg", "-S", *sorted({c for cs in candidates.values() for c in cs})], check=False).stdout
+    for line in out.splitlines():
         pkg, sep, path = line.partition(": ")
-        if sep and path in paths:
+        if sep and " " not in pkg:  # skips "diversion by ..." lines
             owners[path] = pkg.split(":")[0]
     versions = package_versions(sorted(set(owners.values())))
     result = {}
     for path in paths:
-        pkg = owners.get(path)
+        pkg = next((owners[c] for c in candidates[path] if c in owners), None)
         if pkg and versions.get(pkg):
             result[path] = f"{pkg}={versions[pkg]}"
         else:
@@ -253,28 +283,21 @@ def module_load_order(root: Path, release: str) -> list[Path]:
     return order
 
 
-MODULE_SIG_MAGIC = b"~Module signature appended~\n"
+def module_bytes(path: Path, scratch: Path) -> bytes:
+    """Module content as busybox insmod takes it: plain ELF, without .BTF and signature.
 
-
-def module_bytes(path: Path) -> bytes:
-    """Module content, decompressed on the host since busybox insmod only takes plain .ko.
-
-    The appended signature is dropped: checking it costs the TCG guest ~X ms and the
-    kernel (MODULE_SIG_FORCE unset) then only marks itself tainted.
+    Parsing module BTF makes the kernel parse all of vmlinux's BTF, and checking the
+    appended signature hashes the whole module: together ~0.4 s of TCG time. objcopy
+    rewrites the ELF without .BTF and drops the appended signature; with
+    MODULE_SIG_FORCE unset the kernel then only marks itself tainted.
     """
     data = path.read_bytes()
     if path.suffix in (".xz", ".zst", ".gz"):
         data = _decompress(data, str(path))
-    if STRIP_MODULE_SIGNATURES and data.endswith(MODULE_SIG_MAGIC):
-        # struct module_signature (12 bytes, sig_len big-endian last) sits before the magic.
-        sig_len = struct.unpack_from(">I", data, len(data) - len(MODULE_SIG_MAGIC) - 4)[0]
-        data = data[:len(data) - len(MODULE_SIG_MAGIC) - 12 - sig_len]
-    if os.environ.get("VIRTSNAP_EXP_NOBTF") == "1":
-        with tempfile.TemporaryDirectory() as t:
-            Path(t, "m.ko").write_bytes(data)
-            run(["objcopy", "--remove-section=.BTF", str(Path(t, "m.ko"))])
-            data = Path(t, "m.ko").read_bytes()
-    return data
+    plain = scratch / "module.ko"
+    plain.write_bytes(data)
+    run(["objcopy", "--remove-section=.BTF", str(plain)])
+    return plain.read_bytes()
 
 
 # --- initramfs ----------------------------------------------------------------
@@ -326,7 +349,7 @@ class Cpio:
         return bytes(out)
 
 
-def build_initramfs(modules: list[Path], libs: list[str]) -> bytes:
+def build_initramfs(modules: list[Path], libs: list[str], scratch: Path) -> bytes:
     cpio = Cpio()
     for d in ("dev", "proc", "sys", "run", "tmp", "ram", "mnt", "root", "etc"):
         cpio.dir(d)
@@ -343,7 +366,7 @@ def build_initramfs(modules: list[Path], libs: list[str]) -> bytes:
     names = []
     for module in modules:
         name = module.name.split(".ko")[0] + ".ko"
-        cpio.file(f"lib/modules/{name}", module_bytes(module))
+        cpio.file(f"lib/modules/{name}", module_bytes(module, scratch))
         names.append(name)
     cpio.file("lib/modules/load-order", ("\n".join(names) + "\n").encode())
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
@@ -398,7 +421,7 @@ def build(cache_root: str | os.PathLike | None = None, force: bool = False) -> G
     """Return the cached guest, building it first when absent (or when ``force``)."""
     cache_root = Path(cache_root) if cache_root else default_cache_root()
     host = ensure_host_packages()
-    kernel_pkg = resolve_kernel_package()
+    kernel_pkg = resolve_kernel_package(cache_root)
     libs = ldd_paths(QEMU_GA)
     lib_versions = library_versions(libs)
     key, inputs = cache_key({p: host[p] for p in ("busybox-static", "qemu-guest-agent", "e2fsprogs")},
@@ -429,7 +452,7 @@ def build(cache_root: str | os.PathLike | None = None, force: bool = False) -> G
         shutil.copyfile(bzimages[0], tmp / "bzImage")
         (tmp / "vmlinux").write_bytes(extract_vmlinux(bzimages[0]))
         modules = module_load_order(root, release)
-        (tmp / "initrd").write_bytes(build_initramfs(modules, libs))
+        (tmp / "initrd").write_bytes(build_initramfs(modules, libs, scratch))
         build_data_template(tmp / "data.qcow2", scratch)
         shutil.rmtree(scratch)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ... import failpoints
 from ...conf import validate as schema
 from ...conf.domain_xml import DomainDef
 from ...conf.redefine import redefine as redefine_snapshot
@@ -41,7 +42,6 @@ from ...flags import SnapshotCreate as C
 from ...flags import SnapshotDelete as D
 from ...flags import SnapshotList as L
 from ...flags import SnapshotRevert as R
-from ... import failpoints
 from ...progress import DeferredInterrupt
 from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
