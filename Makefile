@@ -14,6 +14,8 @@ test: setup
 
 bench: setup
 	.venv/bin/python bench/bench_test_driver.py
+	.venv/bin/python bench/bench_qemu.py
+	.venv/bin/python bench/bench_esx.py
 
 lint: setup
 	.venv/bin/ruff check src

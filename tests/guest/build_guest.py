@@ -44,10 +44,15 @@ QEMU_GA = "/usr/sbin/qemu-ga"
 BUSYBOX = "/bin/busybox"
 DATA_DISK_MIB = 64
 
-# Kernel command line the tests should pass with -append.
-KERNEL_CMDLINE = "console=ttyS0 quiet"
-# Measured: the uncompressed cpio boots faster under TCG than gzip (see README of the report).
-INITRD_COMPRESS = os.environ.get("VIRTSNAP_EXP_GZIP") == "1"
+# Kernel command line for -append. Under TCG every executed-once path costs translation time:
+#   pci=noacpi         PCI IRQ routing from the BIOS table instead of slow ACPI LNK methods
+#                      (ACPI stays on, so a guest poweroff still ends QEMU)
+#   cryptomgr.notests  no crypto self-tests at boot
+#   init_on_alloc=0    no zeroing of every allocation
+#   rodata=off         skips marking rodata read-only and the W+X page table walk
+#   noapictimer        no LAPIC timer calibration; the HPET ticks instead
+# Measured together: boot to agent 5.8 -> 4.0 s of QEMU CPU (qemu64, qboot, 256 MiB).
+KERNEL_CMDLINE = "console=ttyS0 quiet pci=noacpi cryptomgr.notests init_on_alloc=0 rodata=off noapictimer"
 
 # Host package -> why the build needs it.
 HOST_PACKAGES = {
@@ -276,7 +281,8 @@ def module_load_order(root: Path, release: str) -> list[Path]:
             parts = line.split()
             if parts[:1] == ["insmod"]:
                 path = Path(parts[1])
-                if path not in order:
+                # CPU-specific crypto (crc32c-intel) fails on qemu64 and the generic one is also listed.
+                if "/arch/x86/crypto/" not in parts[1] and path not in order:
                     order.append(path)
             elif parts[:1] != ["builtin"]:
                 raise BuildError(f"modprobe --show-depends {module}: unexpected line {line!r}")
@@ -372,8 +378,7 @@ def build_initramfs(modules: list[Path], libs: list[str], scratch: Path) -> byte
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     cpio.file("etc/group", b"root:x:0:\n")
     cpio.file("init", INIT_SCRIPT.read_bytes(), 0o755)
-    data = cpio.dump()
-    return gzip.compress(data, compresslevel=6, mtime=0) if INITRD_COMPRESS else data
+    return cpio.dump()  # uncompressed: gzip made boot 0.2 s slower (inflating costs more than copying)
 
 
 # --- data disk ----------------------------------------------------------------

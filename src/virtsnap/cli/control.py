@@ -183,7 +183,11 @@ DEFAULT_CRED_TYPES = (Cred.AUTHNAME, Cred.ECHOPROMPT, Cred.REALM, Cred.PASSPHRAS
 
 
 def default_auth_callback(creds: list[list[Any]], cbdata: object) -> int:
-    """virConnectAuthCallbackDefault: prompt on stdout, read names from stdin, passwords without echo."""
+    """virConnectAuthCallbackDefault, asked on the terminal: prompts go to stderr (stdout stays the command's
+    output), passwords are read without echo, and without a terminal it declines (-1) so that the driver
+    falls back to its auth file or environment instead of blocking on a pipe."""
+    if not sys.stdin.isatty():
+        return -1
     for cred in creds:
         kind, prompt, challenge, defresult = cred[0], cred[1], cred[2], cred[3]
         answer: str | None = None
@@ -192,17 +196,15 @@ def default_auth_callback(creds: list[list[Any]], cbdata: object) -> int:
                 return -1
             continue
         if kind in (Cred.USERNAME, Cred.AUTHNAME, Cred.ECHOPROMPT, Cred.REALM):
-            sys.stdout.write(f"{prompt}: ")
-            sys.stdout.flush()
+            sys.stderr.write(f"{prompt}: ")
+            sys.stderr.flush()
             line = sys.stdin.readline()
             answer = line[:-1] if line.endswith("\n") else line
         elif kind in (Cred.PASSPHRASE, Cred.NOECHOPROMPT):
-            sys.stdout.write(f"{prompt}: ")
-            sys.stdout.flush()
             import getpass
 
             try:
-                answer = getpass.getpass("")
+                answer = getpass.getpass(f"{prompt}: ", stream=sys.stderr)
             except (EOFError, OSError):
                 answer = ""
         else:
