@@ -526,6 +526,21 @@ class virDomainSnapshot:  # noqa: N801
         names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
         return [virDomainSnapshot(self._dom, n) for n in names]
 
+    def rename(self, new_name: str) -> int:
+        """virtsnap extension: rename in place where the hypervisor owns the tree (ESX, VirtualBox).
+
+        libvirt has no rename; for drivers that own their metadata, `snapshot-edit --rename` redefines under
+        the new name and deletes the old metadata instead, and this raises VIR_ERR_NO_SUPPORT.
+        """
+        if self._dom._conn.read_only:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "read only access prevents virDomainSnapshotRename")
+        fn = getattr(self._dom._drv(), "snapshot_rename", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN_SNAPSHOT, "virDomainSnapshotRename")
+        self._name = str(_driver_call(lambda: fn(self._dom._uuid, self._name, new_name)))
+        return 0
+
     def delete(self, flags: int = 0) -> int:
         self._check("virDomainSnapshotDelete", flags)
         _driver_call(lambda: self._dom._drv().snapshot_delete(self._dom._uuid, self._name, flags))

@@ -6,7 +6,9 @@ that escape a command are printed by the chain runner after the command's own me
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -842,7 +844,7 @@ def cmd_snapshot_edit(ctl: Control, opts: Opts) -> bool:
     dom, _ = ctl.domain(opts)
     snap, name = lookup_snapshot(ctl, opts, "snapshotname", False, dom)
     try:
-        edited = _edit(ctl, dom, snap, name, define_flags)
+        edited = _edit(ctl, dom, snap, name, define_flags, rename_ok)
     except virtsnap.libvirtError as exc:
         ctl.save_error(exc)
         edited = False
@@ -858,6 +860,8 @@ def cmd_snapshot_edit(ctl: Control, opts: Opts) -> bool:
     if clone_ok:
         ctl.extra(f"Snapshot {name} cloned to {edited_name}.\n")
         return True
+    if rename_ok and not _exists(dom, name):
+        return True  # the hypervisor renamed it in place: nothing left to clean up
     try:
         (snap if rename_ok else edited).delete(SnapshotDelete.METADATA_ONLY)
     except virtsnap.libvirtError as exc:
@@ -886,8 +890,32 @@ def _temp_file(directory: str) -> tuple[int, str]:
     raise virtsnap.libvirtError("internal error: cannot create a temporary file", ErrorCode.INTERNAL_ERROR)
 
 
+def _exists(dom: virtsnap.virDomain, name: str) -> bool:
+    try:
+        dom.snapshotLookupByName(name)
+        return True
+    except virtsnap.libvirtError:
+        return False
+
+
+def _renamed_in_place(snap: virtsnap.virDomainSnapshot, edited_doc: str) -> bool:
+    """Where the hypervisor owns the tree (ESX, VirtualBox) a rename cannot be a redefine plus a delete:
+    rename in place first (virtsnap's virDomainSnapshot.rename); False where the driver has no rename."""
+    match = re.search(r"<name>([^<]*)</name>", edited_doc)
+    new_name = html.unescape(match.group(1)) if match else None
+    if not new_name or new_name == snap.getName():
+        return False
+    try:
+        snap.rename(new_name)
+    except virtsnap.libvirtError as exc:
+        if exc.get_error_code() == ErrorCode.NO_SUPPORT:
+            return False
+        raise
+    return True
+
+
 def _edit(ctl: Control, dom: virtsnap.virDomain, snap: virtsnap.virDomainSnapshot, name: str,
-          define_flags: int) -> virtsnap.virDomainSnapshot | bool:
+          define_flags: int, rename_ok: bool = False) -> virtsnap.virDomainSnapshot | bool:
     """virsh-edit.c for a snapshot: the redefined snapshot, True if unchanged, False on failure."""
     doc = snap.getXMLDesc(SnapshotXML.SECURE)
     fd, path = _temp_file(os.environ.get("TMPDIR") or "/tmp")
@@ -917,6 +945,9 @@ def _edit(ctl: Control, dom: virtsnap.virDomain, snap: virtsnap.virDomainSnapsho
                     if "<state>disk-snapshot</state>" in doc:
                         flags |= SnapshotCreate.DISK_ONLY
                     try:
+                        if rename_ok and _renamed_in_place(snap, edited_doc):
+                            snap = dom.snapshotLookupByName(re.search(r"<name>([^<]*)</name>", edited_doc)
+                                                            .group(1))  # type: ignore[union-attr]
                         return dom.snapshotCreateXML(edited_doc, flags)
                     except virtsnap.libvirtError as exc:
                         ctl.save_error(exc)
