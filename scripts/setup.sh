@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests and demo use: libvirt 9.0 as the oracle (virsh, python3-libvirt), QEMU and
 # qemu-img, what the tiny test guest is built from, and Go + govmomi for the vcsim simulator.
-PACKAGES=(libvirt-clients python3-libvirt qemu-system-x86 qemu-utils busybox-static qemu-guest-agent
+PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils busybox-static qemu-guest-agent
           e2fsprogs cpio kmod xz-utils zstd golang-go golang-github-vmware-govmomi-dev patch)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
