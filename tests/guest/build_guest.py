@@ -28,6 +28,7 @@ import lzma
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -52,7 +53,9 @@ DATA_DISK_MIB = 64
 #   rodata=off         skips marking rodata read-only and the W+X page table walk
 #   noapictimer        no LAPIC timer calibration; the HPET ticks instead
 # Measured together: boot to agent 5.8 -> 4.0 s of QEMU CPU (qemu64, qboot, 256 MiB).
-KERNEL_CMDLINE = "console=ttyS0 quiet pci=noacpi cryptomgr.notests init_on_alloc=0 rodata=off noapictimer"
+# panic=-1 reboots at once on a panic (QEMU exits too with -no-reboot) so failures show fast.
+KERNEL_CMDLINE = ("console=ttyS0 quiet panic=-1 "
+                  "pci=noacpi cryptomgr.notests init_on_alloc=0 rodata=off noapictimer")
 
 # Host package -> why the build needs it.
 HOST_PACKAGES = {
@@ -90,8 +93,7 @@ class Guest:
 def run(args: list[str], *, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command without a shell, capturing text output; raise BuildError on failure."""
     try:
-        proc = subprocess.run(args, cwd=cwd, env=_ENV, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(args, cwd=cwd, env=_ENV, text=True, capture_output=True)
     except FileNotFoundError as exc:
         raise BuildError(f"{args[0]}: not found ({exc})") from None
     if check and proc.returncode != 0:
@@ -110,7 +112,7 @@ def package_versions(packages) -> dict[str, str | None]:
         out = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status} ${Version}\n", *versions],
                   check=False).stdout
         for line in out.splitlines():
-            pkg, status, version = (line.split(" ", 2) + ["", ""])[:3]
+            pkg, status, version = [*line.split(" ", 2), "", ""][:3]
             if pkg in versions and status == "installed":
                 versions[pkg] = version
     return versions
@@ -249,8 +251,7 @@ def _decompress(data: bytes, what: str) -> bytes:
         return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data)
     if data[:4] == b"\x28\xb5\x2f\xfd":
         ensure_host_packages({"zstd": "decompress zstd data"})
-        proc = subprocess.run(["zstd", "-d", "-c", "-q"], input=data, env=_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(["zstd", "-d", "-c", "-q"], input=data, env=_ENV, capture_output=True)
         if proc.returncode != 0:
             raise BuildError(f"zstd -d {what}: {proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout
@@ -460,19 +461,24 @@ def build(cache_root: str | os.PathLike | None = None, force: bool = False) -> G
         (tmp / "initrd").write_bytes(build_initramfs(modules, libs, scratch))
         build_data_template(tmp / "data.qcow2", scratch)
         shutil.rmtree(scratch)
+        os.chmod(tmp, 0o755)  # mkdtemp made it private; QEMU may run as another user
 
         guest = {"kernel": "vmlinux", "bzimage": "bzImage", "initrd": "initrd",
                  "data_template": "data.qcow2", "cmdline": KERNEL_CMDLINE,
                  "kernel_release": release, "key": key}
         (tmp / "manifest.json").write_text(json.dumps({"guest": guest, "inputs": inputs}, indent=2))
+        old = None
         if force and final.exists():
-            shutil.rmtree(final)
+            old = final.with_name(f".tmp-{os.getpid()}-old")  # a stale-temp name: cleaned even if killed
+            os.rename(final, old)
         try:
             os.rename(tmp, final)  # atomic: the cache dir is complete or absent
         except OSError:
             if not (final / "manifest.json").exists():
                 raise
             shutil.rmtree(tmp)  # a concurrent build finished first; use its result
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -484,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("--cache-root", help="default: ~/.cache/virtsnap/guest")
     args = parser.parse_args(argv)
+    # SIGTERM as SystemExit, so build() still removes its temp dir on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         guest = build(args.cache_root, force=args.force)
     except BuildError as exc:

@@ -17,10 +17,12 @@ import json
 import random
 import socket
 import time
+from collections.abc import Callable
+from typing import Self
 
 
 class AgentError(Exception):
-    """The agent answered with an error, or did not answer in time."""
+    """The agent answered with an error, could not be reached, or did not answer in time."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +36,11 @@ class Agent:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
+        self._next_id = 1
 
     @classmethod
-    def connect(cls, path: str, timeout: float = 60.0, alive=lambda: True) -> "Agent":
+    def connect(cls, path: str, timeout: float = 60.0,
+                alive: Callable[[], bool] = lambda: True) -> Agent:
         """Connect and sync, retrying until ``timeout`` s pass (the guest may still be booting).
 
         ``alive`` is polled between attempts so a dead QEMU fails fast instead of timing out.
@@ -73,7 +77,7 @@ class Agent:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -81,9 +85,12 @@ class Agent:
 
     # --- wire ---------------------------------------------------------------
 
-    def _send(self, execute: str, arguments: dict | None, prefix: bytes = b"") -> None:
-        msg = {"execute": execute, **({"arguments": arguments} if arguments is not None else {})}
-        self._sock.sendall(prefix + json.dumps(msg).encode())
+    def _send(self, execute: str, arguments: dict | None, prefix: bytes = b"", **extra) -> None:
+        msg = {"execute": execute, **({"arguments": arguments} if arguments is not None else {}), **extra}
+        try:
+            self._sock.sendall(prefix + json.dumps(msg).encode())
+        except OSError as exc:
+            raise AgentError(f"{execute}: cannot send ({exc})") from None
 
     def _read_line(self, deadline: float) -> bytes:
         while b"\n" not in self._buf:
@@ -93,8 +100,10 @@ class Agent:
             self._sock.settimeout(remaining)
             try:
                 chunk = self._sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise AgentError("timed out waiting for the agent") from None
+            except OSError as exc:
+                raise AgentError(f"agent socket: {exc}") from None
             if not chunk:
                 raise AgentError("agent socket closed")
             self._buf += chunk
@@ -121,11 +130,16 @@ class Agent:
     def execute(self, command: str, arguments: dict | None = None, timeout: float = 30.0):
         """Run one agent command and return its "return" value."""
         deadline = time.monotonic() + timeout
-        self._send(command, arguments)
-        try:
-            reply = json.loads(self._read_line(deadline).lstrip(b"\xff"))
-        except ValueError as exc:
-            raise AgentError(f"{command}: unparsable reply ({exc})") from None
+        msg_id = self._next_id
+        self._next_id += 1
+        self._send(command, arguments, id=msg_id)
+        while True:
+            try:
+                reply = json.loads(self._read_line(deadline).lstrip(b"\xff"))
+            except ValueError as exc:
+                raise AgentError(f"{command}: unparsable reply ({exc})") from None
+            if reply.get("id") == msg_id:
+                break  # other ids answer commands that timed out earlier
         if "error" in reply:
             err = reply["error"]
             raise AgentError(f"{command}: {err.get('class')}: {err.get('desc')}")
@@ -136,12 +150,12 @@ class Agent:
     def ping(self) -> None:
         self.execute("guest-ping")
 
-    def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 30.0) -> ExecResult:
+    def exec(self, argv: list[str], stdin: bytes | None = None, timeout: float = 30.0) -> ExecResult:
         """guest-exec ``argv`` with captured output, polling guest-exec-status until it exits."""
         deadline = time.monotonic() + timeout
         args = {"path": argv[0], "arg": argv[1:], "capture-output": True}
-        if input is not None:
-            args["input-data"] = base64.b64encode(input).decode()
+        if stdin is not None:
+            args["input-data"] = base64.b64encode(stdin).decode()
         pid = self.execute("guest-exec", args, timeout)["pid"]
         delay = 0.005
         while True:
@@ -153,7 +167,7 @@ class Agent:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)  # short commands finish fast; long ones need not be hammered
         return ExecResult(
-            exitcode=status.get("exitcode", -status.get("signal", 0)),
+            exitcode=status.get("exitcode", -status.get("signal", 0)),  # killed: -signal, as subprocess
             stdout=base64.b64decode(status.get("out-data", "")),
             stderr=base64.b64decode(status.get("err-data", "")),
         )
@@ -174,3 +188,7 @@ class Agent:
 
     def fsfreeze_thaw(self) -> int:
         return self.execute("guest-fsfreeze-thaw")
+
+    def shutdown(self, mode: str = "powerdown") -> None:
+        """guest-shutdown; qemu-ga sends no reply when it succeeds, so none is awaited."""
+        self._send("guest-shutdown", {"mode": mode})
