@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from ...flags import (
     DomainState,
     DomainUndefine,
     DomainXML,
+    FlagRule,
     SnapshotXML,
 )
 from ...flags import SnapshotCreate as C
@@ -47,7 +49,7 @@ from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import Capabilities, DomainInfo, DomainRecord, Op
-from . import images
+from . import external, images
 from .agent import Agent
 from .domain import QemuDomain
 from .monitor import Monitor
@@ -60,7 +62,8 @@ CAPABILITIES = Capabilities(
     func_prefix="qemu",
     error_domain=ERR,
     flags={
-        Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE,
+        Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE | C.DISK_ONLY
+        | C.REUSE_EXT | C.QUIESCE,
         Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
         Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
         Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
@@ -85,6 +88,7 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_DESTROY: 0,
         Op.LIST_ALL_DOMAINS: 0xFFFF,
     },
+    rules={Op.SNAPSHOT_CREATE: (FlagRule(C.QUIESCE, C.DISK_ONLY, exclusive=False),)},  # as libvirt's qemu driver
 )
 
 # query-status 'status' -> libvirt state and reason
@@ -173,11 +177,11 @@ class QemuDriver:
         """Internal snapshot tags per disk target: from QEMU when it runs (one query), else qemu-img."""
         tags: dict[str, set[str]] = {}
         if mon is not None:
-            by_node = {d.node_name: d.target for d in qdom.disks}
             for dev in mon.execute("query-block"):
                 inserted = dev.get("inserted") or {}
-                target = by_node.get(inserted.get("node-name", ""))
-                if target is not None:
+                qdev = dev.get("qdev") or ""
+                target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+                if inserted and target:
                     image = inserted.get("image") or {}
                     tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
             return tags
@@ -369,8 +373,12 @@ class QemuDriver:
             defn.domain = dom_def.copy()
             defn.state = SnapshotState(int(_STATUS.get(status, (DomainState.SHUTOFF, 0))[0])) if status \
                 else SnapshotState.SHUTOFF
-            if defn.memory == Location.EXTERNAL or any(d.snapshot == Location.EXTERNAL for d in defn.disks):
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "external snapshots are not supported yet")
+            if flags & C.DISK_ONLY or defn.memory == Location.EXTERNAL or any(
+                    d.snapshot == Location.EXTERNAL for d in defn.disks) or any(
+                    d.snapshot == "external" for d in qdom.disks if not defn.disks):
+                return self._create_external(uuid, tree, dom_def, qdom, defn, status, flags)
+            if flags & (C.QUIESCE | C.REUSE_EXT):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "QUIESCE and REUSE_EXT apply to external snapshots only")
             if defn.memory == Location.NO and defn.state.is_online:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             "an internal snapshot of a running domain always saves its memory; use a disk-only "
@@ -399,11 +407,124 @@ class QemuDriver:
                 self.store.journal_end(entry)
             return defn.name
 
+    def _create_external(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, qdom: QemuDomain,
+                         defn: SnapshotDef, status: str | None, flags: int) -> str:
+        """Disk-only external snapshot: overlays created exclusively, switched in one QMP transaction
+        (so ATOMIC holds) or made with qemu-img when the domain is off; the domain then runs on them."""
+        if defn.memory == Location.EXTERNAL:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "external memory snapshots are not supported yet")
+        if defn.memory not in (Location.DEFAULT, Location.NO):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a disk-only snapshot cannot save memory")
+        defn.memory = Location.NO
+        defn.state = SnapshotState.DISK_SNAPSHOT if status is not None else SnapshotState.SHUTOFF
+        align_disks(defn, Location.EXTERNAL, uniform_internal=False, is_regular_file=_regular_file)
+        if any(d.snapshot == Location.INTERNAL for d in defn.disks):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        "mixing internal and external targets for a snapshot is not yet supported")
+        chosen = [d for d in defn.disks if d.snapshot == Location.EXTERNAL]
+        if not chosen:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        "disk-only snapshots require at least one disk to be selected for snapshot")
+        reuse = bool(flags & C.REUSE_EXT)
+        sources = external.disk_sources(dom_def)
+        by_target = {d.target: d for d in qdom.disks}
+        seen: set[str] = set()
+        for disk in chosen:
+            dom_disk = by_target[disk.name]
+            if dom_disk.readonly or disk.name not in sources:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"disk '{disk.name}' is read-only or has no image: it cannot have an external snapshot")
+            assert disk.source is not None
+            if disk.source in seen or disk.source == sources[disk.name][0]:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"external snapshot file {disk.source} for disk {disk.name} is used twice")
+            seen.add(disk.source)
+            external.check_new_overlay(disk.source, reuse, disk.name)
+            disk.driver_type = "qcow2"
+        if flags & C.QUIESCE and (status is None or qdom.agent_socket is None):
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        "QUIESCE needs a running domain with a guest agent channel")
+        entry = self.store.journal_begin(uuid, "create-external", {"name": defn.name,
+                                                                  "overlays": [d.source for d in chosen]})
+        created: list[str] = []
+        try:
+            for disk in chosen:
+                assert disk.source is not None
+                path, fmt = sources[disk.name]
+                external.create_overlay(disk.source, path, fmt, reuse, disk.name)
+                if not reuse:
+                    created.append(disk.source)
+            failpoints.hit("external.overlays-created")
+            if status is not None:
+                self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
+            created = []  # from here on the overlays hold the guest's writes: never removed
+            new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
+            self.store.put_domain(uuid, dom_def.name, new_def.format())
+            if not flags & C.NO_METADATA:
+                moment = tree.add(Moment(defn.name))
+                _attach(moment, defn)
+                parent = tree.current
+                tree.set_current(moment)
+                tree.link(moment, parent)
+                self._commit(uuid, tree)
+        finally:
+            for path in created:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            self.store.journal_end(entry)
+        if flags & C.HALT and status is not None:
+            kill(self._rt(uuid))
+        return defn.name
+
+    def _switch_overlays(self, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool) -> None:
+        """blockdev-add every overlay, then one transaction of blockdev-snapshot; undone if it fails."""
+        stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
+        with self._monitor(uuid) as mon:
+            active = _active_nodes(mon)
+            added: list[str] = []
+            actions = []
+            try:
+                for i, disk in enumerate(chosen):
+                    node = f"snap{stamp}n{i}"
+                    mon.execute("blockdev-add", {"driver": "file", "filename": disk.source,
+                                                 "node-name": f"{node}-file"})
+                    added.append(f"{node}-file")
+                    mon.execute("blockdev-add", {"driver": "qcow2", "node-name": node, "file": f"{node}-file",
+                                                 "backing": None})
+                    added.append(node)
+                    actions.append({"type": "blockdev-snapshot",
+                                    "data": {"node": active[disk.name], "overlay": node}})
+                agent = None
+                if quiesce:
+                    agent = Agent(qdom.agent_socket or str(self._rt(uuid).agent))
+                    agent.connect()
+                try:
+                    if agent is not None:
+                        try:
+                            agent.execute("guest-fsfreeze-freeze")
+                        except libvirtError as exc:
+                            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                                        f"the guest could not be quiesced: {exc.get_error_message()}") from exc
+                    failpoints.hit("external.frozen")
+                    mon.execute("transaction", {"actions": actions})
+                finally:
+                    if agent is not None:
+                        try:
+                            agent.execute("guest-fsfreeze-thaw")  # QEMU 7.2 has no auto-thaw
+                        finally:
+                            agent.close()
+            except BaseException:
+                for node in reversed(added):
+                    with contextlib.suppress(libvirtError):
+                        mon.execute("blockdev-del", {"node-name": node})
+                raise
+
     def _create_data(self, uuid: str, qdom: QemuDomain, targets: list[str], defn: SnapshotDef,
                      status: str | None, flags: int) -> None:
         if status is not None:
             with self._monitor(uuid) as mon:
-                nodes = [d.node_name for d in qdom.disks if d.target in targets]
+                active = _active_nodes(mon)
+                nodes = [active[t] for t in targets]
                 mon.execute("snapshot-save", {"job-id": f"save-{os.getpid()}", "tag": defn.name,
                                               "vmstate": nodes[0], "devices": nodes})
                 failpoints.hit("create.save-started")
@@ -423,8 +544,9 @@ class QemuDriver:
         if running:
             with self._monitor(uuid) as mon:
                 job = f"delete-{os.getpid()}"
+                active = _active_nodes(mon)
                 mon.execute("snapshot-delete", {"job-id": job, "tag": name,
-                                                "devices": [d.node_name for d in qdom.disks if d.target in targets]})
+                                                "devices": [active[t] for t in targets]})
                 mon.wait_job(job)
         else:
             for disk in qdom.disks:
@@ -505,7 +627,8 @@ class QemuDriver:
 
     def _load(self, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
               paused: bool) -> None:
-        nodes = [d.node_name for d in target.disks if d.target in targets]
+        active = _active_nodes(mon)
+        nodes = [active[d.target] for d in target.disks if d.target in targets]
         job = f"load-{os.getpid()}"
         try:
             mon.execute("stop")
@@ -552,7 +675,9 @@ class QemuDriver:
             return
         if mon is not None:
             job = f"delete-{os.getpid()}"
-            mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name, "devices": [d.node_name for d in holders]})
+            active = _active_nodes(mon)
+            mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
+                                            "devices": [active[d.target] for d in holders]})
             mon.wait_job(job)
         else:
             for disk in holders:
@@ -569,6 +694,19 @@ def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, se
             if disk.snapshot == Location.INTERNAL and disk.name in tags:
                 tags[disk.name].add(victim.name)
     return tags
+
+
+def _active_nodes(mon: Monitor) -> dict[str, str]:
+    """target dev -> the node QEMU writes to now (it changes when an overlay is switched in)."""
+    nodes: dict[str, str] = {}
+    for dev in mon.execute("query-block"):
+        inserted = dev.get("inserted")
+        qdev = dev.get("qdev") or ""
+        if not inserted or not qdev:
+            continue
+        target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+        nodes[target] = inserted["node-name"]
+    return nodes
 
 
 def _regular_file(path: str) -> bool:

@@ -135,6 +135,8 @@ def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False) -> list[str]:
         argv += ["-netdev", f"user,id=net{i}",
                  "-device", f"virtio-net-pci,netdev=net{i}" + (f",mac={mac}" if mac else "")]
     argv += ["-vnc", f"unix:{rt.directory / 'vnc.sock'}"] if dom.vnc else ["-display", "none"]
+    if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
+        argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
     if paused:
         argv.append("-S")
     return argv
