@@ -114,3 +114,85 @@ def test_offline_disk_only_on_a_raw_image_then_boots_from_the_overlay(guest, wor
     dom.create()
     assert guest_read(conn, dom, "cat /mnt/marker").strip() == "on-raw"
     assert os.stat(overlay).st_mode & 0o077 == 0  # created private, with O_EXCL
+
+
+def write(conn, dom, text: str) -> None:
+    with agent_for(conn, dom) as agent:
+        agent.shell(f"echo {text} > /mnt/marker; sync")
+
+
+def test_revert_and_delete_external_snapshots_anywhere(guest, workdir, conn):
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    write(conn, dom, "A")
+    s1 = dom.snapshotCreateXML("<domainsnapshot><name>S1</name></domainsnapshot>", DISK_ONLY)
+    write(conn, dom, "B")
+    s2 = dom.snapshotCreateXML("<domainsnapshot><name>S2</name></domainsnapshot>", DISK_ONLY)
+    write(conn, dom, "C")
+    dom.destroy()
+
+    dom.revertToSnapshot(s1)  # libvirt 9.0 refuses this; a disk-only snapshot reverts to shut off
+    assert dom.state()[0] == 5 and s1.isCurrent()
+    assert disk_source(dom) == str(workdir / "demo.S1-revert1")
+    assert not (workdir / "demo.S2").exists()  # C's overlay: no snapshot needs it any more
+    assert (workdir / "demo.S1").exists()  # S2's state: needed
+    dom.create()
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "A"
+    dom.destroy()
+
+    dom.revertToSnapshot(s2, virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING | virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+    assert dom.state()[0] == 1 and not (workdir / "demo.S1-revert1").exists()
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "B"
+    dom.destroy()
+
+    s1.delete()  # non-leaf, offline: S1's overlay is merged into the base; S2 keeps working
+    assert dom.snapshotListNames() == ["S2"] and s2.getParent is not None
+    assert not (workdir / "demo.S1").exists()
+    assert chain(workdir / "demo.S2-revert1") == [str(workdir / "demo.S2-revert1"), str(workdir / "demo.qcow2")]
+    assert f"<source file='{workdir / 'demo.qcow2'}'/>" in s2.getXMLDesc()
+    dom.create()
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "B"
+    dom.revertToSnapshot(s2, virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING | virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "B"
+
+    # A running domain: deleting the current external snapshot commits the active overlay (block-commit).
+    s3 = dom.snapshotCreateXML("<domainsnapshot><name>S3</name></domainsnapshot>", DISK_ONLY)
+    write(conn, dom, "D")
+    overlay = disk_source(dom)
+    s3.delete()
+    assert dom.state()[0] == 1 and not os.path.exists(overlay)
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "D"
+    assert dom.snapshotListNames() == ["S2"]
+
+
+def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn):
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    write(conn, dom, "base")
+    ext = dom.snapshotCreateXML("<domainsnapshot><name>E</name></domainsnapshot>", DISK_ONLY)
+    write(conn, dom, "inside")
+    internal = dom.snapshotCreateXML("<domainsnapshot><name>I</name></domainsnapshot>")  # lives in demo.E
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames())
+    with pytest.raises(virtsnap.libvirtError) as info:
+        ext.delete()  # while running: refused, as merging would destroy I
+    assert info.value.get_error_code() == 84 and "I" in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames()) == before
+    dom.destroy()
+    ext.delete()  # offline: the base is copied into the overlay instead; I stays where it is
+    assert dom.snapshotListNames() == ["I"]
+    dom.revertToSnapshot(internal)
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "inside"
+
+
+def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
+    dom = conn.defineXML(domain_xml(guest, workdir, agent=False))
+    snap = dom.snapshotCreateXML("<domainsnapshot><name>S</name></domainsnapshot>", DISK_ONLY)
+    os.rename(workdir / "demo.qcow2", workdir / "moved.qcow2")
+    before = (files(workdir), dom.XMLDesc(), snap.isCurrent())
+    with pytest.raises(virtsnap.libvirtError) as info:
+        dom.revertToSnapshot(snap)
+    assert info.value.get_error_code() == 55 and "missing" in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), snap.isCurrent()) == before
+    os.rename(workdir / "moved.qcow2", workdir / "demo.qcow2")
+    dom.create()  # still startable
+    assert dom.state()[0] == 1

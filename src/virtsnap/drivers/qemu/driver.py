@@ -567,6 +567,9 @@ class QemuDriver:
             if defn.domain is None:
                 raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR,
                             f"snapshot '{name}' lacks domain '{dom_def.name}' rollback info")
+            if defn.is_external:
+                self._revert_external(uuid, tree, moment, defn, dom_def, flags)
+                return
             target = QemuDomain.from_def(defn.domain)
             targets = _internal_targets(defn, target)
             running = self._rt(uuid).pid() is not None
@@ -625,6 +628,58 @@ class QemuDriver:
             finally:
                 self.store.journal_end(entry)
 
+    def _revert_external(self, uuid: str, tree: SnapshotTree, moment: Moment, defn: SnapshotDef,
+                         dom_def: DomainDef, flags: int) -> None:
+        """Revert to an external snapshot (libvirt 9.0 refuses): fresh overlays on the snapshot's images, the
+        domain switched to them; an overlay no snapshot needs any more is removed, a needed one never."""
+        assert defn.domain is not None
+        if defn.memory == Location.EXTERNAL:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        "reverting to external memory snapshots is not supported yet")
+        running = self._rt(uuid).pid() is not None
+        if running and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
+            raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
+        bases = external.disk_sources(defn.domain)
+        news: dict[str, str] = {}
+        for disk in defn.disks:
+            if disk.snapshot != Location.EXTERNAL:
+                continue
+            base = bases.get(disk.name)
+            if base is None or not os.path.exists(base[0]):
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            f"image {base[0] if base else '?'} of disk '{disk.name}' for snapshot '{defn.name}' is "
+                            "missing")
+            external.chain(base[0])  # the whole backing chain must open
+            news[disk.name] = external.revert_overlay_name(base[0], defn.name)
+        old_tops = {path for path, _ in external.disk_sources(dom_def).values()}
+        with DeferredInterrupt():
+            entry = self.store.journal_begin(uuid, "revert-external", {"name": defn.name, "overlays": news})
+            try:
+                if running:
+                    kill(self._rt(uuid))
+                for target, path in news.items():
+                    base_path, base_fmt = bases[target]
+                    external.create_overlay(path, base_path, base_fmt, False, target)
+                new_def = external.with_sources(defn.domain, news)
+                self.store.put_domain(uuid, dom_def.name, new_def.format())
+                tree.set_current(moment)
+                self._commit(uuid, tree)
+                self._collect(uuid, tree, new_def, old_tops)
+                if flags & (R.RUNNING | R.PAUSED):
+                    self._start(uuid, new_def, paused=bool(flags & R.PAUSED))
+            finally:
+                self.store.journal_end(entry)
+
+    def _collect(self, uuid: str, tree: SnapshotTree, current: DomainDef, candidates: set[str]) -> None:
+        """Remove candidate files that no snapshot and not the domain reach, and that virtsnap made."""
+        roots = [current] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+        needed = external.needed_files(roots)
+        ours = _files_we_made(tree)
+        for path in candidates - needed:
+            if path in ours or external.is_revert_overlay(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
     def _load(self, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
               paused: bool) -> None:
         active = _active_nodes(mon)
@@ -654,16 +709,151 @@ class QemuDriver:
                 running = self._rt(uuid).pid() is not None
                 entry = self.store.journal_begin(uuid, "delete", {"names": [m.name for m in victims]})
                 try:
+                    internal_victims = [m for m in victims if not _def_of(m).is_external]
+                    external_victims = [m for m in victims if _def_of(m).is_external]
+                    plans = [self._plan_external_delete(uuid, tree, dom_def, m, set(victims), running)
+                             for m in external_victims]  # every plan is checked before anything changes
                     with contextlib.ExitStack() as stack:
                         mon = stack.enter_context(self._monitor(uuid)) if running else None
                         # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
-                        tags = self._tags(qdom, None) if mon is None else _tags_from_metadata(qdom, victims)
-                        for victim in victims:
+                        tags = (self._tags(qdom, None) if mon is None
+                                else _tags_from_metadata(qdom, internal_victims))
+                        for victim in internal_victims:
                             self._delete_data(qdom, _def_of(victim), mon, tags)
+                        for plan in plans:
+                            self._run_external_delete(uuid, tree, plan, mon)
                 finally:
                     self.store.journal_end(entry)
             tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
             self._commit(uuid, tree)
+
+    def _plan_external_delete(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
+                              going: set[Moment], running: bool) -> list[tuple[str, str, str, str]]:
+        """How to drop an external snapshot's point in time, per disk, decided before any change:
+        ('keep', B, ...) another snapshot's state is the same image; ('commit', C, B, fmt) merge the one image
+        that depends on B into it; ('rebase', D, B, new_backing) copy B into each dependent and drop B."""
+        defn = _def_of(victim)
+        assert defn.domain is not None
+        staying = [m for m in tree.moments() if m not in going]
+        roots = [dom_def] + [d for d in (_def_of(m).domain for m in staying) if d is not None]
+        edges: dict[str, str] = {}
+        fmt_of: dict[str, str] = {}
+        for root in roots:
+            for path, _fmt in external.disk_sources(root).values():
+                if not os.path.exists(path):
+                    raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} is missing; nothing was changed")
+                for layer in external.chain(path):
+                    fmt_of[layer.path] = layer.format
+                    if layer.backing:
+                        edges[layer.path] = layer.backing
+        states = {path for root in roots[1:] for path, _ in external.disk_sources(root).values()}
+        live_tags = {m.name for m in staying}
+        active = {path for path, _ in external.disk_sources(dom_def).values()}
+        plan: list[tuple[str, str, str, str]] = []
+        for disk in defn.disks:
+            if disk.snapshot != Location.EXTERNAL:
+                continue
+            base, base_fmt = external.disk_sources(defn.domain)[disk.name]
+            dependents = sorted(child for child, backing in edges.items() if backing == base)
+            if base in states or not dependents:
+                plan.append(("keep", base, "", ""))
+                continue
+            if len(dependents) == 1:
+                child = dependents[0]
+                lost = [t for t in external.chain(child)[0].internal if t in live_tags]
+                if not lost:
+                    if running and child not in active:
+                        raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                                    f"deleting snapshot '{defn.name}' of a running domain would merge {child}, which "
+                                    "QEMU does not have open; shut the domain down first")
+                    plan.append(("commit", child, base, base_fmt))
+                    continue
+                if running:
+                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                                f"internal snapshots {', '.join(lost)} live in {child}; deleting '{defn.name}' while "
+                                "the domain runs would lose them: shut it down or delete them first")
+            if running:
+                raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                            f"snapshot '{defn.name}' has several branches on {base}; shut the domain down to delete it")
+            lost_here = [t for t in external.chain(base)[0].internal if t in live_tags]
+            if lost_here:
+                raise error(ErrorCode.OPERATION_INVALID, ERR,
+                            f"internal snapshots {', '.join(lost_here)} live in {base}, which deleting snapshot "
+                            f"'{defn.name}' would remove; delete them first. Nothing was changed")
+            below = edges.get(base, "")
+            for child in dependents:
+                plan.append(("rebase", child, base, below + "\0" + fmt_of.get(below, "")))
+        return plan
+
+    def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: list[tuple[str, str, str, str]],
+                             mon: Monitor | None) -> None:
+        removed: dict[str, tuple[str, str]] = {}  # old path -> (new path, its format)
+        drop: set[str] = set()
+        for kind, first, second, extra in plan:
+            if kind == "commit":
+                child, base, base_fmt = first, second, extra
+                if mon is not None:
+                    self._block_commit(mon, child, base)
+                else:
+                    images.run(["commit", "-q", "-d", child])
+                for path, _old in self._images_backed_by(uuid, tree, child):
+                    images.run(["rebase", "-u", "-F", base_fmt, "-b", base, path])  # header only: same data
+                removed[child] = (base, base_fmt)
+                drop.add(child)
+            elif kind == "rebase":
+                child, base = first, second
+                below, _, below_fmt = extra.partition("\0")
+                args = ["rebase", "-q", "-b", below] + (["-F", below_fmt] if below else []) + [child]
+                images.run(args)
+                drop.add(base)
+        if removed:
+            self._repoint(uuid, tree, removed)
+        ours = _files_we_made(tree) | set(removed)
+        for path in drop:
+            if path in ours or external.is_revert_overlay(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def _block_commit(self, mon: Monitor, top: str, base: str) -> None:
+        """Merge `top` into `base` inside QEMU: active commit (with pivot) when `top` is what the guest writes."""
+        nodes = {n["file"]: n["node-name"] for n in mon.execute("query-named-block-nodes")
+                 if n.get("drv") not in ("file", "host_device")}
+        active = _active_nodes(mon)
+        device = next((node for node in active.values() if nodes.get(top) == node), None)
+        job = f"commit-{os.getpid()}"
+        if device is not None:
+            mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
+                                         "auto-dismiss": False})
+            mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
+            mon.execute("job-complete", {"id": job})
+        else:
+            top_device = next(iter(active.values()))
+            mon.execute("block-commit", {"job-id": job, "device": top_device, "top-node": nodes[top],
+                                         "base-node": nodes[base], "auto-dismiss": False})
+        mon.wait_job(job)
+
+    def _images_backed_by(self, uuid: str, tree: SnapshotTree, path: str) -> list[tuple[str, str]]:
+        """(image, its backing) for every known image whose backing file is `path`."""
+        dom_def = self._def(uuid)
+        roots = [dom_def] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+        found: dict[str, str] = {}
+        for root in roots:
+            for top, _fmt in external.disk_sources(root).values():
+                if os.path.exists(top):
+                    for layer in external.chain(top):
+                        if layer.backing == path:
+                            found[layer.path] = path
+        return sorted(found.items())
+
+    def _repoint(self, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[str, str]]) -> None:
+        """Every definition that named a merged file now names the file it was merged into."""
+        dom_def = self._def(uuid)
+        self.store.put_domain(uuid, dom_def.name, _moved(dom_def, moved).format())
+        for moment in tree.moments():
+            defn = _def_of(moment)
+            if defn.domain is not None:
+                defn.domain = _moved(defn.domain, moved)
+                tree.touch(moment)
 
     def _delete_data(self, qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
                      tags: dict[str, set[str]]) -> None:
@@ -685,6 +875,31 @@ class QemuDriver:
                 images.snapshot_delete(disk.path, defn.name)
         for disk in holders:
             tags[disk.target].discard(defn.name)
+
+def _files_we_made(tree: SnapshotTree) -> set[str]:
+    """Overlays created by external snapshots still on record (their <disk><source file=.../>)."""
+    made: set[str] = set()
+    for moment in tree.moments():
+        for disk in _def_of(moment).disks:
+            if disk.snapshot == Location.EXTERNAL and disk.source:
+                made.add(disk.source)
+    return made
+
+
+def _moved(domain: DomainDef, moved: dict[str, tuple[str, str]]) -> DomainDef:
+    sources = external.disk_sources(domain)
+    changes = {target: moved[path] for target, (path, _) in sources.items() if path in moved}
+    if not changes:
+        return domain
+    copy = external.with_sources(domain, {t: p for t, (p, _) in changes.items()})
+    for disk in (copy.node.find("devices") or copy.node).findall("disk"):
+        target = disk.find("target")
+        dev = target.get("dev") if target is not None else None
+        driver = disk.find("driver")
+        if dev in changes and driver is not None:
+            driver.attrs["type"] = changes[dev][1]
+    return copy
+
 
 def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, set[str]]:
     """Which disks should hold which tags, according to the metadata alone."""

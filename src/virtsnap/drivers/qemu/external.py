@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +132,8 @@ def revert_overlay_name(base: str, snapshot: str) -> str:
     while os.path.exists(f"{stem}.{snapshot}-revert{n}"):
         n += 1
     return f"{stem}.{snapshot}-revert{n}"
+
+
+def is_revert_overlay(path: str) -> bool:
+    """Whether `path` is an overlay a revert made (named by revert_overlay_name)."""
+    return re.search(r"-revert[0-9]+$", path) is not None
