@@ -196,3 +196,28 @@ def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
     os.rename(workdir / "moved.qcow2", workdir / "demo.qcow2")
     dom.create()  # still startable
     assert dom.state()[0] == 1
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["live", "paused-save"])
+def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live):
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    with agent_for(conn, dom) as agent:
+        agent.shell("echo disk-1 > /mnt/marker; echo ram-1 > /ram/value; sync")
+    memory = workdir / "mem.save"
+    flags = virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE if live else 0
+    snap = dom.snapshotCreateXML(f"<domainsnapshot><name>full</name><memory snapshot='external' file='{memory}'/>"
+                                 "</domainsnapshot>", flags)
+    assert dom.state()[0] == 1 and memory.exists() and memory.stat().st_mode & 0o077 == 0
+    xml = snap.getXMLDesc()
+    assert "<state>running</state>" in xml and f"<memory snapshot='external' file='{memory}'/>" in xml
+    with agent_for(conn, dom) as agent:
+        agent.shell("echo disk-2 > /mnt/marker; echo ram-2 > /ram/value; sync")
+    dom.revertToSnapshot(snap)  # QEMU restarted on fresh overlays and fed the memory file
+    assert dom.state()[0] == 1
+    assert guest_read(conn, dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
+    dom.destroy()
+    snap.delete()
+    assert not memory.exists() and dom.snapshotNum() == 0
+    dom.create()
+    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "disk-1"

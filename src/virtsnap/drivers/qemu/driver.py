@@ -44,7 +44,7 @@ from ...flags import SnapshotCreate as C
 from ...flags import SnapshotDelete as D
 from ...flags import SnapshotList as L
 from ...flags import SnapshotRevert as R
-from ...progress import DeferredInterrupt
+from ...progress import DeferredInterrupt, report
 from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
@@ -63,7 +63,7 @@ CAPABILITIES = Capabilities(
     error_domain=ERR,
     flags={
         Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE | C.DISK_ONLY
-        | C.REUSE_EXT | C.QUIESCE,
+        | C.REUSE_EXT | C.QUIESCE | C.LIVE,
         Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
         Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
         Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
@@ -88,7 +88,8 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_DESTROY: 0,
         Op.LIST_ALL_DOMAINS: 0xFFFF,
     },
-    rules={Op.SNAPSHOT_CREATE: (FlagRule(C.QUIESCE, C.DISK_ONLY, exclusive=False),)},  # as libvirt's qemu driver
+    rules={Op.SNAPSHOT_CREATE: (FlagRule(C.QUIESCE, C.DISK_ONLY, exclusive=False),  # as libvirt's qemu driver
+                                FlagRule(C.LIVE, C.REDEFINE))},
 )
 
 # query-status 'status' -> libvirt state and reason
@@ -131,6 +132,7 @@ class QemuDriver:
         self.runtime = runtime_root(system) if not base else Path(base) / "run"
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}
         self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
+        self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
 
     def close(self) -> None:
         self.store.close()
@@ -411,12 +413,25 @@ class QemuDriver:
                          defn: SnapshotDef, status: str | None, flags: int) -> str:
         """Disk-only external snapshot: overlays created exclusively, switched in one QMP transaction
         (so ATOMIC holds) or made with qemu-img when the domain is off; the domain then runs on them."""
-        if defn.memory == Location.EXTERNAL:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "external memory snapshots are not supported yet")
-        if defn.memory not in (Location.DEFAULT, Location.NO):
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a disk-only snapshot cannot save memory")
-        defn.memory = Location.NO
-        defn.state = SnapshotState.DISK_SNAPSHOT if status is not None else SnapshotState.SHUTOFF
+        with_memory = defn.memory == Location.EXTERNAL
+        if with_memory:
+            if flags & C.DISK_ONLY:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a disk-only snapshot cannot save memory")
+            if status not in ("running", "paused"):
+                raise error(ErrorCode.OPERATION_INVALID, ERR, "an external memory snapshot needs a running domain")
+            assert defn.memory_file is not None
+            if not Path(defn.memory_file).parent.is_dir() or os.path.exists(defn.memory_file):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"memory file {defn.memory_file} already exists or its directory does not")
+            defn.state = SnapshotState.RUNNING if status == "running" else SnapshotState.PAUSED
+        else:
+            if defn.memory not in (Location.DEFAULT, Location.NO):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a disk-only snapshot cannot save memory")
+            if flags & C.LIVE:
+                raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                            "live snapshot creation is supported only during full system snapshots")
+            defn.memory = Location.NO
+            defn.state = SnapshotState.DISK_SNAPSHOT if status is not None else SnapshotState.SHUTOFF
         align_disks(defn, Location.EXTERNAL, uniform_internal=False, is_regular_file=_regular_file)
         if any(d.snapshot == Location.INTERNAL for d in defn.disks):
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
@@ -455,7 +470,11 @@ class QemuDriver:
                 if not reuse:
                     created.append(disk.source)
             failpoints.hit("external.overlays-created")
-            if status is not None:
+            if with_memory:
+                assert defn.memory_file is not None
+                self._switch_with_memory(uuid, chosen, defn.memory_file, status == "running",
+                                         bool(flags & C.LIVE))
+            elif status is not None:
                 self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
             created = []  # from here on the overlays hold the guest's writes: never removed
             new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
@@ -476,24 +495,80 @@ class QemuDriver:
             kill(self._rt(uuid))
         return defn.name
 
+    @staticmethod
+    def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str]) -> list[dict[str, Any]]:
+        """blockdev-add each overlay (recorded in `added` for undo); returns the snapshot transaction."""
+        stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
+        active = _active_nodes(mon)
+        actions = []
+        for i, disk in enumerate(chosen):
+            node = f"snap{stamp}n{i}"
+            mon.execute("blockdev-add", {"driver": "file", "filename": disk.source, "node-name": f"{node}-file"})
+            added.append(f"{node}-file")
+            mon.execute("blockdev-add", {"driver": "qcow2", "node-name": node, "file": f"{node}-file",
+                                         "backing": None})
+            added.append(node)
+            actions.append({"type": "blockdev-snapshot", "data": {"node": active[disk.name], "overlay": node}})
+        return actions
+
+    def _switch_with_memory(self, uuid: str, chosen: list[Any], memory_file: str, was_running: bool,
+                            live: bool) -> None:
+        """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
+
+        LIVE uses QEMU's background-snapshot: the guest pauses only while devices are saved and RAM is
+        write-protected (userfaultfd), then runs while its memory as of that instant is written out."""
+        fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        added: list[str] = []
+        with self._monitor(uuid) as mon:
+            try:
+                try:
+                    mon.send_fd(fd, "virtsnap-memory")
+                finally:
+                    os.close(fd)
+                live = live and was_running
+                try:
+                    mon.execute("migrate-set-capabilities", {"capabilities": [
+                        {"capability": "background-snapshot", "state": live}]})
+                except libvirtError as exc:
+                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                                "LIVE needs QEMU's background-snapshot, which needs userfaultfd write-protection "
+                                "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
+                                f"{exc.get_error_message()}") from exc
+                actions = self._add_overlay_nodes(mon, chosen, added)
+                if was_running:
+                    mon.execute("stop")
+                try:
+                    mon.execute("transaction", {"actions": actions})
+                    mon.execute("migrate", {"uri": "fd:virtsnap-memory"})
+                finally:
+                    if was_running and live:
+                        mon.execute("cont")  # background-snapshot restarts the guest itself; this is a no-op then
+                _wait_migration(mon)
+                if was_running and not live:
+                    mon.execute("cont")
+                self.last_pause_ms = _pause_ms(mon.drain_events())
+            except BaseException:
+                for node in reversed(added):
+                    with contextlib.suppress(libvirtError):
+                        mon.execute("blockdev-del", {"node-name": node})
+                with contextlib.suppress(OSError):
+                    os.unlink(memory_file)
+                if was_running:
+                    with contextlib.suppress(libvirtError):
+                        mon.execute("cont")
+                raise
+            finally:
+                if live:
+                    with contextlib.suppress(libvirtError):
+                        mon.execute("migrate-set-capabilities", {"capabilities": [
+                            {"capability": "background-snapshot", "state": False}]})
+
     def _switch_overlays(self, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool) -> None:
         """blockdev-add every overlay, then one transaction of blockdev-snapshot; undone if it fails."""
-        stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
         with self._monitor(uuid) as mon:
-            active = _active_nodes(mon)
             added: list[str] = []
-            actions = []
             try:
-                for i, disk in enumerate(chosen):
-                    node = f"snap{stamp}n{i}"
-                    mon.execute("blockdev-add", {"driver": "file", "filename": disk.source,
-                                                 "node-name": f"{node}-file"})
-                    added.append(f"{node}-file")
-                    mon.execute("blockdev-add", {"driver": "qcow2", "node-name": node, "file": f"{node}-file",
-                                                 "backing": None})
-                    added.append(node)
-                    actions.append({"type": "blockdev-snapshot",
-                                    "data": {"node": active[disk.name], "overlay": node}})
+                actions = self._add_overlay_nodes(mon, chosen, added)
                 agent = None
                 if quiesce:
                     agent = Agent(qdom.agent_socket or str(self._rt(uuid).agent))
@@ -633,11 +708,12 @@ class QemuDriver:
         """Revert to an external snapshot (libvirt 9.0 refuses): fresh overlays on the snapshot's images, the
         domain switched to them; an overlay no snapshot needs any more is removed, a needed one never."""
         assert defn.domain is not None
-        if defn.memory == Location.EXTERNAL:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        "reverting to external memory snapshots is not supported yet")
+        with_memory = defn.memory == Location.EXTERNAL and defn.state.is_online
+        if with_memory and not (defn.memory_file and os.path.exists(defn.memory_file)):
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        f"memory file {defn.memory_file} of snapshot '{defn.name}' is missing")
         running = self._rt(uuid).pid() is not None
-        if running and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
+        if running and not with_memory and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
             raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
         bases = external.disk_sources(defn.domain)
         news: dict[str, str] = {}
@@ -665,10 +741,34 @@ class QemuDriver:
                 tree.set_current(moment)
                 self._commit(uuid, tree)
                 self._collect(uuid, tree, new_def, old_tops)
-                if flags & (R.RUNNING | R.PAUSED):
+                if with_memory:
+                    assert defn.memory_file is not None
+                    paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
+                    self._start_from_memory(uuid, new_def, defn.memory_file, paused)
+                elif flags & (R.RUNNING | R.PAUSED):
                     self._start(uuid, new_def, paused=bool(flags & R.PAUSED))
             finally:
                 self.store.journal_end(entry)
+
+    def _start_from_memory(self, uuid: str, defn: DomainDef, memory_file: str, paused: bool) -> None:
+        """Start QEMU waiting for an incoming migration and feed it the memory file; stopped again if it fails."""
+        dom = QemuDomain.from_def(defn)
+        rt = self._rt(uuid)
+        launch(build_argv(dom, rt, paused=True, incoming=True), rt)
+        try:
+            fd = os.open(memory_file, os.O_RDONLY | os.O_CLOEXEC)
+            with self._monitor(uuid) as mon:
+                try:
+                    mon.send_fd(fd, "virtsnap-memory")
+                finally:
+                    os.close(fd)
+                mon.execute("migrate-incoming", {"uri": "fd:virtsnap-memory"})
+                _wait_migration(mon)
+                if not paused:
+                    mon.execute("cont")
+        except BaseException:
+            kill(rt)
+            raise
 
     def _collect(self, uuid: str, tree: SnapshotTree, current: DomainDef, candidates: set[str]) -> None:
         """Remove candidate files that no snapshot and not the domain reach, and that virtsnap made."""
@@ -722,6 +822,11 @@ class QemuDriver:
                             self._delete_data(qdom, _def_of(victim), mon, tags)
                         for plan in plans:
                             self._run_external_delete(uuid, tree, plan, mon)
+                        for victim in external_victims:  # a memory file serves its snapshot alone
+                            memory_file = _def_of(victim).memory_file
+                            if memory_file:
+                                with contextlib.suppress(FileNotFoundError):
+                                    os.unlink(memory_file)
                 finally:
                     self.store.journal_end(entry)
             tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
@@ -909,6 +1014,37 @@ def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, se
             if disk.snapshot == Location.INTERNAL and disk.name in tags:
                 tags[disk.name].add(victim.name)
     return tags
+
+
+def _pause_ms(events: list[dict[str, Any]]) -> float | None:
+    """Time from the first STOP to the last RESUME, by QEMU's own event timestamps."""
+    def stamp(ev: dict[str, Any]) -> float:
+        ts = ev.get("timestamp", {})
+        return float(ts.get("seconds", 0)) + float(ts.get("microseconds", 0)) / 1e6
+    stops = [stamp(e) for e in events if e.get("event") == "STOP"]
+    resumes = [stamp(e) for e in events if e.get("event") == "RESUME"]
+    if not stops or not resumes:
+        return None
+    return (max(resumes) - min(stops)) * 1000
+
+
+def _wait_migration(mon: Monitor, timeout: float = 600.0) -> None:
+    """Until query-migrate says completed (or failed, raised); MIGRATION events wake the wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = mon.execute("query-migrate")
+        status = info.get("status", "none")
+        if status == "completed":
+            return
+        if status in ("failed", "cancelled"):
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"memory transfer {status}: {info.get('error-desc', '')}")
+        ram = info.get("ram") or {}
+        report("memory", int(ram.get("transferred", 0)), int(ram.get("total", 0)))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise error(ErrorCode.OPERATION_TIMEOUT, ERR, "memory transfer did not finish")
+        with contextlib.suppress(libvirtError):
+            mon.wait_event(lambda ev: ev.get("event") == "MIGRATION", min(remaining, 0.2))
 
 
 def _active_nodes(mon: Monitor) -> dict[str, str]:

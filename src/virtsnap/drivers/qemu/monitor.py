@@ -31,6 +31,7 @@ class Monitor:
         self._thread.start()
         self._client = QMPClient(name)
         self._events = EventListener()
+        self._seen: list[dict[str, Any]] = []  # events a wait consumed, kept for drain_events
         self._client.register_listener(self._events)
         self.socket_path = socket_path
         try:
@@ -88,16 +89,18 @@ class Monitor:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"getfd: {exc.error.error.desc}") from exc
 
     def drain_events(self) -> list[dict[str, Any]]:
-        """Events received so far (and forget them)."""
+        """Every event received so far, in order (and forget them)."""
         async def go() -> list[dict[str, Any]]:
             return [dict(ev) for ev in self._events.clear()]
-        return self._run(go(), 5)
+        events, self._seen = self._seen + self._run(go(), 5), []
+        return events
 
     def wait_event(self, accept: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         """Block until an event `accept`s (events seen before that are dropped)."""
         async def go() -> dict[str, Any]:
             while True:
                 event = dict(await self._events.get())
+                self._seen.append(event)
                 if accept(event):
                     return event
         return self._run(asyncio.wait_for(go(), timeout), timeout + 1)

@@ -80,7 +80,7 @@ class Runtime:
         return pid
 
 
-def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False) -> list[str]:
+def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: bool = False) -> list[str]:
     """The QEMU argument list for a domain: -blockdev node names per disk, QMP on a unix socket."""
     argv = [qemu_binary(), "-name", f"guest={dom.defn.name}", "-uuid", dom.defn.uuid,
             "-nodefaults", "-no-user-config", "-machine", dom.machine,
@@ -139,6 +139,8 @@ def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False) -> list[str]:
         argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
     if paused:
         argv.append("-S")
+    if incoming:
+        argv += ["-incoming", "defer"]  # memory comes later through migrate-incoming
     return argv
 
 
