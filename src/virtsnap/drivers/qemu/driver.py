@@ -528,21 +528,27 @@ class QemuDriver:
                 live = live and was_running
                 try:
                     mon.execute("migrate-set-capabilities", {"capabilities": [
-                        {"capability": "background-snapshot", "state": live}]})
+                        {"capability": "background-snapshot", "state": live},
+                        {"capability": "events", "state": True}]})  # MIGRATION events wake the wait
                 except libvirtError as exc:
                     raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
                                 "LIVE needs QEMU's background-snapshot, which needs userfaultfd write-protection "
                                 "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                                 f"{exc.get_error_message()}") from exc
                 actions = self._add_overlay_nodes(mon, chosen, added)
-                if was_running:
-                    mon.execute("stop")
+                # Pause, switch the disks and start saving memory at one instant, sent back to back; with LIVE
+                # the guest runs again at once (background-snapshot also restarts it itself).
+                steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []
+                steps += [("transaction", {"actions": actions}), ("migrate", {"uri": "fd:virtsnap-memory"})]
+                if was_running and live:
+                    steps.append(("cont", None))
                 try:
-                    mon.execute("transaction", {"actions": actions})
-                    mon.execute("migrate", {"uri": "fd:virtsnap-memory"})
-                finally:
-                    if was_running and live:
-                        mon.execute("cont")  # background-snapshot restarts the guest itself; this is a no-op then
+                    mon.pipeline(steps)
+                except libvirtError:
+                    if was_running:
+                        with contextlib.suppress(libvirtError):
+                            mon.execute("migrate_cancel")
+                    raise
                 _wait_migration(mon)
                 if was_running and not live:
                     mon.execute("cont")
@@ -762,6 +768,7 @@ class QemuDriver:
                     mon.send_fd(fd, "virtsnap-memory")
                 finally:
                     os.close(fd)
+                mon.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
                 mon.execute("migrate-incoming", {"uri": "fd:virtsnap-memory"})
                 _wait_migration(mon)
                 if not paused:
