@@ -165,7 +165,12 @@ async def raw_qmp(guest, work: Path, runs: int):
                     while (await client.execute("query-migrate"))["status"] != "completed":
                         await asyncio.sleep(0.001)  # the event comes just before the migration is finalized
                     if not live:
-                        await client.execute("cont")
+                        while True:
+                            try:
+                                await client.execute("cont")
+                                break
+                            except Exception:  # noqa: BLE001 - "Migration is not finalized yet", for a moment
+                                await asyncio.sleep(0.001)
                         listener_events.append(await listener.get())
                 for ev in listener_events:
                     ts = ev["timestamp"]["seconds"] + ev["timestamp"]["microseconds"] / 1e6

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
 import virtsnap
+from virtsnap.drivers.qemu.agent import Agent
 from virtsnap import (
     VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY as DISK_ONLY,
 )
@@ -221,3 +224,24 @@ def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, li
     assert not memory.exists() and dom.snapshotNum() == 0
     dom.create()
     assert guest_read(conn, dom, "cat /mnt/marker").strip() == "disk-1"
+
+
+def test_quiesce_with_a_hung_agent_changes_nothing_unless_fallback(guest, workdir, conn, monkeypatch):
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    with agent_for(conn, dom) as agent:
+        agent.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", "kill -STOP $(pidof qemu-ga)"]})
+    for _ in range(50):  # wait until the agent no longer answers (each probe waits up to 1 s)
+        try:
+            with Agent(str(Path(conn.driver.runtime) / dom.UUIDString() / "agent.sock"), timeout=1.0) as probe:
+                probe.connect(time.monotonic() + 1.0)
+        except virtsnap.libvirtError:
+            break
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotNum())
+    with pytest.raises(virtsnap.libvirtError) as info:
+        dom.snapshotCreateXML("<domainsnapshot><name>q</name></domainsnapshot>", DISK_ONLY | QUIESCE)
+    assert info.value.get_error_code() == 86 and "nothing was changed" in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotNum()) == before
+    monkeypatch.setenv("VIRTSNAP_QUIESCE_FALLBACK", "1")
+    snap = dom.snapshotCreateXML("<domainsnapshot><name>q</name></domainsnapshot>", DISK_ONLY | QUIESCE)
+    assert "crash-consistent: the guest could not be quiesced" in snap.getXMLDesc()

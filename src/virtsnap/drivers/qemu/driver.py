@@ -475,7 +475,9 @@ class QemuDriver:
                 self._switch_with_memory(uuid, chosen, defn.memory_file, status == "running",
                                          bool(flags & C.LIVE))
             elif status is not None:
-                self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
+                note = self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
+                if note:  # reported as such, in the snapshot itself
+                    defn.description = f"{defn.description} ({note})" if defn.description else note
             created = []  # from here on the overlays hold the guest's writes: never removed
             new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
             self.store.put_domain(uuid, dom_def.name, new_def.format())
@@ -569,31 +571,40 @@ class QemuDriver:
                         mon.execute("migrate-set-capabilities", {"capabilities": [
                             {"capability": "background-snapshot", "state": False}]})
 
-    def _switch_overlays(self, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool) -> None:
-        """blockdev-add every overlay, then one transaction of blockdev-snapshot; undone if it fails."""
+    def _freeze(self, uuid: str, qdom: QemuDomain) -> Agent | None:
+        """guest-fsfreeze-freeze; None when it failed and the opt-in crash-consistent fallback is on."""
+        agent = Agent(qdom.agent_socket or str(self._rt(uuid).agent), timeout=10.0)
+        try:
+            agent.connect()
+            agent.execute("guest-fsfreeze-freeze")
+            return agent
+        except libvirtError as exc:
+            agent.close()
+            with contextlib.suppress(libvirtError), Agent(agent.path, timeout=2.0) as probe:
+                probe.execute("guest-fsfreeze-thaw")  # a freeze that half worked must not stay
+            if os.environ.get("VIRTSNAP_QUIESCE_FALLBACK") == "1":
+                report(f"quiesce failed ({exc.get_error_message()}); taking a crash-consistent snapshot", 0, 0)
+                return None
+            raise error(ErrorCode(exc.get_error_code()), ERR,
+                        f"the guest could not be quiesced, nothing was changed: {exc.get_error_message()} "
+                        "(VIRTSNAP_QUIESCE_FALLBACK=1 takes a crash-consistent snapshot instead)") from exc
+
+    def _switch_overlays(self, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool) -> str | None:
+        """blockdev-add every overlay, then one transaction of blockdev-snapshot; undone if it fails.
+        Returns a note when QUIESCE fell back to a crash-consistent snapshot."""
         with self._monitor(uuid) as mon:
             added: list[str] = []
             try:
                 actions = self._add_overlay_nodes(mon, chosen, added)
-                agent = None
-                if quiesce:
-                    agent = Agent(qdom.agent_socket or str(self._rt(uuid).agent))
-                    agent.connect()
+                agent = self._freeze(uuid, qdom) if quiesce else None
+                note = None if agent is not None or not quiesce else "crash-consistent: the guest could not be quiesced"
                 try:
-                    if agent is not None:
-                        try:
-                            agent.execute("guest-fsfreeze-freeze")
-                        except libvirtError as exc:
-                            raise error(ErrorCode.OPERATION_FAILED, ERR,
-                                        f"the guest could not be quiesced: {exc.get_error_message()}") from exc
                     failpoints.hit("external.frozen")
                     mon.execute("transaction", {"actions": actions})
                 finally:
                     if agent is not None:
-                        try:
-                            agent.execute("guest-fsfreeze-thaw")  # QEMU 7.2 has no auto-thaw
-                        finally:
-                            agent.close()
+                        _thaw(agent)
+                return note
             except BaseException:
                 for node in reversed(added):
                     with contextlib.suppress(libvirtError):
@@ -1033,6 +1044,18 @@ def _pause_ms(events: list[dict[str, Any]]) -> float | None:
     if not stops or not resumes:
         return None
     return (max(resumes) - min(stops)) * 1000
+
+
+def _thaw(agent: Agent) -> None:
+    """guest-fsfreeze-thaw, retried once on a fresh connection: QEMU 7.2 never thaws by itself."""
+    try:
+        agent.execute("guest-fsfreeze-thaw")
+    except libvirtError:
+        agent.close()
+        with Agent(agent.path, timeout=10.0) as again:
+            again.execute("guest-fsfreeze-thaw")
+    finally:
+        agent.close()
 
 
 def _wait_migration(mon: Monitor, timeout: float = 600.0) -> None:
