@@ -6,7 +6,6 @@ that escape a command are printed by the chain runner after the command's own me
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import sys
@@ -901,6 +900,8 @@ def _exists(dom: virtsnap.virDomain, name: str) -> bool:
 def _renamed_in_place(snap: virtsnap.virDomainSnapshot, edited_doc: str) -> bool:
     """Where the hypervisor owns the tree (ESX, VirtualBox) a rename cannot be a redefine plus a delete:
     rename in place first (virtsnap's virDomainSnapshot.rename); False where the driver has no rename."""
+    import html  # only snapshot-edit needs it (html.entities is a large table)
+
     match = re.search(r"<name>([^<]*)</name>", edited_doc)
     new_name = html.unescape(match.group(1)) if match else None
     if not new_name or new_name == snap.getName():

@@ -6,27 +6,64 @@ in pre-order, and moved children go in front of their new siblings. Every driver
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotList
 from .snapshot_xml import SnapshotState
 
+# SnapshotState by value, for building moments from stored rows without an enum call per row
+_STATES = {int(s): s for s in SnapshotState}
+# A stored moment: name, parent name, seq, creation_time, state, external
+StoredRow = tuple[str, str | None, int, int, int, int]
 
-@dataclass(eq=False, slots=True)
+
 class Moment:
-    """One snapshot in the forest. `children` is kept oldest-linked first; visits go newest first."""
+    """One snapshot in the forest. `children` is kept oldest-linked first; visits go newest first.
 
-    name: str
-    state: SnapshotState = SnapshotState.NOSTATE
-    external: bool = False
-    defn: Any = None  # the driver's payload: a SnapshotDef, or a hypervisor object
-    parent: Moment | None = None
-    children: list[Moment] = field(default_factory=list)
-    seq: int = 0  # link order, persisted so that a reloaded tree lists children in the same order
-    creation_time: int = 0
+    `defn` is the driver's payload (a SnapshotDef, a hypervisor object, or stored XML). A store may leave it
+    unloaded: the first read of `defn` then asks the store's loader for it (one row), and setting it drops the
+    loader.
+    """
+
+    __slots__ = ("_defn", "_loader", "children", "creation_time", "external", "name", "parent", "seq", "state")
+
+    def __init__(self, name: str, state: SnapshotState = SnapshotState.NOSTATE, external: bool = False,
+                 defn: Any = None, parent: Moment | None = None, children: list[Moment] | None = None,
+                 seq: int = 0, creation_time: int = 0) -> None:
+        self.name = name
+        self.state = state
+        self.external = external
+        self._defn = defn
+        self._loader: Callable[[Moment], None] | None = None
+        self.parent = parent
+        self.children: list[Moment] = children if children is not None else []
+        self.seq = seq  # link order, persisted so that a reloaded tree lists children in the same order
+        self.creation_time = creation_time
+
+    def __repr__(self) -> str:
+        return f"Moment({self.name!r}, {self.state!r}, external={self.external}, seq={self.seq})"
+
+    @property
+    def defn(self) -> Any:
+        if self._loader is not None:
+            self._loader(self)  # sets _defn through the setter, which drops the loader
+        return self._defn
+
+    @defn.setter
+    def defn(self, value: Any) -> None:
+        self._defn = value
+        self._loader = None
+
+    def defer(self, loader: Callable[[Moment], None]) -> None:
+        """Leave `defn` unloaded until it is read; `loader(moment)` must then set it."""
+        self._defn = None
+        self._loader = loader
+
+    @property
+    def loaded(self) -> bool:
+        return self._loader is None
 
     @property
     def parent_name(self) -> str | None:
@@ -45,10 +82,12 @@ class Moment:
             stack.extend(moment.children)
 
 
-@dataclass(slots=True)
 class DeleteResult:
-    removed: list[Moment]
-    current_changed: bool
+    __slots__ = ("current_changed", "removed")
+
+    def __init__(self, removed: list[Moment], current_changed: bool) -> None:
+        self.removed = removed
+        self.current_changed = current_changed
 
 
 class SnapshotTree:
@@ -60,9 +99,22 @@ class SnapshotTree:
         self.current: Moment | None = None
         self.metadata = metadata
         self._seq = 0
-        # What changed since the owner last persisted the tree.
+        # What changed since the owner last persisted the tree: `dirty` moments are new or changed,
+        # `moved` ones only got a new parent or link order (a store need not rewrite their definitions).
         self.dirty: set[str] = set()
+        self.moved: set[str] = set()
         self.deleted: set[str] = set()
+        self.current_dirty = False
+
+    @property
+    def changed(self) -> bool:
+        """Whether the tree holds changes its owner has not persisted."""
+        return bool(self.dirty or self.moved or self.deleted or self.current_dirty)
+
+    def mark_clean(self) -> None:
+        self.dirty.clear()
+        self.moved.clear()
+        self.deleted.clear()
         self.current_dirty = False
 
     # -- lookups ------------------------------------------------------------------------------------
@@ -113,6 +165,7 @@ class SnapshotTree:
         if moment.parent is not None:
             moment.parent.children.remove(moment)
             moment.parent = None
+            self.moved.add(moment.name)  # unsaved until linked again and persisted
 
     def move_children(self, source: Moment, target: Moment | None) -> None:
         """Reparent all children of `source` to `target`, in front of target's own children."""
@@ -120,7 +173,7 @@ class SnapshotTree:
         for child in source.children:
             child.parent = dest
             child.seq = self._next_seq()
-            self.dirty.add(child.name)
+            self.moved.add(child.name)
         dest.children.extend(source.children)
         source.children = []
 
@@ -128,6 +181,7 @@ class SnapshotTree:
         """Forget a moment (children are the caller's business). Returns whether it was current."""
         del self._by_name[moment.name]
         self.dirty.discard(moment.name)
+        self.moved.discard(moment.name)
         self.deleted.add(moment.name)
         if self.current is moment:
             self.set_current(None)
@@ -155,12 +209,17 @@ class SnapshotTree:
         parent = self._by_name.get(parent_name)
         if parent is None:
             raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN, f"parent {parent_name} for moment {name} not found")
-        other: Moment | None = parent
-        while other is not None and other.parent_name is not None:
-            if other.parent_name == name:
+        moment = self._by_name.get(name)
+        if moment is None:
+            return  # a new name cannot be anybody's ancestor: no walk up a deep chain
+        # Walk up from the parent by identity (no name lookups): O(depth), only for a redefinition in place.
+        root = self._root
+        other = parent
+        while other.parent is not None and other.parent is not root:
+            if other.parent is moment:
                 raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN,
                             f"parent {other.name} would create cycle to {name}")
-            other = self.parent_of(other)
+            other = other.parent
 
     def delete(self, moment: Moment, children: bool = False, children_only: bool = False) -> DeleteResult:
         """libvirt's delete semantics for the metadata: reparent or drop the subtree, move current."""
@@ -185,9 +244,79 @@ class SnapshotTree:
                 # the moment is gone from the index below; keep current pointing at its parent
             del self._by_name[moment.name]
             self.dirty.discard(moment.name)
+            self.moved.discard(moment.name)
             self.deleted.add(moment.name)
             removed.append(moment)
         return DeleteResult(removed=removed, current_changed=self.current is not before)
+
+    # -- building from stored rows (for stores) -----------------------------------------------------------
+    def load_rows(self, rows: Iterable[StoredRow], current: str | None, loader: Callable[[Moment], None]) -> None:
+        """Fill an empty tree from rows in `seq` order; each moment's `defn` is left to `loader`.
+
+        Children are linked in seq order (oldest first), as they were linked when the rows were written.
+        """
+        by_name = self._by_name
+        states = _STATES
+        linked: list[tuple[Moment, str | None]] = []
+        for name, parent, seq, ctime, state, external in rows:
+            moment = Moment(name, states.get(state, SnapshotState.NOSTATE), bool(external), None, None, None, seq,
+                            ctime)
+            moment._loader = loader
+            by_name[name] = moment
+            linked.append((moment, parent))
+        root = self._root
+        for moment, parent in linked:
+            dest = by_name.get(parent, root) if parent else root
+            moment.parent = dest
+            dest.children.append(moment)
+        if linked:
+            self._seq = max(self._seq, max(m.seq for m, _ in linked))
+        self.current = by_name.get(current) if current else None
+        self.mark_clean()
+
+    def apply_rows(self, rows: Iterable[StoredRow], deleted: Iterable[str], current: str | None,
+                   loader: Callable[[Moment], None]) -> None:
+        """Bring a clean tree up to date with another writer's changes: `deleted` names are gone, `rows`
+        (in seq order) were added or rewritten. The result equals `load_rows` of the whole new state."""
+        by_name = self._by_name
+        root = self._root
+        for name in deleted:
+            moment = by_name.pop(name, None)
+            if moment is not None and moment.parent is not None:
+                moment.parent.children.remove(moment)
+                moment.parent = None
+        relink: list[tuple[Moment, str | None]] = []
+        for name, parent, seq, ctime, state, external in rows:
+            moment = by_name.get(name)
+            if moment is None:
+                moment = Moment(name, seq=seq)
+                by_name[name] = moment
+                relink.append((moment, parent))
+            else:
+                old_parent = moment.parent
+                if moment.seq != seq or (old_parent.name if old_parent is not None and old_parent is not root
+                                         else None) != parent:
+                    if old_parent is not None:
+                        old_parent.children.remove(moment)
+                        moment.parent = None
+                    if moment.seq != seq:  # relinked: a fresh load lists it by its new link order
+                        del by_name[name]
+                        by_name[name] = moment
+                    moment.seq = seq
+                    relink.append((moment, parent))
+            moment.state = _STATES.get(state, SnapshotState.NOSTATE)
+            moment.external = bool(external)
+            moment.creation_time = ctime
+            moment.defer(loader)
+            self._seq = max(self._seq, seq)
+        # Every relinked row got a seq above all unchanged ones (link and move_children take the next seq),
+        # and rows come in seq order: appending keeps each child list oldest-linked first.
+        for moment, parent in relink:
+            dest = by_name.get(parent, root) if parent else root
+            moment.parent = dest
+            dest.children.append(moment)
+        self.current = by_name.get(current) if current else None
+        self.mark_clean()
 
     # -- listing ------------------------------------------------------------------------------------
     def select(self, start: Moment | None, flags: int) -> list[Moment]:

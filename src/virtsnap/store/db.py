@@ -1,11 +1,16 @@
 """Durable snapshot metadata for drivers that own it (QEMU): one sqlite3 database per driver state dir.
 
-The whole forest of a domain loads in one query; a change writes only the rows it touched, in one
-transaction, and bumps the domain's generation so other processes know their cached tree is stale.
+The forest of a domain loads in one query over a covering index (names, parents, order, state: no XML);
+each snapshot's XML is read when a caller first needs it. A change writes only the rows it touched, in one
+transaction, bumps the domain's generation and stamps the rows with it, and leaves a tombstone for each
+deleted row, so another process (or another store) brings its loaded tree up to date by reading the rows
+newer than its own generation instead of reloading every snapshot. A domain defined again after an undefine
+starts above every generation its uuid ever had, so a cached tree is never mistaken for a current one.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -16,21 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..conf.snapshot_xml import SnapshotState
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS domains (
+SCHEMA_VERSION = 2  # also PRAGMA user_version: checked on open without parsing the schema
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS domains (
     uuid TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     xml TEXT NOT NULL,
     current TEXT,
-    generation INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS snapshots (
+    generation INTEGER NOT NULL DEFAULT 0,
+    floor INTEGER NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
     domain TEXT NOT NULL REFERENCES domains(uuid) ON DELETE CASCADE,
     name TEXT NOT NULL,
     parent TEXT,
@@ -39,10 +44,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state INTEGER NOT NULL,
     external INTEGER NOT NULL,
     xml TEXT NOT NULL,
+    gen INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (domain, name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(domain, parent);
-CREATE TABLE IF NOT EXISTS journal (
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     domain TEXT NOT NULL,
     op TEXT NOT NULL,
@@ -50,8 +55,37 @@ CREATE TABLE IF NOT EXISTS journal (
     steps TEXT NOT NULL DEFAULT '[]',
     started REAL NOT NULL,
     pid INTEGER NOT NULL
-);
-"""
+)""",
+)
+_V2 = (
+    # the tree without the XML, in link order, from the index alone
+    "CREATE INDEX IF NOT EXISTS snapshots_order ON snapshots(domain, seq, parent, creation_time, state, external)",
+    "CREATE INDEX IF NOT EXISTS snapshots_gen ON snapshots(domain, gen)",
+    """CREATE TABLE IF NOT EXISTS tombstones (
+    domain TEXT NOT NULL REFERENCES domains(uuid) ON DELETE CASCADE,
+    gen INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (domain, gen, name)
+) WITHOUT ROWID""",
+    "DROP INDEX IF EXISTS snapshots_parent",  # schema 1's; nothing looks snapshots up by parent
+)
+# A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
+TOMBSTONE_GENERATIONS = 4096
+_TREE_COLUMNS = "name, parent, seq, creation_time, state, external"
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a whole tree is built: tens of thousands of new objects, none of
+    them garbage, would otherwise trigger collections that walk every object of the process (~20% of a load)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def private_dir(path: Path) -> Path:
@@ -82,20 +116,25 @@ class JournalEntry:
 
 
 class MetadataStore:
-    """A driver's metadata database. Thread-safe for use from one process through separate stores."""
+    """A driver's metadata database. Thread-safe for use from one process through separate stores.
+
+    `load_tree` may return the tree it returned (or saved) before for the domain, brought up to date in
+    place, when that tree holds no unsaved change; otherwise it builds a new one.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = private_dir(directory)
         self.path = self.directory / "metadata.db"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # create 0600 before sqlite opens it
         os.close(fd)
+        self._trees: dict[str, tuple[int, SnapshotTree]] = {}  # uuid -> (generation, tree last handed out)
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._create_or_upgrade()
         except sqlite3.Error as exc:
             raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE,
                         f"cannot open metadata database {self.path}: {exc}") from exc
@@ -104,7 +143,33 @@ class MetadataStore:
             if side.exists():
                 os.chmod(side, 0o600)
 
+    def _create_or_upgrade(self) -> None:
+        """Create the schema, or upgrade schema 1 (no generations per row, no tombstones) in place."""
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return  # another process got here first
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version} is newer than this virtsnap's "
+                                            f"({SCHEMA_VERSION})")
+            existed = db.execute("SELECT 1 FROM sqlite_master WHERE name='snapshots'").fetchone() is not None
+            for statement in _TABLES:
+                db.execute(statement)
+            if existed:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(snapshots)")}
+                if "gen" not in columns:
+                    db.execute("ALTER TABLE snapshots ADD COLUMN gen INTEGER NOT NULL DEFAULT 0")
+                columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
+                if "floor" not in columns:
+                    db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
+            for statement in _V2:
+                db.execute(statement)
+            db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     def close(self) -> None:
+        self._trees.clear()
         self._db.close()
 
     @contextmanager
@@ -118,10 +183,26 @@ class MetadataStore:
             raise
         self._db.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed state."""
+        if self._db.in_transaction:  # already inside one of ours
+            yield self._db
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield self._db
+        finally:
+            self._db.execute("COMMIT")
+
     # -- domains ------------------------------------------------------------------------------------
     def put_domain(self, uuid: str, name: str, xml: str) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO domains(uuid, name, xml) VALUES (?, ?, ?) "
+            # A new domain starts above every generation an undefined one reached (`retired`), and its floor
+            # says that no tree cached before it existed can be patched up to it.
+            db.execute("INSERT INTO domains(uuid, name, xml, generation, floor) VALUES (?, ?, ?, "
+                       "(SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) + 1 FROM meta WHERE key='retired'), "
+                       "(SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) + 1 FROM meta WHERE key='retired')) "
                        "ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, xml=excluded.xml, "
                        "generation=generation+1", (uuid, name, xml))
 
@@ -135,7 +216,12 @@ class MetadataStore:
 
     def delete_domain(self, uuid: str) -> None:
         with self.transaction() as db:
+            row = db.execute("SELECT generation FROM domains WHERE uuid=?", (uuid,)).fetchone()
+            retired = db.execute("SELECT CAST(value AS INTEGER) FROM meta WHERE key='retired'").fetchone()
+            if row is not None and (retired is None or row[0] > retired[0]):
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('retired', ?)", (str(row[0]),))
             db.execute("DELETE FROM domains WHERE uuid=?", (uuid,))
+        self._trees.pop(uuid, None)
 
     def generation(self, uuid: str) -> int:
         row = self._db.execute("SELECT generation FROM domains WHERE uuid=?", (uuid,)).fetchone()
@@ -143,49 +229,86 @@ class MetadataStore:
 
     # -- snapshots ----------------------------------------------------------------------------------
     def load_tree(self, uuid: str) -> SnapshotTree:
-        """The domain's forest in one query. Each moment's `defn` is its stored XML (parse on demand)."""
-        tree = SnapshotTree(metadata=True)
-        rows = self._db.execute(
-            "SELECT name, parent, seq, creation_time, state, external, xml FROM snapshots "
-            "WHERE domain=? ORDER BY seq", (uuid,)).fetchall()
-        moments: dict[str, Moment] = {}
-        for name, _parent, seq, ctime, state, external, xml in rows:
-            moment = Moment(name, SnapshotState(state), bool(external), xml, creation_time=ctime, seq=seq)
-            moments[name] = moment
-            tree.add(moment)
-        for name, parent, seq, *_ in rows:  # by seq: children are linked oldest first, as they were
-            tree.link(moments[name], moments.get(parent) if parent else None, seq=seq)
-        current = self._db.execute("SELECT current FROM domains WHERE uuid=?", (uuid,)).fetchone()
-        if current and current[0] in moments:
-            tree.current = moments[current[0]]
-        tree.dirty.clear()
-        tree.deleted.clear()
-        tree.current_dirty = False
+        """The domain's forest: names, links, order, state and current in one query (a covering index); each
+        moment's `defn` is its stored XML, read from the database when first used.
+
+        When this store handed out the domain's tree before and that tree has no unsaved change, only the rows
+        written since (and the tombstones of deleted ones) are read, and that tree is updated in place.
+        """
+        loader = self._xml_loader(uuid)
+        with self._snapshot() as db:
+            head = db.execute("SELECT generation, current, floor FROM domains WHERE uuid=?", (uuid,)).fetchone()
+            if head is None:
+                self._trees.pop(uuid, None)
+                return SnapshotTree(metadata=True)
+            generation, current, floor = head
+            cached = self._trees.get(uuid)
+            if cached is not None and not cached[1].changed and floor <= cached[0] <= generation:
+                since, tree = cached
+                if since < generation:
+                    deleted = [name for (name,) in db.execute(
+                        "SELECT name FROM tombstones WHERE domain=? AND gen>? ORDER BY gen", (uuid, since))]
+                    rows = db.execute(f"SELECT {_TREE_COLUMNS} FROM snapshots WHERE domain=? AND gen>? ORDER BY seq",
+                                      (uuid, since)).fetchall()
+                    tree.apply_rows(rows, deleted, current, loader)
+            else:
+                tree = SnapshotTree(metadata=True)
+                with _collector_paused():
+                    rows = db.execute(f"SELECT {_TREE_COLUMNS} FROM snapshots WHERE domain=? ORDER BY seq",
+                                      (uuid,)).fetchall()
+                    tree.load_rows(rows, current, loader)
+        self._trees[uuid] = (generation, tree)
         return tree
 
+    def _xml_loader(self, uuid: str) -> Any:
+        def load(moment: Moment) -> None:
+            row = self._db.execute("SELECT xml FROM snapshots WHERE domain=? AND name=?",
+                                   (uuid, moment.name)).fetchone()
+            if row is None:  # deleted by another process since the tree was read
+                raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ErrorDomain.NONE,
+                            f"no domain snapshot with matching name '{moment.name}'")
+            moment.defn = row[0]
+        return load
+
     def save_tree(self, uuid: str, tree: SnapshotTree, xml_of: Any) -> None:
-        """Persist what changed in `tree` since it was loaded. `xml_of(moment)` gives a moment's XML."""
+        """Persist what changed in `tree` since it was loaded. `xml_of(moment)` gives a moment's XML; it is
+        asked only for new or changed moments, not for those that merely moved to another parent."""
         with self.transaction() as db:
+            current = tree.current.name if tree.current is not None else None
+            bumped = db.execute("UPDATE domains SET current=?, generation=generation+1 WHERE uuid=? "
+                                "RETURNING generation, floor", (current, uuid)).fetchall()
+            gen, floor = bumped[0] if bumped else (0, 0)  # no domain: the inserts below fail on its foreign key
             if tree.deleted:
                 db.executemany("DELETE FROM snapshots WHERE domain=? AND name=?",
                                [(uuid, name) for name in tree.deleted])
+                db.executemany("INSERT OR IGNORE INTO tombstones(domain, gen, name) VALUES (?, ?, ?)",
+                               [(uuid, gen, name) for name in tree.deleted])
+            if gen - floor > 2 * TOMBSTONE_GENERATIONS:  # once every TOMBSTONE_GENERATIONS saves
+                floor = gen - TOMBSTONE_GENERATIONS
+                db.execute("DELETE FROM tombstones WHERE domain=? AND gen<=?", (uuid, floor))
+                db.execute("UPDATE domains SET floor=? WHERE uuid=?", (floor, uuid))
             rows = []
             for name in tree.dirty:
                 m = tree.get(name)
                 if m is None:
                     continue
                 rows.append((uuid, m.name, m.parent_name, m.seq, m.creation_time, int(m.state), int(m.external),
-                             xml_of(m)))
-            db.executemany(
-                "INSERT INTO snapshots(domain, name, parent, seq, creation_time, state, external, xml) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(domain, name) DO UPDATE SET parent=excluded.parent, "
+                             xml_of(m), gen))
+            if rows:
+                db.executemany(
+                "INSERT INTO snapshots(domain, name, parent, seq, creation_time, state, external, xml, gen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(domain, name) DO UPDATE SET parent=excluded.parent, "
                 "seq=excluded.seq, creation_time=excluded.creation_time, state=excluded.state, "
-                "external=excluded.external, xml=excluded.xml", rows)
-            current = tree.current.name if tree.current is not None else None
-            db.execute("UPDATE domains SET current=?, generation=generation+1 WHERE uuid=?", (current, uuid))
-        tree.dirty.clear()
-        tree.deleted.clear()
-        tree.current_dirty = False
+                "external=excluded.external, xml=excluded.xml, gen=excluded.gen", rows)
+            moves = []
+            for name in tree.moved - tree.dirty:
+                m = tree.get(name)
+                if m is not None:
+                    moves.append((m.parent_name, m.seq, gen, uuid, m.name))
+            if moves:
+                db.executemany("UPDATE snapshots SET parent=?, seq=?, gen=? WHERE domain=? AND name=?", moves)
+        tree.mark_clean()
+        self._trees[uuid] = (gen, tree)
 
     def snapshot_count(self, uuid: str) -> int:
         return int(self._db.execute("SELECT count(*) FROM snapshots WHERE domain=?", (uuid,)).fetchone()[0])
