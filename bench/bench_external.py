@@ -221,9 +221,12 @@ for i in range(runs):
     time.sleep(0.5)
     mon.terminate()
     lines = mon.communicate()[0].splitlines()
-    def ts(line): return float(line.split(":")[0]) if line[:1].isdigit() else None
-    stops = [ts(l) for l in lines if "event STOP" in l]
-    res = [ts(l) for l in lines if "event RESUME" in l]
+    import re
+    def ts(line):  # virsh prints QEMU's own timestamp: "event STOP at 1795758093.123456 for domain ..."
+        m = re.search(r" at ([0-9]+[.][0-9]+)", line)
+        return float(m.group(1)) if m else None
+    stops = [t for t in (ts(l) for l in lines if "event STOP" in l) if t]
+    res = [t for t in (ts(l) for l in lines if "event RESUME" in l) if t]
     if stops and res:
         out["pause_live"].append(max(res) - min(stops))
 d.destroy()

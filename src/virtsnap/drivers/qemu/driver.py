@@ -154,7 +154,11 @@ class QemuDriver:
     def _operation(self, uuid: str, name: str) -> Iterator[None]:
         """The per-domain lock, across threads and processes."""
         with self._lock, DomainLock(self.state_dir, uuid, what=name):
-            yield
+            external.forget_chains()  # images may have changed since the last operation
+            try:
+                yield
+            finally:
+                external.forget_chains()
 
     @contextlib.contextmanager
     def _monitor(self, uuid: str) -> Iterator[Monitor]:
@@ -919,8 +923,10 @@ class QemuDriver:
                     self._block_commit(mon, child, base)
                 else:
                     images.run(["commit", "-q", "-d", child])
+                external.forget_chains()
                 for path, _old in self._images_backed_by(uuid, tree, child):
                     images.run(["rebase", "-u", "-F", base_fmt, "-b", base, path])  # header only: same data
+                external.forget_chains()
                 removed[child] = (base, base_fmt)
                 drop.add(child)
             elif kind == "rebase":
@@ -928,6 +934,7 @@ class QemuDriver:
                 below, _, below_fmt = extra.partition("\0")
                 args = ["rebase", "-q", "-b", below] + (["-F", below_fmt] if below else []) + [child]
                 images.run(args)
+                external.forget_chains()
                 drop.add(base)
         if removed:
             self._repoint(uuid, tree, removed)

@@ -30,8 +30,24 @@ class Layer:
     internal: tuple[str, ...]  # internal snapshot tags stored in this file
 
 
+_chains: dict[str, list[Layer]] = {}
+
+
+def forget_chains() -> None:
+    """Drop remembered chains: call at the start of an operation and after anything rewrites an image."""
+    _chains.clear()
+
+
 def chain(path: str) -> list[Layer]:
-    """The backing chain of an image, top first (qemu-img info --backing-chain, safe while in use)."""
+    """The backing chain of an image, top first (qemu-img info --backing-chain, safe while in use);
+    remembered until forget_chains(), as one operation asks for the same chains many times."""
+    if path in _chains:
+        return _chains[path]
+    _chains[path] = layers = _read_chain(path)
+    return layers
+
+
+def _read_chain(path: str) -> list[Layer]:
     out = images.run(["info", "--backing-chain", "-U", "--output=json", path])
     layers = []
     for item in json.loads(out):
