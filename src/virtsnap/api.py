@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -171,6 +170,8 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         return self._domain(_driver_call(lambda: self._drv().lookup_domain(name=name)))
 
     def lookupByUUIDString(self, uuidstr: str) -> virDomain:  # noqa: N802
+        import uuid as uuidlib  # uuid imports platform: only the UUID calls pay for it
+
         try:
             normalized = str(uuidlib.UUID(uuidstr))
         except ValueError as exc:
@@ -178,6 +179,8 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         return self._domain(_driver_call(lambda: self._drv().lookup_domain(uuid=normalized)))
 
     def lookupByUUID(self, uuid: bytes) -> virDomain:  # noqa: N802
+        import uuid as uuidlib
+
         return self.lookupByUUIDString(str(uuidlib.UUID(bytes=bytes(uuid))))
 
     def lookupByID(self, id: int) -> virDomain:  # noqa: N802
@@ -276,6 +279,8 @@ class virDomain:  # noqa: N801
         return self._uuid
 
     def UUID(self) -> bytes:  # noqa: N802
+        import uuid as uuidlib
+
         return uuidlib.UUID(self._uuid).bytes
 
     def ID(self) -> int:  # noqa: N802

@@ -6,6 +6,7 @@ Parsing only: which driver a scheme selects is decided in `drivers/__init__.py`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -30,6 +31,12 @@ class URI:
         return self.params.get(name, "0") not in ("0", "", "no", "false")
 
 
+def redact(text: str) -> str:
+    """A URI fit for messages: any password in its user part replaced, and at most 200 characters."""
+    text = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", text)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def default_uri() -> str:
     for var in ("VIRTSNAP_DEFAULT_URI", "LIBVIRT_DEFAULT_URI"):
         value = os.environ.get(var)
@@ -48,9 +55,9 @@ def parse_uri(text: str | None) -> URI:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise error(ErrorCode.INVALID_ARG, ErrorDomain.NONE, f"Unable to parse URI {text}") from exc
+        raise error(ErrorCode.INVALID_ARG, ErrorDomain.NONE, f"Unable to parse URI {redact(text)}") from exc
     if not parts.scheme:
-        raise error(ErrorCode.INVALID_ARG, ErrorDomain.NONE, f"Unable to parse URI {text}")
+        raise error(ErrorCode.INVALID_ARG, ErrorDomain.NONE, f"Unable to parse URI {redact(text)}")
     scheme, _, transport = parts.scheme.partition("+")
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     return URI(

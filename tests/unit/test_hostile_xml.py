@@ -17,7 +17,12 @@ PARAM_ENTITY = """<?xml version="1.0"?>
 DEEP = "<domainsnapshot><name>deep</name>" + "<a>" * 5000 + "</a>" * 5000 + "</domainsnapshot>"
 HUGE = "<domainsnapshot><name>big</name><description>" + "x" * (11 * 1024 * 1024) + "</description></domainsnapshot>"
 
+MANY_ATTRS = "<domainsnapshot " + " ".join(f"a{i}='x'" for i in range(20000)) + "><name>m</name></domainsnapshot>"
+MANY_ELEMENTS = "<domainsnapshot><name>m</name>" + "<x/>" * 1_000_000 + "</domainsnapshot>"
+
 CASES = {
+    "many-attributes": (MANY_ATTRS, {27}),  # lxml's attribute access is quadratic: refused before it
+    "a-million-elements": (MANY_ELEMENTS, {27}),
     "billion-laughs": (LAUGHS, {27, 35}),
     "external-entity": (XXE, {27, 35}),
     "parameter-entity": (PARAM_ENTITY, {27, 35}),

@@ -199,8 +199,10 @@ def _create(ctl: Control, dom: virtsnap.virDomain, xml: str, flags: int, source:
             snap = dom.snapshotCreateXML(xml, flags)
         except virtsnap.libvirtError as exc:
             error = exc
+    # virsh retries without HALT on any invalid-argument error; only a driver lacking HALT warrants it
+    # (after e.g. a refused REDEFINE|HALT pair the retry would change what the refusal protected).
     if (snap is None and error is not None and error.get_error_code() == ErrorCode.INVALID_ARG
-            and flags & SnapshotCreate.HALT):
+            and error.get_error_message().startswith("unsupported flags") and flags & SnapshotCreate.HALT):
         ctl.reset_error()
         try:
             persistent = dom.isPersistent()

@@ -48,6 +48,12 @@ class DomainDef:
         name = node.findtext("name")
         if not name:
             raise error(ErrorCode.NO_NAME, err_domain, "domain")
+        if "\n" in name:
+            raise error(ErrorCode.XML_DETAIL, err_domain, "invalid char in name: 0x0a")  # libvirt's check
+        if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            # Names become file and socket names: refused where libvirt would only refuse some drivers.
+            raise error(ErrorCode.XML_ERROR, err_domain,
+                        f"invalid domain name {name!r}: it must not contain '/' or control characters")
         if node.get("type") is None:
             raise error(ErrorCode.XML_ERROR, err_domain, "missing domain type attribute")
         uuid = node.findtext("uuid")

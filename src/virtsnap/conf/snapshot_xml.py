@@ -219,6 +219,7 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
     if mem_file:
         if not PurePosixPath(mem_file).is_absolute():
             raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"memory snapshot file path ({mem_file}) must be absolute")
+        _check_path(mem_file)
         defn.memory_file = mem_file
 
     disks = root.find("disks")
@@ -278,9 +279,18 @@ def _parse_disk(node: Node) -> DiskSnapshot:
         disk.driver_type = fmt
     if disk.source is not None and not PurePosixPath(disk.source).is_absolute():
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"disk snapshot image path '{disk.source}' must be absolute")
+    if disk.source is not None:
+        _check_path(disk.source)
     if disk.snapshot == Location.DEFAULT and (disk.source or disk.driver_type):
         disk.snapshot = Location.EXTERNAL
     return disk
+
+
+def _check_path(path: str) -> None:
+    """Overlay and memory paths: no '..' components and no control characters (stricter than libvirt)."""
+    if ".." in PurePosixPath(path).parts or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise error(ErrorCode.XML_ERROR, ERR_DOMAIN,
+                    f"path '{escape_for_message(path)}' must not contain '..' components or control characters")
 
 
 def align_disks(defn: SnapshotDef, default: Location, uniform_internal: bool = True,

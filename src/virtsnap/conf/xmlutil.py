@@ -6,6 +6,7 @@ so parse errors read exactly as libvirt's; formatting reproduces libvirt's virBu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
 
 MAX_XML_BYTES = 10 * 1024 * 1024  # libvirt refuses documents over 10 MiB as well (VIR_XML_MAX)
 MAX_DEPTH = 256
+MAX_ELEMENTS = 50_000  # a real domain has a few hundred
+MAX_ATTRIBUTES = 256
+_DECLARED_ENCODING = re.compile(r"""(<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
 
 
 @dataclass(slots=True)
@@ -126,7 +130,8 @@ def _detail_error(text: str, url: str, domain: ErrorDomain, exc: Any, parser: An
     if line < 1 or line > len(lines) or (line == len(lines) and lines[-1] == ""):
         context, pointer = "(null)", "^"  # the parser stopped at the end of the input
     else:
-        context = lines[line - 1].rstrip("\r")[:80]
+        # Control characters of a hostile document must not reach a terminal.
+        context = "".join(c if ord(c) >= 32 or c == "\t" else f"\\x{ord(c):02x}" for c in lines[line - 1][:80])
         pointer = "-" * max(column - 1, 0) + "^"
     return raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):{line}: {message}\n{context}\n{pointer}")
 
@@ -147,8 +152,13 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
         raise raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):1: Document is empty\n(null)\n^")
     stripped = text.lstrip()
     if stripped.startswith("<?xml"):
-        # lxml refuses str input with an encoding declaration; libvirt only accepts UTF-8 anyway.
-        data: str | bytes = text.encode("utf-8")
+        # lxml refuses str input with an encoding declaration: hand it UTF-8 bytes, declared as UTF-8
+        # (the text is already decoded; another declared encoding would garble it).
+        text = _DECLARED_ENCODING.sub(r"\1UTF-8\2", text, count=1)
+        try:
+            data: str | bytes = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates, e.g. invalid bytes read with surrogateescape
+            raise error(ErrorCode.XML_ERROR, domain, f"document is not valid UTF-8: {exc.reason}") from exc
     else:
         data = text
     parser = _parser()
@@ -159,6 +169,8 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
     tree = element.getroottree()
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
         raise error(ErrorCode.XML_ERROR, domain, "document type declarations are not allowed")
+    if sum(1 for _ in element.iter()) > MAX_ELEMENTS:  # counted in C; converting a million costs seconds
+        raise error(ErrorCode.XML_ERROR, domain, f"document has more than {MAX_ELEMENTS} elements")
     if element.tag != root:
         raise error(ErrorCode.XML_ERROR, ErrorDomain.XML, f"expecting root element of '{root}', not '{element.tag}'")
     return _convert(element, domain, 0)
@@ -168,6 +180,8 @@ def _convert(element: Any, domain: ErrorDomain, depth: int) -> Node:
     etree = _lxml()
     if depth > MAX_DEPTH:
         raise error(ErrorCode.XML_ERROR, domain, f"document is nested deeper than {MAX_DEPTH} levels")
+    if len(element.attrib) > MAX_ATTRIBUTES:  # lxml's attrib.items() is quadratic in the count
+        raise error(ErrorCode.XML_ERROR, domain, f"element <{element.tag}> has more than {MAX_ATTRIBUTES} attributes")
     children: list[Node] = []
     for child in element:
         if isinstance(child, etree._Entity):

@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, ErrorDomain, error
+from ..uri import redact
 
 if TYPE_CHECKING:
     from ..uri import URI
@@ -27,16 +28,16 @@ _DRIVERS: dict[str, tuple[str, str | None]] = {
 def open_driver(uri: URI, read_only: bool, auth: Any = None) -> Driver:
     entry = _DRIVERS.get(uri.scheme)
     if entry is None or uri.transport not in (None, "unix"):
-        raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, uri.text)
+        raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, redact(uri.text))
     module_name, extra = entry
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("virtsnap"):
             raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE,
-                        f"{uri.text} (the {uri.scheme} driver is not available in this build)") from exc
+                        f"{redact(uri.text)} (the {uri.scheme} driver is not available in this build)") from exc
         hint = f"; install it with: pip install 'virtsnap[{extra}]'" if extra else ""
         raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE,
-                    f"{uri.text} (missing Python package '{exc.name}'{hint})") from exc
+                    f"{redact(uri.text)} (missing Python package '{exc.name}'{hint})") from exc
     driver: Driver = module.open_driver(uri, read_only, auth)
     return driver
