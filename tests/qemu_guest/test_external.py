@@ -245,3 +245,35 @@ def test_quiesce_with_a_hung_agent_changes_nothing_unless_fallback(guest, workdi
     monkeypatch.setenv("VIRTSNAP_QUIESCE_FALLBACK", "1")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>q</name></domainsnapshot>", DISK_ONLY | QUIESCE)
     assert "crash-consistent: the guest could not be quiesced" in snap.getXMLDesc()
+
+
+def pattern(path, byte: int, check: bool = False) -> bool:
+    """Write (or check) a byte pattern at 40 MiB of an image with qemu-io; the domain never boots here."""
+    op = "read" if check else "write"
+    proc = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"{op} -P {byte:#x} 40M 64k", str(path)],
+                          capture_output=True, text=True)
+    return proc.returncode == 0 and "Pattern verification failed" not in proc.stdout
+
+
+def test_offline_branches_delete_by_rebase_and_each_branch_keeps_its_data(guest, workdir, conn):
+    dom = conn.defineXML(domain_xml(guest, workdir, agent=False))
+    base = workdir / "demo.qcow2"
+    assert pattern(base, 0x11)
+    e1 = dom.snapshotCreateXML("<domainsnapshot><name>E1</name></domainsnapshot>", DISK_ONLY)
+    assert pattern(disk_source(dom), 0x22)
+    e2 = dom.snapshotCreateXML("<domainsnapshot><name>E2</name></domainsnapshot>", DISK_ONLY)
+    assert pattern(disk_source(dom), 0x33)
+    dom.revertToSnapshot(e1)
+    assert pattern(disk_source(dom), 0x11, check=True)
+    assert pattern(disk_source(dom), 0x44)
+    e3 = dom.snapshotCreateXML("<domainsnapshot><name>E3</name></domainsnapshot>", DISK_ONLY)
+    assert sorted(e1.listChildrenNames()) == ["E2", "E3"]
+    e1.delete()  # two branches stand on E1's image: each is given its own copy, then nothing needs it
+    assert sorted(dom.snapshotListNames()) == ["E2", "E3"]
+    dom.revertToSnapshot(e2)
+    assert pattern(disk_source(dom), 0x22, check=True)
+    dom.revertToSnapshot(e3)
+    assert pattern(disk_source(dom), 0x44, check=True)
+    e2.delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
+    assert dom.snapshotListNames() == ["E3"] and pattern(disk_source(dom), 0x44, check=True)
+    assert base.exists()  # the user's own image is never removed
