@@ -80,11 +80,11 @@ def random_step(tree, rng, serial):
     kind = rng.choice(["create", "create", "create", "redefine", "delete", "delete-children", "children-only",
                        "current", "touch"]) if names else "create"
     if kind == "create":
-        grow(tree, f"n{serial}", rng.choice(names + [None]) if names else None, current=rng.random() < 0.5,
+        grow(tree, f"n{serial}", rng.choice([*names, None]) if names else None, current=rng.random() < 0.5,
              state=rng.choice([SnapshotState.SHUTOFF, SnapshotState.RUNNING, SnapshotState.DISK_SNAPSHOT]))
     elif kind == "redefine":
         moment = tree.get(rng.choice(names))
-        parent_name = rng.choice(names + [None])
+        parent_name = rng.choice([*names, None])
         try:
             tree.check_cycles(moment.name, parent_name)
         except libvirtError:
@@ -129,7 +129,7 @@ def test_a_reader_catches_up_in_place_and_sees_what_a_fresh_load_sees(stores, se
 
 
 def test_definitions_are_read_when_first_used(stores):
-    writer, reader, path = stores
+    writer, reader, _path = stores
     tree = writer.load_tree(UUID)
     grow(tree, "a")
     grow(tree, "b", "a")
@@ -177,7 +177,7 @@ def test_a_tree_with_unsaved_changes_is_not_patched(stores):
 
 
 def test_generations_are_never_reused_across_undefine_and_define(stores):
-    writer, reader, path = stores
+    writer, reader, _path = stores
     tree = writer.load_tree(UUID)
     for name in ("a", "b", "c"):
         grow(tree, name)
@@ -212,7 +212,7 @@ def test_a_reader_far_behind_reloads_everything(stores, monkeypatch):
 
 
 def test_other_domains_do_not_disturb(stores):
-    writer, reader, path = stores
+    writer, reader, _path = stores
     writer.put_domain(OTHER, "other", "<domain type='qemu'/>")
     tree = writer.load_tree(UUID)
     grow(tree, "a")

@@ -51,6 +51,23 @@ class Op(enum.Enum):
     LIST_ALL_DOMAINS = "ConnectListAllDomains"
 
 
+def _snapshot_queries() -> dict[Op, int]:
+    from ..flags import LIST_DOMAIN_ALL, LIST_FILTERS_ALL, SnapshotList, SnapshotXML
+
+    children = int(SnapshotList.DESCENDANTS | SnapshotList.TOPOLOGICAL | LIST_FILTERS_ALL)
+    return {
+        Op.SNAPSHOT_NUM: int(LIST_DOMAIN_ALL), Op.SNAPSHOT_LIST_NAMES: int(LIST_DOMAIN_ALL),
+        Op.LIST_ALL_SNAPSHOTS: int(LIST_DOMAIN_ALL), Op.SNAPSHOT_NUM_CHILDREN: children,
+        Op.SNAPSHOT_LIST_CHILDREN: children, Op.SNAPSHOT_LIST_ALL_CHILDREN: children,
+        Op.SNAPSHOT_LOOKUP: 0, Op.HAS_CURRENT: 0, Op.SNAPSHOT_PARENT: 0, Op.SNAPSHOT_CURRENT: 0,
+        Op.SNAPSHOT_XML: int(SnapshotXML.SECURE), Op.SNAPSHOT_IS_CURRENT: 0, Op.SNAPSHOT_HAS_METADATA: 0,
+    }
+
+
+# The read-only snapshot entry points every driver answers from its SnapshotTree, with libvirt's flag sets.
+SNAPSHOT_QUERIES: dict[Op, int] = _snapshot_queries()
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a driver accepts: per-entry-point flag masks and the prefix of its C-style function names."""

@@ -19,8 +19,6 @@ from ...conf.tree import Moment, SnapshotTree
 from ...conf.xmlutil import escape
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
-    LIST_DOMAIN_ALL,
-    LIST_FILTERS_ALL,
     DomainState,
     DomainXML,
     FlagRule,
@@ -34,13 +32,10 @@ from ...flags import (
     SnapshotDelete as D,
 )
 from ...flags import (
-    SnapshotList as L,
-)
-from ...flags import (
     SnapshotRevert as R,
 )
 from ...uri import URI
-from ..base import Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
 from .auth import CredentialSource
 from .session import ProgressCallback, Session, endpoint_from_uri, translate
 from .tree import build_tree, raw_names, snapshot_xml
@@ -49,7 +44,6 @@ ERR = ErrorDomain.ESX
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_CHILD_LIST = L.DESCENDANTS | L.TOPOLOGICAL | LIST_FILTERS_ALL
 CAPABILITIES = Capabilities(
     func_prefix="esx",
     error_domain=ERR,
@@ -58,19 +52,8 @@ CAPABILITIES = Capabilities(
         # virCheckFlags); REDEFINE only edits an existing snapshot's description (see _redefine).
         Op.SNAPSHOT_CREATE: C.DISK_ONLY | C.QUIESCE | C.NO_METADATA | C.REDEFINE | C.CURRENT | C.ATOMIC
         | C.VALIDATE,
-        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
-        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LOOKUP: 0,
-        Op.HAS_CURRENT: 0,
-        Op.SNAPSHOT_PARENT: 0,
-        Op.SNAPSHOT_CURRENT: 0,
+        **SNAPSHOT_QUERIES,
         Op.SNAPSHOT_XML: SnapshotXML.SECURE,  # nothing secret in it
-        Op.SNAPSHOT_IS_CURRENT: 0,
-        Op.SNAPSHOT_HAS_METADATA: 0,
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,  # no ESX revert is "risky" in libvirt's sense
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,

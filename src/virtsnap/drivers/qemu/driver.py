@@ -32,8 +32,6 @@ from ...conf.snapshot_xml import (
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import (
-    LIST_DOMAIN_ALL,
-    LIST_FILTERS_ALL,
     DomainState,
     DomainUndefine,
     DomainXML,
@@ -42,13 +40,12 @@ from ...flags import (
 )
 from ...flags import SnapshotCreate as C
 from ...flags import SnapshotDelete as D
-from ...flags import SnapshotList as L
 from ...flags import SnapshotRevert as R
 from ...progress import DeferredInterrupt, report
 from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
-from ..base import Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
 from . import external, images
 from .agent import Agent
 from .domain import QemuDomain
@@ -57,26 +54,13 @@ from .process import Runtime, build_argv, kill, launch, runtime_root
 
 ERR = ErrorDomain.QEMU
 T = TypeVar("T")
-_CHILD_LIST = L.DESCENDANTS | L.TOPOLOGICAL | LIST_FILTERS_ALL
 CAPABILITIES = Capabilities(
     func_prefix="qemu",
     error_domain=ERR,
     flags={
         Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE | C.DISK_ONLY
         | C.REUSE_EXT | C.QUIESCE | C.LIVE,
-        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
-        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LOOKUP: 0,
-        Op.HAS_CURRENT: 0,
-        Op.SNAPSHOT_PARENT: 0,
-        Op.SNAPSHOT_CURRENT: 0,
-        Op.SNAPSHOT_XML: SnapshotXML.SECURE,
-        Op.SNAPSHOT_IS_CURRENT: 0,
-        Op.SNAPSHOT_HAS_METADATA: 0,
+        **SNAPSHOT_QUERIES,
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,
@@ -403,15 +387,19 @@ class QemuDriver:
                     raise error(ErrorCode.OPERATION_ABORTED, ERR,
                                 f"snapshot '{defn.name}' cancelled; nothing was kept and the domain is as before")
                 if not flags & C.NO_METADATA:
-                    moment = tree.add(Moment(defn.name))
-                    _attach(moment, defn)
-                    parent = tree.current
-                    tree.set_current(moment)
-                    tree.link(moment, parent)
-                    self._commit(uuid, tree)
+                    self._record_new(uuid, tree, defn)
             finally:
                 self.store.journal_end(entry)
             return defn.name
+
+    def _record_new(self, uuid: str, tree: SnapshotTree, defn: SnapshotDef) -> None:
+        """The metadata commit of a create: the new snapshot is current, a child of the previous current."""
+        moment = tree.add(Moment(defn.name))
+        _attach(moment, defn)
+        parent = tree.current
+        tree.set_current(moment)
+        tree.link(moment, parent)
+        self._commit(uuid, tree)
 
     def _create_external(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, qdom: QemuDomain,
                          defn: SnapshotDef, status: str | None, flags: int) -> str:
@@ -486,12 +474,7 @@ class QemuDriver:
             new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
             self.store.put_domain(uuid, dom_def.name, new_def.format())
             if not flags & C.NO_METADATA:
-                moment = tree.add(Moment(defn.name))
-                _attach(moment, defn)
-                parent = tree.current
-                tree.set_current(moment)
-                tree.link(moment, parent)
-                self._commit(uuid, tree)
+                self._record_new(uuid, tree, defn)
         finally:
             for path in created:
                 with contextlib.suppress(OSError):

@@ -30,8 +30,6 @@ from ...conf.snapshot_xml import (
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
-    LIST_DOMAIN_ALL,
-    LIST_FILTERS_ALL,
     DomainState,
     DomainUndefine,
     DomainXML,
@@ -44,13 +42,10 @@ from ...flags import (
     SnapshotDelete as D,
 )
 from ...flags import (
-    SnapshotList as L,
-)
-from ...flags import (
     SnapshotRevert as R,
 )
 from ...uri import URI
-from ..base import Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
 
 ERR = ErrorDomain.TEST
 T = TypeVar("T")
@@ -60,25 +55,12 @@ RUNNING_BOOTED, RUNNING_FROM_SNAPSHOT, RUNNING_UNPAUSED = 1, 4, 5
 PAUSED_USER, PAUSED_FROM_SNAPSHOT = 1, 7
 SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_FROM_SNAPSHOT = 1, 2, 7
 
-_CHILD_LIST = L.DESCENDANTS | L.TOPOLOGICAL | LIST_FILTERS_ALL
 CAPABILITIES = Capabilities(
     func_prefix="test",
     error_domain=ERR,
     flags={
         Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.HALT | C.QUIESCE | C.ATOMIC | C.LIVE | C.VALIDATE,
-        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
-        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LOOKUP: 0,
-        Op.HAS_CURRENT: 0,
-        Op.SNAPSHOT_PARENT: 0,
-        Op.SNAPSHOT_CURRENT: 0,
-        Op.SNAPSHOT_XML: SnapshotXML.SECURE,
-        Op.SNAPSHOT_IS_CURRENT: 0,
-        Op.SNAPSHOT_HAS_METADATA: 0,
+        **SNAPSHOT_QUERIES,
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.UPDATE_CPU | DomainXML.MIGRATABLE,

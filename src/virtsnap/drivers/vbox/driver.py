@@ -31,19 +31,15 @@ from ...conf.tree import Moment, SnapshotTree
 from ...conf.xmlutil import escape
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import (
-    LIST_DOMAIN_ALL,
-    LIST_FILTERS_ALL,
     DomainState,
     DomainXML,
     ListDomains,
     SnapshotCreate,
     SnapshotDelete,
-    SnapshotList,
     SnapshotRevert,
-    SnapshotXML,
 )
 from ...uri import URI
-from ..base import Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
 from .parse import (
     DiskAttachment,
     ParseError,
@@ -69,7 +65,6 @@ _SNAPSHOT_TIMEOUT = 3600.0  # deleting a snapshot merges disk images: minutes fo
 _MAX_SETTINGS_BYTES = 64 * 1024 * 1024
 _UNLOCK_WAIT = 10.0  # seconds a powered-off machine may take to release its session
 
-_CHILD_LIST = SnapshotList.DESCENDANTS | SnapshotList.TOPOLOGICAL | LIST_FILTERS_ALL
 CAPABILITIES = Capabilities(
     func_prefix="vbox",
     error_domain=ERR,
@@ -77,19 +72,7 @@ CAPABILITIES = Capabilities(
         # DISK_ONLY, QUIESCE, NO_METADATA and REUSE_EXT are accepted here only to be refused with a typed
         # error that says why, instead of libvirt's bare "unsupported flags".
         Op.SNAPSHOT_CREATE: SnapshotCreate(sum(SnapshotCreate)),  # every create flag libvirt defines
-        Op.SNAPSHOT_NUM: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_LIST_NAMES: LIST_DOMAIN_ALL,
-        Op.LIST_ALL_SNAPSHOTS: LIST_DOMAIN_ALL,
-        Op.SNAPSHOT_NUM_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LIST_ALL_CHILDREN: _CHILD_LIST,
-        Op.SNAPSHOT_LOOKUP: 0,
-        Op.HAS_CURRENT: 0,
-        Op.SNAPSHOT_PARENT: 0,
-        Op.SNAPSHOT_CURRENT: 0,
-        Op.SNAPSHOT_XML: SnapshotXML.SECURE,
-        Op.SNAPSHOT_IS_CURRENT: 0,
-        Op.SNAPSHOT_HAS_METADATA: 0,
+        **SNAPSHOT_QUERIES,
         Op.REVERT: SnapshotRevert.RUNNING | SnapshotRevert.PAUSED | SnapshotRevert.FORCE,
         Op.SNAPSHOT_DELETE: SnapshotDelete.CHILDREN | SnapshotDelete.METADATA_ONLY | SnapshotDelete.CHILDREN_ONLY,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE,

@@ -1,0 +1,254 @@
+"""Turn bench_scale.py's results into bench/results/report.md (Markdown tables: medians, ratios, goals, the
+machine) and bench/results/latency.png (latency against snapshot count, log-x, one line per operation).
+
+Usage: python bench/report.py [bench/results/scale.json]   (bench_scale.py calls it after a run)
+The PNG needs matplotlib (pip install 'virtsnap[bench]'); without it only the Markdown is written.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# operations that touch one snapshot (or its children): the "under 2 ms at 10,000" goal
+POINT_OPS = ("create", "redefine existing as current", "delete (leaf)", "delete (3 children)", "lookup",
+             "lookup after another process's create", "current", "getParent", "getXMLDesc", "revert")
+WHOLE_OPS = ("listAllSnapshots", "snapshot-list --tree")
+OP_GOAL_MS = 2.0
+TREE_GOAL_MS = 200.0
+COLD_GOAL_MS = 100.0
+LIBVIRT_RATIO_GOAL = 2.0
+
+
+def med_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def fmt(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    return f"{ms:.3f}"
+
+
+def loadavg(text: str) -> str:
+    """'0.57, 1.58, 2.28' from either that or a repr'd tuple of floats."""
+    import re
+
+    return ", ".join(f"{float(x):.2f}" for x in re.findall(r"[0-9.]+", text)) or text
+
+
+def ok(flag: bool) -> str:
+    return "met" if flag else "**missed**"
+
+
+def table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def scale_medians(result: dict, driver: str) -> dict[str, dict[int, float]]:
+    """op -> size -> median ms"""
+    out: dict[str, dict[int, float]] = {}
+    for size, ops in result["scale"].get(driver, {}).items():
+        for op, samples in ops.items():
+            out.setdefault(op, {})[int(size)] = med_ms(samples)
+    return out
+
+
+def build_markdown(result: dict) -> str:
+    m = result["machine"]
+    sizes: list[int] = result["sizes"]
+    big = max(sizes)
+    qemu = scale_medians(result, "qemu")
+    test = scale_medians(result, "test")
+    lib = scale_medians(result, "libvirt-test")
+    cold = {label: med_ms(samples) for label, samples in result["cold"].items()}
+    lines = [
+        "## Benchmark: snapshot metadata at scale",
+        "",
+        f"Run {m['date']} on `{m['uname']}`, {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
+        f"libvirt-python {m.get('libvirt_python') or '-'}; load average (1, 5, 15 min) {loadavg(m['load_before'])} "
+        f"before, {loadavg(m.get('load_after', '?'))} after. Medians in milliseconds of {result['samples']} samples "
+        "per operation and size (whole-forest listings: 3 to 10), each driver in a fresh process. "
+        "`python bench/bench_scale.py` reproduces it.",
+        "",
+        "Forest: snapshot *i* is a child of *i-1*, every 10th branches off a random earlier one, every 1,000th "
+        "starts a new root. QEMU metadata is built through REDEFINE (no guest; the disk image does not exist, so "
+        "delete finds no internal snapshot to remove and only the metadata and the journal are written). "
+        "Create on the test driver is a plain create (child of current).",
+        "",
+    ]
+
+    # goals
+    worst_q = max(((op, qemu[op][big]) for op in POINT_OPS if op in qemu and big in qemu[op]), key=lambda x: x[1])
+    worst_t = max(((op, test[op][big]) for op in POINT_OPS if op in test and big in test[op]), key=lambda x: x[1])
+    tree_q = qemu.get("snapshot-list --tree", {}).get(big)
+    tree_t = test.get("snapshot-list --tree", {}).get(big)
+    cold_rows = [(label, ms) for label, ms in cold.items() if "small" in label]
+    compare = result.get("compare", {})
+    goal_rows = [
+        [f"`snapshot-list --tree` of {big:,}, in-process, qemu:///session", f"< {TREE_GOAL_MS:.0f}",
+         fmt(tree_q), ok(tree_q is not None and tree_q < TREE_GOAL_MS)],
+        [f"`snapshot-list --tree` of {big:,}, in-process, test:///default", f"< {TREE_GOAL_MS:.0f}",
+         fmt(tree_t), ok(tree_t is not None and tree_t < TREE_GOAL_MS)],
+        [f"slowest single-snapshot operation at {big:,}, qemu:///session ({worst_q[0]})", f"< {OP_GOAL_MS:g}",
+         fmt(worst_q[1]), ok(worst_q[1] < OP_GOAL_MS)],
+        [f"slowest single-snapshot operation at {big:,}, test:///default ({worst_t[0]})", f"< {OP_GOAL_MS:g}",
+         fmt(worst_t[1]), ok(worst_t[1] < OP_GOAL_MS)],
+    ]
+    for label, ms in cold_rows:
+        goal_rows.append([f"cold start: `{label.split(' (')[0]}`", f"< {COLD_GOAL_MS:.0f}", fmt(ms),
+                          ok(ms < COLD_GOAL_MS)])
+    if compare.get("libvirt"):
+        n = compare["creates"]
+        for key, label in (("create", f"{n:,} creates"), ("list_all", f"listAllSnapshots of {n:,}")):
+            mine = statistics.median(r[key] for r in compare["virtsnap"]) * 1000
+            ref = statistics.median(r[key] for r in compare["libvirt"]) * 1000
+            goal_rows.append([f"test driver vs libvirt's C test driver: {label}", f"≤ {LIBVIRT_RATIO_GOAL:g}x",
+                              f"{mine / ref:.2f}x ({fmt(mine)} vs {fmt(ref)})", ok(mine / ref <= LIBVIRT_RATIO_GOAL)])
+    lines += ["### Goals (issue 8)", ""]
+    lines += table(["goal", "target (ms)", "measured (ms)", ""], goal_rows, "lrrl")
+    lines.append("")
+
+    # qemu scale table
+    ops = [op for op in (*POINT_OPS, *WHOLE_OPS) if op in qemu]
+    rows = []
+    for op in ops:
+        cells = [fmt(qemu[op].get(s)) for s in sizes]
+        first, last = qemu[op].get(min(sizes)), qemu[op].get(big)
+        growth = f"{last / first:.1f}x" if first and last else "-"
+        rows.append([op, *cells, growth])
+    lines += ["### qemu:///session metadata (ms) against snapshot count", ""]
+    lines += table(["operation", *[f"{s:,}" for s in sizes], f"{big:,} / {min(sizes):,}"], rows,
+                   "l" + "r" * (len(sizes) + 1))
+    lines.append("")
+
+    # test driver vs libvirt
+    ops = [op for op in (*POINT_OPS, *WHOLE_OPS) if op in test]
+    rows = []
+    for op in ops:
+        cells = [fmt(test[op].get(s)) for s in sizes]
+        ref = lib.get(op, {}).get(big)
+        mine = test[op].get(big)
+        rows.append([op, *cells, fmt(ref), f"{mine / ref:.2f}x" if ref and mine else "-"])
+    lines += ["### test:///default (ms) against snapshot count, and libvirt 9.0's C test driver", ""]
+    lines += table(["operation", *[f"{s:,}" for s in sizes], f"libvirt at {big:,}", "ratio"], rows,
+                   "l" + "r" * (len(sizes) + 2))
+    lines += ["", "libvirt's `snapshot-list --tree` column is virsh's algorithm in Python over libvirt-python "
+              "(listAllSnapshots, then getParent per snapshot, then the tree); virtsnap's is the CLI's main() "
+              "in-process, output captured.", ""]
+
+    # cold start
+    rows = []
+    for label, ms in cold.items():
+        rows.append([f"`{label}`", fmt(ms)])
+    lines += [f"### Cold CLI start (fresh processes, median of {result['runs']}; .pyc compiled)", ""]
+    lines += table(["command", "ms"], rows, "lr")
+    lines.append("")
+
+    if result.get("imports"):
+        imports = result["imports"]
+        rows = [[f"`{name}`", fmt(ms)] for name, ms in sorted(imports.items(), key=lambda kv: -kv[1])]
+        lines += ["### Where `virtsnap -c qemu:///session snapshot-list small` spends its imports",
+                  "", "`python -X importtime` (which itself slows imports down), median of 5; each module's time "
+                  "includes what it imported first (nested rows overlap).", ""]
+        lines += table(["module", "ms"], rows, "lr")
+        lines.append("")
+
+    if compare:
+        n = compare["creates"]
+        rows = []
+        for key, label in (("create", f"{n:,} creates"), ("list_all", f"listAllSnapshots of {n:,}"),
+                           ("list_names_topo", f"snapshotListNames(TOPOLOGICAL) of {n:,}"),
+                           ("xml", "getXMLDesc of one")):
+            mine = statistics.median(r[key] for r in compare["virtsnap"]) * 1000
+            ref = statistics.median(r[key] for r in compare["libvirt"]) * 1000 if compare.get("libvirt") else None
+            rows.append([label, fmt(mine), fmt(ref), f"{mine / ref:.2f}x" if ref else "-"])
+        lines += [f"### test:///default against libvirt 9.0, {n:,} creates and a list (bench_test_driver.py's "
+                  f"workload, fresh interpreter per run, median of {len(compare['virtsnap'])})", ""]
+        lines += table(["workload", "virtsnap (ms)", "libvirt 9.0 (ms)", "ratio"], rows, "lrrr")
+        lines.append("")
+    lines += ["![latency against snapshot count](latency.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib missing (pip install 'virtsnap[bench]'): no plot", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    panels = [("qemu", "qemu:///session (REDEFINE-built metadata)", None),
+              ("test", "test:///default (dotted: libvirt 9.0 C test driver)", "libvirt-test")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), sharey=True)
+    ops = [*POINT_OPS, *WHOLE_OPS]
+    colors = {op: plt.get_cmap("tab10")(i) for i, op in enumerate(POINT_OPS)}
+    colors.update({"listAllSnapshots": "#b8860b", "snapshot-list --tree": "black"})
+    for ax, (driver, title, anchor) in zip(axes, panels, strict=True):
+        mine = scale_medians(result, driver)
+        ref = scale_medians(result, anchor) if anchor else {}
+        for op in ops:
+            if op not in mine:
+                continue
+            xs = [s for s in sizes if s in mine[op]]
+            ax.plot(xs, [mine[op][s] for s in xs], marker="o", markersize=3.5, color=colors[op], label=op,
+                    linewidth=1.8)
+            if op in ref:
+                ax.plot(xs, [ref[op].get(s) for s in xs], linestyle=":", color=colors[op], linewidth=1.4)
+        ax.axhline(OP_GOAL_MS, color="gray", linewidth=1, linestyle="--",
+                   label=f"goal: {OP_GOAL_MS:g} ms per snapshot op")
+        ax.axhline(TREE_GOAL_MS, color="firebrick", linewidth=1, linestyle="--",
+                   label=f"goal: --tree of {max(sizes):,} in {TREE_GOAL_MS:.0f} ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([f"{s:,}" for s in sizes])
+        ax.minorticks_off()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("snapshots in the domain")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("median latency (ms, log)")
+    legend: dict[str, object] = {}
+    for ax in axes:  # every operation once, from whichever panel has it
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    order = [op for op in ops if op in legend] + [label for label in legend if label not in ops]
+    fig.legend([legend[k] for k in order], order, loc="center right", fontsize=8.5, frameon=False)
+    fig.suptitle(f"virtsnap metadata latency against snapshot count ({result['machine']['date']}, "
+                 f"{result['machine']['nproc']} CPUs)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(result: dict, out: Path = RESULTS) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(build_markdown(result))
+    print(f"wrote {out / 'report.md'}", file=sys.stderr)
+    if plot(result, out / "latency.png"):
+        print(f"wrote {out / 'latency.png'}", file=sys.stderr)
+
+
+def main() -> int:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "scale.json"
+    write_report(json.loads(source.read_text()), source.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
