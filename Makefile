@@ -16,6 +16,8 @@ bench: setup
 	.venv/bin/python bench/bench_test_driver.py
 	.venv/bin/python bench/bench_qemu.py
 	.venv/bin/python bench/bench_esx.py
+	.venv/bin/python bench/bench_external.py
+	.venv/bin/python bench/bench_scale.py
 
 lint: setup
 	.venv/bin/ruff check src

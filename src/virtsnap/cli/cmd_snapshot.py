@@ -18,7 +18,7 @@ from virtsnap.flags import SnapshotCreate, SnapshotDelete, SnapshotList, Snapsho
 
 from .control import CommandError, Control, read_file
 from .parser import Command, Opt, Opts, OptType, argv, data, flag, string
-from .table import Table, render_tree
+from .table import Table, render_forest
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -599,7 +599,7 @@ def cmd_snapshot_list(ctl: Control, opts: Opts) -> bool:
     if tree:
         names = [e.name for e in entries]
         parents = [e.parent for e in entries]
-        ctl.out("".join(render_tree(names, parents, i) for i, e in enumerate(entries) if e.parent is None))
+        ctl.out(render_forest(names, parents))
         return True
     if name_only:
         if as_json:

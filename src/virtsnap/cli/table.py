@@ -124,15 +124,28 @@ class Table:
         return "".join(lines)
 
 
-def render_tree(names: Sequence[str], parents: Sequence[str | None], root: int) -> str:
-    """vshTreePrint for the entry `root`: its subtree, children in list order, virsh's indentation.
+def render_forest(names: Sequence[str], parents: Sequence[str | None]) -> str:
+    """vshTreePrint for every root, in list order, with the child index built once for all of them."""
+    children = _child_index(parents)
+    return "".join(render_tree(names, parents, i, children) for i, parent in enumerate(parents) if parent is None)
 
-    Iterative (a chain of thousands of snapshots must not hit Python's recursion limit).
-    """
+
+def _child_index(parents: Sequence[str | None]) -> dict[str, list[int]]:
     children: dict[str, list[int]] = {}
     for index, parent in enumerate(parents):
         if parent is not None:
             children.setdefault(parent, []).append(index)
+    return children
+
+
+def render_tree(names: Sequence[str], parents: Sequence[str | None], root: int,
+                children: dict[str, list[int]] | None = None) -> str:
+    """vshTreePrint for the entry `root`: its subtree, children in list order, virsh's indentation.
+
+    Iterative (a chain of thousands of snapshots must not hit Python's recursion limit).
+    """
+    if children is None:
+        children = _child_index(parents)
     out: list[str] = []
 
     def enter(devid: int, lastdev: int, is_root: bool, indent: str) -> list[object]:

@@ -8,16 +8,15 @@ several processes can manage one domain one operation at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import failpoints
-from ...conf import validate as schema
 from ...conf.domain_xml import DomainDef
 from ...conf.redefine import redefine as redefine_snapshot
 from ...conf.snapshot_xml import (
@@ -49,7 +48,9 @@ from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
 from . import external, images
 from .agent import Agent
 from .domain import QemuDomain
-from .monitor import Monitor
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
 from .process import Runtime, build_argv, kill, launch, runtime_root
 
 ERR = ErrorDomain.QEMU
@@ -122,6 +123,8 @@ class QemuDriver:
         self.store.close()
 
     def hostname(self) -> str:
+        import socket
+
         return socket.gethostname()
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -129,7 +132,12 @@ class QemuDriver:
         row = self.store.domain(uuid)
         if row is None:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
-        return DomainDef.parse(row[1], ERR)
+        return _parse_domain(row[1]).copy()  # a copy: callers may edit their definition
+
+    def _exists(self, uuid: str) -> None:
+        """The cheap check of queries that need no definition (no XML parse)."""
+        if self.store.domain(uuid) is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
 
     def _rt(self, uuid: str) -> Runtime:
         return Runtime.for_domain(self.runtime, uuid)
@@ -146,6 +154,8 @@ class QemuDriver:
 
     @contextlib.contextmanager
     def _monitor(self, uuid: str) -> Iterator[Monitor]:
+        from .monitor import Monitor  # qemu.qmp and asyncio: only for operations that talk to QEMU
+
         mon = Monitor(str(self._rt(uuid).monitor), uuid[:8])
         try:
             yield mon
@@ -320,7 +330,7 @@ class QemuDriver:
 
     # -- snapshots ----------------------------------------------------------------------------------
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
-        self._def(uuid)
+        self._exists(uuid)
         with self._lock:
             return fn(self._tree(uuid))
 
@@ -342,6 +352,8 @@ class QemuDriver:
         """Create or redefine. On failure nothing is left behind: no tag in any image, no metadata."""
         dom_def = self._def(uuid)
         if flags & C.VALIDATE:
+            from ...conf import validate as schema  # RelaxNG: only when asked for
+
             schema.validate_snapshot(xml)
         redefine = bool(flags & C.REDEFINE)
         defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
@@ -988,6 +1000,12 @@ class QemuDriver:
                 images.snapshot_delete(disk.path, defn.name)
         for disk in holders:
             tags[disk.target].discard(defn.name)
+
+@functools.lru_cache(maxsize=64)
+def _parse_domain(xml: str) -> DomainDef:
+    """Parsed definitions by their text: every call reads the stored XML, few need a new parse."""
+    return DomainDef.parse(xml, ERR)
+
 
 def _files_we_made(tree: SnapshotTree) -> set[str]:
     """Overlays created by external snapshots still on record (their <disk><source file=.../>)."""
