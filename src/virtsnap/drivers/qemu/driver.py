@@ -192,6 +192,8 @@ class QemuDriver:
 
     def _tree(self, uuid: str) -> SnapshotTree:
         generation = self.store.generation(uuid)
+        if generation < 0:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
         cached = self._trees.get(uuid)
         if cached is not None and cached[0] == generation:
             return cached[1]
@@ -330,9 +332,8 @@ class QemuDriver:
 
     # -- snapshots ----------------------------------------------------------------------------------
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
-        self._exists(uuid)
         with self._lock:
-            return fn(self._tree(uuid))
+            return fn(self._tree(uuid))  # one query: the generation, which also says the domain exists
 
     def _moment(self, tree: SnapshotTree, name: str) -> Moment:
         moment = tree.get(name)
