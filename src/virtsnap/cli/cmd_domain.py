@@ -4,6 +4,7 @@ suspend, resume) as tools/virsh-domain.c and virsh-domain-monitor.c behave on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import virtsnap
@@ -597,6 +598,17 @@ def cmd_start(ctl: Control, opts: Opts) -> bool:
     return True
 
 
+def _act(ctl: Control, opts: Opts, action: Callable[[virtsnap.virDomain], object], verb: str, done: str) -> bool:
+    """One lifecycle call with virsh's messages: "Failed to VERB domain 'NAME'" or "Domain 'NAME' DONE"."""
+    dom, name = ctl.domain(opts)
+    try:
+        action(dom)
+    except virtsnap.libvirtError as exc:
+        return ctl.fail(exc, f"Failed to {verb} domain '{name}'")
+    ctl.extra(f"Domain '{name}' {done}\n")
+    return True
+
+
 def cmd_shutdown(ctl: Control, opts: Opts) -> bool:
     mode = ctl.string(opts, "mode")
     flags = 0
@@ -606,50 +618,21 @@ def cmd_shutdown(ctl: Control, opts: Opts) -> bool:
                 ctl.error(f"Unknown mode {item} value, expecting 'acpi', 'agent', 'initctl', 'signal', or 'paravirt'")
                 return False
             flags |= SHUTDOWN_MODES[item]
-    dom, name = ctl.domain(opts)
-    try:
-        if flags:
-            dom.shutdownFlags(flags)
-        else:
-            dom.shutdown()
-    except virtsnap.libvirtError as exc:
-        return ctl.fail(exc, f"Failed to shutdown domain '{name}'")
-    ctl.extra(f"Domain '{name}' is being shutdown\n")
-    return True
+    return _act(ctl, opts, lambda dom: dom.shutdownFlags(flags) if flags else dom.shutdown(), "shutdown",
+                "is being shutdown")
 
 
 def cmd_destroy(ctl: Control, opts: Opts) -> bool:
-    dom, name = ctl.domain(opts)
     flags = (DESTROY_GRACEFUL if opts.has("graceful") else 0) | (DESTROY_REMOVE_LOGS if opts.has("remove-logs") else 0)
-    try:
-        if flags:
-            dom.destroyFlags(flags)
-        else:
-            dom.destroy()
-    except virtsnap.libvirtError as exc:
-        return ctl.fail(exc, f"Failed to destroy domain '{name}'")
-    ctl.extra(f"Domain '{name}' destroyed\n")
-    return True
+    return _act(ctl, opts, lambda dom: dom.destroyFlags(flags) if flags else dom.destroy(), "destroy", "destroyed")
 
 
 def cmd_suspend(ctl: Control, opts: Opts) -> bool:
-    dom, name = ctl.domain(opts)
-    try:
-        dom.suspend()
-    except virtsnap.libvirtError as exc:
-        return ctl.fail(exc, f"Failed to suspend domain '{name}'")
-    ctl.extra(f"Domain '{name}' suspended\n")
-    return True
+    return _act(ctl, opts, lambda dom: dom.suspend(), "suspend", "suspended")
 
 
 def cmd_resume(ctl: Control, opts: Opts) -> bool:
-    dom, name = ctl.domain(opts)
-    try:
-        dom.resume()
-    except virtsnap.libvirtError as exc:
-        return ctl.fail(exc, f"Failed to resume domain '{name}'")
-    ctl.extra(f"Domain '{name}' resumed\n")
-    return True
+    return _act(ctl, opts, lambda dom: dom.resume(), "resume", "resumed")
 
 
 # -- the tables ---------------------------------------------------------------------------------------
