@@ -156,8 +156,7 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         return _driver_call(self._drv().hostname)
 
     def getType(self) -> str:  # noqa: N802
-        return self._drv().capabilities.func_prefix.upper() if self._drv().capabilities.func_prefix != "test" \
-            else "TEST"
+        return self._drv().capabilities.func_prefix.upper()
 
     def isAlive(self) -> int:  # noqa: N802
         return 0 if self._closed else 1

@@ -974,34 +974,32 @@ def _edit(ctl: Control, dom: virtsnap.virDomain, snap: virtsnap.virDomainSnapsho
 # -- the table ----------------------------------------------------------------------------------------
 SNAPSHOTNAME = string("snapshotname", "snapshot name")
 
+# The create flags both snapshot-create commands take, in virsh's order.
+CREATE_FLAG_OPTS = (
+    flag("no-metadata", "take snapshot but create no metadata"),
+    flag("halt", "halt domain after snapshot is created"),
+    flag("disk-only", "capture disk state but not vm state"),
+    flag("reuse-external", "reuse any existing external files"),
+    flag("quiesce", "quiesce guest's file systems"),
+    flag("atomic", "require atomic operation"),
+    flag("live", "take a live snapshot"),
+    flag("validate", "validate the XML against the schema"),
+)
+
 COMMANDS = (
     Command("snapshot-create", cmd_snapshot_create, (
         DOMAIN_OPT,
         string("xmlfile", "domain snapshot XML"),
         flag("redefine", "redefine metadata for existing snapshot"),
         flag("current", "with redefine, set current snapshot"),
-        flag("no-metadata", "take snapshot but create no metadata"),
-        flag("halt", "halt domain after snapshot is created"),
-        flag("disk-only", "capture disk state but not vm state"),
-        flag("reuse-external", "reuse any existing external files"),
-        flag("quiesce", "quiesce guest's file systems"),
-        flag("atomic", "require atomic operation"),
-        flag("live", "take a live snapshot"),
-        flag("validate", "validate the XML against the schema"),
+        *CREATE_FLAG_OPTS,
     ), "Create a snapshot from XML", "Create a snapshot (disk and RAM) from XML"),
     Command("snapshot-create-as", cmd_snapshot_create_as, (
         DOMAIN_OPT,
         string("name", "name of snapshot"),
         string("description", "description of snapshot"),
         flag("print-xml", "print XML document rather than create"),
-        flag("no-metadata", "take snapshot but create no metadata"),
-        flag("halt", "halt domain after snapshot is created"),
-        flag("disk-only", "capture disk state but not vm state"),
-        flag("reuse-external", "reuse any existing external files"),
-        flag("quiesce", "quiesce guest's file systems"),
-        flag("atomic", "require atomic operation"),
-        flag("live", "take a live snapshot"),
-        flag("validate", "validate the XML against the schema"),
+        *CREATE_FLAG_OPTS,
         string("memspec", "memory attributes: [file=]name[,snapshot=type]", positional=False),
         argv("diskspec", "disk attributes: disk[,snapshot=type][,driver=type][,stype=type][,file=name]"),
     ), "Create a snapshot from a set of args", "Create a snapshot (disk and RAM) from arguments"),

@@ -95,12 +95,7 @@ class Control:
     # -- connection ---------------------------------------------------------------------------------
     def connect(self, uri: str | None = None, readonly: bool | None = None) -> bool:
         """virshReconnect: (re)open the connection; prints virsh's message on failure."""
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except virtsnap.libvirtError:
-                self.error("Failed to disconnect from the hypervisor")
-            self.conn = None
+        self.close()
         ro = self.readonly if readonly is None else readonly
         target = self.uri if uri is None else uri
         try:

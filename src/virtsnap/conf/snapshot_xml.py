@@ -403,6 +403,12 @@ def _format_disk(disk: DiskSnapshot) -> str:
     return f"    <disk{attrs}>\n{children}    </disk>\n"
 
 
+def without_extension(path: str) -> str:
+    """An image path minus the extension of its last component, as libvirt names overlays after it."""
+    head, sep, tail = path.rpartition(".")
+    return head if sep and "/" not in tail else path
+
+
 def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Callable[[str], bool]) -> None:
     """virDomainSnapshotDefAssignExternalNames: default overlay names derived from the disk's file."""
     domain_disks = {d.target: d for d in dom.disks()}
@@ -421,9 +427,7 @@ def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Ca
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
                         f"source for disk '{disk.name}' is not a regular file; refusing to generate external "
                         "snapshot name")
-        head, sep, tail = origin.rpartition(".")
-        base = head if sep and "/" not in tail else origin
-        disk.source = f"{base}.{defn.name}"
+        disk.source = f"{without_extension(origin)}.{defn.name}"
         for other in defn.disks[:i]:
             if other.source == disk.source:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,

@@ -179,8 +179,7 @@ class QemuDriver:
         if mon is not None:
             for dev in mon.execute("query-block"):
                 inserted = dev.get("inserted") or {}
-                qdev = dev.get("qdev") or ""
-                target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+                target = _target_of(dev)
                 if inserted and target:
                     image = inserted.get("image") or {}
                     tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
@@ -941,21 +940,18 @@ class QemuDriver:
                     os.unlink(path)
 
     def _block_commit(self, mon: Monitor, top: str, base: str) -> None:
-        """Merge `top` into `base` inside QEMU: active commit (with pivot) when `top` is what the guest writes."""
+        """Merge `top`, the image the guest writes, into `base` inside QEMU: active commit, then pivot.
+        (The planner refuses any other running case before anything changes.)"""
         nodes = {n["file"]: n["node-name"] for n in mon.execute("query-named-block-nodes")
                  if n.get("drv") not in ("file", "host_device")}
-        active = _active_nodes(mon)
-        device = next((node for node in active.values() if nodes.get(top) == node), None)
+        device = nodes.get(top)
+        if device is None or device not in _active_nodes(mon).values():
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, f"{top} is not the image QEMU writes")
         job = f"commit-{os.getpid()}"
-        if device is not None:
-            mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
-                                         "auto-dismiss": False})
-            mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
-            mon.execute("job-complete", {"id": job})
-        else:
-            top_device = next(iter(active.values()))
-            mon.execute("block-commit", {"job-id": job, "device": top_device, "top-node": nodes[top],
-                                         "base-node": nodes[base], "auto-dismiss": False})
+        mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
+                                     "auto-dismiss": False})
+        mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
+        mon.execute("job-complete", {"id": job})
         mon.wait_job(job)
 
     def _images_backed_by(self, uuid: str, tree: SnapshotTree, path: str) -> list[tuple[str, str]]:
@@ -1086,16 +1082,20 @@ def _wait_migration(mon: Monitor, timeout: float = 600.0) -> None:
             mon.wait_event(lambda ev: ev.get("event") == "MIGRATION", min(remaining, 0.2))
 
 
+def _target_of(dev: dict[str, Any]) -> str:
+    """A query-block device's target dev: its qdev id ("/machine/peripheral/vda/virtio-backend" -> vda)."""
+    qdev = str(dev.get("qdev") or "")
+    return qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+
+
 def _active_nodes(mon: Monitor) -> dict[str, str]:
     """target dev -> the node QEMU writes to now (it changes when an overlay is switched in)."""
     nodes: dict[str, str] = {}
     for dev in mon.execute("query-block"):
         inserted = dev.get("inserted")
-        qdev = dev.get("qdev") or ""
-        if not inserted or not qdev:
-            continue
-        target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
-        nodes[target] = inserted["node-name"]
+        target = _target_of(dev)
+        if inserted and target:
+            nodes[target] = inserted["node-name"]
     return nodes
 
 

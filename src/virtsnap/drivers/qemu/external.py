@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...conf.domain_xml import DomainDef
+from ...conf.snapshot_xml import without_extension
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
 from . import images
@@ -142,8 +143,7 @@ def with_sources(domain: DomainDef, sources: dict[str, str]) -> DomainDef:
 
 def revert_overlay_name(base: str, snapshot: str) -> str:
     """A fresh overlay name next to the snapshot's image: BASE-without-ext.SNAPSHOT-revertN."""
-    head, sep, tail = base.rpartition(".")
-    stem = head if sep and "/" not in tail else base
+    stem = without_extension(base)
     n = 1
     while os.path.exists(f"{stem}.{snapshot}-revert{n}"):
         n += 1
