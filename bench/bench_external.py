@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -27,12 +26,12 @@ DIRTY = ("dd if=/dev/zero of=/ram/fill bs=1M count=384 2>/dev/null; "
          "while true; do dd if=/dev/zero of=/ram/fill bs=1M count=384 conv=notrunc 2>/dev/null; done")
 
 
-def build_guest():
-    spec = importlib.util.spec_from_file_location("virtsnap_guest_builder", ROOT / "tests" / "guest" / "build_guest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.build()
+def build_guest() -> object:
+    """The cached tiny test guest (tests/guest/build_guest.py, a stdlib script shared with the tests)."""
+    sys.path.insert(0, str(ROOT / "tests" / "guest"))
+    import build_guest as builder
+
+    return builder.build()
 
 
 def domain_xml(name, guest, disk, memory=256, agent=True, kernel=None, initrd=None):

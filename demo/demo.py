@@ -7,7 +7,6 @@ reverts, reads the marker back, deletes the snapshot, and prints each step's tim
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -33,12 +32,11 @@ def step(title: str, fn: Callable[[], T]) -> T:
 
 
 def build_guest() -> object:
-    spec = importlib.util.spec_from_file_location("virtsnap_guest_builder", ROOT / "tests" / "guest" / "build_guest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.build()
+    """The cached tiny test guest (tests/guest/build_guest.py, a stdlib script shared with the tests)."""
+    sys.path.insert(0, str(ROOT / "tests" / "guest"))
+    import build_guest as builder
+
+    return builder.build()
 
 
 def domain_xml(guest: object, disk: Path, serial: Path) -> str:
