@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 
 from .conf.tree import Moment, SnapshotTree
 from .drivers import open_driver
-from .drivers.base import DomainRecord, Driver, Op
+from .drivers.base import DomainRecord, Drift, Driver, Op
 from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from .flags import (
     ConnectFlags,
@@ -22,6 +22,7 @@ from .flags import (
     DomainXML,
     FlagRule,
     ListDomains,
+    SnapshotCheck,
     SnapshotCreate,
     SnapshotDelete,
     SnapshotRevert,
@@ -308,6 +309,25 @@ class virDomain:  # noqa: N801
         if fn is None:
             raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN, public_name)
         return _driver_call(lambda: fn(self._uuid))
+
+    def snapshotCheck(self, flags: int = 0) -> list[Drift]:  # noqa: N802
+        """virtsnap extension: compare the snapshot metadata with the images and the hypervisor process.
+
+        Returns the findings (an empty list: no drift). VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR fixes what is safe
+        (see `Drift.fix` for what was done or why not). Drivers whose hypervisor owns the tree (ESX,
+        VirtualBox) and the in-memory test driver have nothing to compare: VIR_ERR_NO_SUPPORT.
+        """
+        unknown = flags & ~int(SnapshotCheck.REPAIR)
+        if flags < 0 or unknown:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"unsupported flags (0x{unknown & 0xFFFFFFFF:x}) in function virDomainSnapshotCheck")
+        if flags & SnapshotCheck.REPAIR and self._conn.read_only:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "read only access prevents virDomainSnapshotCheck")
+        fn = getattr(self._drv(), "snapshot_check", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN_SNAPSHOT, "virDomainSnapshotCheck")
+        return list(_driver_call(lambda: fn(self._uuid, flags)))
 
     def OSType(self) -> str:  # noqa: N802
         return str(self._optional("domain_os_type", "virDomainGetOSType"))

@@ -71,6 +71,12 @@ class SnapshotXML(enum.IntFlag):
     SECURE = 1 << 0
 
 
+class SnapshotCheck(enum.IntFlag):
+    """virtsnap extension (virDomain.snapshotCheck): libvirt has no such call."""
+
+    REPAIR = 1 << 0
+
+
 class DomainXML(enum.IntFlag):
     SECURE = 1 << 0
     INACTIVE = 1 << 1
@@ -146,6 +152,7 @@ _PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
     (SnapshotRevert, "VIR_DOMAIN_SNAPSHOT_REVERT_"),
     (SnapshotDelete, "VIR_DOMAIN_SNAPSHOT_DELETE_"),
     (SnapshotXML, "VIR_DOMAIN_SNAPSHOT_XML_"),
+    (SnapshotCheck, "VIR_DOMAIN_SNAPSHOT_CHECK_"),
     (DomainXML, "VIR_DOMAIN_XML_"),
     (DomainUndefine, "VIR_DOMAIN_UNDEFINE_"),
     (ListDomains, "VIR_CONNECT_LIST_DOMAINS_"),

@@ -13,7 +13,7 @@ from virtsnap.conf.snapshot_xml import SnapshotState
 from virtsnap.conf.tree import Moment, SnapshotTree
 from virtsnap.errors import libvirtError
 from virtsnap.store import db as dbmod
-from virtsnap.store.db import MetadataStore
+from virtsnap.store.db import SCHEMA_VERSION, MetadataStore
 
 UUID = "6695eb01-f6a4-8304-79aa-97f2502e193f"
 OTHER = "6695eb01-f6a4-8304-79aa-97f2502e1940"
@@ -260,4 +260,4 @@ def test_schema_1_is_upgraded_in_place(tmp_path):
     store.save_tree(UUID, tree, lambda m: m.defn)
     assert store.generation(UUID) == 8
     assert reader.load_tree(UUID) is view and picture(view) == picture(MetadataStore(path).load_tree(UUID))
-    assert sqlite3.connect(path / "metadata.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(path / "metadata.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

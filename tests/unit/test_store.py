@@ -77,6 +77,46 @@ def test_journal_records_unfinished_operations(store):
     assert store.journal_unfinished(UUID) == []
 
 
+def test_an_operation_commit_is_one_transaction(store, tmp_path):
+    """Definition, tree and journal written in one nested transaction: all or nothing, for every reader."""
+    tree = store.load_tree(UUID)
+    entry = store.journal_begin(UUID, "create", {"name": "a"})
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_domain(UUID, "demo", "<domain type='qemu'><name>changed</name></domain>")
+        _grow(tree, "a")
+        store.save_tree(UUID, tree, lambda m: m.defn)
+        store.journal_end(entry)
+        raise RuntimeError("killed between two writes")
+    other = MetadataStore(tmp_path / "state" / "qemu")
+    assert other.domain(UUID) == ("demo", "<domain type='qemu'/>")
+    assert other.snapshot_count(UUID) == 0 and store.snapshot_count(UUID) == 0
+    assert [e.id for e in other.journal_unfinished(UUID)] == [entry] and other.journal_pending(UUID)
+    tree = store.load_tree(UUID)  # the cache of the rolled-back save is gone: a fresh, empty tree
+    assert len(tree) == 0
+    with store.transaction():
+        _grow(tree, "a")
+        store.save_tree(UUID, tree, lambda m: m.defn)
+        store.journal_step(entry, "committed", unlink=["/x"])
+    [pending] = other.journal_unfinished(UUID)
+    assert pending.steps == ["committed"] and pending.intent == {"name": "a", "unlink": ["/x"]}
+    assert other.load_tree(UUID).get("a") is not None
+    other.close()
+
+
+def test_lost_marks_follow_their_snapshot(store):
+    tree = store.load_tree(UUID)
+    _grow(tree, "a")
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    store.mark_lost(UUID, "a", "image gone")
+    assert store.lost(UUID) == {"a": "image gone"}
+    tree.delete(tree.get("a"))
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    assert store.lost(UUID) == {}
+    _grow(tree, "a")  # a new snapshot of the same name is not lost
+    store.save_tree(UUID, tree, lambda m: m.defn)
+    assert store.lost(UUID) == {}
+
+
 def _hold_lock(directory, ready):
     lock = DomainLock(directory, UUID)
     lock.acquire()

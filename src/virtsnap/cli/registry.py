@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cmd_domain, cmd_snapshot, cmd_virsh
+from . import cmd_check, cmd_domain, cmd_snapshot, cmd_virsh
 from .parser import Command, Group
 
 GROUPS = (
@@ -10,6 +10,7 @@ GROUPS = (
     Group("Domain Monitoring", "monitor", cmd_domain.MONITORING),
     Group("Snapshot", "snapshot", cmd_snapshot.COMMANDS),
     Group("Virsh itself", "virsh", cmd_virsh.COMMANDS),
+    Group("Virtsnap extensions", "virtsnap", cmd_check.COMMANDS),  # last: virsh's own groups print as virsh's
 )
 
 COMMANDS: dict[str, Command] = {cmd.name: cmd for group in GROUPS for cmd in group.commands}

@@ -100,6 +100,18 @@ class DomainInfo:
     cpu_time_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One finding of snapshot-check: metadata and reality disagree (or, with drift=False, a note)."""
+
+    kind: str  # untracked-snapshot, lost-snapshot, marked-lost, orphaned-overlay, broken-chain, ...
+    subject: str  # the snapshot, file or process concerned
+    detail: str  # what is wrong
+    fix: str  # what --repair did, would do, or why it leaves it alone
+    repaired: bool = False
+    drift: bool = True
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One hypervisor connection. Every method may raise libvirtError; none may raise anything else."""

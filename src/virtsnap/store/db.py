@@ -24,7 +24,7 @@ from typing import Any
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
 
-SCHEMA_VERSION = 2  # also PRAGMA user_version: checked on open without parsing the schema
+SCHEMA_VERSION = 3  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -68,6 +68,17 @@ _V2 = (
     PRIMARY KEY (domain, gen, name)
 ) WITHOUT ROWID""",
     "DROP INDEX IF EXISTS snapshots_parent",  # schema 1's; nothing looks snapshots up by parent
+)
+_V3 = (
+    # snapshots whose data snapshot-check --repair found gone: kept on record, marked, never reverted to
+    """CREATE TABLE IF NOT EXISTS lost (
+    domain TEXT NOT NULL REFERENCES domains(uuid) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (domain, name)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS journal_domain ON journal(domain)",
 )
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
@@ -128,6 +139,7 @@ class MetadataStore:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # create 0600 before sqlite opens it
         os.close(fd)
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}  # uuid -> (generation, tree last handed out)
+        self._depth = 0  # nesting of transaction()
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -162,7 +174,7 @@ class MetadataStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
                 if "floor" not in columns:
                     db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
-            for statement in _V2:
+            for statement in _V2 + _V3:
                 db.execute(statement)
             db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -174,13 +186,25 @@ class MetadataStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back if the body raises."""
+        """BEGIN IMMEDIATE ... COMMIT; rolled back if the body raises. Nested calls join the outer
+        transaction, so a driver can make several writes (definition, tree, journal) one atomic commit."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._db
+            finally:
+                self._depth -= 1
+            return
         self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self._db
         except BaseException:
+            self._depth = 0
             self._db.execute("ROLLBACK")
+            self._trees.clear()  # trees saved inside were marked clean: they no longer match the database
             raise
+        self._depth = 0
         self._db.execute("COMMIT")
 
     @contextmanager
@@ -283,6 +307,7 @@ class MetadataStore:
                                [(uuid, name) for name in tree.deleted])
                 db.executemany("INSERT OR IGNORE INTO tombstones(domain, gen, name) VALUES (?, ?, ?)",
                                [(uuid, gen, name) for name in tree.deleted])
+                db.executemany("DELETE FROM lost WHERE domain=? AND name=?", [(uuid, name) for name in tree.deleted])
             if gen - floor > 2 * TOMBSTONE_GENERATIONS:  # once every TOMBSTONE_GENERATIONS saves
                 floor = gen - TOMBSTONE_GENERATIONS
                 db.execute("DELETE FROM tombstones WHERE domain=? AND gen<=?", (uuid, floor))
@@ -314,18 +339,25 @@ class MetadataStore:
         return int(self._db.execute("SELECT count(*) FROM snapshots WHERE domain=?", (uuid,)).fetchone()[0])
 
     # -- journal ------------------------------------------------------------------------------------
+    # An operation records its intent before its first change. Its metadata commit and the end (or the next
+    # phase) of its entry are one transaction, so an entry still present names an operation whose process
+    # died: the driver rolls it forward or back when it next takes the domain's lock.
     def journal_begin(self, uuid: str, op: str, intent: dict[str, Any]) -> int:
         with self.transaction() as db:
             cur = db.execute("INSERT INTO journal(domain, op, intent, started, pid) VALUES (?, ?, ?, ?, ?)",
                              (uuid, op, json.dumps(intent), time.time(), os.getpid()))
             return int(cur.lastrowid or 0)
 
-    def journal_step(self, entry: int, step: str) -> None:
+    def journal_step(self, entry: int, step: str, **intent: Any) -> None:
+        """Record that `step` is done, and merge `intent` into the entry's intent."""
         with self.transaction() as db:
-            row = db.execute("SELECT steps FROM journal WHERE id=?", (entry,)).fetchone()
-            steps = json.loads(row[0]) if row else []
-            steps.append(step)
-            db.execute("UPDATE journal SET steps=? WHERE id=?", (json.dumps(steps), entry))
+            row = db.execute("SELECT steps, intent FROM journal WHERE id=?", (entry,)).fetchone()
+            if row is None:
+                return
+            steps = [*json.loads(row[0]), step]
+            merged = {**json.loads(row[1]), **intent}
+            db.execute("UPDATE journal SET steps=?, intent=? WHERE id=?",
+                       (json.dumps(steps), json.dumps(merged), entry))
 
     def journal_end(self, entry: int) -> None:
         with self.transaction() as db:
@@ -335,3 +367,17 @@ class MetadataStore:
         rows = self._db.execute("SELECT id, domain, op, intent, steps, started, pid FROM journal WHERE domain=? "
                                 "ORDER BY id", (uuid,)).fetchall()
         return [JournalEntry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    def journal_pending(self, uuid: str) -> bool:
+        """Whether an operation on the domain is unfinished (one indexed probe: cheap enough for every open)."""
+        return self._db.execute("SELECT 1 FROM journal WHERE domain=? LIMIT 1", (uuid,)).fetchone() is not None
+
+    # -- snapshots found lost ------------------------------------------------------------------------
+    def mark_lost(self, uuid: str, name: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO lost(domain, name, reason, since) VALUES (?, ?, ?, ?)",
+                       (uuid, name, reason, time.time()))
+
+    def lost(self, uuid: str) -> dict[str, str]:
+        """name -> why, for the domain's snapshots marked lost (a deleted snapshot's mark goes with it)."""
+        return dict(self._db.execute("SELECT name, reason FROM lost WHERE domain=?", (uuid,)))

@@ -35,6 +35,7 @@ from ...flags import (
     DomainUndefine,
     DomainXML,
     FlagRule,
+    SnapshotCheck,
     SnapshotXML,
 )
 from ...flags import SnapshotCreate as C
@@ -44,7 +45,7 @@ from ...progress import DeferredInterrupt, report
 from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
 from . import external, images
 from .agent import Agent
 from .domain import QemuDomain
@@ -118,6 +119,7 @@ class QemuDriver:
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}
         self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
+        self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
 
     def close(self) -> None:
         self.store.close()
@@ -143,14 +145,38 @@ class QemuDriver:
         return Runtime.for_domain(self.runtime, uuid)
 
     @contextlib.contextmanager
-    def _operation(self, uuid: str, name: str) -> Iterator[None]:
-        """The per-domain lock, across threads and processes."""
-        with self._lock, DomainLock(self.state_dir, uuid, what=name):
+    def _operation(self, uuid: str, name: str, timeout: float | None = None) -> Iterator[None]:
+        """The per-domain lock, across threads and processes. An operation a dead process left unfinished is
+        rolled forward or back first (it holds no lock any more: the kernel released its flock)."""
+        lock = DomainLock(self.state_dir, uuid, what=name) if timeout is None else \
+            DomainLock(self.state_dir, uuid, timeout=timeout, what=name)
+        with self._lock, lock:
             external.forget_chains()  # images may have changed since the last operation
             try:
+                if self.store.journal_pending(uuid):
+                    from . import recovery
+
+                    recovery.recover(self, uuid)
                 yield
             finally:
                 external.forget_chains()
+
+    def _recover_on_open(self, uuid: str) -> None:
+        """Opening a domain finishes what a dead process left undone, unless someone holds the lock now."""
+        if not self.store.journal_pending(uuid):
+            return
+        with contextlib.suppress(libvirtError), self._operation(uuid, uuid, timeout=0):
+            pass
+
+    @contextlib.contextmanager
+    def _atomic(self, uuid: str) -> Iterator[None]:
+        """One sqlite transaction for an operation's commit point: definition, tree and journal together."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._trees.pop(uuid, None)
+            raise
 
     @contextlib.contextmanager
     def _monitor(self, uuid: str) -> Iterator[Monitor]:
@@ -217,6 +243,7 @@ class QemuDriver:
         for rec in self.list_domains():
             if (name is not None and rec.name == name) or (uuid is not None and rec.uuid == uuid) \
                     or (id is not None and id >= 0 and rec.id == id):
+                self._recover_on_open(rec.uuid)
                 return rec
         raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching name '{name}'" if name
                     else f"no domain with matching uuid '{uuid}'" if uuid else f"no domain with matching id {id}")
@@ -329,6 +356,13 @@ class QemuDriver:
         with Agent(path, timeout=timeout) as agent:
             return agent.command_json(command)
 
+    def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
+        """virtsnap's snapshot-check: metadata against images and QEMU (see check.py)."""
+        from . import check
+
+        with self._operation(uuid, self._def(uuid).name):
+            return check.check(self, uuid, repair=bool(flags & SnapshotCheck.REPAIR))
+
     # -- snapshots ----------------------------------------------------------------------------------
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
         with self._lock:
@@ -390,25 +424,38 @@ class QemuDriver:
             targets = _internal_targets(defn, qdom)
             if not targets:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the snapshot would include no disk")
-            entry = self.store.journal_begin(uuid, "create", {"name": defn.name, "disks": targets})
+            entry = self.store.journal_begin(uuid, "create", self._create_intent(tree, defn, status, flags,
+                                                                              disks=targets))
             try:
+                failpoints.hit("create.journaled")
                 with DeferredInterrupt() as interrupt:
                     self._create_data(uuid, qdom, targets, defn, status, flags)
                 if interrupt.interrupted:
                     self._undo_create(uuid, qdom, targets, defn.name, status, flags)
                     raise error(ErrorCode.OPERATION_ABORTED, ERR,
                                 f"snapshot '{defn.name}' cancelled; nothing was kept and the domain is as before")
+            except BaseException:
+                self.store.journal_end(entry)  # the call undid its own changes
+                raise
+            with self._atomic(uuid):  # the commit point
                 if not flags & C.NO_METADATA:
                     self._record_new(uuid, tree, defn)
-            finally:
                 self.store.journal_end(entry)
             return defn.name
 
-    def _record_new(self, uuid: str, tree: SnapshotTree, defn: SnapshotDef) -> None:
-        """The metadata commit of a create: the new snapshot is current, a child of the previous current."""
+    @staticmethod
+    def _create_intent(tree: SnapshotTree, defn: SnapshotDef, status: str | None, flags: int,
+                       **more: Any) -> dict[str, Any]:
+        """What a create records before its first change: enough to finish or undo it after a crash."""
+        return {"name": defn.name, "xml": format_snapshot(defn), "status": status, "flags": flags,
+                "parent": tree.current.name if tree.current is not None else None, **more}
+
+    def _record_new(self, uuid: str, tree: SnapshotTree, defn: SnapshotDef, parent_name: str | None = "") -> None:
+        """The metadata commit of a create: the new snapshot is current, a child of the previous current
+        (or of `parent_name`, when a recovery finishes a create)."""
         moment = tree.add(Moment(defn.name))
         _attach(moment, defn)
-        parent = tree.current
+        parent = tree.current if parent_name == "" else tree.get(parent_name) if parent_name else None
         tree.set_current(moment)
         tree.link(moment, parent)
         self._commit(uuid, tree)
@@ -463,9 +510,12 @@ class QemuDriver:
         if flags & C.QUIESCE and (status is None or qdom.agent_socket is None):
             raise error(ErrorCode.OPERATION_INVALID, ERR,
                         "QUIESCE needs a running domain with a guest agent channel")
-        entry = self.store.journal_begin(uuid, "create-external", {"name": defn.name,
-                                                                  "overlays": [d.source for d in chosen]})
+        new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
+        entry = self.store.journal_begin(uuid, "create-external", self._create_intent(
+            tree, defn, status, flags, overlays={d.name: d.source for d in chosen}, reuse=reuse,
+            memory_file=defn.memory_file if with_memory else None, domain_xml=new_def.format()))
         created: list[str] = []
+        switched = False
         try:
             for disk in chosen:
                 assert disk.source is not None
@@ -482,16 +532,21 @@ class QemuDriver:
                 note = self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
                 if note:  # reported as such, in the snapshot itself
                     defn.description = f"{defn.description} ({note})" if defn.description else note
-            created = []  # from here on the overlays hold the guest's writes: never removed
-            new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
-            self.store.put_domain(uuid, dom_def.name, new_def.format())
-            if not flags & C.NO_METADATA:
-                self._record_new(uuid, tree, defn)
-        finally:
-            for path in created:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            self.store.journal_end(entry)
+            switched = True  # from here on the overlays hold the guest's writes: never removed
+            failpoints.hit("external.switched")
+            with self._atomic(uuid):  # the commit point
+                self.store.put_domain(uuid, dom_def.name, new_def.format())
+                if not flags & C.NO_METADATA:
+                    self._record_new(uuid, tree, defn)
+                self.store.journal_end(entry)
+        except BaseException:
+            if not switched:
+                for path in created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                self.store.journal_end(entry)
+            # else the journal entry stays: the next operation on the domain finishes the snapshot
+            raise
         if flags & C.HALT and status is not None:
             kill(self._rt(uuid))
         return defn.name
@@ -550,11 +605,18 @@ class QemuDriver:
                         with contextlib.suppress(libvirtError):
                             mon.execute("migrate_cancel")
                     raise
+                failpoints.hit("memory.migrating")
                 _wait_migration(mon)
                 if was_running and not live:
                     mon.execute("cont")
                 self.last_pause_ms = _pause_ms(mon.drain_events())
             except BaseException:
+                from . import recovery
+
+                # A failure after the disks were switched (the memory transfer failed): merge the overlays back
+                # into their bases first, so that nothing QEMU wrote is lost and the overlays can go.
+                with contextlib.suppress(libvirtError):
+                    recovery.unswitch(self, mon, {d.name: d.source for d in chosen})
                 for node in reversed(added):
                     with contextlib.suppress(libvirtError):
                         mon.execute("blockdev-del", {"node-name": node})
@@ -650,28 +712,36 @@ class QemuDriver:
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
         """Revert; validated first (tags present in every image). A failed load never leaves QEMU paused
         in restore-vm: it is stopped and the error says so."""
+        with self._operation(uuid, self._def(uuid).name):
+            self._revert(uuid, name, flags)
+
+    def _revert(self, uuid: str, name: str, flags: int) -> None:
+        """snapshot_revert under the lock (also how a recovery finishes a revert a dead process began)."""
         dom_def = self._def(uuid)
-        with self._operation(uuid, dom_def.name):
-            tree = self._tree(uuid)
-            moment = self._moment(tree, name)
-            defn = _def_of(moment)
-            if defn.domain is None:
-                raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR,
-                            f"snapshot '{name}' lacks domain '{dom_def.name}' rollback info")
-            if defn.is_external:
-                self._revert_external(uuid, tree, moment, defn, dom_def, flags)
-                return
-            target = QemuDomain.from_def(defn.domain)
-            targets = _internal_targets(defn, target)
-            running = self._rt(uuid).pid() is not None
-            online = defn.state.is_online
-            if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
-                raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
-            same_config = defn.domain.format() == dom_def.format()
-            with contextlib.ExitStack() as stack:
-                mon = stack.enter_context(self._monitor(uuid)) if running and same_config else None
-                self._revert_locked(uuid, tree, moment, defn, dom_def, target, targets, running, same_config,
-                                    flags, mon)
+        tree = self._tree(uuid)
+        moment = self._moment(tree, name)
+        defn = _def_of(moment)
+        if defn.domain is None:
+            raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR,
+                        f"snapshot '{name}' lacks domain '{dom_def.name}' rollback info")
+        lost = self.store.lost(uuid).get(name)
+        if lost:
+            raise error(ErrorCode.OPERATION_INVALID, ERR, f"snapshot '{name}' was found lost by snapshot-check "
+                        f"({lost}); delete it with snapshot-delete --metadata")
+        if defn.is_external:
+            self._revert_external(uuid, tree, moment, defn, dom_def, flags)
+            return
+        target = QemuDomain.from_def(defn.domain)
+        targets = _internal_targets(defn, target)
+        running = self._rt(uuid).pid() is not None
+        online = defn.state.is_online
+        if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
+            raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
+        same_config = defn.domain.format() == dom_def.format()
+        with contextlib.ExitStack() as stack:
+            mon = stack.enter_context(self._monitor(uuid)) if running and same_config else None
+            self._revert_locked(uuid, tree, moment, defn, dom_def, target, targets, running, same_config,
+                                flags, mon)
 
     def _revert_locked(self, uuid: str, tree: SnapshotTree, moment: Moment, defn: SnapshotDef,
                        dom_def: DomainDef, target: QemuDomain, targets: list[str], running: bool,
@@ -689,14 +759,13 @@ class QemuDriver:
         want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
         # A load cannot stop half way (guest memory would be neither state): Ctrl-C waits for the end.
         with DeferredInterrupt():
-            entry = self.store.journal_begin(uuid, "revert", {"name": name, "running": running})
+            entry = self.store.journal_begin(uuid, "revert", {"name": name, "flags": flags})
             try:
+                failpoints.hit("revert.journaled")
                 if online:
                     if running and not same_config:
                         kill(self._rt(uuid))
                         running = False
-                    if not same_config:
-                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
                     if not running:
                         self._start(uuid, defn.domain, paused=True)
                     if mon is not None:
@@ -710,13 +779,17 @@ class QemuDriver:
                     for disk in target.disks:
                         if disk.target in targets and disk.path:
                             images.snapshot_apply(disk.path, name)
-                    if not same_config:
-                        self.store.put_domain(uuid, dom_def.name, defn.domain.format())
                     if flags & (R.RUNNING | R.PAUSED):
                         self._start(uuid, defn.domain, paused=bool(flags & R.PAUSED))
+                failpoints.hit("revert.data-done")
+            except BaseException:
+                self.store.journal_end(entry)
+                raise
+            with self._atomic(uuid):  # the commit point
+                if not same_config:
+                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
                 tree.set_current(moment)
                 self._commit(uuid, tree)
-            finally:
                 self.store.journal_end(entry)
 
     def _revert_external(self, uuid: str, tree: SnapshotTree, moment: Moment, defn: SnapshotDef,
@@ -743,28 +816,56 @@ class QemuDriver:
                             "missing")
             external.chain(base[0])  # the whole backing chain must open
             news[disk.name] = external.revert_overlay_name(base[0], defn.name)
-        old_tops = {path for path, _ in external.disk_sources(dom_def).values()}
+        old_tops = sorted(path for path, _ in external.disk_sources(dom_def).values())
         with DeferredInterrupt():
-            entry = self.store.journal_begin(uuid, "revert-external", {"name": defn.name, "overlays": news})
+            entry = self.store.journal_begin(uuid, "revert-external", {"name": defn.name, "flags": flags,
+                                                                       "overlays": news, "old_tops": old_tops})
             try:
                 if running:
                     kill(self._rt(uuid))
+                failpoints.hit("revert-external.stopped")
                 for target, path in news.items():
                     base_path, base_fmt = bases[target]
                     external.create_overlay(path, base_path, base_fmt, False, target)
-                new_def = external.with_sources(defn.domain, news)
+                failpoints.hit("revert-external.overlays-created")
+            except BaseException:
+                for path in news.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                self.store.journal_end(entry)
+                raise
+            new_def = external.with_sources(defn.domain, news)
+            with self._atomic(uuid):  # the commit point; what follows is finished by a recovery if need be
                 self.store.put_domain(uuid, dom_def.name, new_def.format())
                 tree.set_current(moment)
                 self._commit(uuid, tree)
-                self._collect(uuid, tree, new_def, old_tops)
-                if with_memory:
-                    assert defn.memory_file is not None
-                    paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
-                    self._start_from_memory(uuid, new_def, defn.memory_file, paused)
-                elif flags & (R.RUNNING | R.PAUSED):
-                    self._start(uuid, new_def, paused=bool(flags & R.PAUSED))
-            finally:
-                self.store.journal_end(entry)
+                self.store.journal_step(entry, "committed")
+            failpoints.hit("revert-external.committed")
+            self._finish_revert_external(uuid, defn.name, flags, old_tops)
+            self.store.journal_end(entry)
+
+    def _finish_revert_external(self, uuid: str, name: str, flags: int, old_tops: list[str]) -> None:
+        """After a revert's commit: collect the old overlays no one needs, then run the domain as asked
+        (from the memory file when the snapshot has one). Safe to run again after a crash."""
+        tree = self._tree(uuid)
+        new_def = self._def(uuid)
+        self._collect(uuid, tree, new_def, set(old_tops))
+        defn = _def_of(self._moment(tree, name))
+        with_memory = defn.memory == Location.EXTERNAL and defn.state.is_online
+        paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
+        status = self._status(uuid)
+        if status not in (None, "running", "paused"):  # a start a dead process left half done
+            kill(self._rt(uuid))
+            status = None
+        if status is None:
+            if with_memory:
+                assert defn.memory_file is not None
+                self._start_from_memory(uuid, new_def, defn.memory_file, paused)
+            elif flags & (R.RUNNING | R.PAUSED):
+                self._start(uuid, new_def, paused=bool(flags & R.PAUSED))
+        elif status == "paused" and not paused and (with_memory or flags & R.RUNNING):
+            with self._monitor(uuid) as mon:
+                mon.execute("cont")
 
     def _start_from_memory(self, uuid: str, defn: DomainDef, memory_file: str, paused: bool) -> None:
         """Start QEMU waiting for an incoming migration and feed it the memory file; stopped again if it fails."""
@@ -805,6 +906,7 @@ class QemuDriver:
         try:
             mon.execute("stop")
             mon.execute("snapshot-load", {"job-id": job, "tag": name, "vmstate": nodes[0], "devices": nodes})
+            failpoints.hit("revert.load-started")
             mon.wait_job(job)
         except libvirtError as exc:
             kill(self._rt(uuid))
@@ -814,40 +916,75 @@ class QemuDriver:
         mon.execute("stop" if paused else "cont")
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
+        with self._operation(uuid, self._def(uuid).name):
+            self._delete(uuid, name, flags)
+
+    def _delete(self, uuid: str, name: str, flags: int) -> None:
+        """snapshot_delete under the lock (also how a recovery finishes a delete a dead process began).
+        Data first (tags, merges), then one commit of definition, tree and journal, then the files no one
+        needs any more are removed: a crash at any point leaves the before or the after state."""
         dom_def = self._def(uuid)
-        with self._operation(uuid, dom_def.name):
-            tree = self._tree(uuid)
-            moment = self._moment(tree, name)
-            victims = list(moment.visit_descendants()) if flags & (D.CHILDREN | D.CHILDREN_ONLY) else []
-            if not flags & D.CHILDREN_ONLY:
-                victims.append(moment)
-            if not flags & D.METADATA_ONLY:
-                qdom = QemuDomain.from_def(dom_def)
-                running = self._rt(uuid).pid() is not None
-                entry = self.store.journal_begin(uuid, "delete", {"names": [m.name for m in victims]})
-                try:
-                    internal_victims = [m for m in victims if not _def_of(m).is_external]
-                    external_victims = [m for m in victims if _def_of(m).is_external]
-                    plans = [self._plan_external_delete(uuid, tree, dom_def, m, set(victims), running)
-                             for m in external_victims]  # every plan is checked before anything changes
-                    with contextlib.ExitStack() as stack:
-                        mon = stack.enter_context(self._monitor(uuid)) if running else None
-                        # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
-                        tags = (self._tags(qdom, None) if mon is None
-                                else _tags_from_metadata(qdom, internal_victims))
-                        for victim in internal_victims:
-                            self._delete_data(qdom, _def_of(victim), mon, tags)
-                        for plan in plans:
-                            self._run_external_delete(uuid, tree, plan, mon)
-                        for victim in external_victims:  # a memory file serves its snapshot alone
-                            memory_file = _def_of(victim).memory_file
-                            if memory_file:
-                                with contextlib.suppress(FileNotFoundError):
-                                    os.unlink(memory_file)
-                finally:
-                    self.store.journal_end(entry)
+        tree = self._tree(uuid)
+        moment = self._moment(tree, name)
+        victims = list(moment.visit_descendants()) if flags & (D.CHILDREN | D.CHILDREN_ONLY) else []
+        if not flags & D.CHILDREN_ONLY:
+            victims.append(moment)
+        if flags & D.METADATA_ONLY:
             tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
             self._commit(uuid, tree)
+            return
+        qdom = QemuDomain.from_def(dom_def)
+        running = self._rt(uuid).pid() is not None
+        internal_victims = [m for m in victims if not _def_of(m).is_external]
+        external_victims = [m for m in victims if _def_of(m).is_external]
+        plans = [self._plan_external_delete(uuid, tree, dom_def, m, set(victims), running)
+                 for m in external_victims]  # every plan is checked before anything changes
+        ours = _files_we_made(tree)
+        entry = self.store.journal_begin(uuid, "delete", {"name": name, "flags": flags})
+        removed: dict[str, tuple[str, str]] = {}
+        drop: set[str] = set()
+        try:
+            failpoints.hit("delete.journaled")
+            with contextlib.ExitStack() as stack:
+                mon = stack.enter_context(self._monitor(uuid)) if running else None
+                # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
+                tags = (self._tags(qdom, None) if mon is None
+                        else _tags_from_metadata(qdom, internal_victims))
+                for victim in internal_victims:
+                    self._delete_data(qdom, _def_of(victim), mon, tags)
+                for plan in plans:
+                    merged, dropped = self._run_external_delete(uuid, tree, plan, mon)
+                    removed.update(merged)
+                    drop |= dropped
+            failpoints.hit("delete.data-done")
+        except BaseException:
+            self.store.journal_end(entry)
+            raise
+        # Files to remove once the metadata no longer names them: merged or rebased-away images virtsnap
+        # made, and the memory files of the deleted snapshots (a memory file serves its snapshot alone).
+        unlink = sorted(p for p in drop if p in ours or p in removed or external.is_revert_overlay(p))
+        unlink += sorted(m for m in (_def_of(v).memory_file for v in external_victims) if m)
+        with self._atomic(uuid):  # the commit point
+            if removed:
+                self._repoint(uuid, tree, removed)
+            tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
+            self._commit(uuid, tree)
+            self.store.journal_step(entry, "committed", unlink=unlink)
+        failpoints.hit("delete.committed")
+        self._remove_unneeded(uuid, unlink)
+        self.store.journal_end(entry)
+
+    def _remove_unneeded(self, uuid: str, paths: list[str]) -> None:
+        """Remove these files unless the domain or a snapshot still reaches them (checked again: safe to
+        run after a crash, when the files may be gone already)."""
+        tree = self._tree(uuid)
+        roots = [self._def(uuid)] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+        external.forget_chains()
+        needed = external.needed_files(roots)
+        for path in paths:
+            if path not in needed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     def _plan_external_delete(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
                               going: set[Moment], running: bool) -> list[tuple[str, str, str, str]]:
@@ -908,8 +1045,10 @@ class QemuDriver:
         return plan
 
     def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: list[tuple[str, str, str, str]],
-                             mon: Monitor | None) -> None:
-        removed: dict[str, tuple[str, str]] = {}  # old path -> (new path, its format)
+                             mon: Monitor | None) -> tuple[dict[str, tuple[str, str]], set[str]]:
+        """Carry out one snapshot's plan on the images. Returns the merged images (old path -> (the image it
+        was merged into, its format)) for the definitions to follow, and the images no longer needed."""
+        removed: dict[str, tuple[str, str]] = {}
         drop: set[str] = set()
         for kind, first, second, extra in plan:
             if kind == "commit":
@@ -931,13 +1070,7 @@ class QemuDriver:
                 images.run(args)
                 external.forget_chains()
                 drop.add(base)
-        if removed:
-            self._repoint(uuid, tree, removed)
-        ours = _files_we_made(tree) | set(removed)
-        for path in drop:
-            if path in ours or external.is_revert_overlay(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        return removed, drop
 
     def _block_commit(self, mon: Monitor, top: str, base: str) -> None:
         """Merge `top`, the image the guest writes, into `base` inside QEMU: active commit, then pivot.
@@ -950,9 +1083,13 @@ class QemuDriver:
         job = f"commit-{os.getpid()}"
         mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
                                      "auto-dismiss": False})
+        failpoints.hit("delete.job-started")
         mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
         mon.execute("job-complete", {"id": job})
         mon.wait_job(job)
+        from . import recovery
+
+        recovery.drop_nodes(mon, [top])  # the merged overlay's nodes would keep the base busy as their backing
 
     def _images_backed_by(self, uuid: str, tree: SnapshotTree, path: str) -> list[tuple[str, str]]:
         """(image, its backing) for every known image whose backing file is `path`."""
@@ -990,6 +1127,7 @@ class QemuDriver:
             active = _active_nodes(mon)
             mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
                                             "devices": [active[d.target] for d in holders]})
+            failpoints.hit("delete.tag-job-started")
             mon.wait_job(job)
         else:
             for disk in holders:

@@ -45,7 +45,7 @@ from ...flags import (
     SnapshotRevert as R,
 )
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
 
 ERR = ErrorDomain.TEST
 T = TypeVar("T")
@@ -328,6 +328,16 @@ class TestDriver:
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
         with self._state.lock:
             return fn(self._dom(uuid).snapshots)
+
+    def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
+        """snapshot-check: the test driver's snapshots are their own data (in memory), so the only possible
+        drift is a tree that breaks its invariants."""
+        with self._state.lock:
+            try:
+                self._dom(uuid).snapshots.check_invariants()
+            except AssertionError as exc:
+                return [Drift("tree", "metadata", str(exc), "report this: the tree breaks an invariant")]
+        return []
 
     def _snap(self, dom: TestDomain, name: str) -> Moment:
         moment = dom.snapshots.get(name)

@@ -1,0 +1,338 @@
+"""Finishing or undoing what a dead process left half done.
+
+Every create, revert and delete of the QEMU driver records its intent in the store's journal before its
+first change, and its metadata commit ends the entry (or moves it to a "committed" phase) in the same sqlite
+transaction. An entry found when the domain's lock is next taken therefore belongs to a process that died,
+and the metadata is still the state before its call. What the images and QEMU show decides the rest:
+
+- create: the data is all there (every tag, or QEMU already writes the new overlays and the memory file is
+  complete) -> the metadata is committed as the call would have; otherwise what was made is removed;
+- revert and delete: any QEMU job of the dead process is settled, then the call is carried out again from
+  the start; both are idempotent on real state (a load is loaded again, a plan is made again from the
+  images' real backing chains);
+- a "committed" entry: only the tidy-up after the commit is left (files no one needs, starting the guest).
+
+The result is the state before the call or after it, never one in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ...conf.snapshot_xml import ParseMode, parse_snapshot
+from ...errors import libvirtError
+from ...flags import SnapshotCreate as C
+from ...progress import DeferredInterrupt
+from ...store.db import JournalEntry
+from . import external
+from .agent import Agent
+from .domain import QemuDomain
+from .process import kill
+
+if TYPE_CHECKING:
+    from .driver import QemuDriver
+    from .monitor import Monitor
+
+log = logging.getLogger("virtsnap.recovery")
+JOB_PREFIXES = ("save-", "load-", "delete-", "commit-", "stream-")  # ids of the jobs virtsnap starts
+_MIGRATING = ("setup", "active", "pre-switchover", "device", "wait-unplug", "cancelling")
+# QEMU states only virtsnap's own steps leave a guest in (a user's pause is "paused")
+PAUSED_BY_US = ("postmigrate", "finish-migrate", "save-vm")
+
+
+def recover(drv: QemuDriver, uuid: str) -> list[str]:
+    """Roll every unfinished operation of the domain forward or back; the caller holds the domain's lock.
+    Returns what was done, one line per entry. An entry whose recovery fails stays in the journal (and
+    snapshot-check reports it) instead of blocking every later operation."""
+    done = []
+    for entry in drv.store.journal_unfinished(uuid):
+        if entry.id in drv.recovery_errors:
+            continue  # tried once in this process already; snapshot-check --repair tries again
+        try:
+            with DeferredInterrupt():  # a recovery half done would need a recovery of its own
+                outcome = _HANDLERS[entry.op](drv, uuid, entry)
+            done.append(f"{entry.op} of pid {entry.pid}: {outcome}")
+            log.warning("finished an operation a dead process left undone: %s of pid %d: %s",
+                        entry.op, entry.pid, outcome)
+        except (libvirtError, OSError, KeyError, ValueError) as exc:
+            message = exc.get_error_message() if isinstance(exc, libvirtError) else repr(exc)
+            drv.recovery_errors[entry.id] = message
+            log.warning("could not finish the %s left by pid %d: %s", entry.op, entry.pid, message)
+    return done
+
+
+# -- state probes ------------------------------------------------------------------------------------
+def settle_jobs(mon: Monitor) -> None:
+    """Let virtsnap's jobs in QEMU end: a block commit waiting to pivot is cancelled (QEMU keeps writing the
+    image it wrote; the base merely holds a copy of some of its data), any other job runs to its end."""
+    for job in mon.execute("query-jobs"):
+        job_id = str(job.get("id", ""))
+        if not job_id.startswith(JOB_PREFIXES):
+            continue
+        if job.get("status") == "ready":
+            with contextlib.suppress(libvirtError):
+                mon.execute("job-cancel", {"id": job_id})
+        with contextlib.suppress(libvirtError):
+            mon.wait_job(job_id)
+
+
+def settle_migration(mon: Monitor, timeout: float = 600.0) -> bool:
+    """Wait for an outgoing migration (a memory snapshot) to end; whether it completed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = mon.execute("query-migrate").get("status", "none")
+        if status not in _MIGRATING or time.monotonic() > deadline:
+            return bool(status == "completed")
+        with contextlib.suppress(libvirtError):
+            mon.wait_event(lambda ev: ev.get("event") == "MIGRATION", 0.2)
+
+
+def active_files(mon: Monitor) -> dict[str, str]:
+    """target dev -> the file QEMU writes for it now."""
+    from .driver import _target_of
+
+    found = {}
+    for dev in mon.execute("query-block"):
+        inserted = dev.get("inserted")
+        target = _target_of(dev)
+        if inserted and target:
+            found[target] = str(inserted.get("file", ""))
+    return found
+
+
+def drop_nodes(mon: Monitor, paths: Iterable[str]) -> None:
+    """blockdev-del the nodes of these files that no device uses any more (format nodes first; QEMU refuses
+    to delete a node in use, and that refusal is expected for the ones still in a chain)."""
+    wanted = set(paths)
+    nodes = [n for n in mon.execute("query-named-block-nodes") if n.get("file") in wanted]
+    for node in sorted(nodes, key=lambda n: n.get("drv") == "file"):
+        with contextlib.suppress(libvirtError):
+            mon.execute("blockdev-del", {"node-name": node["node-name"]})
+
+
+def unswitch(drv: QemuDriver, mon: Monitor, overlays: dict[str, str]) -> None:
+    """Undo a disk switch whose snapshot cannot be kept: every overlay QEMU writes is merged back into its
+    base (active commit and pivot), so the guest loses nothing and the overlays are no longer used."""
+    active = active_files(mon)
+    for target, overlay in overlays.items():
+        if active.get(target) == overlay:
+            external.forget_chains()
+            base = external.chain(overlay)[0].backing
+            if base:
+                drv._block_commit(mon, overlay, base)
+    drop_nodes(mon, overlays.values())
+
+
+def thaw_if_frozen(drv: QemuDriver, uuid: str, thaw: bool = True) -> bool | None:
+    """Whether the guest's file systems are frozen (None: no agent, or it does not answer); thawed if asked."""
+    if drv._rt(uuid).pid() is None:
+        return None
+    qdom = QemuDomain.from_def(drv._def(uuid))
+    if qdom.agent_socket is None:
+        return None
+    try:
+        with Agent(qdom.agent_socket or str(drv._rt(uuid).agent), timeout=3.0) as agent:
+            frozen = bool(agent.execute("guest-fsfreeze-status") == "frozen")
+            if frozen and thaw:
+                agent.execute("guest-fsfreeze-thaw")
+            return frozen
+    except libvirtError:
+        return None
+
+
+def resume_if_paused_by_us(mon: Monitor, was: str | None) -> None:
+    """A guest that ran before the call runs again (the dead process stopped it, or a migration did)."""
+    if was == "running" and mon.execute("query-status").get("status") in ("paused", *PAUSED_BY_US):
+        mon.execute("cont")
+
+
+# -- per operation ------------------------------------------------------------------------------------
+def _create(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+    intent = entry.intent
+    name, flags, disks = intent["name"], int(intent["flags"]), list(intent["disks"])
+    tree = drv._tree(uuid)
+    if name in tree:
+        drv.store.journal_end(entry.id)
+        return "already committed"
+    qdom = QemuDomain.from_def(drv._def(uuid))
+    running = drv._rt(uuid).pid() is not None
+    with contextlib.ExitStack() as stack:
+        mon = stack.enter_context(drv._monitor(uuid)) if running else None
+        if mon is not None:
+            settle_jobs(mon)  # a snapshot-save job runs to its end inside QEMU even when its client died
+        tags = drv._tags(qdom, mon)
+        holders = [t for t in disks if name in tags.get(t, set())]
+        if holders and len(holders) == len(disks):
+            if flags & C.HALT and mon is not None:
+                with contextlib.suppress(libvirtError):
+                    mon.execute("quit")
+            forward = True
+        else:
+            forward = False
+            for disk in qdom.disks:
+                if disk.target in holders and disk.path:
+                    _delete_tag(drv, mon, disk.target, disk.path, name)
+    if forward and flags & C.HALT:
+        kill(drv._rt(uuid))
+    if not forward:
+        drv.store.journal_end(entry.id)
+        return f"rolled back: snapshot '{name}' was in {len(holders)} of {len(disks)} disks; removed"
+    defn = parse_snapshot(intent["xml"], ParseMode.REDEFINE)
+    with drv._atomic(uuid):
+        if not flags & C.NO_METADATA:
+            drv._record_new(uuid, tree, defn, parent_name=intent.get("parent"))
+        drv.store.journal_end(entry.id)
+    return f"rolled forward: snapshot '{name}' was complete in every disk; recorded"
+
+
+def _delete_tag(drv: QemuDriver, mon: Monitor | None, target: str, path: str, tag: str) -> None:
+    from . import images
+    from .driver import _active_nodes
+
+    if mon is None:
+        images.snapshot_delete(path, tag)
+        return
+    job = f"delete-{os.getpid()}"
+    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [_active_nodes(mon)[target]]})
+    mon.wait_job(job)
+
+
+def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+    intent = entry.intent
+    name, flags, status = intent["name"], int(intent["flags"]), intent["status"]
+    overlays: dict[str, str] = dict(intent["overlays"])
+    memory_file: str | None = intent.get("memory_file")
+    if flags & C.QUIESCE:
+        thaw_if_frozen(drv, uuid)  # the dead process froze the guest and never thawed it
+    running = drv._rt(uuid).pid() is not None
+    forward = False
+    if status is not None and running:
+        with drv._monitor(uuid) as mon:
+            settle_jobs(mon)
+            memory_ok = settle_migration(mon) if memory_file else True
+            switched = all(active_files(mon).get(t) == p for t, p in overlays.items())
+            if switched and memory_ok:
+                forward = True
+            else:
+                if switched:  # the memory never reached its file: no snapshot; the guest keeps its writes
+                    unswitch(drv, mon, overlays)
+                drop_nodes(mon, overlays.values())
+            with contextlib.suppress(libvirtError):
+                mon.execute("migrate-set-capabilities", {"capabilities": [
+                    {"capability": "background-snapshot", "state": False}]})
+            resume_if_paused_by_us(mon, status)
+    if forward:
+        defn = parse_snapshot(intent["xml"], ParseMode.REDEFINE)
+        tree = drv._tree(uuid)
+        dom_name = drv._def(uuid).name
+        with drv._atomic(uuid):
+            drv.store.put_domain(uuid, dom_name, intent["domain_xml"])
+            if not flags & C.NO_METADATA and name not in tree:
+                drv._record_new(uuid, tree, defn, parent_name=intent.get("parent"))
+            drv.store.journal_end(entry.id)
+        if flags & C.HALT:
+            kill(drv._rt(uuid))
+        return f"rolled forward: QEMU writes the overlays of '{name}'; recorded"
+    kept = []
+    if status is not None and not running:
+        # QEMU died too: whether it had switched to the overlays is unknown, so they stay (snapshot-check
+        # lists them) rather than risk the guest's last writes.
+        kept = [p for p in overlays.values() if os.path.exists(p)]
+    elif not intent.get("reuse"):
+        for path in overlays.values():  # validated absent before the call: this call made them
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    if memory_file:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(memory_file)
+    drv.store.journal_end(entry.id)
+    return f"rolled back: snapshot '{name}' was not taken" + (f"; kept {', '.join(kept)}" if kept else "")
+
+
+def _revert(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+    name, flags = entry.intent["name"], int(entry.intent["flags"])
+    if drv._rt(uuid).pid() is not None:
+        with drv._monitor(uuid) as mon:
+            settle_jobs(mon)  # a snapshot-load job ends inside QEMU even when its client died
+    drv.store.journal_end(entry.id)
+    if name not in drv._tree(uuid):
+        return f"snapshot '{name}' is gone; nothing to finish"
+    drv._revert(uuid, name, flags)
+    return f"rolled forward: reverted to '{name}' again"
+
+
+def _revert_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+    intent = entry.intent
+    name, flags = intent["name"], int(intent["flags"])
+    if "committed" in entry.steps:
+        drv._finish_revert_external(uuid, name, flags, list(intent["old_tops"]))
+        drv.store.journal_end(entry.id)
+        return f"finished the revert to '{name}' (unneeded overlays removed, guest started as asked)"
+    used = {path for path, _ in external.disk_sources(drv._def(uuid)).values()}
+    for path in dict(intent["overlays"]).values():
+        if path not in used:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    drv.store.journal_end(entry.id)
+    if name not in drv._tree(uuid):
+        return f"snapshot '{name}' is gone; nothing to finish"
+    drv._revert(uuid, name, flags)
+    return f"rolled forward: reverted to '{name}' again"
+
+
+def _delete(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+    intent = entry.intent
+    name, flags = intent["name"], int(intent["flags"])
+    if "committed" in entry.steps:
+        drv._remove_unneeded(uuid, list(intent.get("unlink", [])))
+        drv.store.journal_end(entry.id)
+        return f"finished deleting '{name}' (files no one needs removed)"
+    merged: list[str] = []
+    if drv._rt(uuid).pid() is not None:
+        with drv._monitor(uuid) as mon:
+            settle_jobs(mon)
+            merged = adopt_active_images(drv, uuid, mon)
+    drv.store.journal_end(entry.id)
+    if name in drv._tree(uuid):
+        drv._delete(uuid, name, flags)
+    drv._remove_unneeded(uuid, merged)
+    return f"rolled forward: deleted '{name}'"
+
+
+def adopt_active_images(drv: QemuDriver, uuid: str, mon: Monitor) -> list[str]:
+    """Where QEMU pivoted to the image a file was merged into (a block commit that finished before its
+    client died), the definitions follow QEMU. Returns the merged files virtsnap made (now unneeded)."""
+    from .driver import _files_we_made
+
+    dom_def = drv._def(uuid)
+    tree = drv._tree(uuid)
+    moved: dict[str, tuple[str, str]] = {}
+    active = active_files(mon)
+    for target, (path, _fmt) in external.disk_sources(dom_def).items():
+        now = active.get(target)
+        if not now or now == path or not os.path.exists(path):
+            continue
+        layers = {layer.path: layer.format for layer in external.chain(path)}
+        if now in layers:
+            moved[path] = (now, layers[now])
+    if not moved:
+        return []
+    ours = _files_we_made(tree)
+    with drv._atomic(uuid):
+        drv._repoint(uuid, tree, moved)
+        drv._commit(uuid, tree)
+    return [p for p in moved if p in ours]
+
+
+_HANDLERS: dict[str, Callable[[QemuDriver, str, JournalEntry], Any]] = {
+    "create": _create,
+    "create-external": _create_external,
+    "revert": _revert,
+    "revert-external": _revert_external,
+    "delete": _delete,
+}
