@@ -443,6 +443,16 @@ class QemuDriver:
                 self.store.journal_end(entry)
             return defn.name
 
+    def _check_outside_state(self, path: str, what: str) -> None:
+        """Overlays and memory files never go into virtsnap's own state or runtime directories (metadata,
+        locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
+        real = os.path.realpath(path)
+        for private in (self.state_dir, self.runtime):
+            root = os.path.realpath(private)
+            if real == root or real.startswith(root + os.sep):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"{what} {path} is inside virtsnap's private directory {private}")
+
     @staticmethod
     def _create_intent(tree: SnapshotTree, defn: SnapshotDef, status: str | None, flags: int,
                        **more: Any) -> dict[str, Any]:
@@ -471,7 +481,8 @@ class QemuDriver:
             if status not in ("running", "paused"):
                 raise error(ErrorCode.OPERATION_INVALID, ERR, "an external memory snapshot needs a running domain")
             assert defn.memory_file is not None
-            if not Path(defn.memory_file).parent.is_dir() or os.path.exists(defn.memory_file):
+            self._check_outside_state(defn.memory_file, "memory file")
+            if not Path(defn.memory_file).parent.is_dir() or os.path.lexists(defn.memory_file):
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             f"memory file {defn.memory_file} already exists or its directory does not")
             defn.state = SnapshotState.RUNNING if status == "running" else SnapshotState.PAUSED
@@ -505,6 +516,7 @@ class QemuDriver:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             f"external snapshot file {disk.source} for disk {disk.name} is used twice")
             seen.add(disk.source)
+            self._check_outside_state(disk.source, f"overlay for disk {disk.name}")
             external.check_new_overlay(disk.source, reuse, disk.name)
             disk.driver_type = "qcow2"
         if flags & C.QUIESCE and (status is None or qdom.agent_socket is None):

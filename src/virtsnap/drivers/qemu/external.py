@@ -107,6 +107,9 @@ def check_new_overlay(overlay: str, reuse: bool, disk: str) -> None:
     parent = Path(overlay).parent
     if not parent.is_dir():
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"directory {parent} for disk {disk}'s overlay does not exist")
+    if not reuse and os.path.islink(overlay):  # O_EXCL refuses it too; say why before anything changes
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"external snapshot file for disk {disk} is a symbolic link: {overlay}")
     exists = os.path.exists(overlay)
     if reuse and not exists:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
