@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError, Runstate
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...progress import report
@@ -49,7 +49,8 @@ class Monitor:
                 await self._client.connect(self.socket_path)
                 return
             except ConnectError as exc:
-                if time.monotonic() >= deadline:
+                # Only a socket not listening yet is worth a retry; a bad greeting or negotiation is not.
+                if time.monotonic() >= deadline or not isinstance(exc.exc, ConnectionRefusedError | FileNotFoundError):
                     raise error(ErrorCode.OPERATION_FAILED, ERR,
                                 f"cannot connect to the QEMU monitor at {self.socket_path}: {exc}") from exc
                 await asyncio.sleep(delay)
@@ -63,15 +64,30 @@ class Monitor:
             future.cancel()
             raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU monitor did not answer in {timeout:g} s") from exc
 
+    async def _until_lost(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro`, unless the session ends first (a reply QMP cannot parse, QEMU hanging up): then
+        fail at once instead of waiting for a reply that will never come."""
+        task = asyncio.ensure_future(coro)
+        while True:
+            if self._client.runstate != Runstate.RUNNING:
+                task.cancel()
+                raise error(ErrorCode.OPERATION_FAILED, ERR, "the QEMU monitor connection was lost (QEMU hung up "
+                            "or sent a reply that is not QMP)")
+            change = asyncio.ensure_future(self._client.runstate_changed())
+            done, _ = await asyncio.wait({task, change}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                change.cancel()
+                return task.result()
+
     def execute(self, command: str, arguments: dict[str, Any] | None = None,
                 timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Run one QMP command; its error class and description become an OPERATION_FAILED error."""
         try:
-            return self._run(self._client.execute(command, arguments), timeout)
+            return self._run(self._until_lost(self._client.execute(command, arguments)), timeout)
         except ExecuteError as exc:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {exc.error.error.desc}") from exc
         except QMPError as exc:
-            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: QEMU monitor error: {exc}") from exc
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: QEMU monitor error: {_first_line(exc)}") from exc
 
     def pipeline(self, commands: list[tuple[str, dict[str, Any] | None]],
                  timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
@@ -81,12 +97,13 @@ class Monitor:
         async def go() -> list[Any]:
             return list(await asyncio.gather(*(self._client.execute(cmd, args) for cmd, args in commands),
                                              return_exceptions=True))
-        results = self._run(go(), timeout)
+        results = self._run(self._until_lost(go()), timeout)
         for (command, _), result in zip(commands, results, strict=True):
             if isinstance(result, ExecuteError):
                 raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {result.error.error.desc}") from result
             if isinstance(result, BaseException):
-                raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: QEMU monitor error: {result}") from result
+                raise error(ErrorCode.OPERATION_FAILED, ERR,
+                            f"{command}: QEMU monitor error: {_first_line(result)}") from result
         return results
 
     def hmp(self, command_line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -155,3 +172,9 @@ class Monitor:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """qemu.qmp's protocol errors append the offending message on further lines: one line is enough."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
