@@ -415,6 +415,15 @@ class virDomain:  # noqa: N801
         names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
         return [self._snapshot(n) for n in names]
 
+    def listAllSnapshotParents(self, flags: int = 0) -> list[tuple[str, str | None]]:  # noqa: N802
+        """virtsnap extension: what listAllSnapshots(flags) lists, as (name, parent name or None) pairs.
+
+        One driver query for the whole forest, with listAllSnapshots' flag checks and errors; virsh's
+        `snapshot-list --tree` instead asks getParent of every snapshot (one call each).
+        """
+        self._check("virDomainListAllSnapshots", flags)
+        return self._query(lambda tree: tree.with_parents(tree.select(None, flags)))
+
     def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
         self._check("virDomainSnapshotLookupByName", flags)
         return self._snapshot(self._query(lambda tree: self._moment(tree, name).name))
@@ -529,6 +538,11 @@ class virDomainSnapshot:  # noqa: N801
         self._check("virDomainSnapshotListAllChildren", flags)
         names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
         return [virDomainSnapshot(self._dom, n) for n in names]
+
+    def listAllChildrenParents(self, flags: int = 0) -> list[tuple[str, str | None]]:  # noqa: N802
+        """virtsnap extension: what listAllChildren(flags) lists, as (name, parent name) pairs, in one query."""
+        self._check("virDomainSnapshotListAllChildren", flags)
+        return self._with(lambda tree, moment: tree.with_parents(tree.select(moment, flags)))
 
     def rename(self, new_name: str) -> int:
         """virtsnap extension: rename in place where the hypervisor owns the tree (ESX, VirtualBox).

@@ -18,7 +18,7 @@ from virtsnap.cli.parser import (
     tokenize,
 )
 from virtsnap.cli.registry import find_command
-from virtsnap.cli.table import Table, render_tree, safe_encode
+from virtsnap.cli.table import Table, render_forest, render_tree, safe_encode
 
 URI = "test:///default"
 
@@ -307,6 +307,37 @@ def test_tree():
     assert render_tree(names, parents, 0) == (
         "a\n  |\n  +- b\n  |   |\n  |   +- d\n  |     \n  +- c\n    \n")
     assert render_tree(["x"], [None], 0) == "x\n\n"
+
+
+def _reference_tree(names, parents, devid, lastdev, root, indent, out):
+    """vshTreePrintInternal, recursively as virsh writes it."""
+    out.append(indent + ("" if root else "+- ") + names[devid] + "\n")
+    if not root:
+        indent += (" " if devid == lastdev else "|") + " "
+    kids = [i for i, parent in enumerate(parents) if parent == names[devid]]
+    if kids:
+        out.append(indent + "  |\n")
+    for kid in kids:
+        _reference_tree(names, parents, kid, kids[-1], False, indent + "  ", out)
+    if not kids and devid == lastdev:
+        out.append(indent + "\n")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_forest_matches_virsh_algorithm(seed):
+    import random
+
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(rng.randrange(1, 40))]
+    parents = [None if i == 0 or rng.random() < 0.15 else names[rng.randrange(i)] for i in range(len(names))]
+    order = list(range(len(names)))
+    rng.shuffle(order)  # children are printed in list order, whatever it is
+    names, parents = [names[i] for i in order], [parents[i] for i in order]
+    expected: list[str] = []
+    for i, parent in enumerate(parents):
+        if parent is None:
+            _reference_tree(names, parents, i, i, True, "", expected)
+    assert render_forest(names, parents) == "".join(expected)
 
 
 def test_deep_tree_does_not_recurse():

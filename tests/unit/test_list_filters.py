@@ -74,3 +74,38 @@ def test_read_only_connection_refuses_changes(dom):
     assert "read only access prevents virDomainSnapshotCreateXML" in info.value.get_error_message()
     assert sorted(d.snapshotListNames()) == sorted(dom.snapshotListNames())  # same hypervisor, readable
     ro.close()
+
+
+def parent_or_none(snap):
+    try:
+        return snap.getParent().getName()
+    except libvirt.libvirtError:
+        return None
+
+
+def test_parent_pairs_are_the_listing_with_getparent(dom):
+    """listAllSnapshotParents / listAllChildrenParents (one query) list what listAllSnapshots /
+    listAllChildren list, in the same order, each name with what getParent says."""
+    L = libvirt
+    for flags in (0, L.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, L.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS,
+                  L.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | L.VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE,
+                  L.VIR_DOMAIN_SNAPSHOT_LIST_NO_METADATA):
+        assert dom.listAllSnapshotParents(flags) == [(s.getName(), parent_or_none(s))
+                                                      for s in dom.listAllSnapshots(flags)]
+    r = dom.snapshotLookupByName("r")
+    for flags in (0, L.VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, L.VIR_DOMAIN_SNAPSHOT_LIST_LEAVES):
+        assert r.listAllChildrenParents(flags) == [(s.getName(), parent_or_none(s))
+                                                   for s in r.listAllChildren(flags)]
+    assert dom.listAllSnapshotParents(L.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS) == [("r", None)]
+
+
+def test_parent_pairs_refuse_what_the_listings_refuse(dom):
+    r = dom.snapshotLookupByName("r")
+    for pairs, listing, flags in ((dom.listAllSnapshotParents, dom.listAllSnapshots, 1 << 30),
+                                  (r.listAllChildrenParents, r.listAllChildren, 1 << 30)):
+        errors = []
+        for call in (pairs, listing):
+            with pytest.raises(libvirt.libvirtError) as info:
+                call(flags)
+            errors.append((info.value.get_error_code(), info.value.get_error_message()))
+        assert errors[0] == errors[1]

@@ -477,17 +477,20 @@ def cmd_snapshot_info(ctl: Control, opts: Opts) -> bool:
 
 # -- snapshot-list ------------------------------------------------------------------------------------
 class _Entry:
-    __slots__ = ("name", "parent", "snap")
+    __slots__ = ("name", "snap")
 
-    def __init__(self, snap: virtsnap.virDomainSnapshot, parent: str | None = None) -> None:
+    def __init__(self, snap: virtsnap.virDomainSnapshot) -> None:
         self.snap = snap
         self.name = snap.getName()
-        self.parent = parent
+
+
+def _name_key(name: str) -> bytes:
+    # strcasecmp in the C locale: bytes, ASCII letters folded to lower case
+    return name.encode("utf-8", "surrogateescape").lower()
 
 
 def _sort_key(entry: _Entry) -> bytes:
-    # strcasecmp in the C locale: bytes, ASCII letters folded to lower case
-    return entry.name.encode("utf-8", "surrogateescape").lower()
+    return _name_key(entry.name)
 
 
 def _fallback_filter(snap: virtsnap.virDomainSnapshot, flags: int) -> bool:
@@ -506,7 +509,7 @@ def _fallback_filter(snap: virtsnap.virDomainSnapshot, flags: int) -> bool:
 
 
 def _collect(ctl: Control, dom: virtsnap.virDomain, start: virtsnap.virDomainSnapshot | None,
-             flags: int, tree: bool) -> list[_Entry]:
+             flags: int) -> list[_Entry]:
     """virshSnapshotListCollect (the ListAll path): entries sorted by name unless --topological."""
     orig_flags = flags
     fallback = False
@@ -525,11 +528,6 @@ def _collect(ctl: Control, dom: virtsnap.virDomain, start: virtsnap.virDomainSna
         fallback = True
         snaps = list_all(flags)
     entries = [_Entry(s) for s in snaps]
-    if tree:
-        for entry in entries:
-            entry.parent = snapshot_parent(ctl, entry.snap)
-        if start is not None:
-            entries.append(_Entry(start))
     if fallback:
         orig_flags |= FILTERS_STATUS | FILTERS_LOCATION
         try:
@@ -541,6 +539,21 @@ def _collect(ctl: Control, dom: virtsnap.virDomain, start: virtsnap.virDomainSna
     if not orig_flags & SnapshotList.TOPOLOGICAL:
         entries.sort(key=_sort_key)
     return entries
+
+
+def _collect_tree(dom: virtsnap.virDomain, start: virtsnap.virDomainSnapshot | None,
+                  flags: int) -> list[tuple[str, str | None]]:
+    """virshSnapshotListCollect for --tree: (name, parent) of each snapshot, with --from/--current the start
+    snapshot as the root; sorted by name unless --topological. virsh lists, then asks getParent of every
+    snapshot; this is one query (the filters that make virsh fall back to the XML exclude --tree)."""
+    if start is not None:
+        pairs = start.listAllChildrenParents(flags)
+        pairs.append((start.getName(), None))
+    else:
+        pairs = dom.listAllSnapshotParents(flags)
+    if not flags & SnapshotList.TOPOLOGICAL:
+        pairs.sort(key=lambda pair: _name_key(pair[0]))
+    return pairs
 
 
 LIST_FILTER_OPTS = (
@@ -594,13 +607,11 @@ def cmd_snapshot_list(ctl: Control, opts: Opts) -> bool:
     start = None
     if from_ or current:
         start, _ = lookup_snapshot(ctl, opts, "from", True, dom)
-    entries = _collect(ctl, dom, start, flags, tree)
-
     if tree:
-        names = [e.name for e in entries]
-        parents = [e.parent for e in entries]
-        ctl.out(render_forest(names, parents))
+        pairs = _collect_tree(dom, start, flags)
+        ctl.out(render_forest([name for name, _ in pairs], [parent for _, parent in pairs]))
         return True
+    entries = _collect(ctl, dom, start, flags)
     if name_only:
         if as_json:
             print_json(ctl, [e.name for e in entries])

@@ -375,6 +375,11 @@ class SnapshotTree:
             out.append(moment)
         return out
 
+    def with_parents(self, moments: Iterable[Moment]) -> list[tuple[str, str | None]]:
+        """(name, parent name) of each moment, None for a root: the whole `--tree` listing in one pass."""
+        root = self._root
+        return [(m.name, m.parent.name if m.parent is not None and m.parent is not root else None) for m in moments]
+
     def topological(self) -> list[Moment]:
         """Every moment, parents before children."""
         return list(self._root.visit_descendants())
