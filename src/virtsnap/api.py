@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 from .conf.tree import Moment, SnapshotTree
 from .drivers import open_driver
@@ -32,8 +31,7 @@ from .uri import parse_uri
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
+class EntryPoint(NamedTuple):
     """libvirt's public-API checks for one entry point (libvirt-domain*.c), before the driver's own."""
 
     public_name: str  # e.g. virDomainSnapshotCreateXML, named in read-only errors

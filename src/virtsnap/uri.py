@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ErrorCode, ErrorDomain, error
 
 
-@dataclass(frozen=True, slots=True)
-class URI:
+class URI(NamedTuple):
     scheme: str  # the driver part: test, qemu, esx, vpx, vbox
     transport: str | None
     user: str | None
     host: str | None
     port: int | None
     path: str
-    params: dict[str, str] = field(default_factory=dict)
-    text: str = ""
+    params: dict[str, str]
+    text: str
 
     def __str__(self) -> str:
         return self.text

@@ -6,8 +6,7 @@ Drivers that run guests (QEMU) validate their own subset on top; this module nev
 from __future__ import annotations
 
 import re
-import uuid as uuidlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import ErrorCode, ErrorDomain, error
 from .xmlutil import Node, format_node, parse
@@ -15,8 +14,7 @@ from .xmlutil import Node, format_node, parse
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
-@dataclass(frozen=True, slots=True)
-class DiskView:
+class DiskView(NamedTuple):
     """What snapshot code needs to know about one <disk> of a domain."""
 
     target: str
@@ -58,6 +56,8 @@ class DomainDef:
             raise error(ErrorCode.XML_ERROR, err_domain, "missing domain type attribute")
         uuid = node.findtext("uuid")
         if uuid is None or uuid == "":
+            import uuid as uuidlib  # only a definition without a uuid needs a new one
+
             uuid_node = Node("uuid", text=str(uuidlib.uuid4()))
             node.children.insert(_index_after(node, "name"), uuid_node)
         elif not _UUID_RE.match(uuid.strip()):
@@ -78,8 +78,15 @@ class DomainDef:
 
     @property
     def uuid(self) -> str:
+        """The uuid in its canonical form (lower case, hyphenated), as uuid.UUID prints it."""
         raw = (self.node.findtext("uuid") or "").strip().lower().replace("-", "")
-        return str(uuidlib.UUID(raw)) if raw else ""
+        if not raw:
+            return ""
+        if len(raw) != 32 or raw.strip("0123456789abcdef"):
+            import uuid as uuidlib  # not 32 hex digits (from_node refuses those): uuid's own error
+
+            return str(uuidlib.UUID(raw))
+        return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
     @property
     def memory_kib(self) -> int:

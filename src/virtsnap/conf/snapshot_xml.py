@@ -9,49 +9,16 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
+from typing import ClassVar
 
 from ..errors import ErrorCode, ErrorDomain, error
+from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
 from .domain_xml import DomainDef
 from .xmlutil import Node, escape, format_node, parse
 
 ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
 MAX_NAME_BYTES = 255
-
-
-class SnapshotState(enum.IntEnum):
-    """virDomainSnapshotState (a virDomainState plus disk-snapshot)."""
-
-    NOSTATE = 0
-    RUNNING = 1
-    BLOCKED = 2
-    PAUSED = 3
-    SHUTDOWN = 4
-    SHUTOFF = 5
-    CRASHED = 6
-    PMSUSPENDED = 7
-    DISK_SNAPSHOT = 8
-
-    @property
-    def xml(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-    @classmethod
-    def from_xml(cls, value: str) -> SnapshotState | None:
-        for member in cls:
-            if member.xml == value:
-                return member
-        return None
-
-    @property
-    def is_active(self) -> bool:
-        """Whether the snapshot holds a live guest (libvirt's LIST_ACTIVE group)."""
-        return self not in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
-
-    @property
-    def is_online(self) -> bool:
-        return self in (SnapshotState.RUNNING, SnapshotState.PAUSED)
 
 
 class Location(enum.IntEnum):
@@ -92,29 +59,62 @@ class ParseMode(enum.Enum):
     REDEFINE = "redefine"
 
 
-@dataclass(slots=True)
-class DiskSnapshot:
-    name: str
-    snapshot: Location = Location.DEFAULT
-    source_type: SourceType = SourceType.FILE
-    source: str | None = None  # file path or block device
-    driver_type: str | None = None
-    explicit_type: bool = False  # whether type='' was given (it is printed only with a source)
+class _Record:
+    """Equality and repr over `_fields`, for the mutable definitions below (plain classes: importing the
+    dataclasses module alone costs a cold CLI start about 20 ms)."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({fields})"
 
 
-@dataclass(slots=True)
-class SnapshotDef:
-    name: str
-    description: str | None = None
-    state: SnapshotState = SnapshotState.NOSTATE
-    parent: str | None = None
-    creation_time: int = 0
-    memory: Location = Location.DEFAULT
-    memory_file: str | None = None
-    disks: list[DiskSnapshot] = field(default_factory=list)
-    domain: DomainDef | None = None
-    inactive_domain: DomainDef | None = None
-    cookie: Node | None = None
+class DiskSnapshot(_Record):
+    _fields = ("name", "snapshot", "source_type", "source", "driver_type", "explicit_type")
+    __slots__ = tuple(sorted(_fields))
+
+    def __init__(self, name: str, snapshot: Location = Location.DEFAULT, source_type: SourceType = SourceType.FILE,
+                 source: str | None = None, driver_type: str | None = None, explicit_type: bool = False) -> None:
+        self.name = name
+        self.snapshot = snapshot
+        self.source_type = source_type
+        self.source = source  # file path or block device
+        self.driver_type = driver_type
+        self.explicit_type = explicit_type  # whether type='' was given (it is printed only with a source)
+
+    def copy(self) -> DiskSnapshot:
+        return DiskSnapshot(self.name, self.snapshot, self.source_type, self.source, self.driver_type,
+                            self.explicit_type)
+
+
+class SnapshotDef(_Record):
+    _fields = ("name", "description", "state", "parent", "creation_time", "memory", "memory_file", "disks",
+               "domain", "inactive_domain", "cookie")
+    __slots__ = tuple(sorted(_fields))
+
+    def __init__(self, name: str, description: str | None = None, state: SnapshotState = SnapshotState.NOSTATE,
+                 parent: str | None = None, creation_time: int = 0, memory: Location = Location.DEFAULT,
+                 memory_file: str | None = None, disks: list[DiskSnapshot] | None = None,
+                 domain: DomainDef | None = None, inactive_domain: DomainDef | None = None,
+                 cookie: Node | None = None) -> None:
+        self.name = name
+        self.description = description
+        self.state = state
+        self.parent = parent
+        self.creation_time = creation_time
+        self.memory = memory
+        self.memory_file = memory_file
+        self.disks: list[DiskSnapshot] = disks if disks is not None else []
+        self.domain = domain
+        self.inactive_domain = inactive_domain
+        self.cookie = cookie
 
     @property
     def is_external(self) -> bool:
@@ -122,7 +122,10 @@ class SnapshotDef:
         return self.memory == Location.EXTERNAL or any(d.snapshot == Location.EXTERNAL for d in self.disks)
 
     def copy(self) -> SnapshotDef:
-        return replace(self, disks=[replace(d) for d in self.disks])
+        """A copy whose disk list and disks can change apart (the domains and cookie are shared, as before)."""
+        return SnapshotDef(self.name, self.description, self.state, self.parent, self.creation_time, self.memory,
+                           self.memory_file, [d.copy() for d in self.disks], self.domain, self.inactive_domain,
+                           self.cookie)
 
 
 def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:

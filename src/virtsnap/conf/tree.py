@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import ErrorCode, ErrorDomain, error
-from ..flags import SnapshotList
-from .snapshot_xml import SnapshotState
+from ..flags import SnapshotList, SnapshotState
 
 # SnapshotState by value, for building moments from stored rows without an enum call per row
 _STATES = {int(s): s for s in SnapshotState}

@@ -7,7 +7,6 @@ so parse errors read exactly as libvirt's; formatting reproduces libvirt's virBu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, ErrorDomain, error, raw_error
@@ -22,14 +21,26 @@ MAX_ATTRIBUTES = 256
 _DECLARED_ENCODING = re.compile(r"""(<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
 
 
-@dataclass(slots=True)
 class Node:
     """One XML element: tag, attributes in document order, text (if no children), children."""
 
-    tag: str
-    attrs: dict[str, str] = field(default_factory=dict)
-    text: str | None = None
-    children: list[Node] = field(default_factory=list)
+    __slots__ = ("attrs", "children", "tag", "text")
+
+    def __init__(self, tag: str, attrs: dict[str, str] | None = None, text: str | None = None,
+                 children: list[Node] | None = None) -> None:
+        self.tag = tag
+        self.attrs: dict[str, str] = attrs if attrs is not None else {}
+        self.text = text
+        self.children: list[Node] = children if children is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Node) and self.tag == other.tag and self.attrs == other.attrs
+                and self.text == other.text and self.children == other.children)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Node({self.tag!r}, {self.attrs!r}, {self.text!r}, {self.children!r})"
 
     def find(self, tag: str) -> Node | None:
         for child in self.children:

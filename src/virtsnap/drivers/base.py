@@ -7,9 +7,9 @@ only does what its hypervisor needs. A method a driver lacks means VIR_ERR_NO_SU
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from ..errors import ErrorDomain
 from ..flags import DomainState, FlagRule
@@ -68,21 +68,19 @@ def _snapshot_queries() -> dict[Op, int]:
 SNAPSHOT_QUERIES: dict[Op, int] = _snapshot_queries()
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(NamedTuple):
     """What a driver accepts: per-entry-point flag masks and the prefix of its C-style function names."""
 
     func_prefix: str  # "test", "qemu", "esx", "vbox": error messages name e.g. testDomainSnapshotNum
     error_domain: ErrorDomain
-    flags: dict[Op, int] = field(default_factory=dict)
-    rules: dict[Op, tuple[FlagRule, ...]] = field(default_factory=dict)  # driver-specific flag pairs
+    flags: Mapping[Op, int]
+    rules: Mapping[Op, tuple[FlagRule, ...]] = MappingProxyType({})  # driver-specific flag pairs
 
     def function_name(self, op: Op) -> str:
         return self.func_prefix + op.value
 
 
-@dataclass(frozen=True, slots=True)
-class DomainRecord:
+class DomainRecord(NamedTuple):
     """A domain as a lookup returns it: enough to build a handle."""
 
     name: str
@@ -91,8 +89,7 @@ class DomainRecord:
     persistent: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class DomainInfo:
+class DomainInfo(NamedTuple):
     state: DomainState
     max_mem_kib: int
     memory_kib: int

@@ -17,9 +17,8 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
@@ -104,8 +103,7 @@ def state_dir(driver: str, system: bool) -> Path:
     return Path(base) / "virtsnap" / driver
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
+class JournalEntry(NamedTuple):
     id: int
     domain: str
     op: str

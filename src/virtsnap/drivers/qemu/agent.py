@@ -6,14 +6,14 @@ in it, so every session starts with guest-sync-delimited (0xFF marker + random i
 
 from __future__ import annotations
 
-import base64
 import json
-import random
-import socket
 import time
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ...errors import ErrorCode, ErrorDomain, error
+
+if TYPE_CHECKING:
+    import socket  # imported when a connection is made: the driver loads this module for every command
 
 ERR = ErrorDomain.QEMU
 
@@ -36,6 +36,8 @@ class Agent:
 
     def connect(self, deadline: float | None = None) -> None:
         """Connect and resynchronise; retries until `deadline` (monotonic) while the guest boots."""
+        import socket
+
         end = deadline if deadline is not None else time.monotonic() + self.timeout
         last: Exception | None = None
         while time.monotonic() < end:
@@ -59,6 +61,8 @@ class Agent:
         self._buf = b""
 
     def _sync(self) -> None:
+        import random
+
         assert self._sock is not None
         token = random.randrange(1, 2**31)
         self._sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
@@ -122,6 +126,8 @@ class Agent:
     # -- conveniences used by tests and quiesce -----------------------------------------------------
     def exec(self, argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
         """Run a program in the guest and wait for it: (exit code, stdout, stderr)."""
+        import base64
+
         pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True})["pid"]
         deadline = time.monotonic() + timeout
         delay = 0.005

@@ -6,8 +6,8 @@ never dropped; `virsh dumpxml` output of a guest that stays inside the subset de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
@@ -129,8 +129,7 @@ def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
         check_subset(child, children[child.tag], where)
 
 
-@dataclass(frozen=True, slots=True)
-class Disk:
+class Disk(NamedTuple):
     target: str
     device: str  # disk | cdrom
     source_type: str  # file | block
@@ -146,8 +145,7 @@ class Disk:
         return f"drive-{self.target}"
 
 
-@dataclass(frozen=True, slots=True)
-class QemuDomain:
+class QemuDomain(NamedTuple):
     """What the command line needs, read from a checked DomainDef."""
 
     defn: DomainDef
@@ -159,10 +157,10 @@ class QemuDomain:
     initrd: str | None
     cmdline: str | None
     boot_dev: str | None
-    disks: list[Disk] = field(default_factory=list)
+    disks: Sequence[Disk] = ()
     agent_socket: str | None = None  # None: no agent channel; "": one on the runtime directory's socket
     serial: tuple[str, str | None] | None = None  # ("file", path) or ("pty", None)
-    user_net: list[str | None] = field(default_factory=list)  # MAC addresses
+    user_net: Sequence[str | None] = ()  # MAC addresses
     vnc: bool = False
 
     @classmethod

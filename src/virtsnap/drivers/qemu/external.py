@@ -11,8 +11,8 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import without_extension
@@ -23,8 +23,7 @@ from . import images
 ERR = ErrorDomain.QEMU
 
 
-@dataclass(frozen=True, slots=True)
-class Layer:
+class Layer(NamedTuple):
     path: str
     format: str
     backing: str | None

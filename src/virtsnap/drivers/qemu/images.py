@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from typing import Any
 
 from ...errors import ErrorCode, ErrorDomain, error
@@ -17,6 +15,8 @@ ERR = ErrorDomain.QEMU
 
 
 def qemu_img() -> str:
+    import shutil  # shutil and subprocess: only for commands that run qemu-img
+
     path = os.environ.get("VIRTSNAP_QEMU_IMG") or shutil.which("qemu-img")
     if not path:
         raise error(ErrorCode.OPERATION_FAILED, ERR, "qemu-img not found (install Debian's qemu-utils)")
@@ -24,6 +24,8 @@ def qemu_img() -> str:
 
 
 def run(args: list[str], timeout: float = 600.0) -> str:
+    import subprocess
+
     proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout, check=False,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...store.db import private_dir
@@ -24,6 +22,8 @@ AGENT_PORT = "org.qemu.guest_agent.0"
 
 
 def qemu_binary() -> str:
+    import shutil  # shutil and subprocess: only for starting QEMU
+
     path = os.environ.get("VIRTSNAP_QEMU") or shutil.which("qemu-system-x86_64")
     if not path:
         raise error(ErrorCode.OPERATION_FAILED, ERR,
@@ -38,8 +38,7 @@ def runtime_root(system: bool) -> Path:
     return Path(base) / "virtsnap" / "qemu"
 
 
-@dataclass(frozen=True, slots=True)
-class Runtime:
+class Runtime(NamedTuple):
     """The per-domain runtime files."""
 
     directory: Path
@@ -146,6 +145,8 @@ def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: boo
 
 def launch(argv: list[str], rt: Runtime, timeout: float = 60.0) -> int:
     """Start QEMU detached; returns its pid. Its own error output becomes the error message."""
+    import subprocess
+
     for stale in (rt.monitor, rt.pidfile):
         stale.unlink(missing_ok=True)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
