@@ -9,7 +9,7 @@ import re
 from typing import NamedTuple
 
 from ..errors import ErrorCode, ErrorDomain, error
-from .xmlutil import Node, format_node, parse
+from .xmlutil import Node, format_node, parse, parse_trusted
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
@@ -36,8 +36,10 @@ class DomainDef:
         self.node = node
 
     @classmethod
-    def parse(cls, text: str, err_domain: ErrorDomain = ErrorDomain.DOMAIN) -> DomainDef:
-        return cls.from_node(parse(text, "domain", "domain_definition", err_domain), err_domain)
+    def parse(cls, text: str, err_domain: ErrorDomain = ErrorDomain.DOMAIN, trusted: bool = False) -> DomainDef:
+        """`trusted`: a document virtsnap wrote or ships itself (read by xmlutil.parse_trusted)."""
+        reader = parse_trusted if trusted else parse
+        return cls.from_node(reader(text, "domain", "domain_definition", err_domain), err_domain)
 
     @classmethod
     def from_node(cls, node: Node, err_domain: ErrorDomain = ErrorDomain.DOMAIN) -> DomainDef:

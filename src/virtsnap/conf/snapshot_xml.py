@@ -9,13 +9,12 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import ClassVar
 
 from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
 from .domain_xml import DomainDef
-from .xmlutil import Node, escape, format_node, parse
+from .xmlutil import Node, escape, format_node, parse, parse_trusted
 
 ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
 MAX_NAME_BYTES = 255
@@ -154,9 +153,10 @@ def escape_for_message(text: str) -> str:
 
 
 def parse_snapshot(text: str, mode: ParseMode, now: float | None = None,
-                   domain_parser: type[DomainDef] = DomainDef) -> SnapshotDef:
-    """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent."""
-    root = parse(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
+                   domain_parser: type[DomainDef] = DomainDef, trusted: bool = False) -> SnapshotDef:
+    """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent. `trusted`: a
+    document virtsnap wrote itself, e.g. read back from its metadata store (xmlutil.parse_trusted)."""
+    root = (parse_trusted if trusted else parse)(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
     return snapshot_from_node(root, mode, now, domain_parser)
 
 
@@ -220,7 +220,7 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
     if offline and defn.memory not in (Location.DEFAULT, Location.NO):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "memory state cannot be saved with offline or disk-only snapshot")
     if mem_file:
-        if not PurePosixPath(mem_file).is_absolute():
+        if not mem_file.startswith("/"):
             raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"memory snapshot file path ({mem_file}) must be absolute")
         _check_path(mem_file)
         defn.memory_file = mem_file
@@ -280,7 +280,7 @@ def _parse_disk(node: Node) -> DiskSnapshot:
         if fmt not in DISK_FORMATS:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"unknown disk snapshot driver '{fmt}'")
         disk.driver_type = fmt
-    if disk.source is not None and not PurePosixPath(disk.source).is_absolute():
+    if disk.source is not None and not disk.source.startswith("/"):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"disk snapshot image path '{disk.source}' must be absolute")
     if disk.source is not None:
         _check_path(disk.source)
@@ -291,7 +291,7 @@ def _parse_disk(node: Node) -> DiskSnapshot:
 
 def _check_path(path: str) -> None:
     """Overlay and memory paths: no '..' components and no control characters (stricter than libvirt)."""
-    if ".." in PurePosixPath(path).parts or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if ".." in path.split("/") or any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN,
                     f"path '{escape_for_message(path)}' must not contain '..' components or control characters")
 

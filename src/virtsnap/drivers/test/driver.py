@@ -133,7 +133,7 @@ class TestState:
         self.lock = threading.RLock()
         self.domains: dict[str, TestDomain] = {}  # by uuid, in definition order
         self.next_id = 1
-        dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML))
+        dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML, trusted=True))
         self.domains[dom.defn.uuid] = dom
         self.start_state(dom, 0)  # libvirt's default domain reports reason 0 (unknown)
 
