@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, Self, TypeVar
 
-from .conf.tree import Moment, SnapshotTree
+from .conf.tree import Moment, SnapshotTree, Summary
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Driver, Op
 from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
@@ -413,14 +413,16 @@ class virDomain:  # noqa: N801
         names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
         return [self._snapshot(n) for n in names]
 
-    def listAllSnapshotParents(self, flags: int = 0) -> list[tuple[str, str | None]]:  # noqa: N802
-        """virtsnap extension: what listAllSnapshots(flags) lists, as (name, parent name or None) pairs.
+    def listAllSnapshotSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
+        """virtsnap extension: what listAllSnapshots(flags) lists, as (name, parent, state, creation time) with
+        the values each snapshot's XML shows (None where it has none: a root's parent, no <state>, no
+        <creationTime>; the state spelled as <state> spells it).
 
-        One driver query for the whole forest, with listAllSnapshots' flag checks and errors; virsh's
-        `snapshot-list --tree` instead asks getParent of every snapshot (one call each).
+        One driver query for the whole listing, with listAllSnapshots' flag checks and errors; virsh's
+        `snapshot-list` instead reads every snapshot's XML, and for --tree asks getParent of each.
         """
         self._check("virDomainListAllSnapshots", flags)
-        return self._query(lambda tree: tree.with_parents(tree.select(None, flags)))
+        return self._query(lambda tree: tree.summaries(tree.select(None, flags)))
 
     def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
         self._check("virDomainSnapshotLookupByName", flags)
@@ -537,10 +539,10 @@ class virDomainSnapshot:  # noqa: N801
         names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
         return [virDomainSnapshot(self._dom, n) for n in names]
 
-    def listAllChildrenParents(self, flags: int = 0) -> list[tuple[str, str | None]]:  # noqa: N802
-        """virtsnap extension: what listAllChildren(flags) lists, as (name, parent name) pairs, in one query."""
+    def listAllChildrenSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
+        """virtsnap extension: what listAllChildren(flags) lists, as virDomain.listAllSnapshotSummaries does."""
         self._check("virDomainSnapshotListAllChildren", flags)
-        return self._with(lambda tree, moment: tree.with_parents(tree.select(moment, flags)))
+        return self._with(lambda tree, moment: tree.summaries(tree.select(moment, flags)))
 
     def rename(self, new_name: str) -> int:
         """virtsnap extension: rename in place where the hypervisor owns the tree (ESX, VirtualBox).

@@ -348,6 +348,62 @@ def test_deep_tree_does_not_recurse():
     assert text.count("+- ") == n - 1
 
 
+HEAVY = ("lxml", "dataclasses", "inspect", "xml.etree", "uuid", "subprocess", "socket", "json", "rich",
+         "qemu", "pyVmomi", "unicodedata", "tempfile", "importlib.resources", "asyncio")
+
+
+def _heavy_modules_after(argv, env=None):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib; from virtsnap.cli.main import main; out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): status = main(sys.argv[1:])\n"
+            f"print(status, sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}).stdout
+    return out.strip()
+
+
+def test_listing_commands_import_only_what_they_need(tmp_path):
+    """Cold start: snapshot-list and snapshot-current load no XML library (the listing comes from the tree,
+    stored XML is read with expat), no dataclasses/inspect, no JSON, process or socket modules. The QEMU
+    driver's store needs sqlite3 and json (its journal)."""
+    import ast
+
+    import virtsnap
+
+    for argv in (["-c", "test:///default", "snapshot-list", "test"],
+                 ["-c", "test:///default", "snapshot-list", "test", "--tree"],
+                 ["-c", "test:///default", "snapshot-current", "test"]):  # none yet: an error, status 1
+        assert _heavy_modules_after(argv).split(" ", 1)[1] == "[]", argv
+    env = {"VIRTSNAP_QEMU_STATE_DIR": str(tmp_path)}
+    import os
+
+    os.environ.update(env)
+    try:
+        with virtsnap.open("qemu:///session") as conn:
+            dom = conn.defineXML(
+                "<domain type='qemu'><name>q</name><memory unit='KiB'>131072</memory><vcpu>1</vcpu>"
+                "<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>"
+                f"<driver name='qemu' type='qcow2'/><source file='{tmp_path}/q.qcow2'/><target dev='vda'/>"
+                "</disk></devices></domain>")
+            for i in range(3):
+                parent = f"<parent><name>s{i - 1}</name></parent>" if i else ""
+                dom.snapshotCreateXML(
+                    f"<domainsnapshot><name>s{i}</name><state>shutoff</state>{parent}<creationTime>{i + 1}"
+                    f"</creationTime><memory snapshot='no'/><disks><disk name='vda' snapshot='internal'/></disks>"
+                    f"{dom.XMLDesc()}</domainsnapshot>", virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+                    | virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT * (i == 2))
+    finally:
+        del os.environ["VIRTSNAP_QEMU_STATE_DIR"]
+    for argv in (["-c", "qemu:///session", "snapshot-list", "q"],
+                 ["-c", "qemu:///session", "snapshot-list", "q", "--tree"],
+                 ["-c", "qemu:///session", "snapshot-current", "q"]):
+        status, loaded = _heavy_modules_after(argv, env).split(" ", 1)
+        assert status == "0" and [m for m in ast.literal_eval(loaded) if not m.startswith("json")] == [], argv
+
+
 def test_cli_import_stays_light():
     """Cold start: the CLI modules pull in no heavy or command-specific module at import time."""
     import subprocess
