@@ -348,7 +348,7 @@ def test_deep_tree_does_not_recurse():
     assert text.count("+- ") == n - 1
 
 
-HEAVY = ("lxml", "dataclasses", "inspect", "xml.etree", "uuid", "subprocess", "socket", "json", "rich",
+HEAVY = ("lxml", "dataclasses", "inspect", "xml.etree", "uuid", "subprocess", "socket", "signal", "json", "rich",
          "qemu", "pyVmomi", "unicodedata", "tempfile", "importlib.resources", "asyncio")
 
 

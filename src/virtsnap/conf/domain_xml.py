@@ -5,13 +5,26 @@ Drivers that run guests (QEMU) validate their own subset on top; this module nev
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 from ..errors import ErrorCode, ErrorDomain, error
 from .xmlutil import Node, format_node, parse, parse_trusted
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_uuid(text: str) -> bool:
+    """32 hex digits in groups of 8-4-4-4-12, a '-' between groups optional (as libvirt's virUUIDParse reads
+    them; a loop rather than a regular expression, whose compilation costs a cold start ~0.6 ms)."""
+    pos = 0
+    for size in (8, 4, 4, 4, 12):
+        if pos and text[pos:pos + 1] == "-":
+            pos += 1
+        group = text[pos:pos + size]
+        if len(group) != size or not _HEX.issuperset(group):
+            return False
+        pos += size
+    return pos == len(text)
 
 
 class DiskView(NamedTuple):
@@ -62,7 +75,7 @@ class DomainDef:
 
             uuid_node = Node("uuid", text=str(uuidlib.uuid4()))
             node.children.insert(_index_after(node, "name"), uuid_node)
-        elif not _UUID_RE.match(uuid.strip()):
+        elif not _is_uuid(uuid.strip()):
             raise error(ErrorCode.INTERNAL_ERROR, err_domain, "malformed uuid element")
         node.attrs.pop("id", None)  # the id is live state, added back when formatting a running domain
         return cls(node)

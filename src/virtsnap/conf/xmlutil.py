@@ -18,7 +18,7 @@ MAX_XML_BYTES = 10 * 1024 * 1024  # libvirt refuses documents over 10 MiB as wel
 MAX_DEPTH = 256
 MAX_ELEMENTS = 50_000  # a real domain has a few hundred
 MAX_ATTRIBUTES = 256
-_DECLARED_ENCODING = re.compile(r"""(<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])""")
+_DECLARED_ENCODING = r"""(<\?xml[^>]*?\bencoding\s*=\s*["'])[^"']*(["'])"""  # compiled on first use
 
 
 class Node:
@@ -165,7 +165,7 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
     if stripped.startswith("<?xml"):
         # lxml refuses str input with an encoding declaration: hand it UTF-8 bytes, declared as UTF-8
         # (the text is already decoded; another declared encoding would garble it).
-        text = _DECLARED_ENCODING.sub(r"\1UTF-8\2", text, count=1)
+        text = re.sub(_DECLARED_ENCODING, r"\1UTF-8\2", text, count=1)
         try:
             data: str | bytes = text.encode("utf-8")
         except UnicodeEncodeError as exc:  # lone surrogates, e.g. invalid bytes read with surrogateescape

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -162,6 +161,8 @@ def launch(argv: list[str], rt: Runtime, timeout: float = 60.0) -> int:
 
 def kill(rt: Runtime, timeout: float = 10.0) -> None:
     """Stop QEMU: SIGTERM, then SIGKILL; wait until the process is gone (its image locks with it)."""
+    import signal
+
     pid = rt.pid()
     if pid is None:
         return
