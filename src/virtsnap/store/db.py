@@ -11,7 +11,6 @@ starts above every generation its uuid ever had, so a cached tree is never mista
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sqlite3
 import time
@@ -313,12 +312,16 @@ class MetadataStore:
 
     # -- journal ------------------------------------------------------------------------------------
     def journal_begin(self, uuid: str, op: str, intent: dict[str, Any]) -> int:
+        import json  # the journal only: a read-only command never loads json
+
         with self.transaction() as db:
             cur = db.execute("INSERT INTO journal(domain, op, intent, started, pid) VALUES (?, ?, ?, ?, ?)",
                              (uuid, op, json.dumps(intent), time.time(), os.getpid()))
             return int(cur.lastrowid or 0)
 
     def journal_step(self, entry: int, step: str) -> None:
+        import json
+
         with self.transaction() as db:
             row = db.execute("SELECT steps FROM journal WHERE id=?", (entry,)).fetchone()
             steps = json.loads(row[0]) if row else []
@@ -330,6 +333,8 @@ class MetadataStore:
             db.execute("DELETE FROM journal WHERE id=?", (entry,))
 
     def journal_unfinished(self, uuid: str) -> list[JournalEntry]:
+        import json
+
         rows = self._db.execute("SELECT id, domain, op, intent, steps, started, pid FROM journal WHERE domain=? "
                                 "ORDER BY id", (uuid,)).fetchall()
         return [JournalEntry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]

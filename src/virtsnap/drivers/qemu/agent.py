@@ -6,14 +6,16 @@ in it, so every session starts with guest-sync-delimited (0xFF marker + random i
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any, Self
 
 from ...errors import ErrorCode, ErrorDomain, error
 
 if TYPE_CHECKING:
-    import socket  # imported when a connection is made: the driver loads this module for every command
+    import socket
+
+# socket, json, random and base64 are imported where a session needs them: the driver loads this module for
+# every command, most of which never talk to the agent.
 
 ERR = ErrorDomain.QEMU
 
@@ -61,6 +63,7 @@ class Agent:
         self._buf = b""
 
     def _sync(self) -> None:
+        import json
         import random
 
         assert self._sock is not None
@@ -84,6 +87,8 @@ class Agent:
         self._buf += chunk
 
     def _read_message(self) -> dict[str, Any]:
+        import json
+
         while b"\n" not in self._buf:
             self._recv()
         line, self._buf = self._buf.split(b"\n", 1)
@@ -95,6 +100,8 @@ class Agent:
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, reply: bool = True) -> Any:
         """Run an agent command; an agent error becomes VIR_ERR_OPERATION_FAILED with its description."""
+        import json
+
         if self._sock is None:
             self.connect()
         assert self._sock is not None
@@ -115,6 +122,8 @@ class Agent:
 
     def command_json(self, text: str) -> str:
         """Run a command given as QMP-style JSON text; return the whole reply as JSON text."""
+        import json
+
         try:
             msg = json.loads(text)
         except ValueError as exc:

@@ -7,7 +7,6 @@ overlay it creates holds what changed afterwards. A file is needed while the dom
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -48,6 +47,8 @@ def chain(path: str) -> list[Layer]:
 
 
 def _read_chain(path: str) -> list[Layer]:
+    import json
+
     out = images.run(["info", "--backing-chain", "-U", "--output=json", path])
     layers = []
     for item in json.loads(out):

@@ -5,7 +5,6 @@ Argument lists only; failures become VIR_ERR_OPERATION_FAILED with qemu-img's ow
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -35,6 +34,8 @@ def run(args: list[str], timeout: float = 600.0) -> str:
 
 
 def info(path: str, force_share: bool = False) -> dict[str, Any]:
+    import json
+
     args = ["info", "--output=json"] + (["-U"] if force_share else []) + [path]
     result: dict[str, Any] = json.loads(run(args))
     return result

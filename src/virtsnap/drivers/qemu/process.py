@@ -6,7 +6,6 @@ private runtime directory per domain, which is how a later process reconnects.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -80,6 +79,8 @@ class Runtime(NamedTuple):
 
 def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: bool = False) -> list[str]:
     """The QEMU argument list for a domain: -blockdev node names per disk, QMP on a unix socket."""
+    import json  # json, shutil, subprocess and signal: only for starting and stopping QEMU
+
     argv = [qemu_binary(), "-name", f"guest={dom.defn.name}", "-uuid", dom.defn.uuid,
             "-nodefaults", "-no-user-config", "-machine", dom.machine,
             "-accel", "kvm" if dom.kvm else "tcg", "-cpu", "host" if dom.kvm else "max",
