@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from .conf.tree import Moment, SnapshotTree, Summary
 from .drivers import open_driver
@@ -26,19 +26,25 @@ from .flags import (
     SnapshotRevert,
     SnapshotXML,
 )
+from .records import Frozen
 from .uri import parse_uri
 
 T = TypeVar("T")
 
 
-class EntryPoint(NamedTuple):
+class EntryPoint(Frozen):
     """libvirt's public-API checks for one entry point (libvirt-domain*.c), before the driver's own."""
 
-    public_name: str  # e.g. virDomainSnapshotCreateXML, named in read-only errors
-    op: Op | None
-    writes: bool = False
-    rules: tuple[FlagRule, ...] = ()
-    domain: ErrorDomain = ErrorDomain.DOMAIN_SNAPSHOT
+    _fields = ("public_name", "op", "writes", "rules", "domain")
+    __slots__ = _fields
+
+    def __init__(self, public_name: str, op: Op | None, writes: bool = False, rules: tuple[FlagRule, ...] = (),
+                 domain: ErrorDomain = ErrorDomain.DOMAIN_SNAPSHOT) -> None:
+        self.public_name = public_name  # e.g. virDomainSnapshotCreateXML, named in read-only errors
+        self.op = op
+        self.writes = writes
+        self.rules = rules
+        self.domain = domain
 
 
 _S = ErrorDomain.DOMAIN_SNAPSHOT

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+from typing import Any
 
 from .errors import ErrorCode, ErrorDomain, raw_error
+from .records import Frozen
 
 
 class SnapshotCreate(enum.IntFlag):
@@ -204,12 +205,16 @@ def exported_constants() -> dict[str, int]:
     return names
 
 
-class FlagRule(NamedTuple):
+class FlagRule(Frozen):
     """A pair of flags: `exclusive` ones may not be combined; otherwise `first` requires `second`."""
 
-    first: Any
-    second: Any
-    exclusive: bool = True
+    _fields = ("first", "second", "exclusive")
+    __slots__ = _fields
+
+    def __init__(self, first: Any, second: Any, exclusive: bool = True) -> None:
+        self.first = first
+        self.second = second
+        self.exclusive = exclusive
 
     def check(self, flags: int, domain: ErrorDomain) -> None:
         has_first, has_second = bool(flags & self.first), bool(flags & self.second)

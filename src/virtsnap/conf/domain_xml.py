@@ -5,9 +5,8 @@ Drivers that run guests (QEMU) validate their own subset on top; this module nev
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..errors import ErrorCode, ErrorDomain, error
+from ..records import Frozen
 from .xmlutil import Node, format_node, parse, parse_trusted
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -27,17 +26,22 @@ def _is_uuid(text: str) -> bool:
     return pos == len(text)
 
 
-class DiskView(NamedTuple):
+class DiskView(Frozen):
     """What snapshot code needs to know about one <disk> of a domain."""
 
-    target: str
-    device: str  # disk, cdrom, floppy, lun
-    source_type: str  # file, block, network, volume
-    source: str | None
-    driver_type: str | None
-    readonly: bool
-    snapshot: int  # a snapshot_xml.Location value (0 = default)
-    bus: str | None
+    _fields = ("target", "device", "source_type", "source", "driver_type", "readonly", "snapshot", "bus")
+    __slots__ = _fields
+
+    def __init__(self, target: str, device: str, source_type: str, source: str | None, driver_type: str | None,
+                 readonly: bool, snapshot: int, bus: str | None) -> None:
+        self.target = target
+        self.device = device  # disk, cdrom, floppy, lun
+        self.source_type = source_type  # file, block, network, volume
+        self.source = source
+        self.driver_type = driver_type
+        self.readonly = readonly
+        self.snapshot = snapshot  # a snapshot_xml.Location value (0 = default)
+        self.bus = bus
 
 
 class DomainDef:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from typing import ClassVar
 
 from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
+from ..records import Record
 from .domain_xml import DomainDef
 from .xmlutil import Node, escape, format_node, parse, parse_trusted
 
@@ -58,26 +58,9 @@ class ParseMode(enum.Enum):
     REDEFINE = "redefine"
 
 
-class _Record:
-    """Equality and repr over `_fields`, for the mutable definitions below (plain classes: importing the
-    dataclasses module alone costs a cold CLI start about 20 ms)."""
-
-    __slots__ = ()
-    _fields: ClassVar[tuple[str, ...]] = ()
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
-        return f"{type(self).__name__}({fields})"
-
-
-class DiskSnapshot(_Record):
+class DiskSnapshot(Record):
     _fields = ("name", "snapshot", "source_type", "source", "driver_type", "explicit_type")
-    __slots__ = tuple(sorted(_fields))
+    __slots__ = _fields
 
     def __init__(self, name: str, snapshot: Location = Location.DEFAULT, source_type: SourceType = SourceType.FILE,
                  source: str | None = None, driver_type: str | None = None, explicit_type: bool = False) -> None:
@@ -93,10 +76,10 @@ class DiskSnapshot(_Record):
                             self.explicit_type)
 
 
-class SnapshotDef(_Record):
+class SnapshotDef(Record):
     _fields = ("name", "description", "state", "parent", "creation_time", "memory", "memory_file", "disks",
                "domain", "inactive_domain", "cookie")
-    __slots__ = tuple(sorted(_fields))
+    __slots__ = _fields
 
     def __init__(self, name: str, description: str | None = None, state: SnapshotState = SnapshotState.NOSTATE,
                  parent: str | None = None, creation_time: int = 0, memory: Location = Location.DEFAULT,

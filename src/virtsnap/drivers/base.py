@@ -9,10 +9,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from ..errors import ErrorDomain
 from ..flags import DomainState, FlagRule
+from ..records import Frozen
 
 if TYPE_CHECKING:
     from ..conf.tree import SnapshotTree
@@ -68,33 +69,46 @@ def _snapshot_queries() -> dict[Op, int]:
 SNAPSHOT_QUERIES: dict[Op, int] = _snapshot_queries()
 
 
-class Capabilities(NamedTuple):
+class Capabilities(Frozen):
     """What a driver accepts: per-entry-point flag masks and the prefix of its C-style function names."""
 
-    func_prefix: str  # "test", "qemu", "esx", "vbox": error messages name e.g. testDomainSnapshotNum
-    error_domain: ErrorDomain
-    flags: Mapping[Op, int]
-    rules: Mapping[Op, tuple[FlagRule, ...]] = MappingProxyType({})  # driver-specific flag pairs
+    _fields = ("func_prefix", "error_domain", "flags", "rules")
+    __slots__ = _fields
+
+    def __init__(self, func_prefix: str, error_domain: ErrorDomain, flags: Mapping[Op, int],
+                 rules: Mapping[Op, tuple[FlagRule, ...]] = MappingProxyType({})) -> None:
+        self.func_prefix = func_prefix  # "test", "qemu", "esx", "vbox": messages name e.g. testDomainSnapshotNum
+        self.error_domain = error_domain
+        self.flags = flags
+        self.rules = rules  # driver-specific flag pairs
 
     def function_name(self, op: Op) -> str:
         return self.func_prefix + op.value
 
 
-class DomainRecord(NamedTuple):
+class DomainRecord(Frozen):
     """A domain as a lookup returns it: enough to build a handle."""
 
-    name: str
-    uuid: str
-    id: int  # -1 when not running
-    persistent: bool = True
+    _fields = ("name", "uuid", "id", "persistent")
+    __slots__ = _fields
+
+    def __init__(self, name: str, uuid: str, id: int, persistent: bool = True) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.id = id  # -1 when not running
+        self.persistent = persistent
 
 
-class DomainInfo(NamedTuple):
-    state: DomainState
-    max_mem_kib: int
-    memory_kib: int
-    vcpus: int
-    cpu_time_ns: int
+class DomainInfo(Frozen):
+    _fields = ("state", "max_mem_kib", "memory_kib", "vcpus", "cpu_time_ns")
+    __slots__ = _fields
+
+    def __init__(self, state: DomainState, max_mem_kib: int, memory_kib: int, vcpus: int, cpu_time_ns: int) -> None:
+        self.state = state
+        self.max_mem_kib = max_mem_kib
+        self.memory_kib = memory_kib
+        self.vcpus = vcpus
+        self.cpu_time_ns = cpu_time_ns
 
 
 @runtime_checkable

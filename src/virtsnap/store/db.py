@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
+from ..records import Frozen
 
 SCHEMA_VERSION = 2  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
@@ -102,14 +103,14 @@ def state_dir(driver: str, system: bool) -> Path:
     return Path(base) / "virtsnap" / driver
 
 
-class JournalEntry(NamedTuple):
-    id: int
-    domain: str
-    op: str
-    intent: dict[str, Any]
-    steps: list[str]
-    started: float
-    pid: int
+class JournalEntry(Frozen):
+    _fields = ("id", "domain", "op", "intent", "steps", "started", "pid")
+    __slots__ = _fields
+
+    def __init__(self, id: int, domain: str, op: str, intent: dict[str, Any], steps: list[str], started: float,
+                 pid: int) -> None:
+        self.id, self.domain, self.op, self.intent = id, domain, op, intent
+        self.steps, self.started, self.pid = steps, started, pid
 
 
 class MetadataStore:

@@ -11,22 +11,26 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import without_extension
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
 from . import images
 
 ERR = ErrorDomain.QEMU
 
 
-class Layer(NamedTuple):
-    path: str
-    format: str
-    backing: str | None
-    internal: tuple[str, ...]  # internal snapshot tags stored in this file
+class Layer(Frozen):
+    _fields = ("path", "format", "backing", "internal")
+    __slots__ = _fields
+
+    def __init__(self, path: str, format: str, backing: str | None, internal: tuple[str, ...]) -> None:
+        self.path = path
+        self.format = format
+        self.backing = backing
+        self.internal = internal  # internal snapshot tags stored in this file
 
 
 _chains: dict[str, list[Layer]] = {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
 from ...store.db import private_dir
 from .domain import QemuDomain
 
@@ -36,10 +36,14 @@ def runtime_root(system: bool) -> Path:
     return Path(base) / "virtsnap" / "qemu"
 
 
-class Runtime(NamedTuple):
+class Runtime(Frozen):
     """The per-domain runtime files."""
 
-    directory: Path
+    _fields = ("directory",)
+    __slots__ = _fields
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
 
     @classmethod
     def for_domain(cls, root: Path, uuid: str) -> Runtime:
