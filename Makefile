@@ -1,4 +1,5 @@
-# virtsnap: `make demo` runs the main job, `make test` the test suite, `make bench` the benchmarks.
+# virtsnap: `make demo` runs the main job, `make test` the test suite, `make bench` the benchmarks (each writes
+# bench/results/<name>.json; report.py turns them into bench/results/report.md and latency.png).
 # Each target sets up what it needs first (Debian packages when missing, the .venv).
 
 .PHONY: setup demo test bench lint clean
@@ -18,6 +19,7 @@ bench: setup
 	.venv/bin/python bench/bench_esx.py
 	.venv/bin/python bench/bench_external.py
 	.venv/bin/python bench/bench_scale.py
+	.venv/bin/python bench/report.py
 
 lint: setup
 	.venv/bin/ruff check src

@@ -8,7 +8,8 @@ a VM with a small one. Raw baselines:
   - by name:   minimal, after finding the snapshot (or checking the new name is free) in `vm.snapshot`,
                which is what addressing snapshots by name, as libvirt's API does, costs in raw pyvmomi.
 Round trips are SOAP requests counted at the stub. Goal (issue 5): within 1.2x of raw, one round trip for
-the tree. Usage: python bench/bench_esx.py [--runs N] [--snapshots N]
+the tree. Writes bench/results/esx.json (bench/report.py reports it).
+Usage: python bench/bench_esx.py [--runs N] [--snapshots N]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from importlib import metadata  # noqa: E402
 
+from common import machine, write_results  # noqa: E402
 from conftest_vcsim import vcsim_server  # noqa: E402
 from pyVim.connect import Disconnect, SmartConnect  # noqa: E402
 from pyVim.task import WaitForTask  # noqa: E402
@@ -127,6 +129,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--snapshots", type=int, default=200)
     args = parser.parse_args()
+    info = machine()
     trips = RoundTrips()
     rows: list[tuple[str, dict[str, float], dict[str, int]]] = []
     with vcsim_server() as srv:
@@ -177,6 +180,9 @@ def main() -> int:
         conn.close()
         Disconnect(si)
 
+    write_results("esx", {"machine": info, "runs": args.runs, "snapshots": args.snapshots,
+                          "pyvmomi": metadata.version("pyvmomi"),
+                          "rows": [{"operation": label, "median": m, "round_trips": c} for label, m, c in rows]})
     print(f"vcsim (govmomi 0.24.2, ESX model) on 127.0.0.1, pyvmomi {metadata.version('pyvmomi')}; "
           f"medians of {args.runs} runs, ms\n")
     print("| operation | raw WaitForTask | raw minimal | raw by name | virtsnap | vs WaitForTask | vs minimal "

@@ -4,7 +4,8 @@
 2. delete of an external snapshot of a shut-off domain (goal: under 100 ms; libvirt 9.0 starts QEMU);
 3. guest pause during a memory snapshot of a 512 MiB guest that keeps ~384 MiB dirty, from QEMU's own
    STOP/RESUME event timestamps (goal for LIVE: at most 5 ms).
-Prints a Markdown table of medians. Usage: python bench/bench_external.py [--runs N] [--no-libvirt]
+Prints a Markdown table of medians and writes bench/results/external.json (bench/report.py reports it).
+Usage: python bench/bench_external.py [--runs N] [--no-libvirt]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRTY = ("dd if=/dev/zero of=/ram/fill bs=1M count=384 2>/dev/null; "
@@ -270,6 +273,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-libvirt", action="store_true")
     args = parser.parse_args()
+    info = machine()
     guest = build_guest()
     work = Path(tempfile.mkdtemp(prefix="vse-", dir="/tmp"))
     try:
@@ -279,6 +283,7 @@ def main() -> int:
         subprocess.run(["pkill", "-f", str(work)], capture_output=True)
     lib = None if args.no_libvirt else bench_libvirt(guest, args.runs)
     shutil.rmtree(work, ignore_errors=True)
+    write_results("external", {"machine": info, "runs": args.runs, "virtsnap": ours, "raw": raw, "libvirt": lib})
     rows = [("disk-only snapshot, QUIESCE (raw: no freeze)", "quiesce"),
             ("delete external snapshot, domain shut off", "delete_off"),
             ("guest pause, LIVE memory snapshot, 512 MiB, 384 MiB dirty", "pause_live"),

@@ -2,8 +2,9 @@
 
 virtsnap (public API, in process) against raw QMP (qemu.qmp on the same QEMU, the floor) and libvirt 9.0
 (python3-libvirt against libvirtd's qemu:///system, when libvirtd can be started here). Medians of
---runs; prints a Markdown table with ratios. Goals (issue 3): within 1.3x of raw QMP; revert at least 10x
-faster than libvirt 9.0. Usage: python bench/bench_qemu.py [--runs N] [--no-libvirt]
+--runs; prints a Markdown table with ratios and writes bench/results/qemu.json (bench/report.py reports it).
+Goals (issue 3): within 1.3x of raw QMP; revert at least 10x faster than libvirt 9.0.
+Usage: python bench/bench_qemu.py [--runs N] [--no-libvirt]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,6 +175,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-libvirt", action="store_true")
     args = parser.parse_args()
+    info = machine()
     guest = build_guest()
     workdir = Path(tempfile.mkdtemp(prefix="vsb-", dir="/tmp"))
     import virtsnap
@@ -186,6 +190,7 @@ def main() -> int:
         subprocess.run(["pkill", "-f", str(workdir)], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
     lib = None if args.no_libvirt else bench_libvirt(guest, args.runs)
+    write_results("qemu", {"machine": info, "runs": args.runs, "virtsnap": ours, "raw_qmp": raw, "libvirt": lib})
 
     print(f"internal snapshot of a running 128 MiB TCG guest, median of {args.runs} runs\n")
     print("| operation | virtsnap | raw QMP | libvirt 9.0 | virtsnap / raw | libvirt / virtsnap |")

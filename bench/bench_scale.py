@@ -14,7 +14,8 @@ listAllSnapshots then getParent per snapshot). Each worker is a fresh process.
 Forest shape (deterministic): snapshot i is a child of i-1, except every 10th which branches off a random
 earlier snapshot and every 1,000th which starts a new root: depth ~ 10·ln(N), a few roots.
 
-Writes bench/results/scale.json and, through bench/report.py, report.md and latency.png.
+Writes bench/results/scale.json and, through bench/report.py, the report of every benchmark's results
+(report.md and latency.png).
 Usage: python bench/bench_scale.py [--sizes 100,1000,3000,10000] [--samples 31] [--quick] [--no-report]
 Goals: --tree of 10,000 under 200 ms in-process; each metadata operation under 2 ms at 10,000; cold CLI start
 under 100 ms; test driver within 2x of libvirt's C test driver on 2,000 creates and a list.
@@ -27,7 +28,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -37,8 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import RESULTS, machine, write_results
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 QEMU_UUID = "5a7e0c9b-6d1f-4c5e-9b1a-000000010000"
 SMALL_UUID = "5a7e0c9b-6d1f-4c5e-9b1a-000000000010"
 SMALL_COUNT = 10
@@ -253,22 +254,22 @@ def run_worker(python: str, impl: str, uri: str, sizes: list[int], samples: int,
     return json.loads(out.stdout)
 
 
-def cold(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
+def cold(argv: list[str], runs: int, env: dict[str, str] | None = None, status: int = 0) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         proc = subprocess.run(argv, capture_output=True, env={**os.environ, **(env or {})})
         times.append(time.perf_counter() - start)
-        if proc.returncode != 0:
+        if proc.returncode != status:
             raise SystemExit(f"{argv} failed: {proc.stderr.decode()[:300]}")
     return times
 
 
 # Where a cold start's imports go: cumulative -X importtime of these modules where they were first imported.
-IMPORT_WATCH = ("virtsnap.api", "virtsnap.cli.registry", "virtsnap.drivers.qemu.monitor", "asyncio", "qemu.qmp",
-                "virtsnap.drivers.qemu.external", "virtsnap.drivers.qemu.domain", "virtsnap.conf.validate",
-                "lxml.etree", "sqlite3", "socket", "virtsnap.store.db", "virtsnap.conf.snapshot_xml",
-                "virtsnap.drivers.base", "virtsnap.flags", "typing", "dataclasses", "pathlib", "uuid")
+IMPORT_WATCH = ("virtsnap.api", "virtsnap.cli.registry", "virtsnap.drivers.qemu.driver", "virtsnap.store.db",
+                "virtsnap.conf.snapshot_xml", "virtsnap.drivers.base", "virtsnap.flags", "virtsnap.errors",
+                "virtsnap.conf.tree", "typing", "enum", "re", "sqlite3", "pathlib", "urllib.parse", "threading",
+                "xml.parsers.expat", "lxml.etree", "dataclasses", "json", "uuid", "socket", "subprocess")
 
 
 def import_profile(argv: list[str], env: dict[str, str], runs: int = 5) -> dict[str, float]:
@@ -289,29 +290,6 @@ def import_profile(argv: list[str], env: dict[str, str], runs: int = 5) -> dict[
         for name, ms in seen.items():
             samples.setdefault(name, []).append(ms)
     return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def machine() -> dict[str, str]:
-    def sh(*cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
-        except OSError:
-            return "?"
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "uname": sh("uname", "-a"), "nproc": sh("nproc"),
-            "cpu": cpu, "python": platform.python_version(), "libvirt_python": sh(
-                "/usr/bin/python3", "-c", "import libvirt; v = libvirt.getVersion(); "
-                "print(f'{v // 1000000}.{v // 1000 % 1000}.{v % 1000}')"),
-            "load_before": load()}
 
 
 def main() -> int:
@@ -364,17 +342,20 @@ def main() -> int:
              [cli, "-c", "qemu:///session", "snapshot-list", "big", "--tree"], qenv),
             ("virtsnap -c test:///default snapshot-list test", [cli, "-c", "test:///default", "snapshot-list", "test"],
              None),
+            # the test driver starts without snapshots: "no current snapshot", status 1, after the same lookups
+            ("virtsnap -c test:///default snapshot-current test",
+             [cli, "-c", "test:///default", "snapshot-current", "test"], None),
         ]
         if shutil.which("virsh"):
             commands.append(("virsh -c test:///default snapshot-list test (libvirt 9.0)",
                              ["virsh", "-c", "test:///default", "snapshot-list", "test"], None))
         for label, argv, env in commands:
             runs = max(3, args.runs // 3) if "big" in label else args.runs
-            result["cold"][label] = cold(argv, runs, env)
+            result["cold"][label] = cold(argv, runs, env, status=1 if label.endswith("snapshot-current test") else 0)
             print(f"  cold {label}: {statistics.median(result['cold'][label]) * 1000:.1f} ms", file=sys.stderr)
 
-        result["imports"] = import_profile([sys.executable, "-X", "importtime", "-m", "virtsnap.cli.main", "-c",
-                                            "qemu:///session", "snapshot-list", "small"], qenv)
+        result["imports"] = import_profile([sys.executable, "-X", "importtime", cli, "-c", "qemu:///session",
+                                            "snapshot-list", "small"], qenv)
 
     # the comparison: 2,000 creates and a list, fresh interpreter each run (bench_test_driver's workload)
     sys.path.insert(0, str(HERE))
@@ -385,15 +366,12 @@ def main() -> int:
     if have_libvirt:
         result["compare"]["libvirt"] = [run_workload("/usr/bin/python3", "libvirt", args.creates) for _ in range(runs)]
     result["compare"]["creates"] = args.creates
-    result["machine"]["load_after"] = load()
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out / 'scale.json'}", file=sys.stderr)
+    write_results("scale", result, args.out)
     if not args.no_report:
         from report import write_report
 
-        write_report(result, args.out)
+        write_report(args.out)
     return 0
 
 

@@ -1,19 +1,23 @@
 """Benchmark: test:///default in-process, virtsnap against libvirt 9.0's C test driver, and CLI cold start.
 
-Prints a Markdown table of medians. Goals (issue 2): 2,000 creates and a list of 2,000 within 2x of
-libvirt; `virtsnap snapshot-list` cold start under 100 ms. Usage: python bench/bench_test_driver.py [--runs N]
+Prints a Markdown table of medians and writes bench/results/test_driver.json (bench/report.py reports it).
+Goals (issue 2): 2,000 creates and a list of 2,000 within 2x of libvirt; `virtsnap snapshot-list` cold start
+under 100 ms. Usage: python bench/bench_test_driver.py [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import machine, write_results
 
 # The same timing code runs under this interpreter (virtsnap) and Debian's /usr/bin/python3 (libvirt).
 WORKLOAD = r"""
@@ -41,18 +45,26 @@ print(json.dumps({"create": t1 - t0, "list_all": t2 - t1, "list_names_topo": t3 
 
 
 def run_workload(python: str, impl: str, count: int) -> dict[str, float]:
+    # A clean environment, but the virtsnap under test is the one PYTHONPATH names, if any (a checkout's src)
+    env = {"LIBVIRT_DEBUG": "4", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     out = subprocess.run([python, "-c", WORKLOAD, impl, str(count)], capture_output=True, text=True, check=True,
-                         env={"LIBVIRT_DEBUG": "4", "PATH": "/usr/bin:/bin"})
+                         env=env)
     return json.loads(out.stdout)
 
 
-def cold_start(argv: list[str], runs: int) -> float:
+def cold_start(argv: list[str], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(argv, capture_output=True, check=False)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+WORKLOAD_ROWS = (("create", "{n} creates"), ("list_all", "listAllSnapshots of {n}"),
+                 ("list_names_topo", "snapshotListNames(TOPOLOGICAL) of {n}"), ("xml", "getXMLDesc of one"))
 
 
 def main() -> int:
@@ -61,30 +73,30 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=2000)
     args = parser.parse_args()
 
-    rows: list[tuple[str, float, float | None]] = []
+    result: dict = {"machine": machine(), "runs": args.runs, "count": args.count}
     have_libvirt = subprocess.run(["/usr/bin/python3", "-c", "import libvirt"], capture_output=True).returncode == 0
-    ours = [run_workload(sys.executable, "virtsnap", args.count) for _ in range(args.runs)]
-    theirs = [run_workload("/usr/bin/python3", "libvirt", args.count) for _ in range(args.runs)] if have_libvirt else []
-    for key, label in [("create", f"{args.count} creates"), ("list_all", f"listAllSnapshots of {args.count}"),
-                       ("list_names_topo", f"snapshotListNames(TOPOLOGICAL) of {args.count}"),
-                       ("xml", "getXMLDesc of one")]:
-        mine = statistics.median(r[key] for r in ours)
-        ref = statistics.median(r[key] for r in theirs) if theirs else None
-        rows.append((label, mine, ref))
-
+    result["virtsnap"] = [run_workload(sys.executable, "virtsnap", args.count) for _ in range(args.runs)]
+    result["libvirt"] = ([run_workload("/usr/bin/python3", "libvirt", args.count) for _ in range(args.runs)]
+                         if have_libvirt else [])
     cli = shutil.which("virtsnap") or str(Path(sys.executable).with_name("virtsnap"))
-    cold_rows = [
-        ("python -c pass (interpreter floor)", cold_start([sys.executable, "-c", "pass"], args.runs * 2), None),
-        ("virtsnap -c test:///default snapshot-list test",
-         cold_start([cli, "-c", "test:///default", "snapshot-list", "test"], args.runs * 2),
-         cold_start(["virsh", "-c", "test:///default", "snapshot-list", "test"], args.runs * 2)
-         if shutil.which("virsh") else None),
-    ]
+    result["cold"] = {
+        "python -c pass (interpreter floor)": {"virtsnap": cold_start([sys.executable, "-c", "pass"], args.runs * 2)},
+        "snapshot-list test on test:///default": {
+            "virtsnap": cold_start([cli, "-c", "test:///default", "snapshot-list", "test"], args.runs * 2),
+            "libvirt": cold_start(["virsh", "-c", "test:///default", "snapshot-list", "test"], args.runs * 2)
+            if shutil.which("virsh") else []},
+    }
+    write_results("test_driver", result)
 
     print(f"test:///default, median of {args.runs} runs (seconds); ratio = virtsnap / libvirt 9.0\n")
     print("| operation | virtsnap | libvirt 9.0 | ratio |")
     print("|---|---:|---:|---:|")
-    for label, mine, ref in rows + cold_rows:
+    rows = [(label.format(n=args.count), [r[key] for r in result["virtsnap"]], [r[key] for r in result["libvirt"]])
+            for key, label in WORKLOAD_ROWS]
+    rows += [(f"cold: {label}", sides["virtsnap"], sides.get("libvirt", [])) for label, sides in result["cold"].items()]
+    for label, mine_samples, ref_samples in rows:
+        mine = statistics.median(mine_samples)
+        ref = statistics.median(ref_samples) if ref_samples else None
         ratio = f"{mine / ref:.2f}x" if ref else "-"
         ref_text = f"{ref * 1000:.2f} ms" if ref is not None else "-"
         print(f"| {label} | {mine * 1000:.2f} ms | {ref_text} | {ratio} |")

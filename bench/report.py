@@ -1,7 +1,9 @@
-"""Turn bench_scale.py's results into bench/results/report.md (Markdown tables: medians, ratios, goals, the
-machine) and bench/results/latency.png (latency against snapshot count, log-x, one line per operation).
+"""Turn the benchmarks' results (bench/results/*.json, one file per script) into one report:
+bench/results/report.md (Markdown tables: medians, ratios against the anchors each script measured in the same
+run, the goals, the machine) and bench/results/latency.png (latency against snapshot count, log-x, one line per
+operation, from bench_scale.py).
 
-Usage: python bench/report.py [bench/results/scale.json]   (bench_scale.py calls it after a run)
+Usage: python bench/report.py [bench/results]   (`make bench` runs it last; bench_scale.py also calls it)
 The PNG needs matplotlib (pip install 'virtsnap[bench]'); without it only the Markdown is written.
 """
 
@@ -12,7 +14,8 @@ import statistics
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS
+
 # operations that touch one snapshot (or its children): the "under 2 ms at 10,000" goal
 POINT_OPS = ("create", "redefine existing as current", "delete (leaf)", "delete (3 children)", "lookup",
              "lookup after another process's create", "current", "getParent", "getXMLDesc", "revert")
@@ -65,7 +68,14 @@ def scale_medians(result: dict, driver: str) -> dict[str, dict[int, float]]:
     return out
 
 
+def run_line(m: dict, what: str) -> str:
+    return (f"Run {m['date']} on `{m['uname']}`, {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
+            f"libvirt-python {m.get('libvirt_python') or '-'}; load average (1, 5, 15 min) "
+            f"{loadavg(m['load_before'])} before, {loadavg(m.get('load_after', '?'))} after. {what}")
+
+
 def build_markdown(result: dict) -> str:
+    """The scale section (bench_scale.py)."""
     m = result["machine"]
     sizes: list[int] = result["sizes"]
     big = max(sizes)
@@ -74,13 +84,10 @@ def build_markdown(result: dict) -> str:
     lib = scale_medians(result, "libvirt-test")
     cold = {label: med_ms(samples) for label, samples in result["cold"].items()}
     lines = [
-        "## Benchmark: snapshot metadata at scale",
+        "## Snapshot metadata at scale (`bench/bench_scale.py`)",
         "",
-        f"Run {m['date']} on `{m['uname']}`, {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, "
-        f"libvirt-python {m.get('libvirt_python') or '-'}; load average (1, 5, 15 min) {loadavg(m['load_before'])} "
-        f"before, {loadavg(m.get('load_after', '?'))} after. Medians in milliseconds of {result['samples']} samples "
-        "per operation and size (whole-forest listings: 3 to 10), each driver in a fresh process. "
-        "`python bench/bench_scale.py` reproduces it.",
+        run_line(m, f"Medians in milliseconds of {result['samples']} samples per operation and size (whole-forest "
+                    "listings: 3 to 10), each driver in a fresh process."),
         "",
         "Forest: snapshot *i* is a child of *i-1*, every 10th branches off a random earlier one, every 1,000th "
         "starts a new root. QEMU metadata is built through REDEFINE (no guest; the disk image does not exist, so "
@@ -94,7 +101,8 @@ def build_markdown(result: dict) -> str:
     worst_t = max(((op, test[op][big]) for op in POINT_OPS if op in test and big in test[op]), key=lambda x: x[1])
     tree_q = qemu.get("snapshot-list --tree", {}).get(big)
     tree_t = test.get("snapshot-list --tree", {}).get(big)
-    cold_rows = [(label, ms) for label, ms in cold.items() if "small" in label]
+    # the goal's commands: snapshot-list and snapshot-current of a small domain, on both URIs
+    cold_rows = [(label, ms) for label, ms in cold.items() if label.startswith("virtsnap") and "big" not in label]
     compare = result.get("compare", {})
     goal_rows = [
         [f"`snapshot-list --tree` of {big:,}, in-process, qemu:///session", f"< {TREE_GOAL_MS:.0f}",
@@ -182,6 +190,116 @@ def build_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def ms_cell(samples: list[float] | None) -> str:
+    return f"{fmt(med_ms(samples))} ms" if samples else "-"
+
+
+def ratio(mine: list[float] | None, ref: list[float] | None) -> str:
+    if not mine or not ref:
+        return "-"
+    return f"{statistics.median(mine) / statistics.median(ref):.2f}x"
+
+
+def build_test_driver(result: dict) -> str:
+    """bench_test_driver.py: test:///default against libvirt 9.0's C test driver, and cold start against virsh."""
+    n = result["count"]
+    lines = ["## test:///default against libvirt 9.0's C test driver (`bench/bench_test_driver.py`)", "",
+             run_line(result["machine"], f"Medians of {result['runs']} fresh interpreters (cold starts: "
+                                         f"{2 * result['runs']} processes)."), ""]
+    rows = []
+    for key, label in (("create", f"{n:,} creates"), ("list_all", f"listAllSnapshots of {n:,}"),
+                       ("list_names_topo", f"snapshotListNames(TOPOLOGICAL) of {n:,}"),
+                       ("xml", "getXMLDesc of one")):
+        mine = [r[key] for r in result["virtsnap"]]
+        ref = [r[key] for r in result["libvirt"]]
+        rows.append([label, ms_cell(mine), ms_cell(ref), ratio(mine, ref)])
+    for label, sides in result["cold"].items():
+        rows.append([f"cold start: {label}", ms_cell(sides.get("virtsnap")), ms_cell(sides.get("libvirt")),
+                     ratio(sides.get("virtsnap"), sides.get("libvirt"))])
+    lines += table(["operation", "virtsnap", "libvirt 9.0", "virtsnap / libvirt"], rows, "lrrr")
+    lines += ["", f"Goals (issue 2): {n:,} creates and a list within {LIBVIRT_RATIO_GOAL:g}x of libvirt; cold "
+                  f"`snapshot-list` under {COLD_GOAL_MS:.0f} ms (virsh's column is libvirt's own C client).", ""]
+    return "\n".join(lines)
+
+
+def build_qemu(result: dict) -> str:
+    """bench_qemu.py: internal snapshots of a running guest against raw QMP and libvirt 9.0."""
+    ours, raw, lib = result["virtsnap"], result["raw_qmp"], result.get("libvirt") or {}
+    lines = ["## Internal snapshots of a running 128 MiB TCG guest (`bench/bench_qemu.py`)", "",
+             run_line(result["machine"], f"Medians of {result['runs']} runs."), ""]
+    rows = [[op, ms_cell(ours[op]), ms_cell(raw[op]), ms_cell(lib.get(op)), ratio(ours[op], raw[op]),
+             ratio(lib.get(op), ours[op])] for op in ("create", "revert", "delete")]
+    lines += table(["operation", "virtsnap", "raw QMP", "libvirt 9.0", "virtsnap / raw", "libvirt / virtsnap"],
+                   rows, "lrrrrr")
+    lines += ["", "Goals (issue 3): within 1.3x of raw QMP; revert at least 10x faster than libvirt 9.0 (which "
+                  "restarts QEMU). libvirt runs only where libvirtd's qemu:///system can be started (root).", ""]
+    return "\n".join(lines)
+
+
+def build_external(result: dict) -> str:
+    """bench_external.py: external snapshots against raw QMP / qemu-img and libvirt 9.0."""
+    ours, raw, lib = result["virtsnap"], result["raw"], result.get("libvirt") or {}
+    lines = ["## External snapshots on TCG guests (`bench/bench_external.py`)", "",
+             run_line(result["machine"], f"Medians of {result['runs']} runs."), ""]
+    rows = []
+    for key, label in (("quiesce", "disk-only snapshot with QUIESCE, 256 MiB guest (raw: no freeze)"),
+                       ("delete_off", "delete an external snapshot, domain shut off"),
+                       ("pause_live", "guest pause, LIVE memory snapshot, 512 MiB guest keeping 384 MiB dirty"),
+                       ("pause_save", "guest pause, non-live memory snapshot (save)")):
+        rows.append([label, ms_cell(ours.get(key)), ms_cell(raw.get(key)), ms_cell(lib.get(key)),
+                     ratio(ours.get(key), raw.get(key))])
+    lines += table(["measure", "virtsnap", "raw QMP / qemu-img", "libvirt 9.0", "virtsnap / raw"], rows, "lrrrr")
+    lines += ["", "Goals (issue 4): QUIESCE within 1.3x of raw QMP; delete of a shut-off domain's external "
+                  "snapshot under 100 ms; LIVE guest pause at most 5 ms (from QEMU's STOP/RESUME timestamps).", ""]
+    return "\n".join(lines)
+
+
+def build_esx(result: dict) -> str:
+    """bench_esx.py: the ESX driver against raw pyvmomi on vcsim (medians and SOAP round trips per row)."""
+    lines = ["## ESX driver against raw pyvmomi on vcsim (`bench/bench_esx.py`)", "",
+             run_line(result["machine"], f"pyvmomi {result['pyvmomi']}; medians of {result['runs']} runs; a tree of "
+                                         f"{result['snapshots']} snapshots."), ""]
+    rows = []
+    for row in result["rows"]:
+        m, c = row["median"], row["round_trips"]
+        ours = m["ours"]
+        rows.append([row["operation"], *(fmt(m[k] * 1000) for k in ("idiom", "min", "name", "ours")),
+                     *(f"{ours / m[k]:.2f}x" for k in ("idiom", "min", "name")),
+                     f"{c['idiom']}/{c['min']}/{c['name']}/{c['ours']}"])
+    lines += table(["operation (ms)", "raw WaitForTask", "raw minimal", "raw by name", "virtsnap", "vs WaitForTask",
+                    "vs minimal", "vs by name", "round trips (WaitForTask/min/name/virtsnap)"], rows, "lrrrrrrrl")
+    lines += ["", "Goal (issue 5): within 1.2x of raw pyvmomi, one round trip for the tree. List rows: every raw "
+                  "column is the same `vm.snapshot` walk.", ""]
+    return "\n".join(lines)
+
+
+# results file -> its section; the report lists them in this order, each only if its script has run
+SECTIONS = (("scale", build_markdown), ("test_driver", build_test_driver), ("qemu", build_qemu),
+            ("external", build_external), ("esx", build_esx))
+
+
+def build_report(out: Path) -> tuple[str, dict | None]:
+    """The whole report from every results file in `out`, and the scale results (for the plot) if present."""
+    parts = ["# virtsnap benchmarks", "",
+             "Each section comes from one script's results file (bench/results/<name>.json) and says when and where "
+             "it ran; ratios compare with the anchors that script measured in the same run. `make bench` runs every "
+             "script, then `python bench/report.py`.", ""]
+    scale = None
+    missing = []
+    for name, build in SECTIONS:
+        path = out / f"{name}.json"
+        if not path.exists():
+            missing.append(name)
+            continue
+        result = json.loads(path.read_text())
+        if name == "scale":
+            scale = result
+        parts.append(build(result))
+    if missing:
+        parts += [f"Not run yet: {', '.join(f'`{m}`' for m in missing)}.", ""]
+    return "\n".join(parts) + "\n", scale
+
+
 def plot(result: dict, path: Path) -> bool:
     try:
         import matplotlib
@@ -236,17 +354,18 @@ def plot(result: dict, path: Path) -> bool:
     return True
 
 
-def write_report(result: dict, out: Path = RESULTS) -> None:
+def write_report(out: Path = RESULTS) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(build_markdown(result))
+    text, scale = build_report(out)
+    (out / "report.md").write_text(text)
     print(f"wrote {out / 'report.md'}", file=sys.stderr)
-    if plot(result, out / "latency.png"):
+    if scale is not None and plot(scale, out / "latency.png"):
         print(f"wrote {out / 'latency.png'}", file=sys.stderr)
 
 
 def main() -> int:
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "scale.json"
-    write_report(json.loads(source.read_text()), source.parent)
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+    write_report(source if source.is_dir() else source.parent)
     return 0
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from .conf.tree import Moment, SnapshotTree
+from .conf.tree import Moment, SnapshotTree, Summary
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Drift, Driver, Op
 from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
@@ -28,20 +27,25 @@ from .flags import (
     SnapshotRevert,
     SnapshotXML,
 )
+from .records import Frozen
 from .uri import parse_uri
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
+class EntryPoint(Frozen):
     """libvirt's public-API checks for one entry point (libvirt-domain*.c), before the driver's own."""
 
-    public_name: str  # e.g. virDomainSnapshotCreateXML, named in read-only errors
-    op: Op | None
-    writes: bool = False
-    rules: tuple[FlagRule, ...] = ()
-    domain: ErrorDomain = ErrorDomain.DOMAIN_SNAPSHOT
+    _fields = ("public_name", "op", "writes", "rules", "domain")
+    __slots__ = _fields
+
+    def __init__(self, public_name: str, op: Op | None, writes: bool = False, rules: tuple[FlagRule, ...] = (),
+                 domain: ErrorDomain = ErrorDomain.DOMAIN_SNAPSHOT) -> None:
+        self.public_name = public_name  # e.g. virDomainSnapshotCreateXML, named in read-only errors
+        self.op = op
+        self.writes = writes
+        self.rules = rules
+        self.domain = domain
 
 
 _S = ErrorDomain.DOMAIN_SNAPSHOT
@@ -435,6 +439,17 @@ class virDomain:  # noqa: N801
         names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
         return [self._snapshot(n) for n in names]
 
+    def listAllSnapshotSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
+        """virtsnap extension: what listAllSnapshots(flags) lists, as (name, parent, state, creation time) with
+        the values each snapshot's XML shows (None where it has none: a root's parent, no <state>, no
+        <creationTime>; the state spelled as <state> spells it).
+
+        One driver query for the whole listing, with listAllSnapshots' flag checks and errors; virsh's
+        `snapshot-list` instead reads every snapshot's XML, and for --tree asks getParent of each.
+        """
+        self._check("virDomainListAllSnapshots", flags)
+        return self._query(lambda tree: tree.summaries(tree.select(None, flags)))
+
     def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
         self._check("virDomainSnapshotLookupByName", flags)
         return self._snapshot(self._query(lambda tree: self._moment(tree, name).name))
@@ -549,6 +564,11 @@ class virDomainSnapshot:  # noqa: N801
         self._check("virDomainSnapshotListAllChildren", flags)
         names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
         return [virDomainSnapshot(self._dom, n) for n in names]
+
+    def listAllChildrenSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
+        """virtsnap extension: what listAllChildren(flags) lists, as virDomain.listAllSnapshotSummaries does."""
+        self._check("virDomainSnapshotListAllChildren", flags)
+        return self._with(lambda tree, moment: tree.summaries(tree.select(moment, flags)))
 
     def rename(self, new_name: str) -> int:
         """virtsnap extension: rename in place where the hypervisor owns the tree (ESX, VirtualBox).

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
+from typing import TYPE_CHECKING
 
-_ACTIONS = {"sigint": signal.SIGINT, "sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM}
+if TYPE_CHECKING:
+    import signal
 
 
 @functools.cache
 def _table() -> dict[str, signal.Signals]:
     table: dict[str, signal.Signals] = {}
-    for item in os.environ.get("VIRTSNAP_FAILPOINTS", "").split(","):
+    spec = os.environ.get("VIRTSNAP_FAILPOINTS", "")
+    if not spec:
+        return table
+    import signal
+
+    actions = {"sigint": signal.SIGINT, "sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM}
+    for item in spec.split(","):
         name, _, action = item.strip().partition("=")
-        if name and action in _ACTIONS:
-            table[name] = _ACTIONS[action]
+        if name and action in actions:
+            table[name] = actions[action]
     return table
 
 

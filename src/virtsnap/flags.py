@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ErrorCode, ErrorDomain, raw_error
+from .records import Frozen
 
 
 class SnapshotCreate(enum.IntFlag):
@@ -131,6 +131,40 @@ class DomainState(enum.IntEnum):
     PMSUSPENDED = 7
 
 
+class SnapshotState(enum.IntEnum):
+    """virDomainSnapshotState (a virDomainState plus disk-snapshot)."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+    DISK_SNAPSHOT = 8
+
+    @property
+    def xml(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def from_xml(cls, value: str) -> SnapshotState | None:
+        for member in cls:
+            if member.xml == value:
+                return member
+        return None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the snapshot holds a live guest (libvirt's LIST_ACTIVE group)."""
+        return self not in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
+
+    @property
+    def is_online(self) -> bool:
+        return self in (SnapshotState.RUNNING, SnapshotState.PAUSED)
+
+
 class Cred(enum.IntEnum):
     """virConnectCredentialType, for openAuth callbacks."""
 
@@ -178,13 +212,16 @@ def exported_constants() -> dict[str, int]:
     return names
 
 
-@dataclass(frozen=True, slots=True)
-class FlagRule:
+class FlagRule(Frozen):
     """A pair of flags: `exclusive` ones may not be combined; otherwise `first` requires `second`."""
 
-    first: Any
-    second: Any
-    exclusive: bool = True
+    _fields = ("first", "second", "exclusive")
+    __slots__ = _fields
+
+    def __init__(self, first: Any, second: Any, exclusive: bool = True) -> None:
+        self.first = first
+        self.second = second
+        self.exclusive = exclusive
 
     def check(self, flags: int, domain: ErrorDomain) -> None:
         has_first, has_second = bool(flags & self.first), bool(flags & self.second)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Self
@@ -45,6 +44,8 @@ class DeferredInterrupt:
 
     def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
+            import signal  # only operations that change images defer interrupts
+
             self._previous = signal.signal(signal.SIGINT, self._note)
             self._active = True
         return self
@@ -55,4 +56,6 @@ class DeferredInterrupt:
 
     def __exit__(self, *exc: object) -> None:
         if self._active:
+            import signal
+
             signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]

@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ErrorCode, ErrorDomain, error
+from .records import Frozen
 
 
-@dataclass(frozen=True, slots=True)
-class URI:
-    scheme: str  # the driver part: test, qemu, esx, vpx, vbox
-    transport: str | None
-    user: str | None
-    host: str | None
-    port: int | None
-    path: str
-    params: dict[str, str] = field(default_factory=dict)
-    text: str = ""
+class URI(Frozen):
+    _fields = ("scheme", "transport", "user", "host", "port", "path", "params", "text")
+    __slots__ = _fields
+
+    def __init__(self, scheme: str, transport: str | None, user: str | None, host: str | None, port: int | None,
+                 path: str, params: dict[str, str], text: str) -> None:
+        self.scheme = scheme  # the driver part: test, qemu, esx, vpx, vbox
+        self.transport = transport
+        self.user = user
+        self.host = host
+        self.port = port
+        self.path = path
+        self.params = params
+        self.text = text
 
     def __str__(self) -> str:
         return self.text

@@ -124,3 +124,4 @@ def test_four_threads_on_the_test_driver_never_interleave():
     assert not errors and len(alive) == 4
     assert sorted(dom.snapshotListNames()) == sorted(n for names in alive.values() for n in names)
     assert dom.snapshotCheck(0) == []  # tree invariants hold
+    conn.close()  # test:///default lives while a connection of the process is open: leave it as found

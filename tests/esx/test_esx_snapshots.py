@@ -184,6 +184,15 @@ def test_snapshot_xml(dom: Any, si: Any) -> None:
     assert "<state>shutoff</state>" in off and "<memory snapshot='no'/>" in off
     assert dom.snapshotNum(L.VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE) == 1
     assert sorted(names(dom, L.VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE)) == ["x1", "x2", "x3"]
+    # listAllSnapshotSummaries (what snapshot-list prints) agrees with every snapshot's XML
+    from xml.etree import ElementTree
+
+    expected = []
+    for s in dom.listAllSnapshots():
+        root = ElementTree.fromstring(s.getXMLDesc())
+        expected.append((s.getName(), root.findtext("parent/name"), root.findtext("state"),
+                         int(root.findtext("creationTime") or 0) or None))
+    assert dom.listAllSnapshotSummaries() == expected and len(expected) == 4
 
 
 def test_default_name_and_no_metadata(dom: Any) -> None:

@@ -18,7 +18,7 @@ from virtsnap.cli.parser import (
     tokenize,
 )
 from virtsnap.cli.registry import find_command
-from virtsnap.cli.table import Table, render_tree, safe_encode
+from virtsnap.cli.table import Table, render_forest, render_tree, safe_encode
 
 URI = "test:///default"
 
@@ -309,12 +309,95 @@ def test_tree():
     assert render_tree(["x"], [None], 0) == "x\n\n"
 
 
+def _reference_tree(names, parents, devid, lastdev, root, indent, out):
+    """vshTreePrintInternal, recursively as virsh writes it."""
+    out.append(indent + ("" if root else "+- ") + names[devid] + "\n")
+    if not root:
+        indent += (" " if devid == lastdev else "|") + " "
+    kids = [i for i, parent in enumerate(parents) if parent == names[devid]]
+    if kids:
+        out.append(indent + "  |\n")
+    for kid in kids:
+        _reference_tree(names, parents, kid, kids[-1], False, indent + "  ", out)
+    if not kids and devid == lastdev:
+        out.append(indent + "\n")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_forest_matches_virsh_algorithm(seed):
+    import random
+
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(rng.randrange(1, 40))]
+    parents = [None if i == 0 or rng.random() < 0.15 else names[rng.randrange(i)] for i in range(len(names))]
+    order = list(range(len(names)))
+    rng.shuffle(order)  # children are printed in list order, whatever it is
+    names, parents = [names[i] for i in order], [parents[i] for i in order]
+    expected: list[str] = []
+    for i, parent in enumerate(parents):
+        if parent is None:
+            _reference_tree(names, parents, i, i, True, "", expected)
+    assert render_forest(names, parents) == "".join(expected)
+
+
 def test_deep_tree_does_not_recurse():
     n = 5000
     names = [f"s{i}" for i in range(n)]
     parents = [None, *names[:-1]]
     text = render_tree(names, parents, 0)
     assert text.count("+- ") == n - 1
+
+
+HEAVY = ("lxml", "dataclasses", "inspect", "xml.etree", "uuid", "subprocess", "socket", "signal", "json", "rich",
+         "qemu", "pyVmomi", "unicodedata", "tempfile", "importlib.resources", "asyncio")
+
+
+def _heavy_modules_after(argv, env=None):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib; from virtsnap.cli.main import main; out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): status = main(sys.argv[1:])\n"
+            f"print(status, sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}))")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}).stdout
+    return out.strip()
+
+
+def test_listing_commands_import_only_what_they_need(tmp_path):
+    """Cold start: snapshot-list and snapshot-current load no XML library (the listing comes from the tree,
+    stored XML is read with expat), no dataclasses/inspect, no JSON, process, signal or socket modules."""
+    import virtsnap
+
+    for argv in (["-c", "test:///default", "snapshot-list", "test"],
+                 ["-c", "test:///default", "snapshot-list", "test", "--tree"],
+                 ["-c", "test:///default", "snapshot-current", "test"]):  # none yet: an error, status 1
+        assert _heavy_modules_after(argv).split(" ", 1)[1] == "[]", argv
+    env = {"VIRTSNAP_QEMU_STATE_DIR": str(tmp_path)}
+    import os
+
+    os.environ.update(env)
+    try:
+        with virtsnap.open("qemu:///session") as conn:
+            dom = conn.defineXML(
+                "<domain type='qemu'><name>q</name><memory unit='KiB'>131072</memory><vcpu>1</vcpu>"
+                "<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>"
+                f"<driver name='qemu' type='qcow2'/><source file='{tmp_path}/q.qcow2'/><target dev='vda'/>"
+                "</disk></devices></domain>")
+            for i in range(3):
+                parent = f"<parent><name>s{i - 1}</name></parent>" if i else ""
+                dom.snapshotCreateXML(
+                    f"<domainsnapshot><name>s{i}</name><state>shutoff</state>{parent}<creationTime>{i + 1}"
+                    f"</creationTime><memory snapshot='no'/><disks><disk name='vda' snapshot='internal'/></disks>"
+                    f"{dom.XMLDesc()}</domainsnapshot>", virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
+                    | virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT * (i == 2))
+    finally:
+        del os.environ["VIRTSNAP_QEMU_STATE_DIR"]
+    for argv in (["-c", "qemu:///session", "snapshot-list", "q"],
+                 ["-c", "qemu:///session", "snapshot-list", "q", "--tree"],
+                 ["-c", "qemu:///session", "snapshot-current", "q"]):
+        assert _heavy_modules_after(argv, env) == "0 []", argv
 
 
 def test_cli_import_stays_light():

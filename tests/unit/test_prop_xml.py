@@ -192,3 +192,63 @@ def test_parsers_raise_only_libvirt_errors(text: str) -> None:
 @given(st.one_of(st.text(max_size=300), xml_shaped(surrogates=True)))
 def test_parsers_raise_only_libvirt_errors_with_lone_surrogates(text: str) -> None:
     _only_libvirt_errors(text)
+
+
+# -- parse_trusted: the fast path for documents virtsnap wrote itself --------------------------------------
+def _outcome(fn: Any, text: str) -> Any:
+    try:
+        return fn(text, "domainsnapshot", "domain_snapshot", virtsnap.ErrorDomain.DOMAIN_SNAPSHOT)
+    except virtsnap.libvirtError as exc:
+        return (exc.get_error_code(), exc.get_error_domain(), exc.get_error_message())
+
+
+def _fast_path_only(text: str, root: str = "domainsnapshot") -> Node:
+    """parse_trusted without its fallback to parse(): the document must be read by expat alone."""
+    from unittest import mock
+
+    from virtsnap.conf import xmlutil
+
+    with mock.patch.object(xmlutil, "parse", side_effect=AssertionError("fell back to parse()")):
+        return xmlutil.parse_trusted(text, root, "u", virtsnap.ErrorDomain.DOMAIN_SNAPSHOT)
+
+
+@SETTINGS
+@given(snapshot_defs(), st.booleans())
+def test_trusted_parse_reads_what_virtsnap_writes_as_parse_does(defn: SnapshotDef, secure: bool) -> None:
+    from virtsnap.conf.xmlutil import parse
+
+    text = format_snapshot(defn, "5a7e0c9b-6d1f-4c5e-9b1a-000000000001", secure=secure, internal_current=True)
+    assert _fast_path_only(text) == parse(text, "domainsnapshot", "u", virtsnap.ErrorDomain.DOMAIN_SNAPSHOT)
+
+
+@SETTINGS
+@given(st.one_of(any_text, xml_shaped(surrogates=True)))
+def test_trusted_parse_has_parse_outcome_for_any_text(text: str) -> None:
+    """Whatever the text (hostile, malformed, DTDs, entities, namespaces), parse_trusted returns what parse
+    returns or raises what it raises."""
+    from virtsnap.conf.xmlutil import parse, parse_trusted
+
+    assert _outcome(parse_trusted, text) == _outcome(parse, text)
+
+
+def test_trusted_parse_of_the_xml_vectors_and_namespaces() -> None:
+    from pathlib import Path
+
+    from virtsnap.conf.xmlutil import parse, parse_trusted
+
+    texts = [p.read_text() for p in sorted((Path(__file__).parent.parent / "data").rglob("*.xml"))]
+    assert texts
+    texts.append("<domainsnapshot><metadata><app:foo xmlns:app='urn:x' app:a='1' b='2'>t &amp; u</app:foo>"
+                 "<d xmlns='urn:d'><e xml:lang='en'> </e></d></metadata><x>a<y/>tail</x></domainsnapshot>\n")
+    for text in texts:
+        assert _outcome(parse_trusted, text) == _outcome(parse, text), text[:80]
+    assert _fast_path_only("<domainsnapshot a='&lt;1&gt;'>\n  <x y='2'>t &amp; u</x>\n</domainsnapshot>\n") == Node(
+        "domainsnapshot", {"a": "<1>"}, None, [Node("x", {"y": "2"}, "t & u")])
+
+
+def test_test_driver_default_domain_takes_the_fast_path() -> None:
+    from virtsnap.conf.xmlutil import parse
+    from virtsnap.drivers.test.driver import DEFAULT_DOMAIN_XML
+
+    assert _fast_path_only(DEFAULT_DOMAIN_XML, "domain") == parse(DEFAULT_DOMAIN_XML, "domain", "u",
+                                                                   virtsnap.ErrorDomain.DOMAIN)

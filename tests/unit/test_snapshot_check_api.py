@@ -14,24 +14,31 @@ from virtsnap import VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR as REPAIR
 def test_test_driver_has_no_drift_to_report():
     conn = virtsnap.open("test:///default")
     dom = conn.lookupByName("test")
-    dom.snapshotCreateXML("<domainsnapshot><name>a</name></domainsnapshot>")
-    assert dom.snapshotCheck(0) == [] and dom.snapshotCheck(REPAIR) == []
+    dom.snapshotCreateXML("<domainsnapshot><name>check-a</name></domainsnapshot>")
+    try:
+        assert dom.snapshotCheck(0) == [] and dom.snapshotCheck(REPAIR) == []
+    finally:
+        conn.close()  # test:///default lives while a connection of the process is open: leave it as found
 
 
 @pytest.mark.parametrize("flags", [2, 1 << 31, -1])
 def test_unknown_flags_are_refused(flags):
-    dom = virtsnap.open("test:///default").lookupByName("test")
+    conn = virtsnap.open("test:///default")
+    dom = conn.lookupByName("test")
     with pytest.raises(virtsnap.libvirtError) as exc:
         dom.snapshotCheck(flags)
+    conn.close()
     assert exc.value.get_error_code() == virtsnap.VIR_ERR_INVALID_ARG
     assert "virDomainSnapshotCheck" in exc.value.get_error_message()
 
 
 def test_read_only_connection_may_check_but_not_repair():
-    dom = virtsnap.openReadOnly("test:///default").lookupByName("test")
+    conn = virtsnap.openReadOnly("test:///default")
+    dom = conn.lookupByName("test")
     assert dom.snapshotCheck(0) == []
     with pytest.raises(virtsnap.libvirtError) as exc:
         dom.snapshotCheck(REPAIR)
+    conn.close()
     assert exc.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_DENIED
 
 

@@ -330,6 +330,19 @@ def test_snapshot_xml(tree: virtsnap.virDomain) -> None:
         < xml.index("<creationTime>") < xml.index("<memory") < xml.index("<disks>") < xml.index("<domain>")
 
 
+def test_summaries_are_what_the_xml_says(tree: virtsnap.virDomain) -> None:
+    """listAllSnapshotSummaries (what snapshot-list prints) agrees with every snapshot's XML."""
+    from xml.etree import ElementTree
+
+    expected = []
+    for snap in tree.listAllSnapshots():
+        root = ElementTree.fromstring(snap.getXMLDesc())
+        created = root.findtext("creationTime")
+        expected.append((snap.getName(), root.findtext("parent/name"), root.findtext("state"),
+                         int(created) if created is not None else None))
+    assert tree.listAllSnapshotSummaries() == expected and len(expected) == 3
+
+
 def test_empty_tree(conn: virtsnap.virConnect) -> None:
     gamma = conn.lookupByName("gamma")
     assert gamma.snapshotNum() == 0 and gamma.hasCurrentSnapshot() == 0

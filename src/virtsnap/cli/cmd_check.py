@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import virtsnap
 from virtsnap.flags import SnapshotCheck
 
@@ -31,7 +29,7 @@ def cmd_snapshot_check(ctl: Control, opts: Opts) -> bool:
     remaining = [f for f in findings if f.drift and not f.repaired]
     if opts.has("json"):
         print_json(ctl, {"domain": dom.name(), "drift": bool(remaining),
-                         "findings": [dataclasses.asdict(f) for f in findings]})
+                         "findings": [f.as_dict() for f in findings]})
         return not remaining
     if not findings:
         ctl.out(f"Domain '{dom.name()}': snapshot metadata, images and processes agree\n")

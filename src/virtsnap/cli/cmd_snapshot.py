@@ -23,6 +23,8 @@ from .table import Table, render_forest
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
 
+    from virtsnap.conf.tree import Summary
+
 DOMAIN_OPT = Opt("domain", OptType.DATA, "domain name, id or uuid", required=True)
 JSON_OPT = flag("json", "print the result as JSON (virtsnap extension)")
 
@@ -476,24 +478,13 @@ def cmd_snapshot_info(ctl: Control, opts: Opts) -> bool:
 
 
 # -- snapshot-list ------------------------------------------------------------------------------------
-class _Entry:
-    __slots__ = ("name", "parent", "snap")
-
-    def __init__(self, snap: virtsnap.virDomainSnapshot, parent: str | None = None) -> None:
-        self.snap = snap
-        self.name = snap.getName()
-        self.parent = parent
-
-
-def _sort_key(entry: _Entry) -> bytes:
+def _name_key(entry: Summary) -> bytes:
     # strcasecmp in the C locale: bytes, ASCII letters folded to lower case
-    return entry.name.encode("utf-8", "surrogateescape").lower()
+    return entry[0].encode("utf-8", "surrogateescape").lower()
 
 
-def _fallback_filter(snap: virtsnap.virDomainSnapshot, flags: int) -> bool:
-    """virshSnapshotFilter: status/location filtering from the XML, for drivers that reject the flags."""
-    root = parse_xml(snap.getXMLDesc(0))
-    state = None if root is None else xpath_string(root, "state")
+def _fallback_filter(state: str | None, flags: int) -> bool:
+    """virshSnapshotFilter: status/location filtering by the XML's state, for drivers that reject the flags."""
     if state is None:
         raise CommandError("unable to perform snapshot filtering")
     if state == "disk-snapshot":
@@ -506,40 +497,39 @@ def _fallback_filter(snap: virtsnap.virDomainSnapshot, flags: int) -> bool:
 
 
 def _collect(ctl: Control, dom: virtsnap.virDomain, start: virtsnap.virDomainSnapshot | None,
-             flags: int, tree: bool) -> list[_Entry]:
-    """virshSnapshotListCollect (the ListAll path): entries sorted by name unless --topological."""
+             flags: int, tree: bool) -> list[Summary]:
+    """virshSnapshotListCollect (the ListAll path), sorted by name unless --topological: each snapshot's name
+    with the parent, state and creation time its XML shows, in one query (virsh reads the XML of every
+    snapshot, and for --tree asks getParent of each). For --tree with --from/--current, the start snapshot
+    is added as the root."""
     orig_flags = flags
     fallback = False
 
-    def list_all(list_flags: int) -> list[virtsnap.virDomainSnapshot]:
+    def list_all(list_flags: int) -> list[Summary]:
         if start is not None:
-            return start.listAllChildren(list_flags)
-        return dom.listAllSnapshots(list_flags)
+            return start.listAllChildrenSummaries(list_flags)
+        return dom.listAllSnapshotSummaries(list_flags)
 
     try:
-        snaps = list_all(flags)
+        entries = list_all(flags)
     except virtsnap.libvirtError as exc:
         if exc.get_error_code() != ErrorCode.INVALID_ARG or not flags & (FILTERS_STATUS | FILTERS_LOCATION):
             raise
         flags &= ~(FILTERS_STATUS | FILTERS_LOCATION)
         fallback = True
-        snaps = list_all(flags)
-    entries = [_Entry(s) for s in snaps]
-    if tree:
-        for entry in entries:
-            entry.parent = snapshot_parent(ctl, entry.snap)
-        if start is not None:
-            entries.append(_Entry(start))
+        entries = list_all(flags)
+    if tree and start is not None:
+        entries.append((start.getName(), None, None, None))
     if fallback:
         orig_flags |= FILTERS_STATUS | FILTERS_LOCATION
         try:
-            entries = [e for e in entries if _fallback_filter(e.snap, orig_flags)]
+            entries = [e for e in entries if _fallback_filter(e[2], orig_flags)]
         except CommandError as exc:
             if exc.args:
                 ctl.error(str(exc.args[0]))
             raise CommandError() from exc
     if not orig_flags & SnapshotList.TOPOLOGICAL:
-        entries.sort(key=_sort_key)
+        entries.sort(key=_name_key)
     return entries
 
 
@@ -595,52 +585,39 @@ def cmd_snapshot_list(ctl: Control, opts: Opts) -> bool:
     if from_ or current:
         start, _ = lookup_snapshot(ctl, opts, "from", True, dom)
     entries = _collect(ctl, dom, start, flags, tree)
-
     if tree:
-        names = [e.name for e in entries]
-        parents = [e.parent for e in entries]
-        ctl.out(render_forest(names, parents))
+        ctl.out(render_forest([e[0] for e in entries], [e[1] for e in entries]))
         return True
     if name_only:
         if as_json:
-            print_json(ctl, [e.name for e in entries])
+            print_json(ctl, [e[0] for e in entries])
         else:
-            ctl.out("".join(e.name + "\n" for e in entries))
+            ctl.out("".join(e[0] + "\n" for e in entries))
         return True
     if as_json:
-        return _list_json(ctl, dom, entries)
+        return _list_json(ctl, dom, [e[0] for e in entries])
     table = Table("Name", "Creation Time", "State", "Parent") if parent else Table("Name", "Creation Time", "State")
-    for entry in entries:
-        try:
-            doc = entry.snap.getXMLDesc(0)
-        except virtsnap.libvirtError:
-            ctl.reset_error()
-            continue
-        root = parse_xml(doc)
-        if root is None:
-            continue
-        parent_name = xpath_string(root, "parent/name") if parent else None
-        state = xpath_string(root, "state")
-        created = parse_c_longlong(xpath_string(root, "creationTime") or "")
-        if state is None or created is None:
+    for name, parent_name, state, created in entries:
+        # virsh prints a row only when the XML has a state and a creationTime that fits a long long
+        if state is None or created is None or not -(2**63) <= created < 2**63:
             continue
         when = format_time(created)
         if when is None:
             continue
         if parent:
-            table.add(entry.name, when, state, parent_name or "")
+            table.add(name, when, state, parent_name or "")
         else:
-            table.add(entry.name, when, state)
+            table.add(name, when, state)
     ctl.out(table.render(header=not ctl.quiet, utf8=ctl.utf8_locale))
     return True
 
 
-def _list_json(ctl: Control, dom: virtsnap.virDomain, entries: list[_Entry]) -> bool:
+def _list_json(ctl: Control, dom: virtsnap.virDomain, names: list[str]) -> bool:
     current_name = dom.snapshotCurrent(0).getName() if dom.hasCurrentSnapshot(0) else None
     result = []
-    for entry in entries:
-        root = parse_xml(entry.snap.getXMLDesc(0))
-        item: dict[str, Any] = {"name": entry.name, "parent": None, "current": entry.name == current_name,
+    for name in names:
+        root = parse_xml(virtsnap.virDomainSnapshot(dom, name).getXMLDesc(0))
+        item: dict[str, Any] = {"name": name, "parent": None, "current": name == current_name,
                                 "state": None, "location": None, "creation_time": None, "description": None}
         if root is not None:
             state = xpath_string(root, "state")

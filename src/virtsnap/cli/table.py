@@ -125,51 +125,72 @@ class Table:
 
 
 def render_forest(names: Sequence[str], parents: Sequence[str | None]) -> str:
-    """vshTreePrint for every root, in list order, with the child index built once for all of them."""
-    children = _child_index(parents)
-    return "".join(render_tree(names, parents, i, children) for i, parent in enumerate(parents) if parent is None)
+    """vshTreePrint for every root (an entry whose parent is None), in list order, children in list order.
+
+    One pass over the entries builds the child lists; an entry whose parent is not listed is not printed.
+    """
+    children = _child_index(names, parents)
+    out: list[str] = []
+    for index, parent in enumerate(parents):
+        if parent is None:
+            _render_into(out, names, children, index)
+    return "".join(out)
 
 
-def _child_index(parents: Sequence[str | None]) -> dict[str, list[int]]:
-    children: dict[str, list[int]] = {}
+def _child_index(names: Sequence[str], parents: Sequence[str | None]) -> dict[int, list[int]]:
+    """Entry index -> indexes of its children, in list order (a name is looked up once per entry)."""
+    # a name listed twice (never, in a listing) maps to its first entry
+    position = dict(zip(reversed(names), range(len(names) - 1, -1, -1), strict=True))
+    children: dict[int, list[int]] = {}
     for index, parent in enumerate(parents):
         if parent is not None:
-            children.setdefault(parent, []).append(index)
+            at = position.get(parent)
+            if at is None or at == index:
+                continue
+            kids = children.get(at)
+            if kids is None:
+                children[at] = [index]
+            else:
+                kids.append(index)
     return children
 
 
-def render_tree(names: Sequence[str], parents: Sequence[str | None], root: int,
-                children: dict[str, list[int]] | None = None) -> str:
-    """vshTreePrint for the entry `root`: its subtree, children in list order, virsh's indentation.
-
-    Iterative (a chain of thousands of snapshots must not hit Python's recursion limit).
-    """
-    if children is None:
-        children = _child_index(parents)
+def render_tree(names: Sequence[str], parents: Sequence[str | None], root: int) -> str:
+    """vshTreePrint for the entry `root`: its subtree, children in list order, virsh's indentation."""
     out: list[str] = []
-
-    def enter(devid: int, lastdev: int, is_root: bool, indent: str) -> list[object]:
-        out.append(indent + ("" if is_root else "+- ") + names[devid] + "\n")
-        if not is_root:
-            indent += (" " if devid == lastdev else "|") + " "
-        kids = children.get(names[devid], []) if names[devid] not in _seen else []
-        _seen.add(names[devid])
-        if kids:
-            out.append(indent + "  |\n")
-        return [devid, lastdev, indent, kids, 0]
-
-    _seen: set[str] = set()  # guards against a malformed forest (a name that is its own ancestor)
-    stack = [enter(root, root, True, "")]
-    while stack:
-        frame = stack[-1]
-        devid, lastdev, indent, kids, pos = frame
-        assert isinstance(kids, list) and isinstance(pos, int) and isinstance(indent, str)
-        if pos < len(kids):
-            frame[4] = pos + 1
-            stack.append(enter(kids[pos], kids[-1], False, indent + "  "))
-        else:
-            if not kids and devid == lastdev:
-                out.append(indent + "\n")
-            stack.pop()
+    _render_into(out, names, _child_index(names, parents), root)
     return "".join(out)
 
+
+def _render_into(out: list[str], names: Sequence[str], children: dict[int, list[int]], root: int) -> None:
+    """Pre-order with an explicit stack (a chain of thousands of snapshots must not hit Python's recursion
+    limit); a first child is printed straight after its parent, its later siblings wait on the stack. Each
+    entry sits in one child list, so every entry is printed at most once, even for a malformed forest.
+    virsh's layout: "+- NAME" under a "|" line, a blank line after the last leaf of a branch."""
+    append, get = out.append, children.get
+    append(names[root] + "\n")
+    kids = get(root)
+    if not kids:
+        append("\n")
+        return
+    append("  |\n")
+    indent = "  "  # before the "+- " of the children being printed
+    pending: list[tuple[int, str, bool]] = []  # later siblings: (entry, indent, whether it is the last child)
+    while True:
+        count = len(kids)
+        if count > 1:
+            pending.extend((kids[k], indent, k == count - 1) for k in range(count - 1, 0, -1))
+        entry, last = kids[0], count == 1
+        while True:
+            append(f"{indent}+- {names[entry]}\n")
+            below = indent + ("  " if last else "| ")
+            kids = get(entry)
+            if kids:
+                append(below + "  |\n")
+                indent = below + "  "
+                break
+            if last:
+                append(below + "\n")
+            if not pending:
+                return
+            entry, indent, last = pending.pop()

@@ -9,49 +9,15 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
 
 from ..errors import ErrorCode, ErrorDomain, error
+from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
+from ..records import Record
 from .domain_xml import DomainDef
-from .xmlutil import Node, escape, format_node, parse
+from .xmlutil import Node, escape, format_node, parse, parse_trusted
 
 ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
 MAX_NAME_BYTES = 255
-
-
-class SnapshotState(enum.IntEnum):
-    """virDomainSnapshotState (a virDomainState plus disk-snapshot)."""
-
-    NOSTATE = 0
-    RUNNING = 1
-    BLOCKED = 2
-    PAUSED = 3
-    SHUTDOWN = 4
-    SHUTOFF = 5
-    CRASHED = 6
-    PMSUSPENDED = 7
-    DISK_SNAPSHOT = 8
-
-    @property
-    def xml(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-    @classmethod
-    def from_xml(cls, value: str) -> SnapshotState | None:
-        for member in cls:
-            if member.xml == value:
-                return member
-        return None
-
-    @property
-    def is_active(self) -> bool:
-        """Whether the snapshot holds a live guest (libvirt's LIST_ACTIVE group)."""
-        return self not in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
-
-    @property
-    def is_online(self) -> bool:
-        return self in (SnapshotState.RUNNING, SnapshotState.PAUSED)
 
 
 class Location(enum.IntEnum):
@@ -92,29 +58,45 @@ class ParseMode(enum.Enum):
     REDEFINE = "redefine"
 
 
-@dataclass(slots=True)
-class DiskSnapshot:
-    name: str
-    snapshot: Location = Location.DEFAULT
-    source_type: SourceType = SourceType.FILE
-    source: str | None = None  # file path or block device
-    driver_type: str | None = None
-    explicit_type: bool = False  # whether type='' was given (it is printed only with a source)
+class DiskSnapshot(Record):
+    _fields = ("name", "snapshot", "source_type", "source", "driver_type", "explicit_type")
+    __slots__ = _fields
+
+    def __init__(self, name: str, snapshot: Location = Location.DEFAULT, source_type: SourceType = SourceType.FILE,
+                 source: str | None = None, driver_type: str | None = None, explicit_type: bool = False) -> None:
+        self.name = name
+        self.snapshot = snapshot
+        self.source_type = source_type
+        self.source = source  # file path or block device
+        self.driver_type = driver_type
+        self.explicit_type = explicit_type  # whether type='' was given (it is printed only with a source)
+
+    def copy(self) -> DiskSnapshot:
+        return DiskSnapshot(self.name, self.snapshot, self.source_type, self.source, self.driver_type,
+                            self.explicit_type)
 
 
-@dataclass(slots=True)
-class SnapshotDef:
-    name: str
-    description: str | None = None
-    state: SnapshotState = SnapshotState.NOSTATE
-    parent: str | None = None
-    creation_time: int = 0
-    memory: Location = Location.DEFAULT
-    memory_file: str | None = None
-    disks: list[DiskSnapshot] = field(default_factory=list)
-    domain: DomainDef | None = None
-    inactive_domain: DomainDef | None = None
-    cookie: Node | None = None
+class SnapshotDef(Record):
+    _fields = ("name", "description", "state", "parent", "creation_time", "memory", "memory_file", "disks",
+               "domain", "inactive_domain", "cookie")
+    __slots__ = _fields
+
+    def __init__(self, name: str, description: str | None = None, state: SnapshotState = SnapshotState.NOSTATE,
+                 parent: str | None = None, creation_time: int = 0, memory: Location = Location.DEFAULT,
+                 memory_file: str | None = None, disks: list[DiskSnapshot] | None = None,
+                 domain: DomainDef | None = None, inactive_domain: DomainDef | None = None,
+                 cookie: Node | None = None) -> None:
+        self.name = name
+        self.description = description
+        self.state = state
+        self.parent = parent
+        self.creation_time = creation_time
+        self.memory = memory
+        self.memory_file = memory_file
+        self.disks: list[DiskSnapshot] = disks if disks is not None else []
+        self.domain = domain
+        self.inactive_domain = inactive_domain
+        self.cookie = cookie
 
     @property
     def is_external(self) -> bool:
@@ -122,7 +104,10 @@ class SnapshotDef:
         return self.memory == Location.EXTERNAL or any(d.snapshot == Location.EXTERNAL for d in self.disks)
 
     def copy(self) -> SnapshotDef:
-        return replace(self, disks=[replace(d) for d in self.disks])
+        """A copy whose disk list and disks can change apart (the domains and cookie are shared, as before)."""
+        return SnapshotDef(self.name, self.description, self.state, self.parent, self.creation_time, self.memory,
+                           self.memory_file, [d.copy() for d in self.disks], self.domain, self.inactive_domain,
+                           self.cookie)
 
 
 def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
@@ -151,9 +136,10 @@ def escape_for_message(text: str) -> str:
 
 
 def parse_snapshot(text: str, mode: ParseMode, now: float | None = None,
-                   domain_parser: type[DomainDef] = DomainDef) -> SnapshotDef:
-    """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent."""
-    root = parse(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
+                   domain_parser: type[DomainDef] = DomainDef, trusted: bool = False) -> SnapshotDef:
+    """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent. `trusted`: a
+    document virtsnap wrote itself, e.g. read back from its metadata store (xmlutil.parse_trusted)."""
+    root = (parse_trusted if trusted else parse)(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
     return snapshot_from_node(root, mode, now, domain_parser)
 
 
@@ -217,7 +203,7 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
     if offline and defn.memory not in (Location.DEFAULT, Location.NO):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "memory state cannot be saved with offline or disk-only snapshot")
     if mem_file:
-        if not PurePosixPath(mem_file).is_absolute():
+        if not mem_file.startswith("/"):
             raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"memory snapshot file path ({mem_file}) must be absolute")
         _check_path(mem_file)
         defn.memory_file = mem_file
@@ -277,7 +263,7 @@ def _parse_disk(node: Node) -> DiskSnapshot:
         if fmt not in DISK_FORMATS:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"unknown disk snapshot driver '{fmt}'")
         disk.driver_type = fmt
-    if disk.source is not None and not PurePosixPath(disk.source).is_absolute():
+    if disk.source is not None and not disk.source.startswith("/"):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"disk snapshot image path '{disk.source}' must be absolute")
     if disk.source is not None:
         _check_path(disk.source)
@@ -288,7 +274,7 @@ def _parse_disk(node: Node) -> DiskSnapshot:
 
 def _check_path(path: str) -> None:
     """Overlay and memory paths: no '..' components and no control characters (stricter than libvirt)."""
-    if ".." in PurePosixPath(path).parts or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if ".." in path.split("/") or any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN,
                     f"path '{escape_for_message(path)}' must not contain '..' components or control characters")
 

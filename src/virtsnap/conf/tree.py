@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import ErrorCode, ErrorDomain, error
-from ..flags import SnapshotList
-from .snapshot_xml import SnapshotState
+from ..flags import SnapshotList, SnapshotState
 
 # SnapshotState by value, for building moments from stored rows without an enum call per row
 _STATES = {int(s): s for s in SnapshotState}
 # A stored moment: name, parent name, seq, creation_time, state, external
 StoredRow = tuple[str, str | None, int, int, int, int]
+# What a listing shows of a moment: name, parent name, <state> text, creation time (SnapshotTree.summaries)
+Summary = tuple[str, str | None, str | None, int | None]
+_STATE_XML: dict[SnapshotState, str] = {s: s.xml for s in SnapshotState if s is not SnapshotState.NOSTATE}
 
 
 class Moment:
@@ -374,6 +376,14 @@ class SnapshotTree:
                 continue
             out.append(moment)
         return out
+
+    def summaries(self, moments: Iterable[Moment]) -> list[Summary]:
+        """(name, parent, state, creation time) of each moment as its XML shows them (what a listing prints),
+        in one pass: the parent None for a root, the state as <state> spells it, None for the no-state and
+        for a creation time of 0 (the XML then has no <state> or <creationTime>)."""
+        root, states = self._root, _STATE_XML
+        return [(m.name, m.parent.name if m.parent is not None and m.parent is not root else None,
+                 states.get(m.state), m.creation_time or None) for m in moments]
 
     def topological(self) -> list[Moment]:
         """Every moment, parents before children."""

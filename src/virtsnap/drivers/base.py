@@ -7,12 +7,13 @@ only does what its hypervisor needs. A method a driver lacks means VIR_ERR_NO_SU
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from ..errors import ErrorDomain
 from ..flags import DomainState, FlagRule
+from ..records import Frozen
 
 if TYPE_CHECKING:
     from ..conf.tree import SnapshotTree
@@ -68,48 +69,65 @@ def _snapshot_queries() -> dict[Op, int]:
 SNAPSHOT_QUERIES: dict[Op, int] = _snapshot_queries()
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(Frozen):
     """What a driver accepts: per-entry-point flag masks and the prefix of its C-style function names."""
 
-    func_prefix: str  # "test", "qemu", "esx", "vbox": error messages name e.g. testDomainSnapshotNum
-    error_domain: ErrorDomain
-    flags: dict[Op, int] = field(default_factory=dict)
-    rules: dict[Op, tuple[FlagRule, ...]] = field(default_factory=dict)  # driver-specific flag pairs
+    _fields = ("func_prefix", "error_domain", "flags", "rules")
+    __slots__ = _fields
+
+    def __init__(self, func_prefix: str, error_domain: ErrorDomain, flags: Mapping[Op, int],
+                 rules: Mapping[Op, tuple[FlagRule, ...]] = MappingProxyType({})) -> None:
+        self.func_prefix = func_prefix  # "test", "qemu", "esx", "vbox": messages name e.g. testDomainSnapshotNum
+        self.error_domain = error_domain
+        self.flags = flags
+        self.rules = rules  # driver-specific flag pairs
 
     def function_name(self, op: Op) -> str:
         return self.func_prefix + op.value
 
 
-@dataclass(frozen=True, slots=True)
-class DomainRecord:
+class DomainRecord(Frozen):
     """A domain as a lookup returns it: enough to build a handle."""
 
-    name: str
-    uuid: str
-    id: int  # -1 when not running
-    persistent: bool = True
+    _fields = ("name", "uuid", "id", "persistent")
+    __slots__ = _fields
+
+    def __init__(self, name: str, uuid: str, id: int, persistent: bool = True) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.id = id  # -1 when not running
+        self.persistent = persistent
 
 
-@dataclass(frozen=True, slots=True)
-class DomainInfo:
-    state: DomainState
-    max_mem_kib: int
-    memory_kib: int
-    vcpus: int
-    cpu_time_ns: int
+class DomainInfo(Frozen):
+    _fields = ("state", "max_mem_kib", "memory_kib", "vcpus", "cpu_time_ns")
+    __slots__ = _fields
+
+    def __init__(self, state: DomainState, max_mem_kib: int, memory_kib: int, vcpus: int, cpu_time_ns: int) -> None:
+        self.state = state
+        self.max_mem_kib = max_mem_kib
+        self.memory_kib = memory_kib
+        self.vcpus = vcpus
+        self.cpu_time_ns = cpu_time_ns
 
 
-@dataclass(frozen=True, slots=True)
-class Drift:
+class Drift(Frozen):
     """One finding of snapshot-check: metadata and reality disagree (or, with drift=False, a note)."""
 
-    kind: str  # untracked-snapshot, lost-snapshot, marked-lost, orphaned-overlay, broken-chain, ...
-    subject: str  # the snapshot, file or process concerned
-    detail: str  # what is wrong
-    fix: str  # what --repair did, would do, or why it leaves it alone
-    repaired: bool = False
-    drift: bool = True
+    _fields = ("kind", "subject", "detail", "fix", "repaired", "drift")
+    __slots__ = _fields
+
+    def __init__(self, kind: str, subject: str, detail: str, fix: str, repaired: bool = False,
+                 drift: bool = True) -> None:
+        self.kind = kind  # untracked-snapshot, lost-snapshot, marked-lost, orphaned-overlay, broken-chain, ...
+        self.subject = subject  # the snapshot, file or process concerned
+        self.detail = detail  # what is wrong
+        self.fix = fix  # what --repair did, would do, or why it leaves it alone
+        self.repaired = repaired
+        self.drift = drift
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self._fields}
 
 
 @runtime_checkable

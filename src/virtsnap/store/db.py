@@ -11,18 +11,17 @@ starts above every generation its uuid ever had, so a cached tree is never mista
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
+from ..records import Frozen
 
 SCHEMA_VERSION = 3  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
@@ -115,15 +114,14 @@ def state_dir(driver: str, system: bool) -> Path:
     return Path(base) / "virtsnap" / driver
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    id: int
-    domain: str
-    op: str
-    intent: dict[str, Any]
-    steps: list[str]
-    started: float
-    pid: int
+class JournalEntry(Frozen):
+    _fields = ("id", "domain", "op", "intent", "steps", "started", "pid")
+    __slots__ = _fields
+
+    def __init__(self, id: int, domain: str, op: str, intent: dict[str, Any], steps: list[str], started: float,
+                 pid: int) -> None:
+        self.id, self.domain, self.op, self.intent = id, domain, op, intent
+        self.steps, self.started, self.pid = steps, started, pid
 
 
 class MetadataStore:
@@ -343,6 +341,8 @@ class MetadataStore:
     # phase) of its entry are one transaction, so an entry still present names an operation whose process
     # died: the driver rolls it forward or back when it next takes the domain's lock.
     def journal_begin(self, uuid: str, op: str, intent: dict[str, Any]) -> int:
+        import json  # the journal only: a read-only command never loads json
+
         with self.transaction() as db:
             cur = db.execute("INSERT INTO journal(domain, op, intent, started, pid) VALUES (?, ?, ?, ?, ?)",
                              (uuid, op, json.dumps(intent), time.time(), os.getpid()))
@@ -350,6 +350,8 @@ class MetadataStore:
 
     def journal_step(self, entry: int, step: str, **intent: Any) -> None:
         """Record that `step` is done, and merge `intent` into the entry's intent."""
+        import json
+
         with self.transaction() as db:
             row = db.execute("SELECT steps, intent FROM journal WHERE id=?", (entry,)).fetchone()
             if row is None:
@@ -364,6 +366,8 @@ class MetadataStore:
             db.execute("DELETE FROM journal WHERE id=?", (entry,))
 
     def journal_unfinished(self, uuid: str) -> list[JournalEntry]:
+        import json
+
         rows = self._db.execute("SELECT id, domain, op, intent, steps, started, pid FROM journal WHERE domain=? "
                                 "ORDER BY id", (uuid,)).fetchall()
         return [JournalEntry(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]

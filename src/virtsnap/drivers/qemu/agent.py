@@ -6,14 +6,16 @@ in it, so every session starts with guest-sync-delimited (0xFF marker + random i
 
 from __future__ import annotations
 
-import base64
-import json
-import random
-import socket
 import time
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from ...errors import ErrorCode, ErrorDomain, error
+
+if TYPE_CHECKING:
+    import socket
+
+# socket, json, random and base64 are imported where a session needs them: the driver loads this module for
+# every command, most of which never talk to the agent.
 
 ERR = ErrorDomain.QEMU
 
@@ -36,6 +38,8 @@ class Agent:
 
     def connect(self, deadline: float | None = None) -> None:
         """Connect and resynchronise; retries until `deadline` (monotonic) while the guest boots."""
+        import socket
+
         end = deadline if deadline is not None else time.monotonic() + self.timeout
         last: Exception | None = None
         while time.monotonic() < end:
@@ -59,6 +63,9 @@ class Agent:
         self._buf = b""
 
     def _sync(self) -> None:
+        import json
+        import random
+
         assert self._sock is not None
         token = random.randrange(1, 2**31)
         self._sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
@@ -80,6 +87,8 @@ class Agent:
         self._buf += chunk
 
     def _read_message(self) -> dict[str, Any]:
+        import json
+
         while b"\n" not in self._buf:
             self._recv()
         line, self._buf = self._buf.split(b"\n", 1)
@@ -91,6 +100,8 @@ class Agent:
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, reply: bool = True) -> Any:
         """Run an agent command; an agent error becomes VIR_ERR_OPERATION_FAILED with its description."""
+        import json
+
         if self._sock is None:
             self.connect()
         assert self._sock is not None
@@ -111,6 +122,8 @@ class Agent:
 
     def command_json(self, text: str) -> str:
         """Run a command given as QMP-style JSON text; return the whole reply as JSON text."""
+        import json
+
         try:
             msg = json.loads(text)
         except ValueError as exc:
@@ -122,6 +135,8 @@ class Agent:
     # -- conveniences used by tests and quiesce -----------------------------------------------------
     def exec(self, argv: list[str], timeout: float = 30.0) -> tuple[int, bytes, bytes]:
         """Run a program in the guest and wait for it: (exit code, stdout, stderr)."""
+        import base64
+
         pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True})["pid"]
         deadline = time.monotonic() + timeout
         delay = 0.005

@@ -6,12 +6,13 @@ never dropped; `virsh dumpxml` output of a guest that stays inside the subset de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
 
 ERR = ErrorDomain.QEMU
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
@@ -129,16 +130,20 @@ def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
         check_subset(child, children[child.tag], where)
 
 
-@dataclass(frozen=True, slots=True)
-class Disk:
-    target: str
-    device: str  # disk | cdrom
-    source_type: str  # file | block
-    path: str | None
-    format: str  # qcow2 | raw
-    bus: str
-    readonly: bool
-    snapshot: str | None  # the per-disk default: internal, external, no
+class Disk(Frozen):
+    _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot")
+    __slots__ = _fields
+
+    def __init__(self, target: str, device: str, source_type: str, path: str | None, format: str, bus: str,
+                 readonly: bool, snapshot: str | None) -> None:
+        self.target = target
+        self.device = device  # disk | cdrom
+        self.source_type = source_type  # file | block
+        self.path = path
+        self.format = format  # qcow2 | raw
+        self.bus = bus
+        self.readonly = readonly
+        self.snapshot = snapshot  # the per-disk default: internal, external, no
 
     @property
     def node_name(self) -> str:
@@ -146,24 +151,31 @@ class Disk:
         return f"drive-{self.target}"
 
 
-@dataclass(frozen=True, slots=True)
-class QemuDomain:
+class QemuDomain(Frozen):
     """What the command line needs, read from a checked DomainDef."""
 
-    defn: DomainDef
-    kvm: bool
-    machine: str
-    memory_mib: int
-    vcpus: int
-    kernel: str | None
-    initrd: str | None
-    cmdline: str | None
-    boot_dev: str | None
-    disks: list[Disk] = field(default_factory=list)
-    agent_socket: str | None = None  # None: no agent channel; "": one on the runtime directory's socket
-    serial: tuple[str, str | None] | None = None  # ("file", path) or ("pty", None)
-    user_net: list[str | None] = field(default_factory=list)  # MAC addresses
-    vnc: bool = False
+    _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
+               "agent_socket", "serial", "user_net", "vnc")
+    __slots__ = _fields
+
+    def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
+                 initrd: str | None, cmdline: str | None, boot_dev: str | None, disks: Sequence[Disk] = (),
+                 agent_socket: str | None = None, serial: tuple[str, str | None] | None = None,
+                 user_net: Sequence[str | None] = (), vnc: bool = False) -> None:
+        self.defn = defn
+        self.kvm = kvm
+        self.machine = machine
+        self.memory_mib = memory_mib
+        self.vcpus = vcpus
+        self.kernel = kernel
+        self.initrd = initrd
+        self.cmdline = cmdline
+        self.boot_dev = boot_dev
+        self.disks = disks
+        self.agent_socket = agent_socket  # None: no agent channel; "": one on the runtime directory's socket
+        self.serial = serial  # ("file", path) or ("pty", None)
+        self.user_net = user_net  # MAC addresses
+        self.vnc = vnc
 
     @classmethod
     def from_def(cls, defn: DomainDef) -> QemuDomain:

@@ -7,28 +7,30 @@ overlay it creates holds what changed afterwards. A file is needed while the dom
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import without_extension
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
 from . import images
 
 ERR = ErrorDomain.QEMU
 
 
-@dataclass(frozen=True, slots=True)
-class Layer:
-    path: str
-    format: str
-    backing: str | None
-    internal: tuple[str, ...]  # internal snapshot tags stored in this file
+class Layer(Frozen):
+    _fields = ("path", "format", "backing", "internal")
+    __slots__ = _fields
+
+    def __init__(self, path: str, format: str, backing: str | None, internal: tuple[str, ...]) -> None:
+        self.path = path
+        self.format = format
+        self.backing = backing
+        self.internal = internal  # internal snapshot tags stored in this file
 
 
 _chains: dict[str, list[Layer]] = {}
@@ -49,6 +51,8 @@ def chain(path: str) -> list[Layer]:
 
 
 def _read_chain(path: str) -> list[Layer]:
+    import json
+
     out = images.run(["info", "--backing-chain", "-U", "--output=json", path])
     layers = []
     for item in json.loads(out):

@@ -5,10 +5,7 @@ Argument lists only; failures become VIR_ERR_OPERATION_FAILED with qemu-img's ow
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 from typing import Any
 
 from ...errors import ErrorCode, ErrorDomain, error
@@ -17,6 +14,8 @@ ERR = ErrorDomain.QEMU
 
 
 def qemu_img() -> str:
+    import shutil  # shutil and subprocess: only for commands that run qemu-img
+
     path = os.environ.get("VIRTSNAP_QEMU_IMG") or shutil.which("qemu-img")
     if not path:
         raise error(ErrorCode.OPERATION_FAILED, ERR, "qemu-img not found (install Debian's qemu-utils)")
@@ -24,6 +23,8 @@ def qemu_img() -> str:
 
 
 def run(args: list[str], timeout: float = 600.0) -> str:
+    import subprocess
+
     proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout, check=False,
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
@@ -33,6 +34,8 @@ def run(args: list[str], timeout: float = 600.0) -> str:
 
 
 def info(path: str, force_share: bool = False) -> dict[str, Any]:
+    import json
+
     args = ["info", "--output=json"] + (["-U"] if force_share else []) + [path]
     result: dict[str, Any] = json.loads(run(args))
     return result

@@ -6,16 +6,12 @@ private runtime directory per domain, which is how a later process reconnects.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
 from ...store.db import private_dir
 from .domain import QemuDomain
 
@@ -24,6 +20,8 @@ AGENT_PORT = "org.qemu.guest_agent.0"
 
 
 def qemu_binary() -> str:
+    import shutil  # shutil and subprocess: only for starting QEMU
+
     path = os.environ.get("VIRTSNAP_QEMU") or shutil.which("qemu-system-x86_64")
     if not path:
         raise error(ErrorCode.OPERATION_FAILED, ERR,
@@ -38,11 +36,14 @@ def runtime_root(system: bool) -> Path:
     return Path(base) / "virtsnap" / "qemu"
 
 
-@dataclass(frozen=True, slots=True)
-class Runtime:
+class Runtime(Frozen):
     """The per-domain runtime files."""
 
-    directory: Path
+    _fields = ("directory",)
+    __slots__ = _fields
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
 
     @classmethod
     def for_domain(cls, root: Path, uuid: str) -> Runtime:
@@ -82,6 +83,8 @@ class Runtime:
 
 def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: bool = False) -> list[str]:
     """The QEMU argument list for a domain: -blockdev node names per disk, QMP on a unix socket."""
+    import json  # json, shutil, subprocess and signal: only for starting and stopping QEMU
+
     argv = [qemu_binary(), "-name", f"guest={dom.defn.name}", "-uuid", dom.defn.uuid,
             "-nodefaults", "-no-user-config", "-machine", dom.machine,
             "-accel", "kvm" if dom.kvm else "tcg", "-cpu", "host" if dom.kvm else "max",
@@ -146,6 +149,8 @@ def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: boo
 
 def launch(argv: list[str], rt: Runtime, timeout: float = 60.0) -> int:
     """Start QEMU detached; returns its pid. Its own error output becomes the error message."""
+    import subprocess
+
     for stale in (rt.monitor, rt.pidfile):
         stale.unlink(missing_ok=True)
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
@@ -161,6 +166,8 @@ def launch(argv: list[str], rt: Runtime, timeout: float = 60.0) -> int:
 
 def kill(rt: Runtime, timeout: float = 10.0) -> None:
     """Stop QEMU: SIGTERM, then SIGKILL; wait until the process is gone (its image locks with it)."""
+    import signal
+
     pid = rt.pid()
     if pid is None:
         return

@@ -7,15 +7,12 @@ as in libvirt. Snapshot semantics follow libvirt's test_driver.c, including its 
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ...conf import validate as schema
 from ...conf.domain_xml import DomainDef
 from ...conf.redefine import redefine as redefine_snapshot
 from ...conf.snapshot_xml import (
@@ -109,15 +106,17 @@ DEFAULT_DOMAIN_XML = """<domain type='test'>
 """
 
 
-@dataclass
 class TestDomain:
-    defn: DomainDef
-    state: DomainState = DomainState.SHUTOFF
-    reason: int = 0
-    id: int = -1
-    persistent: bool = True
-    has_managed_save: bool = False
-    snapshots: SnapshotTree = field(default_factory=SnapshotTree)
+    __slots__ = ("defn", "has_managed_save", "id", "persistent", "reason", "snapshots", "state")
+
+    def __init__(self, defn: DomainDef, persistent: bool = True) -> None:
+        self.defn = defn
+        self.state = DomainState.SHUTOFF
+        self.reason = 0
+        self.id = -1
+        self.persistent = persistent
+        self.has_managed_save = False
+        self.snapshots = SnapshotTree()
 
     @property
     def active(self) -> bool:
@@ -134,7 +133,7 @@ class TestState:
         self.lock = threading.RLock()
         self.domains: dict[str, TestDomain] = {}  # by uuid, in definition order
         self.next_id = 1
-        dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML))
+        dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML, trusted=True))
         self.domains[dom.defn.uuid] = dom
         self.start_state(dom, 0)  # libvirt's default domain reports reason 0 (unknown)
 
@@ -187,6 +186,8 @@ class TestDriver:
                 _shared = None
 
     def hostname(self) -> str:
+        import socket
+
         return socket.gethostname()
 
     # -- domains ------------------------------------------------------------------------------------
@@ -362,6 +363,8 @@ class TestDriver:
             if not dom.persistent and flags & C.HALT:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, "cannot halt after transient domain snapshot")
             if flags & C.VALIDATE:
+                from ...conf import validate as schema  # RelaxNG: only when asked for
+
                 schema.validate_snapshot(xml)
             defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
             tree = dom.snapshots

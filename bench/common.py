@@ -1,0 +1,52 @@
+"""What every benchmark script shares: the machine it ran on, and its results file in bench/results/.
+
+Each script writes bench/results/<name>.json (raw samples, in seconds, plus the machine); bench/report.py turns
+every results file present into the one report (report.md and latency.png). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine() -> dict[str, str]:
+    def sh(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "uname": sh("uname", "-a"), "nproc": sh("nproc"),
+            "cpu": cpu, "python": platform.python_version(), "libvirt_python": sh(
+                "/usr/bin/python3", "-c", "import libvirt; v = libvirt.getVersion(); "
+                "print(f'{v // 1000000}.{v // 1000 % 1000}.{v % 1000}')"),
+            "load_before": load()}
+
+
+def write_results(name: str, result: dict[str, Any], out: Path = RESULTS) -> Path:
+    """bench/results/<name>.json, with the load average after the run added to its machine."""
+    result.setdefault("machine", {})["load_after"] = load()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}", file=sys.stderr)
+    return path
