@@ -287,7 +287,7 @@ class QemuDriver:
                     raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
                                 f"domain '{name}' is already defined with uuid {uuid}")
             with self._operation(defn.uuid, defn.name):
-                self.store.put_domain(defn.uuid, defn.name, defn.format())
+                self.store.put_domain(defn.uuid, defn.name, _stored(defn))
         return self._record(defn.uuid, defn.name)
 
     def undefine(self, uuid: str, flags: int) -> None:
@@ -457,7 +457,7 @@ class QemuDriver:
     def _create_intent(tree: SnapshotTree, defn: SnapshotDef, status: str | None, flags: int,
                        **more: Any) -> dict[str, Any]:
         """What a create records before its first change: enough to finish or undo it after a crash."""
-        return {"name": defn.name, "xml": format_snapshot(defn), "status": status, "flags": flags,
+        return {"name": defn.name, "xml": format_snapshot(defn, secure=True), "status": status, "flags": flags,
                 "parent": tree.current.name if tree.current is not None else None, **more}
 
     def _record_new(self, uuid: str, tree: SnapshotTree, defn: SnapshotDef, parent_name: str | None = "") -> None:
@@ -525,7 +525,7 @@ class QemuDriver:
         new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
         entry = self.store.journal_begin(uuid, "create-external", self._create_intent(
             tree, defn, status, flags, overlays={d.name: d.source for d in chosen}, reuse=reuse,
-            memory_file=defn.memory_file if with_memory else None, domain_xml=new_def.format()))
+            memory_file=defn.memory_file if with_memory else None, domain_xml=_stored(new_def)))
         created: list[str] = []
         switched = False
         try:
@@ -547,7 +547,7 @@ class QemuDriver:
             switched = True  # from here on the overlays hold the guest's writes: never removed
             failpoints.hit("external.switched")
             with self._atomic(uuid):  # the commit point
-                self.store.put_domain(uuid, dom_def.name, new_def.format())
+                self.store.put_domain(uuid, dom_def.name, _stored(new_def))
                 if not flags & C.NO_METADATA:
                     self._record_new(uuid, tree, defn)
                 self.store.journal_end(entry)
@@ -749,7 +749,7 @@ class QemuDriver:
         online = defn.state.is_online
         if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
             raise error(ErrorCode.SNAPSHOT_REVERT_RISKY, ERR, "must respawn guest to start inactive snapshot")
-        same_config = defn.domain.format() == dom_def.format()
+        same_config = _stored(defn.domain) == _stored(dom_def)
         with contextlib.ExitStack() as stack:
             mon = stack.enter_context(self._monitor(uuid)) if running and same_config else None
             self._revert_locked(uuid, tree, moment, defn, dom_def, target, targets, running, same_config,
@@ -799,7 +799,7 @@ class QemuDriver:
                 raise
             with self._atomic(uuid):  # the commit point
                 if not same_config:
-                    self.store.put_domain(uuid, dom_def.name, defn.domain.format())
+                    self.store.put_domain(uuid, dom_def.name, _stored(defn.domain))
                 tree.set_current(moment)
                 self._commit(uuid, tree)
                 self.store.journal_end(entry)
@@ -848,7 +848,7 @@ class QemuDriver:
                 raise
             new_def = external.with_sources(defn.domain, news)
             with self._atomic(uuid):  # the commit point; what follows is finished by a recovery if need be
-                self.store.put_domain(uuid, dom_def.name, new_def.format())
+                self.store.put_domain(uuid, dom_def.name, _stored(new_def))
                 tree.set_current(moment)
                 self._commit(uuid, tree)
                 self.store.journal_step(entry, "committed")
@@ -1119,7 +1119,7 @@ class QemuDriver:
     def _repoint(self, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[str, str]]) -> None:
         """Every definition that named a merged file now names the file it was merged into."""
         dom_def = self._def(uuid)
-        self.store.put_domain(uuid, dom_def.name, _moved(dom_def, moved).format())
+        self.store.put_domain(uuid, dom_def.name, _stored(_moved(dom_def, moved)))
         for moment in tree.moments():
             defn = _def_of(moment)
             if defn.domain is not None:
@@ -1277,8 +1277,14 @@ def _parse_private(xml: str) -> SnapshotDef:
     return parse_snapshot(xml, ParseMode.REDEFINE, trusted=True)
 
 
+def _stored(domain: DomainDef) -> str:
+    """A definition as the store keeps it: everything, graphics passwords included (the store is 0600;
+    callers without VIR_DOMAIN_XML_SECURE get them stripped when it is formatted for them)."""
+    return domain.format(secure=True)
+
+
 def _xml_of(moment: Moment) -> str:
-    return moment.defn if isinstance(moment.defn, str) else format_snapshot(_def_of(moment))
+    return moment.defn if isinstance(moment.defn, str) else format_snapshot(_def_of(moment), secure=True)
 
 
 def _attach(moment: Moment, defn: SnapshotDef) -> None:
