@@ -236,6 +236,12 @@ class MetadataStore:
         row = self._db.execute("SELECT name, xml FROM domains WHERE uuid=?", (uuid,)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def find_domain(self, *, name: str | None = None, uuid: str | None = None) -> tuple[str, str] | None:
+        """(uuid, name) of the domain with this name or uuid (both columns are unique, hence indexed)."""
+        column, value = ("name", name) if name is not None else ("uuid", uuid)
+        row = self._db.execute(f"SELECT uuid, name FROM domains WHERE {column}=?", (value,)).fetchone()
+        return (row[0], row[1]) if row else None
+
     def delete_domain(self, uuid: str) -> None:
         with self.transaction() as db:
             row = db.execute("SELECT generation FROM domains WHERE uuid=?", (uuid,)).fetchone()

@@ -240,11 +240,16 @@ class QemuDriver:
 
     def lookup_domain(self, *, name: str | None = None, uuid: str | None = None,
                       id: int | None = None) -> DomainRecord:
-        for rec in self.list_domains():
-            if (name is not None and rec.name == name) or (uuid is not None and rec.uuid == uuid) \
-                    or (id is not None and id >= 0 and rec.id == id):
-                self._recover_on_open(rec.uuid)
-                return rec
+        if name is not None or uuid is not None:  # one indexed query, whatever the number of domains
+            found = self.store.find_domain(name=name, uuid=uuid)
+            if found is not None:
+                self._recover_on_open(found[0])
+                return self._record(*found)
+        else:
+            for rec in self.list_domains():  # by id: the pid of each running domain
+                if id is not None and id >= 0 and rec.id == id:
+                    self._recover_on_open(rec.uuid)
+                    return rec
         raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching name '{name}'" if name
                     else f"no domain with matching uuid '{uuid}'" if uuid else f"no domain with matching id {id}")
 
