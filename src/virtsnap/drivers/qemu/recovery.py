@@ -259,6 +259,11 @@ def _revert(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
     if drv._rt(uuid).pid() is not None:
         with drv._monitor(uuid) as mon:
             settle_jobs(mon)  # a snapshot-load job ends inside QEMU even when its client died
+    return _revert_again(drv, uuid, entry, name, flags)
+
+
+def _revert_again(drv: QemuDriver, uuid: str, entry: JournalEntry, name: str, flags: int) -> str:
+    """The entry ends; the revert runs again from the start (a new entry of its own covers it)."""
     drv.store.journal_end(entry.id)
     if name not in drv._tree(uuid):
         return f"snapshot '{name}' is gone; nothing to finish"
@@ -278,11 +283,7 @@ def _revert_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
         if path not in used:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-    drv.store.journal_end(entry.id)
-    if name not in drv._tree(uuid):
-        return f"snapshot '{name}' is gone; nothing to finish"
-    drv._revert(uuid, name, flags)
-    return f"rolled forward: reverted to '{name}' again"
+    return _revert_again(drv, uuid, entry, name, flags)
 
 
 def _delete(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
