@@ -181,10 +181,20 @@ def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn)
     assert info.value.get_error_code() == 84 and "I" in info.value.get_error_message()
     assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames()) == before
     dom.destroy()
-    ext.delete()  # offline: the base is copied into the overlay instead; I stays where it is
-    assert dom.snapshotListNames() == ["I"]
+    # Shut off too: merging demo.E away would remove I, and copying the base into demo.E would rewrite only
+    # demo.E's current layer: I, which reads its unchanged clusters through to the base, would then read
+    # another file.
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames())
+    with pytest.raises(virtsnap.libvirtError) as info:
+        ext.delete()
+    assert info.value.get_error_code() == 84 and "I" in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames()) == before
     dom.revertToSnapshot(internal)
-    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "inside"
+    assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
+    internal.delete()
+    ext.delete()  # nothing lives in demo.E any more: it is merged into the base
+    assert dom.snapshotNum() == 0 and files(workdir) == {"demo.qcow2", "demo.serial"}
+    assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
 
 
 def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):

@@ -45,7 +45,7 @@ from ...store.db import MetadataStore, state_dir
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
-from . import external, images
+from . import extdelete, external, images
 from .agent import Agent
 from .domain import QemuDomain
 
@@ -850,122 +850,86 @@ class QemuDriver:
             self._commit(uuid, tree)
 
     def _plan_external_delete(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
-                              going: set[Moment], running: bool) -> list[tuple[str, str, str, str]]:
-        """How to drop an external snapshot's point in time, per disk, decided before any change:
-        ('keep', B, ...) another snapshot's state is the same image; ('commit', C, B, fmt) merge the one image
-        that depends on B into it; ('rebase', D, B, new_backing) copy B into each dependent and drop B."""
-        defn = _def_of(victim)
-        assert defn.domain is not None
-        staying = [m for m in tree.moments() if m not in going]
-        roots = [dom_def] + [d for d in (_def_of(m).domain for m in staying) if d is not None]
-        edges: dict[str, str] = {}
-        fmt_of: dict[str, str] = {}
-        for root in roots:
-            for path, _fmt in external.disk_sources(root).values():
-                if not os.path.exists(path):
-                    raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} is missing; nothing was changed")
-                for layer in external.chain(path):
-                    fmt_of[layer.path] = layer.format
-                    if layer.backing:
-                        edges[layer.path] = layer.backing
-        states = {path for root in roots[1:] for path, _ in external.disk_sources(root).values()}
-        live_tags = {m.name for m in staying}
-        active = {path for path, _ in external.disk_sources(dom_def).values()}
-        plan: list[tuple[str, str, str, str]] = []
-        for disk in defn.disks:
-            if disk.snapshot != Location.EXTERNAL:
-                continue
-            base, base_fmt = external.disk_sources(defn.domain)[disk.name]
-            dependents = sorted(child for child, backing in edges.items() if backing == base)
-            if base in states or not dependents:
-                plan.append(("keep", base, "", ""))
-                continue
-            if len(dependents) == 1:
-                child = dependents[0]
-                lost = [t for t in external.chain(child)[0].internal if t in live_tags]
-                if not lost:
-                    if running and child not in active:
-                        raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                                    f"deleting snapshot '{defn.name}' of a running domain would merge {child}, which "
-                                    "QEMU does not have open; shut the domain down first")
-                    plan.append(("commit", child, base, base_fmt))
-                    continue
-                if running:
-                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                                f"internal snapshots {', '.join(lost)} live in {child}; deleting '{defn.name}' while "
-                                "the domain runs would lose them: shut it down or delete them first")
-            if running:
-                raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                            f"snapshot '{defn.name}' has several branches on {base}; shut the domain down to delete it")
-            lost_here = [t for t in external.chain(base)[0].internal if t in live_tags]
-            if lost_here:
-                raise error(ErrorCode.OPERATION_INVALID, ERR,
-                            f"internal snapshots {', '.join(lost_here)} live in {base}, which deleting snapshot "
-                            f"'{defn.name}' would remove; delete them first. Nothing was changed")
-            below = edges.get(base, "")
-            for child in dependents:
-                plan.append(("rebase", child, base, below + "\0" + fmt_of.get(below, "")))
+                              going: set[Moment], running: bool) -> extdelete.Plan:
+        """How to drop the external snapshots of this delete, decided before any change (extdelete.py): one
+        plan for every external snapshot in `going`, leaf first, on a model of the image files and, while the
+        domain runs, of QEMU's block graph. Each victim's call returns that same plan, which runs once."""
+        key = (uuid, frozenset(m.name for m in going))
+        plan = extdelete.operation_plan(key)
+        if plan is not None:
+            return plan
+        snapshots = []
+        for moment in tree.moments():
+            defn = _def_of(moment)
+            disks = [d for d in defn.disks if d.snapshot == Location.EXTERNAL]
+            snapshots.append(extdelete.Snapshot(moment.name, defn.domain, [d.name for d in disks],
+                                                [d.source for d in disks if d.source], moment in going))
+
+        def depth(moment: Moment) -> int:
+            n = 0
+            while moment.parent is not None:
+                n, moment = n + 1, moment.parent
+            return n
+
+        order = sorted((m for m in going if _def_of(m).is_external), key=lambda m: (-depth(m), m.name))
+        view = None
+        if running:
+            with self._monitor(uuid) as mon:
+                view = extdelete.qemu_view(mon)
+        plan = extdelete.plan_delete(dom_def, snapshots, [m.name for m in order], view, _files_we_made(tree))
+        extdelete.remember_plan(key, plan)
         return plan
 
-    def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: list[tuple[str, str, str, str]],
+    def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: extdelete.Plan,
                              mon: Monitor | None) -> None:
-        removed: dict[str, tuple[str, str]] = {}  # old path -> (new path, its format)
-        drop: set[str] = set()
-        for kind, first, second, extra in plan:
-            if kind == "commit":
-                child, base, base_fmt = first, second, extra
-                if mon is not None:
-                    self._block_commit(mon, child, base)
+        """Carry out the plan once (whichever victim's call comes first): block jobs and qemu-img in order, then
+        the definitions follow merged files, QEMU lets go of files that left its graph, and files are removed."""
+        if plan.done:
+            return
+        plan.done = True
+        for step in plan.steps:
+            if step.how != "qemu-img":
+                assert mon is not None
+                if step.how == "stream":
+                    extdelete.block_stream(mon, step, extdelete.job_id("stream"))
                 else:
-                    images.run(["commit", "-q", "-d", child])
-                external.forget_chains()
-                for path, _old in self._images_backed_by(uuid, tree, child):
-                    images.run(["rebase", "-u", "-F", base_fmt, "-b", base, path])  # header only: same data
-                external.forget_chains()
-                removed[child] = (base, base_fmt)
-                drop.add(child)
-            elif kind == "rebase":
-                child, base = first, second
-                below, _, below_fmt = extra.partition("\0")
-                args = ["rebase", "-q", "-b", below] + (["-F", below_fmt] if below else []) + [child]
-                images.run(args)
-                external.forget_chains()
-                drop.add(base)
-        if removed:
-            self._repoint(uuid, tree, removed)
-        ours = _files_we_made(tree) | set(removed)
-        for path in drop:
-            if path in ours or external.is_revert_overlay(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    self._block_commit(mon, step.image, step.base, step.target)
+                extdelete.release_nodes(mon, plan.released)
+            elif step.kind == "commit":
+                images.run(["commit", "-q", "-d", step.image])
+            elif step.kind == "set-backing":  # header only: the same data through another file
+                images.run(["rebase", "-u", "-F", step.format, "-b", step.base, step.image])
+            else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
+                images.run(["rebase", "-q", "-b", step.below or ""]
+                           + (["-F", step.format] if step.below else []) + [step.image])
+            external.forget_chains()
+        if plan.moved:
+            self._repoint(uuid, tree, plan.moved)
+        for path in plan.remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
-    def _block_commit(self, mon: Monitor, top: str, base: str) -> None:
-        """Merge `top`, the image the guest writes, into `base` inside QEMU: active commit, then pivot.
-        (The planner refuses any other running case before anything changes.)"""
-        nodes = {n["file"]: n["node-name"] for n in mon.execute("query-named-block-nodes")
-                 if n.get("drv") not in ("file", "host_device")}
-        device = nodes.get(top)
-        if device is None or device not in _active_nodes(mon).values():
-            raise error(ErrorCode.INTERNAL_ERROR, ERR, f"{top} is not the image QEMU writes")
-        job = f"commit-{os.getpid()}"
-        mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
-                                     "auto-dismiss": False})
-        mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
-        mon.execute("job-complete", {"id": job})
+    def _block_commit(self, mon: Monitor, top: str, base: str, target: str) -> None:
+        """Merge `top` into `base` inside QEMU. The image the guest writes: active commit, READY, then
+        job-complete pivots the disk to `base`. An image inside the chain: top-node/base-node, and QEMU
+        completes it by itself, rewriting the backing of the image above."""
+        nodes = extdelete.format_nodes(mon)
+        root = _active_nodes(mon).get(target)
+        if top not in nodes or base not in nodes or root is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU does not have {top} and {base} open for disk '{target}'")
+        job = extdelete.job_id("commit")
+        if nodes[top] == root:
+            mon.execute("block-commit", {"job-id": job, "device": root, "base-node": nodes[base],
+                                         "auto-dismiss": False})
+            event = mon.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
+                                   and ev["data"].get("id") == job
+                                   and ev["data"].get("status") in ("ready", "aborting", "concluded"), 600)
+            if event["data"]["status"] == "ready":
+                mon.execute("job-complete", {"id": job})
+        else:
+            mon.execute("block-commit", {"job-id": job, "device": root, "top-node": nodes[top],
+                                         "base-node": nodes[base], "auto-dismiss": False})
         mon.wait_job(job)
-
-    def _images_backed_by(self, uuid: str, tree: SnapshotTree, path: str) -> list[tuple[str, str]]:
-        """(image, its backing) for every known image whose backing file is `path`."""
-        dom_def = self._def(uuid)
-        roots = [dom_def] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
-        found: dict[str, str] = {}
-        for root in roots:
-            for top, _fmt in external.disk_sources(root).values():
-                if os.path.exists(top):
-                    for layer in external.chain(top):
-                        if layer.backing == path:
-                            found[layer.path] = path
-        return sorted(found.items())
 
     def _repoint(self, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[str, str]]) -> None:
         """Every definition that named a merged file now names the file it was merged into."""
