@@ -212,7 +212,12 @@ def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "paused-save"])
-def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live):
+def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live, monkeypatch):
+    from virtsnap.drivers.qemu import driver
+
+    seen: list[list[dict]] = []
+    pause_ms = driver._pause_ms
+    monkeypatch.setattr(driver, "_pause_ms", lambda events: seen.append(events) or pause_ms(events))
     dom = conn.defineXML(domain_xml(guest, workdir))
     dom.create()
     with agent_for(conn, dom) as agent:
@@ -222,6 +227,8 @@ def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, li
     snap = dom.snapshotCreateXML(f"<domainsnapshot><name>full</name><memory snapshot='external' file='{memory}'/>"
                                  "</domainsnapshot>", flags)
     assert dom.state()[0] == 1 and memory.exists() and memory.stat().st_mode & 0o077 == 0
+    # One pause, in which the disks switched and the memory was captured: the guest never ran in between.
+    assert [e["event"] for e in seen[0] if e["event"] in ("STOP", "RESUME")] == ["STOP", "RESUME"]
     xml = snap.getXMLDesc()
     assert "<state>running</state>" in xml and f"<memory snapshot='external' file='{memory}'/>" in xml
     with agent_for(conn, dom) as agent:

@@ -516,8 +516,9 @@ class QemuDriver:
                             live: bool) -> None:
         """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
-        LIVE uses QEMU's background-snapshot: the guest pauses only while devices are saved and RAM is
-        write-protected (userfaultfd), then runs while its memory as of that instant is written out."""
+        LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
+        RAM, saves the devices and write-protects RAM (userfaultfd), then runs while its memory as of that
+        instant is written out."""
         fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         added: list[str] = []
         with self._monitor(uuid) as mon:
@@ -537,12 +538,15 @@ class QemuDriver:
                                 "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                                 f"{exc.get_error_message()}") from exc
                 actions = self._add_overlay_nodes(mon, chosen, added)
-                # Pause, switch the disks and start saving memory at one instant, sent back to back; with LIVE
-                # the guest runs again at once (background-snapshot also restarts it itself).
+                # Pause, switch the disks and start saving memory at one instant, sent back to back. With LIVE
+                # the guest must not run again before background-snapshot has captured devices and
+                # write-protected RAM: its migration thread first pre-faults all guest RAM, then stops the VM
+                # itself (a no-op here), saves the devices, write-protects RAM and restarts the guest (QEMU 7.2's
+                # vm_start). A `cont` of ours sent right after `migrate` ran before that: the guest ran for
+                # milliseconds on the new overlays while its memory was captured afterwards (two STOP/RESUME
+                # pairs), so memory and disks were not of one instant.
                 steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []
                 steps += [("transaction", {"actions": actions}), ("migrate", {"uri": "fd:virtsnap-memory"})]
-                if was_running and live:
-                    steps.append(("cont", None))
                 try:
                     mon.pipeline(steps)
                 except libvirtError:
@@ -551,7 +555,9 @@ class QemuDriver:
                             mon.execute("migrate_cancel")
                     raise
                 _wait_migration(mon)
-                if was_running and not live:
+                # Not live: paused for the whole save. LIVE: running already, unless a QEMU restores the run
+                # state the VM had when the snapshot thread stopped it (newer releases): paused by us.
+                if was_running and (not live or mon.execute("query-status")["status"] != "running"):
                     mon.execute("cont")
                 self.last_pause_ms = _pause_ms(mon.drain_events())
             except BaseException:
