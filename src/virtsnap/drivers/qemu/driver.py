@@ -557,8 +557,14 @@ class QemuDriver:
                 _wait_migration(mon)
                 # Not live: paused for the whole save. LIVE: running already, unless a QEMU restores the run
                 # state the VM had when the snapshot thread stopped it (newer releases): paused by us.
-                if was_running and (not live or mon.execute("query-status")["status"] != "running"):
-                    mon.execute("cont")
+                # query-migrate says completed a moment before QEMU leaves finish-migrate, and a cont in
+                # between fails ("Migration is not finalized yet").
+                deadline = time.monotonic() + 10
+                while was_running and (status := mon.execute("query-status")["status"]) != "running":
+                    if status != "finish-migrate" or time.monotonic() > deadline:
+                        mon.execute("cont")
+                        break
+                    time.sleep(0.001)
                 self.last_pause_ms = _pause_ms(mon.drain_events())
             except BaseException:
                 for node in reversed(added):
