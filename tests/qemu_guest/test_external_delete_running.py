@@ -202,3 +202,31 @@ def test_offline_children_and_children_only_deletes_of_branched_snapshots(guest,
     s1.delete(CHILDREN)
     assert dom.snapshotNum() == 0
     check_domain(conn, dom, workdir, ["demo.qcow2"], {"demo.qcow2"}, "F")
+
+
+def test_delete_interrupted_after_a_merge_leaves_definitions_on_the_images_in_use(guest, workdir, conn,
+                                                                                monkeypatch):
+    from virtsnap import failpoints
+
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    for name, text in (("s1", "A"), ("s2", "B"), ("s3", "C")):
+        write(conn, dom, text)
+        snap(dom, name)
+    write(conn, dom, "D")
+    s1 = dom.snapshotLookupByName("s1")
+    monkeypatch.setenv("VIRTSNAP_FAILPOINTS", "external-delete.step-done=sigint")
+    failpoints._table.cache_clear()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C once s3's overlay is merged into demo.s2
+        s1.delete(CHILDREN)
+    monkeypatch.delenv("VIRTSNAP_FAILPOINTS")
+    failpoints._table.cache_clear()
+    # Nothing is deleted; the domain runs on the image the merge went into, and its definition says so.
+    assert dom.isActive() and sorted(dom.snapshotListNames()) == ["s1", "s2", "s3"]
+    assert disk_source(dom) == str(workdir / "demo.s2")
+    assert chain(disk_source(dom)) == ["demo.s2", "demo.s1", "demo.qcow2"]
+    assert qemu_files(conn, dom) == {"demo.s2", "demo.s1", "demo.qcow2"}
+    assert marker(conn, dom) == "D"
+    s1.delete(CHILDREN)  # the same delete again finishes the job
+    assert dom.snapshotNum() == 0
+    check_domain(conn, dom, workdir, ["demo.qcow2"], {"demo.qcow2"}, "D")

@@ -899,22 +899,34 @@ class QemuDriver:
         if plan.done:
             return
         plan.done = True
-        for step in plan.steps:
-            if step.how != "qemu-img":
-                assert mon is not None
-                if step.how == "stream":
-                    extdelete.block_stream(mon, step, extdelete.job_id("stream"))
-                else:
-                    self._block_commit(mon, step.image, step.base, step.target)
-                extdelete.release_nodes(mon, plan.released)
-            elif step.kind == "commit":
-                images.run(["commit", "-q", "-d", step.image])
-            elif step.kind == "set-backing":  # header only: the same data through another file
-                images.run(["rebase", "-u", "-F", step.format, "-b", step.base, step.image])
-            else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
-                images.run(["rebase", "-q", "-b", step.below or ""]
-                           + (["-F", step.format] if step.below else []) + [step.image])
-            external.forget_chains()
+        done: list[extdelete.Step] = []
+        try:
+            for step in plan.steps:
+                if step.how != "qemu-img":
+                    assert mon is not None
+                    if step.how == "stream":
+                        extdelete.block_stream(mon, step, extdelete.job_id("stream"))
+                    else:
+                        self._block_commit(mon, step.image, step.base, step.target)
+                    extdelete.release_nodes(mon, plan.released)
+                elif step.kind == "commit":
+                    images.run(["commit", "-q", "-d", step.image])
+                elif step.kind == "set-backing":  # header only: the same data through another file
+                    images.run(["rebase", "-u", "-F", step.format, "-b", step.base, step.image])
+                else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
+                    images.run(["rebase", "-q", "-b", step.below or ""]
+                               + (["-F", step.format] if step.below else []) + [step.image])
+                external.forget_chains()
+                done.append(step)
+                failpoints.hit("external-delete.step-done")
+        except BaseException:
+            # A merge cannot be taken back, but every image still reads as before (a merged image is kept):
+            # the definitions follow the merges done so far, so that they name what QEMU and the files use.
+            moved = extdelete.moved_by(done)
+            if moved:
+                self._repoint(uuid, tree, moved)
+                self._commit(uuid, tree)
+            raise
         if plan.moved:
             self._repoint(uuid, tree, plan.moved)
         for path in plan.remove:

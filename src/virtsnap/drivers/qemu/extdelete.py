@@ -111,6 +111,18 @@ def qemu_view(mon: Monitor) -> QemuView:
     return QemuView(chains, open_files)
 
 
+def moved_by(steps: Iterable[Step]) -> dict[str, tuple[str, str]]:
+    """merged file -> (file it went into, format) after these steps, merges of merges followed through."""
+    moved: dict[str, tuple[str, str]] = {}
+    for step in steps:
+        if step.kind == "commit":
+            for old, (new, _fmt) in list(moved.items()):
+                if new == step.image:
+                    moved[old] = (step.base, step.format)
+            moved[step.image] = (step.base, step.format)
+    return moved
+
+
 def operation_plan(key: object) -> Plan | None:
     """The plan already made for this delete in this operation (see external.operation_memo)."""
     plan = external.operation_memo().get(("extdelete", key))
@@ -270,10 +282,7 @@ class _Planner:
             for tgt, path in list(sources.items()):
                 if path == child:
                     sources[tgt] = base
-        for old, (new, _fmt) in list(plan.moved.items()):
-            if new == child:
-                plan.moved[old] = (base, base_format)
-        plan.moved[child] = (base, base_format)
+        plan.moved = moved_by(plan.steps)
 
     def rebase(self, plan: Plan, dependents: list[str], base: str, name: str) -> None:
         """Give each image that depends on `base` its data and its backing; `base` is then needed no more."""
