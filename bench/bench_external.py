@@ -168,12 +168,15 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
                 {"type": "blockdev-snapshot", "data": {"node": top, "overlay": node}}]})
             results["quiesce"].append(time.perf_counter() - t)  # no agent here: the raw floor has no freeze
             top = node
+        # the same order as on virtsnap's guest (the guest's huge pages, which background-snapshot splits, matter)
         for i in range(runs):
-            for mode, key in (("live", "pause_live"), ("save", "pause_save"), ("bg-alone", "pause_bg_alone")):
-                node = await new_overlay() if mode != "bg-alone" else ""
-                pause = await raw_memory_snapshot(client, work / f"raw-mem-{key}-{i}", mode, top, node)
-                results[key].append(pause)
-                top = node or top
+            for mode, key in (("live", "pause_live"), ("save", "pause_save")):
+                node = await new_overlay()
+                results[key].append(await raw_memory_snapshot(client, work / f"raw-mem-{key}-{i}", mode, top, node))
+                top = node
+        for i in range(runs):
+            results["pause_bg_alone"].append(await raw_memory_snapshot(client, work / f"raw-mem-bg-{i}", "bg-alone",
+                                                                       top, ""))
         await client.disconnect()
     finally:
         qemu.kill()
