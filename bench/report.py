@@ -245,7 +245,8 @@ def build_external(result: dict) -> str:
     for key, label in (("quiesce", "disk-only snapshot with QUIESCE, 256 MiB guest (raw: no freeze)"),
                        ("delete_off", "delete an external snapshot, domain shut off"),
                        ("pause_live", "guest pause, LIVE memory snapshot, 512 MiB guest keeping 384 MiB dirty"),
-                       ("pause_save", "guest pause, non-live memory snapshot (save)")):
+                       ("pause_save", "guest pause, non-live memory snapshot (save)"),
+                       ("pause_bg_alone", "guest pause, background-snapshot alone (no stop, no disk switch)")):
         rows.append([label, ms_cell(ours.get(key)), ms_cell(raw.get(key)), ms_cell(lib.get(key)),
                      ratio(ours.get(key), raw.get(key))])
     lines += table(["measure", "virtsnap", "raw QMP / qemu-img", "libvirt 9.0", "virtsnap / raw"], rows, "lrrrr")

@@ -214,7 +214,8 @@ def test_external_disk_only_snapshots_of_a_running_guest(crash):
         c.case(point, "snapshot-revert", c.name, "x", "--running", "--force", op="revert", target="x")
     if not c.dom.isActive():
         c.dom.create()
-    for i, point in enumerate(("delete.journaled", "delete.job-started", "delete.data-done", "delete.committed")):
+    for i, point in enumerate(("delete.journaled", "delete.job-started", "external-delete.step-done",
+                               "delete.data-done", "delete.committed")):
         c.snapshot(f"d{i}", DISK_ONLY)
         write_marker(c.conn, c.dom, f"after-d{i}")
         c.case(point, "snapshot-delete", c.name, f"d{i}", op="delete", target=f"d{i}")
@@ -242,7 +243,7 @@ def test_external_snapshots_of_a_shut_off_guest(crash):
         c.case(point, "snapshot-create-as", c.name, f"e{i}", "--disk-only", op="create", target=f"e{i}")
     c.snapshot("x", DISK_ONLY)
     c.case("revert-external.overlays-created", "snapshot-revert", c.name, "x", op="revert", target="x")
-    for i, point in enumerate(("delete.data-done", "delete.committed")):
+    for i, point in enumerate(("external-delete.step-done", "delete.data-done", "delete.committed")):
         c.snapshot(f"d{i}", DISK_ONLY)
         c.case(point, "snapshot-delete", c.name, f"d{i}", op="delete", target=f"d{i}")
 

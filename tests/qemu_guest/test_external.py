@@ -181,10 +181,20 @@ def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn)
     assert info.value.get_error_code() == 84 and "I" in info.value.get_error_message()
     assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames()) == before
     dom.destroy()
-    ext.delete()  # offline: the base is copied into the overlay instead; I stays where it is
-    assert dom.snapshotListNames() == ["I"]
+    # Shut off too: merging demo.E away would remove I, and copying the base into demo.E would rewrite only
+    # demo.E's current layer: I, which reads its unchanged clusters through to the base, would then read
+    # another file.
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames())
+    with pytest.raises(virtsnap.libvirtError) as info:
+        ext.delete()
+    assert info.value.get_error_code() == 84 and "I" in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames()) == before
     dom.revertToSnapshot(internal)
-    assert guest_read(conn, dom, "cat /mnt/marker").strip() == "inside"
+    assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
+    internal.delete()
+    ext.delete()  # nothing lives in demo.E any more: it is merged into the base
+    assert dom.snapshotNum() == 0 and files(workdir) == {"demo.qcow2", "demo.serial"}
+    assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
 
 
 def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
@@ -202,7 +212,12 @@ def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "paused-save"])
-def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live):
+def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live, monkeypatch):
+    from virtsnap.drivers.qemu import driver
+
+    seen: list[list[dict]] = []
+    pause_ms = driver._pause_ms
+    monkeypatch.setattr(driver, "_pause_ms", lambda events: seen.append(events) or pause_ms(events))
     dom = conn.defineXML(domain_xml(guest, workdir))
     dom.create()
     with agent_for(conn, dom) as agent:
@@ -212,6 +227,8 @@ def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, li
     snap = dom.snapshotCreateXML(f"<domainsnapshot><name>full</name><memory snapshot='external' file='{memory}'/>"
                                  "</domainsnapshot>", flags)
     assert dom.state()[0] == 1 and memory.exists() and memory.stat().st_mode & 0o077 == 0
+    # One pause, in which the disks switched and the memory was captured: the guest never ran in between.
+    assert [e["event"] for e in seen[0] if e["event"] in ("STOP", "RESUME")] == ["STOP", "RESUME"]
     xml = snap.getXMLDesc()
     assert "<state>running</state>" in xml and f"<memory snapshot='external' file='{memory}'/>" in xml
     with agent_for(conn, dom) as agent:

@@ -51,6 +51,7 @@ from .agent import Agent
 from .domain import QemuDomain
 
 if TYPE_CHECKING:
+    from . import extdelete
     from .monitor import Monitor
 from .process import Runtime, build_argv, kill, launch, runtime_root
 
@@ -588,8 +589,9 @@ class QemuDriver:
                             live: bool) -> None:
         """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
-        LIVE uses QEMU's background-snapshot: the guest pauses only while devices are saved and RAM is
-        write-protected (userfaultfd), then runs while its memory as of that instant is written out."""
+        LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
+        RAM, saves the devices and write-protects RAM (userfaultfd), then runs while its memory as of that
+        instant is written out."""
         fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         added: list[str] = []
         with self._monitor(uuid) as mon:
@@ -609,12 +611,15 @@ class QemuDriver:
                                 "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                                 f"{exc.get_error_message()}") from exc
                 actions = self._add_overlay_nodes(mon, chosen, added)
-                # Pause, switch the disks and start saving memory at one instant, sent back to back; with LIVE
-                # the guest runs again at once (background-snapshot also restarts it itself).
+                # Pause, switch the disks and start saving memory at one instant, sent back to back. With LIVE
+                # the guest must not run again before background-snapshot has captured devices and
+                # write-protected RAM: its migration thread first pre-faults all guest RAM, then stops the VM
+                # itself (a no-op here), saves the devices, write-protects RAM and restarts the guest (QEMU 7.2's
+                # vm_start). A `cont` of ours sent right after `migrate` ran before that: the guest ran for
+                # milliseconds on the new overlays while its memory was captured afterwards (two STOP/RESUME
+                # pairs), so memory and disks were not of one instant.
                 steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []
                 steps += [("transaction", {"actions": actions}), ("migrate", {"uri": "fd:virtsnap-memory"})]
-                if was_running and live:
-                    steps.append(("cont", None))
                 try:
                     mon.pipeline(steps)
                 except libvirtError:
@@ -624,7 +629,10 @@ class QemuDriver:
                     raise
                 failpoints.hit("memory.migrating")
                 _wait_migration(mon)
-                if was_running and not live:
+                # Not live: paused for the whole save. LIVE: running already, unless a QEMU restores the run
+                # state the VM had when the snapshot thread stopped it (newer releases): paused by us.
+                # (_wait_migration returned once QEMU left finish-migrate, where a cont is refused.)
+                if was_running and mon.execute("query-status")["status"] != "running":
                     mon.execute("cont")
                 self.last_pause_ms = _pause_ms(mon.drain_events())
             except BaseException:
@@ -956,7 +964,6 @@ class QemuDriver:
         external_victims = [m for m in victims if _def_of(m).is_external]
         plans = [self._plan_external_delete(uuid, tree, dom_def, m, set(victims), running)
                  for m in external_victims]  # every plan is checked before anything changes
-        ours = _files_we_made(tree)
         entry = self.store.journal_begin(uuid, "delete", {"name": name, "flags": flags})
         removed: dict[str, tuple[str, str]] = {}
         drop: set[str] = set()
@@ -979,7 +986,7 @@ class QemuDriver:
             raise
         # Files to remove once the metadata no longer names them: merged or rebased-away images virtsnap
         # made, and the memory files of the deleted snapshots (a memory file serves its snapshot alone).
-        unlink = sorted(p for p in drop if p in ours or p in removed or external.is_revert_overlay(p))
+        unlink = sorted(drop)  # the plan removes only files virtsnap made, never the user's own base image
         unlink += sorted(m for m in (_def_of(v).memory_file for v in external_victims) if m)
         with self._atomic(uuid):  # the commit point
             if removed:
@@ -1004,122 +1011,103 @@ class QemuDriver:
                     os.unlink(path)
 
     def _plan_external_delete(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
-                              going: set[Moment], running: bool) -> list[tuple[str, str, str, str]]:
-        """How to drop an external snapshot's point in time, per disk, decided before any change:
-        ('keep', B, ...) another snapshot's state is the same image; ('commit', C, B, fmt) merge the one image
-        that depends on B into it; ('rebase', D, B, new_backing) copy B into each dependent and drop B."""
-        defn = _def_of(victim)
-        assert defn.domain is not None
-        staying = [m for m in tree.moments() if m not in going]
-        roots = [dom_def] + [d for d in (_def_of(m).domain for m in staying) if d is not None]
-        edges: dict[str, str] = {}
-        fmt_of: dict[str, str] = {}
-        for root in roots:
-            for path, _fmt in external.disk_sources(root).values():
-                if not os.path.exists(path):
-                    raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} is missing; nothing was changed")
-                for layer in external.chain(path):
-                    fmt_of[layer.path] = layer.format
-                    if layer.backing:
-                        edges[layer.path] = layer.backing
-        states = {path for root in roots[1:] for path, _ in external.disk_sources(root).values()}
-        live_tags = {m.name for m in staying}
-        active = {path for path, _ in external.disk_sources(dom_def).values()}
-        plan: list[tuple[str, str, str, str]] = []
-        for disk in defn.disks:
-            if disk.snapshot != Location.EXTERNAL:
-                continue
-            base, base_fmt = external.disk_sources(defn.domain)[disk.name]
-            dependents = sorted(child for child, backing in edges.items() if backing == base)
-            if base in states or not dependents:
-                plan.append(("keep", base, "", ""))
-                continue
-            if len(dependents) == 1:
-                child = dependents[0]
-                lost = [t for t in external.chain(child)[0].internal if t in live_tags]
-                if not lost:
-                    if running and child not in active:
-                        raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                                    f"deleting snapshot '{defn.name}' of a running domain would merge {child}, which "
-                                    "QEMU does not have open; shut the domain down first")
-                    plan.append(("commit", child, base, base_fmt))
-                    continue
-                if running:
-                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                                f"internal snapshots {', '.join(lost)} live in {child}; deleting '{defn.name}' while "
-                                "the domain runs would lose them: shut it down or delete them first")
-            if running:
-                raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                            f"snapshot '{defn.name}' has several branches on {base}; shut the domain down to delete it")
-            lost_here = [t for t in external.chain(base)[0].internal if t in live_tags]
-            if lost_here:
-                raise error(ErrorCode.OPERATION_INVALID, ERR,
-                            f"internal snapshots {', '.join(lost_here)} live in {base}, which deleting snapshot "
-                            f"'{defn.name}' would remove; delete them first. Nothing was changed")
-            below = edges.get(base, "")
-            for child in dependents:
-                plan.append(("rebase", child, base, below + "\0" + fmt_of.get(below, "")))
+                              going: set[Moment], running: bool) -> extdelete.Plan:
+        """How to drop the external snapshots of this delete, decided before any change (extdelete.py): one
+        plan for every external snapshot in `going`, leaf first, on a model of the image files and, while the
+        domain runs, of QEMU's block graph. Each victim's call returns that same plan, which runs once."""
+        from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+        key = (uuid, frozenset(m.name for m in going))
+        plan = extdelete.operation_plan(key)
+        if plan is not None:
+            return plan
+        snapshots = []
+        for moment in tree.moments():
+            defn = _def_of(moment)
+            disks = [d for d in defn.disks if d.snapshot == Location.EXTERNAL]
+            snapshots.append(extdelete.Snapshot(moment.name, defn.domain, [d.name for d in disks],
+                                                [d.source for d in disks if d.source], moment in going))
+
+        def depth(moment: Moment) -> int:
+            n = 0
+            while moment.parent is not None:
+                n, moment = n + 1, moment.parent
+            return n
+
+        order = sorted((m for m in going if _def_of(m).is_external), key=lambda m: (-depth(m), m.name))
+        view = None
+        if running:
+            with self._monitor(uuid) as mon:
+                view = extdelete.qemu_view(mon)
+        plan = extdelete.plan_delete(dom_def, snapshots, [m.name for m in order], view, _files_we_made(tree))
+        extdelete.remember_plan(key, plan)
         return plan
 
-    def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: list[tuple[str, str, str, str]],
+    def _run_external_delete(self, uuid: str, tree: SnapshotTree, plan: extdelete.Plan,
                              mon: Monitor | None) -> tuple[dict[str, tuple[str, str]], set[str]]:
-        """Carry out one snapshot's plan on the images. Returns the merged images (old path -> (the image it
-        was merged into, its format)) for the definitions to follow, and the images no longer needed."""
-        removed: dict[str, tuple[str, str]] = {}
-        drop: set[str] = set()
-        for kind, first, second, extra in plan:
-            if kind == "commit":
-                child, base, base_fmt = first, second, extra
-                if mon is not None:
-                    self._block_commit(mon, child, base)
-                else:
-                    images.run(["commit", "-q", "-d", child])
-                external.forget_chains()
-                for path, _old in self._images_backed_by(uuid, tree, child):
-                    images.run(["rebase", "-u", "-F", base_fmt, "-b", base, path])  # header only: same data
-                external.forget_chains()
-                removed[child] = (base, base_fmt)
-                drop.add(child)
-            elif kind == "rebase":
-                child, base = first, second
-                below, _, below_fmt = extra.partition("\0")
-                args = ["rebase", "-q", "-b", below] + (["-F", below_fmt] if below else []) + [child]
-                images.run(args)
-                external.forget_chains()
-                drop.add(base)
-        return removed, drop
+        """Carry out the plan once (whichever victim's call comes first): block jobs and qemu-img in order, QEMU
+        lets go of files that left its graph. Returns the merged files (old path -> (the file it was merged
+        into, its format)) for the definitions to follow at the commit, and the files to remove after it."""
+        from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
 
-    def _block_commit(self, mon: Monitor, top: str, base: str) -> None:
-        """Merge `top`, the image the guest writes, into `base` inside QEMU: active commit, then pivot.
-        (The planner refuses any other running case before anything changes.)"""
-        nodes = {n["file"]: n["node-name"] for n in mon.execute("query-named-block-nodes")
-                 if n.get("drv") not in ("file", "host_device")}
-        device = nodes.get(top)
-        if device is None or device not in _active_nodes(mon).values():
-            raise error(ErrorCode.INTERNAL_ERROR, ERR, f"{top} is not the image QEMU writes")
-        job = f"commit-{os.getpid()}"
-        mon.execute("block-commit", {"job-id": job, "device": device, "base-node": nodes[base],
-                                     "auto-dismiss": False})
-        failpoints.hit("delete.job-started")
-        mon.wait_event(lambda ev: ev.get("event") == "BLOCK_JOB_READY" and ev["data"].get("device") == job, 600)
-        mon.execute("job-complete", {"id": job})
+        if plan.done:
+            return {}, set()
+        plan.done = True
+        done: list[extdelete.Step] = []
+        try:
+            for step in plan.steps:
+                if step.how != "qemu-img":
+                    assert mon is not None
+                    if step.how == "stream":
+                        extdelete.block_stream(mon, step, extdelete.job_id("stream"))
+                    else:
+                        self._block_commit(mon, step.image, step.base, step.target)
+                    extdelete.release_nodes(mon, plan.released)
+                elif step.kind == "commit":
+                    images.run(["commit", "-q", "-d", step.image])
+                elif step.kind == "set-backing":  # header only: the same data through another file
+                    images.run(["rebase", "-u", "-F", step.format, "-b", step.base, step.image])
+                else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
+                    images.run(["rebase", "-q", "-b", step.below or ""]
+                               + (["-F", step.format] if step.below else []) + [step.image])
+                external.forget_chains()
+                done.append(step)
+                failpoints.hit("external-delete.step-done")
+        except BaseException:
+            # A merge cannot be taken back, but every image still reads as before (a merged image is kept):
+            # the definitions follow the merges done so far, so that they name what QEMU and the files use.
+            moved = extdelete.moved_by(done)
+            if moved:
+                self._repoint(uuid, tree, moved)
+                self._commit(uuid, tree)
+            raise
+        return dict(plan.moved), set(plan.remove)
+
+    def _block_commit(self, mon: Monitor, top: str, base: str, target: str) -> None:
+        """Merge `top` into `base` inside QEMU. The image the guest writes: active commit, READY, then
+        job-complete pivots the disk to `base`. An image inside the chain: top-node/base-node, and QEMU
+        completes it by itself, rewriting the backing of the image above."""
+        from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+        nodes = extdelete.format_nodes(mon)
+        root = _active_nodes(mon).get(target)
+        if top not in nodes or base not in nodes or root is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU does not have {top} and {base} open for disk '{target}'")
+        job = extdelete.job_id("commit")
+        if nodes[top] == root:
+            mon.execute("block-commit", {"job-id": job, "device": root, "base-node": nodes[base],
+                                         "auto-dismiss": False})
+            failpoints.hit("delete.job-started")
+            event = mon.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
+                                   and ev["data"].get("id") == job
+                                   and ev["data"].get("status") in ("ready", "aborting", "concluded"), 600)
+            if event["data"]["status"] == "ready":
+                mon.execute("job-complete", {"id": job})
+        else:
+            mon.execute("block-commit", {"job-id": job, "device": root, "top-node": nodes[top],
+                                         "base-node": nodes[base], "auto-dismiss": False})
+            failpoints.hit("delete.job-started")
         mon.wait_job(job)
-        from . import recovery
-
-        recovery.drop_nodes(mon, [top])  # the merged overlay's nodes would keep the base busy as their backing
-
-    def _images_backed_by(self, uuid: str, tree: SnapshotTree, path: str) -> list[tuple[str, str]]:
-        """(image, its backing) for every known image whose backing file is `path`."""
-        dom_def = self._def(uuid)
-        roots = [dom_def] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
-        found: dict[str, str] = {}
-        for root in roots:
-            for top, _fmt in external.disk_sources(root).values():
-                if os.path.exists(top):
-                    for layer in external.chain(top):
-                        if layer.backing == path:
-                            found[layer.path] = path
-        return sorted(found.items())
 
     def _repoint(self, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[str, str]]) -> None:
         """Every definition that named a merged file now names the file it was merged into."""

@@ -34,11 +34,20 @@ class Layer(Frozen):
 
 
 _chains: dict[str, list[Layer]] = {}
+_memo: dict[object, object] = {}
 
 
 def forget_chains() -> None:
-    """Drop remembered chains: call at the start of an operation and after anything rewrites an image."""
+    """Drop remembered chains: call at the start of an operation and after anything rewrites an image.
+    What operation_memo() holds goes too."""
     _chains.clear()
+    _memo.clear()
+
+
+def operation_memo() -> dict[object, object]:
+    """Facts one operation computes once and uses several times (e.g. the plan of a delete that removes
+    several snapshots); emptied with the chains, so never seen by the next operation."""
+    return _memo
 
 
 def chain(path: str) -> list[Layer]:

@@ -124,7 +124,7 @@ def unswitch(drv: QemuDriver, mon: Monitor, overlays: dict[str, str]) -> None:
             external.forget_chains()
             base = external.chain(overlay)[0].backing
             if base:
-                drv._block_commit(mon, overlay, base)
+                drv._block_commit(mon, overlay, base, target)
     drop_nodes(mon, overlays.values())
 
 
