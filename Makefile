@@ -18,6 +18,7 @@ bench: setup
 	.venv/bin/python bench/bench_qemu.py
 	.venv/bin/python bench/bench_esx.py
 	.venv/bin/python bench/bench_external.py
+	.venv/bin/python bench/bench_live_pause.py
 	.venv/bin/python bench/bench_scale.py
 	.venv/bin/python bench/report.py
 

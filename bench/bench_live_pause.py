@@ -152,24 +152,17 @@ def phases(text: str, sent: float) -> dict[str, float]:
     return marks
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--json", help="also write every run's step times to this file")
-    args = parser.parse_args()
-    results = {mode: asyncio.run(run(args.runs, mode)) for mode in ("consistent", "bg_alone")}
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(f"LIVE memory snapshot pause by step, 512 MiB TCG guest keeping 384 MiB dirty, {args.runs} snapshots per "
-          f"guest; QMP round trip (idle query-status) {results['consistent'][0]['rtt_ms']:.2f} ms")
+def render(results: dict, runs_per_guest: int) -> list[str]:
+    """The Markdown report: THP before each snapshot, then each step's time, first and later snapshots."""
+    out = [f"LIVE memory snapshot pause by step, 512 MiB TCG guest keeping 384 MiB dirty, {runs_per_guest} snapshots "
+           f"per guest; QMP round trip (idle query-status) {results['consistent'][0]['rtt_ms']:.2f} ms", ""]
     for mode, runs in results.items():
-        print(f"guest RAM in transparent huge pages before each snapshot ({mode}): "
-              f"{[round(r['thp_mib']) for r in runs]} MiB")
-    print("\n| step (ms from the previous one) | first snapshot | later snapshots, median |")
-    print("|---|---:|---:|")
+        out.append(f"guest RAM in transparent huge pages before each snapshot ({mode}): "
+                   f"{[round(r['thp_mib']) for r in runs]} MiB")
+    out += ["", "| step (ms from the previous one) | first snapshot | later snapshots, median |", "|---|---:|---:|"]
     for mode, title in (("consistent", "virtsnap's sequence: stop, transaction, migrate"),
                         ("bg_alone", "background-snapshot alone (no stop, no disk switch)")):
-        print(f"| **{title}** | | |")
+        out.append(f"| **{title}** | | |")
         runs = results[mode]
         labels = {k: label for label, k in STEPS}
         if mode == "bg_alone":
@@ -180,10 +173,27 @@ def main() -> int:
             label = f"{labels[prev] if prev else 'commands sent'} -> {labels[key]}"
             steps = [r[key] - (r[prev] if prev else 0.0) for r in runs]
             later = statistics.median(steps[1:]) if len(steps) > 1 else float("nan")
-            print(f"| {label} | {steps[0]:.2f} | {later:.2f} |")
+            out.append(f"| {label} | {steps[0]:.2f} | {later:.2f} |")
         pauses = [r["resumed"] - r["stopped"] for r in runs]
         later = statistics.median(pauses[1:]) if len(pauses) > 1 else float("nan")
-        print(f"| guest pause (STOP -> RESUME) | {pauses[0]:.2f} | {later:.2f} |")
+        out.append(f"| guest pause (STOP -> RESUME) | {pauses[0]:.2f} | {later:.2f} |")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", help="also write every run's step times to this file")
+    args = parser.parse_args()
+    results = {mode: asyncio.run(run(args.runs, mode)) for mode in ("consistent", "bg_alone")}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    lines = render(results, args.runs)
+    print("\n".join(lines))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import machine, write_results
+
+    write_results("live_pause", {"machine": machine(), "runs": args.runs, "table": lines})
     return 0
 
 

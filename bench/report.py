@@ -255,6 +255,13 @@ def build_external(result: dict) -> str:
     return "\n".join(lines)
 
 
+def build_live_pause(result: dict) -> str:
+    """bench_live_pause.py: where the LIVE pause goes, step by step (its own table)."""
+    return "\n".join(["## LIVE memory snapshot pause by step (`bench/bench_live_pause.py`)", "",
+                      run_line(result["machine"], f"{result['runs']} snapshots per guest."), "",
+                      *result["table"], ""])
+
+
 def build_esx(result: dict) -> str:
     """bench_esx.py: the ESX driver against raw pyvmomi on vcsim (medians and SOAP round trips per row)."""
     lines = ["## ESX driver against raw pyvmomi on vcsim (`bench/bench_esx.py`)", "",
@@ -276,7 +283,7 @@ def build_esx(result: dict) -> str:
 
 # results file -> its section; the report lists them in this order, each only if its script has run
 SECTIONS = (("scale", build_markdown), ("test_driver", build_test_driver), ("qemu", build_qemu),
-            ("external", build_external), ("esx", build_esx))
+            ("external", build_external), ("live_pause", build_live_pause), ("esx", build_esx))
 
 
 def build_report(out: Path) -> tuple[str, dict | None]:
