@@ -177,10 +177,15 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
                 node = await new_overlay()
                 results[key].append(await raw_memory_snapshot(client, work / f"raw-mem-{key}-{i}", mode, top, node))
                 top = node
-        for i in range(runs):
-            results["pause_bg_alone"].append(await raw_memory_snapshot(client, work / f"raw-mem-bg-{i}", "bg-alone",
-                                                                       top, ""))
-        await client.disconnect()
+        try:
+            for i in range(runs):
+                results["pause_bg_alone"].append(await raw_memory_snapshot(client, work / f"raw-mem-bg-{i}",
+                                                                           "bg-alone", top, ""))
+            await client.disconnect()
+        except Exception as exc:  # QEMU 7.2 sometimes aborts here ("bg_migration_iteration_finish: Unknown
+            # ending state 1"): a floor measurement, not virtsnap's sequence; keep what was measured
+            print(f"background-snapshot alone stopped after {len(results['pause_bg_alone'])} runs: "
+                  f"QEMU died ({type(exc).__name__})", file=sys.stderr)
     finally:
         qemu.kill()
         qemu.wait()

@@ -993,10 +993,14 @@ class QemuDriver:
                 self._repoint(uuid, tree, removed)
             tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
             self._commit(uuid, tree)
-            self.store.journal_step(entry, "committed", unlink=unlink)
+            if unlink:
+                self.store.journal_step(entry, "committed", unlink=unlink)
+            else:
+                self.store.journal_end(entry)
         failpoints.hit("delete.committed")
-        self._remove_unneeded(uuid, unlink)
-        self.store.journal_end(entry)
+        if unlink:
+            self._remove_unneeded(uuid, unlink)
+            self.store.journal_end(entry)
 
     def _remove_unneeded(self, uuid: str, paths: list[str]) -> None:
         """Remove these files unless the domain or a snapshot still reaches them (checked again: safe to
