@@ -82,6 +82,8 @@ class DomainDef:
         elif not _is_uuid(uuid.strip()):
             raise error(ErrorCode.INTERNAL_ERROR, err_domain, "malformed uuid element")
         node.attrs.pop("id", None)  # the id is live state, added back when formatting a running domain
+        if any(_is_declaration(name) for name in node.attrs):  # libvirt prints <domain type=... xmlns:qemu=...>
+            node.attrs = dict(sorted(node.attrs.items(), key=lambda item: _is_declaration(item[0])))
         return cls(node)
 
     def copy(self) -> DomainDef:
@@ -174,6 +176,10 @@ class DomainDef:
                 node.attrs = {"type": node.attrs.get("type", ""), "id": str(dom_id),
                               **{k: v for k, v in node.attrs.items() if k != "type"}}
         return format_node(node, indent, root_tag)
+
+
+def _is_declaration(name: str) -> bool:
+    return name == "xmlns" or name.startswith("xmlns:")
 
 
 def _strip_secrets(node: Node) -> None:

@@ -1,0 +1,110 @@
+"""Namespaced XML (a domain's <metadata>, e.g. virt-install's libosinfo element) survives parsing, formatting,
+storing and reading back: prefixes and xmlns declarations are kept, through parse() and parse_trusted() alike.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import virtsnap
+from virtsnap.conf.xmlutil import Node, format_node, parse, parse_trusted
+
+OSINFO = ('<libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">'
+          '<libosinfo:os id="http://debian.org/debian/12"/></libosinfo:libosinfo>')
+QEMU_CMDLINE = ("<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+                "<qemu:arg value='-no-hpet'/></qemu:commandline>")
+ERR = virtsnap.ErrorDomain.DOMAIN
+
+
+def _both(text: str, root: str = "domain") -> Node:
+    """parse() and parse_trusted() (its expat path, without falling back) give the same tree."""
+    from unittest import mock
+
+    from virtsnap.conf import xmlutil
+
+    slow = parse(text, root, "u", ERR)
+    with mock.patch.object(xmlutil, "parse", side_effect=AssertionError("fell back to parse()")):
+        fast = xmlutil.parse_trusted(text, root, "u", ERR)
+    assert fast == slow
+    return slow
+
+
+def test_prefixes_and_declarations_are_kept() -> None:
+    node = _both(f"<domain type='kvm'><name>n</name><metadata>{OSINFO}</metadata>{QEMU_CMDLINE}</domain>")
+    osinfo = node.children[1].children[0]
+    assert osinfo.tag == "libosinfo:libosinfo"
+    assert osinfo.attrs == {"xmlns:libosinfo": "http://libosinfo.org/xmlns/libvirt/domain/1.0"}
+    assert osinfo.children == [Node("libosinfo:os", {"id": "http://debian.org/debian/12"})]
+    cmdline = node.children[2]
+    assert cmdline.tag == "qemu:commandline"
+    assert cmdline.attrs == {"xmlns:qemu": "http://libvirt.org/schemas/domain/qemu/1.0"}
+    assert cmdline.children == [Node("qemu:arg", {"value": "-no-hpet"})]
+
+
+def test_namespaced_attributes_default_namespaces_and_xml_prefix() -> None:
+    text = ("<domain><metadata><a:x xmlns:a='urn:a' xmlns:b='urn:b' b:k='1' a:j='2' k='3'>"
+            "<y xmlns='urn:d' xml:lang='en'><z xmlns=''/></y></a:x></metadata></domain>")
+    x = _both(text).children[0].children[0]
+    # Declarations first, in document order, then the attributes, as libxml2 keeps and prints them.
+    assert list(x.attrs.items()) == [("xmlns:a", "urn:a"), ("xmlns:b", "urn:b"), ("b:k", "1"), ("a:j", "2"),
+                                     ("k", "3")]
+    assert x.children == [Node("y", {"xmlns": "urn:d", "xml:lang": "en"}, None, [Node("z", {"xmlns": ""})])]
+
+
+def test_two_prefixes_for_one_namespace_keep_the_one_written() -> None:
+    text = "<domain><m:x xmlns:m='urn:m' xmlns:n='urn:m' n:a='1'><n:y m:b='2'/></m:x></domain>"
+    x = _both(text).children[0]
+    assert list(x.attrs) == ["xmlns:m", "xmlns:n", "n:a"]
+    assert x.children == [Node("n:y", {"m:b": "2"})]
+
+
+def test_redundant_declaration_is_kept() -> None:
+    x = _both("<domain><m:x xmlns:m='urn:m'><m:y xmlns:m='urn:m'/></m:x></domain>").children[0]
+    assert x.children == [Node("m:y", {"xmlns:m": "urn:m"})]
+
+
+@pytest.mark.parametrize("text", [
+    f"<domain type='kvm'><name>n</name><metadata>{OSINFO}</metadata>{QEMU_CMDLINE}</domain>",
+    "<domain><metadata><a:x xmlns:a='urn:a' a:k='&lt;&amp;&quot;&apos;'>t&amp;&lt;u&gt;</a:x>"
+    "<y xmlns='urn:d'><z xmlns='' xml:lang='en'/></y></metadata></domain>",
+])
+def test_format_parses_back_to_the_same_tree(text: str) -> None:
+    node = _both(text)
+    printed = format_node(node)
+    assert _both(printed) == node
+    assert parse_trusted(printed, "domain", "u", ERR) == node
+
+
+def test_snapshot_parts_keep_the_declarations_of_domainsnapshot_they_use() -> None:
+    """A snapshot's <domain> and <cookie> are kept apart from the <domainsnapshot> they came in: a prefix
+    declared on it and used inside them goes along, or their XML would not read back."""
+    from virtsnap.conf.snapshot_xml import ParseMode, format_snapshot, parse_snapshot
+
+    text = ("<domainsnapshot xmlns:l='urn:l' xmlns:unused='urn:u'><name>s</name><state>running</state>"
+            "<creationTime>1</creationTime><domain type='kvm'><name>d</name>"
+            "<uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><metadata><m:x xmlns:m='urn:m'><l:y l:a='1'/></m:x>"
+            "</metadata></domain><cookie><l:cpu/></cookie></domainsnapshot>")
+    printed = format_snapshot(parse_snapshot(text, ParseMode.REDEFINE))
+    assert "  <domain type='kvm' xmlns:l='urn:l'>\n" in printed
+    assert "  <cookie xmlns:l='urn:l'>\n    <l:cpu/>\n  </cookie>\n" in printed
+    assert "unused" not in printed
+    again = parse_snapshot(printed, ParseMode.REDEFINE)
+    assert format_snapshot(again) == printed
+    assert format_snapshot(parse_snapshot(printed, ParseMode.REDEFINE, trusted=True)) == printed
+
+
+def test_test_driver_stores_and_prints_qemu_commandline_verbatim() -> None:
+    """The test driver keeps the whole domain, so <qemu:commandline> stays, and its output defines again."""
+    with virtsnap.open("test:///default") as conn:
+        xml = conn.lookupByName("test").XMLDesc(0)
+        xml = (xml.replace("<name>test</name>", "<name>cmdline</name>")
+                  .replace("6695eb01-f6a4-8304-79aa-97f2502e193f", "6695eb01-f6a4-8304-79aa-97f2502e1010")
+                  .replace("</devices>\n", "</devices>\n" + QEMU_CMDLINE))
+        dom = conn.defineXML(xml)
+        try:
+            printed = dom.XMLDesc(0)
+            assert ("  <qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+                    "    <qemu:arg value='-no-hpet'/>\n  </qemu:commandline>\n") in printed
+            assert conn.defineXML(printed).XMLDesc(0) == printed
+        finally:
+            dom.undefine()
