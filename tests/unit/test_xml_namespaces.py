@@ -1,5 +1,8 @@
 """Namespaced XML (a domain's <metadata>, e.g. virt-install's libosinfo element) survives parsing, formatting,
 storing and reading back: prefixes and xmlns declarations are kept, through parse() and parse_trusted() alike.
+
+libvirt keeps <metadata> as a libxml2 node and prints it with xmlNodeDump (double quotes, libxml2's escapes);
+the byte-for-byte comparison with libvirt is in test_snapshot_xml_vectors.py (define/ and redefine/ vectors).
 """
 
 from __future__ import annotations
@@ -7,10 +10,20 @@ from __future__ import annotations
 import pytest
 
 import virtsnap
+from virtsnap.conf.domain_xml import DomainDef
 from virtsnap.conf.xmlutil import Node, format_node, parse, parse_trusted
 
 OSINFO = ('<libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">'
           '<libosinfo:os id="http://debian.org/debian/12"/></libosinfo:libosinfo>')
+# What libvirt prints for it inside a <domain> (indent 2) ...
+OSINFO_PRINTED = """  <metadata>
+    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">
+      <libosinfo:os id="http://debian.org/debian/12"/>
+    </libosinfo:libosinfo>
+  </metadata>
+"""
+# ... and inside the <domain> of a <domainsnapshot> (indent 4).
+OSINFO_IN_SNAPSHOT = "".join("  " + line + "\n" for line in OSINFO_PRINTED.splitlines())
 QEMU_CMDLINE = ("<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
                 "<qemu:arg value='-no-hpet'/></qemu:commandline>")
 ERR = virtsnap.ErrorDomain.DOMAIN
@@ -73,6 +86,24 @@ def test_format_parses_back_to_the_same_tree(text: str) -> None:
     printed = format_node(node)
     assert _both(printed) == node
     assert parse_trusted(printed, "domain", "u", ERR) == node
+
+
+def test_domain_metadata_prints_as_libvirt_does() -> None:
+    defn = DomainDef.parse(f"<domain type='kvm'><name>n</name><metadata>{OSINFO}</metadata></domain>")
+    printed = defn.format()
+    assert OSINFO_PRINTED in printed
+    assert DomainDef.parse(printed).format() == printed
+    assert DomainDef.parse(printed, trusted=True).format() == printed
+
+
+def test_metadata_children_without_namespace_or_repeating_one_are_dropped_as_libvirt_does() -> None:
+    """virXMLNodeSanitizeNamespaces: a child of <metadata> needs a namespace; the first one per namespace wins.
+    A prefix declared outside <metadata> does not count (libvirt copies the element out of the document)."""
+    defn = DomainDef.parse("<domain type='kvm' xmlns:r='urn:r'><name>n</name><metadata>text<plain/>"
+                           "<a:x xmlns:a='urn:a'/><b:x xmlns:b='urn:a'/><r:x/><d xmlns='urn:d'/></metadata></domain>")
+    metadata = defn.node.find("metadata")
+    assert metadata is not None
+    assert [c.tag for c in metadata.children] == ["a:x", "d"]
 
 
 def test_snapshot_parts_keep_the_declarations_of_domainsnapshot_they_use() -> None:

@@ -118,26 +118,75 @@ def escape(value: str) -> str:
     return "".join(out)
 
 
-def format_node(node: Node, indent: int = 0, root_tag: str | None = None) -> str:
-    """Format an element the way libvirt's virBuffer formatters do: 2-space indent, single quotes."""
+def format_node(node: Node, indent: int = 0, root_tag: str | None = None, dumped: tuple[str, ...] = ()) -> str:
+    """Format an element the way libvirt's virBuffer formatters do: 2-space indent, single quotes.
+
+    `dumped`: tags of the root's children that libvirt keeps as libxml2 nodes and prints with xmlNodeDump
+    (a domain's <metadata>), printed as that does (see _dump_into)."""
     parts: list[str] = []
-    _format_into(parts, node, indent, root_tag)
+    _format_into(parts, node, indent, root_tag, dumped)
     return "".join(parts)
 
 
-def _format_into(parts: list[str], node: Node, indent: int, tag: str | None = None) -> None:
+def _format_into(parts: list[str], node: Node, indent: int, tag: str | None = None,
+                 dumped: tuple[str, ...] = ()) -> None:
     pad = " " * indent
     tag = tag or node.tag
     attrs = "".join(f" {k}='{escape(v)}'" for k, v in node.attrs.items())
     if node.children:
         parts.append(f"{pad}<{tag}{attrs}>\n")
         for child in node.children:
-            _format_into(parts, child, indent + 2)
+            if child.tag in dumped:
+                parts.append(" " * (indent + 2))
+                _dump_into(parts, child, (indent + 2) // 2, True)
+                parts.append("\n")
+            else:
+                _format_into(parts, child, indent + 2)
         parts.append(f"{pad}</{tag}>\n")
     elif node.text:
         parts.append(f"{pad}<{tag}{attrs}>{escape(node.text)}</{tag}>\n")
     else:
         parts.append(f"{pad}<{tag}{attrs}/>\n")
+
+
+_DUMP_TEXT = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "\r": "&#13;"}
+_DUMP_ATTR = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+_DUMP_MAX_LEVEL = 30  # libxml2 indents by at most 60 spaces (MAX_INDENT)
+
+
+def _dump_into(parts: list[str], node: Node, level: int, top: bool = False) -> None:
+    """libxml2's xmlNodeDump(level, format=1) of an element, as libvirt prints the domain's <metadata>: double
+    quotes, namespace declarations first, text escaped as xmlEscapeContent does, attribute values as
+    xmlBufAttrSerializeTxtContent does (non-ASCII as hexadecimal character references: the node libvirt keeps
+    belongs to no document, hence has no encoding). No indent before, nor newline after, the top element."""
+    pad = "  " * min(level, _DUMP_MAX_LEVEL)
+    if not top:
+        parts.append(pad)
+    tag = node.tag
+    attrs = "".join(_dump_attribute(k, v) for k, v in node.attrs.items())
+    if node.children:
+        parts.append(f"<{tag}{attrs}>\n")
+        for child in node.children:
+            _dump_into(parts, child, level + 1)
+            parts.append("\n")
+        parts.append(f"{pad}</{tag}>")
+    elif node.text:
+        text = "".join(_DUMP_TEXT.get(c, c) for c in node.text)
+        parts.append(f"<{tag}{attrs}>{text}</{tag}>")
+    else:
+        parts.append(f"<{tag}{attrs}/>")
+
+
+def _dump_attribute(name: str, value: str) -> str:
+    if name == "xmlns" or name.startswith("xmlns:"):
+        # xmlNsDumpOutput writes the URI raw, in double quotes or, if it holds one and no single quote, in single
+        # quotes. Raw '&', '<' or whitespace would not read back the same (libvirt prints them so): escaped here.
+        uri = "".join(_DUMP_ATTR.get(c, c) if c in "&<\n\r\t" else c for c in value)
+        if '"' in uri and "'" not in uri:
+            return f" {name}='{uri}'"
+        return f' {name}="{uri.replace(chr(34), "&quot;")}"'
+    out = "".join(_DUMP_ATTR.get(c) or (f"&#x{ord(c):X};" if ord(c) >= 0x80 else c) for c in value)
+    return f' {name}="{out}"'
 
 
 def _lxml() -> Any:
