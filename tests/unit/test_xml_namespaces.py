@@ -7,6 +7,11 @@ the byte-for-byte comparison with libvirt is in test_snapshot_xml_vectors.py (de
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
 import pytest
 
 import virtsnap
@@ -139,3 +144,64 @@ def test_test_driver_stores_and_prints_qemu_commandline_verbatim() -> None:
             assert conn.defineXML(printed).XMLDesc(0) == printed
         finally:
             dom.undefine()
+
+
+# -- the QEMU driver, end to end without a guest ------------------------------------------------------------
+@pytest.fixture
+def qemu_session(monkeypatch: pytest.MonkeyPatch):
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed")
+    work = Path(tempfile.mkdtemp(prefix="vsns-", dir="/tmp"))
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
+    disk = work / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    yield work, disk
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _qemu_domain(disk: Path, extra: str = "") -> str:
+    return (f"<domain type='qemu'><name>osinfo</name><metadata>{OSINFO}</metadata>{extra}"
+            f"<memory unit='MiB'>64</memory><os><type>hvm</type></os><devices><disk type='file' device='disk'>"
+            f"<driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>"
+            f"</devices></domain>")
+
+
+def test_qemu_driver_keeps_metadata_through_define_snapshot_and_a_new_connection(qemu_session) -> None:
+    _work, disk = qemu_session
+    with virtsnap.open("qemu:///session") as conn:
+        dom = conn.defineXML(_qemu_domain(disk))
+        assert OSINFO_PRINTED in dom.XMLDesc(0)
+        snap = dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+        assert OSINFO_IN_SNAPSHOT in snap.getXMLDesc()
+    with virtsnap.open("qemu:///session") as conn:  # read back from the store by a new connection
+        dom = conn.lookupByName("osinfo")
+        xml = dom.XMLDesc(0)
+        assert OSINFO_PRINTED in xml
+        assert OSINFO_IN_SNAPSHOT in dom.snapshotLookupByName("s1").getXMLDesc()
+        assert conn.defineXML(xml).XMLDesc(0) == xml  # the printed definition defines again, unchanged
+        assert dom.snapshotCurrent().getName() == "s1"
+
+
+def test_qemu_driver_refuses_qemu_commandline_by_name(qemu_session) -> None:
+    """The QEMU driver's subset has no <qemu:commandline>: refused naming it, never stored unreadable."""
+    _work, disk = qemu_session
+    with virtsnap.open("qemu:///session") as conn:
+        with pytest.raises(virtsnap.libvirtError) as exc:
+            conn.defineXML(_qemu_domain(disk, QEMU_CMDLINE))
+        assert exc.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+        assert "qemu:commandline" in exc.value.get_error_message()
+        assert conn.listDefinedDomains() == []
+
+
+def test_qemu_driver_accepts_a_prefix_declaration_on_domain_and_keeps_it(qemu_session) -> None:
+    """A namespace declaration configures nothing: accepted where the driver checks attributes, and kept."""
+    _work, disk = qemu_session
+    declared = "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+    with virtsnap.open("qemu:///session") as conn:
+        xml = conn.defineXML(_qemu_domain(disk).replace("<domain type='qemu'>", declared)).XMLDesc(0)
+        assert xml.startswith(declared + "\n") and OSINFO_PRINTED in xml
+    with virtsnap.open("qemu:///session") as conn:
+        assert conn.lookupByName("osinfo").XMLDesc(0) == xml
+        with pytest.raises(virtsnap.libvirtError) as exc:  # a default namespace is another vocabulary
+            conn.defineXML(_qemu_domain(disk).replace("<os>", "<os xmlns=''>"))
+        assert exc.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
