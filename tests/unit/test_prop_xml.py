@@ -75,12 +75,52 @@ def disks(draw: Any) -> DiskSnapshot:
                         explicit_type=bool(source or driver))
 
 
+# Namespaced XML (a domain's <metadata>): prefixes, declarations (default namespace too), namespaced attributes.
+PREFIXES = ["a", "b", "libosinfo", "qemu"]
+URIS = ["urn:a", "urn:b", "http://libosinfo.org/xmlns/libvirt/domain/1.0", "http://libvirt.org/schemas/domain/qemu/1.0",
+        "http://example.org:8080/ns;v=1/", "x:"]
+
+
+@st.composite
+def ns_elements(draw: Any, scope: dict[str, str], depth: int = 0) -> Node:
+    """An element valid in `scope` (prefix -> URI in scope, "" the default namespace): it may declare prefixes
+    or the default namespace (or undeclare that), and uses only prefixes in scope, its own included."""
+    attrs = {}
+    for prefix in draw(st.lists(st.sampled_from(["", *PREFIXES]), unique=True, max_size=2)):
+        attrs[f"xmlns:{prefix}" if prefix else "xmlns"] = draw(st.sampled_from(URIS + ([""] if not prefix else [])))
+    inner = {**scope, **{name[6:]: uri for name, uri in attrs.items()}}
+    prefixes = [p for p, uri in inner.items() if p and uri]
+    prefix = draw(st.sampled_from(["", *prefixes]))
+    local = draw(st.sampled_from(["os", "data", "name", "disk"]))
+    for name in draw(st.lists(st.sampled_from(["id", "k", "lang", "value"]), unique=True, max_size=3)):
+        # Distinct local names: two prefixes of one URI must not make a duplicate attribute.
+        attr_prefix = draw(st.sampled_from(["", "xml", *prefixes]))
+        attrs[f"{attr_prefix}:{name}" if attr_prefix else name] = draw(attr_text)
+    children = draw(st.lists(ns_elements(inner, depth + 1), max_size=3)) if depth < 3 else []
+    text = None if children else draw(st.none() | xml_text)
+    return Node(f"{prefix}:{local}" if prefix else local, attrs, text, children)
+
+
+@st.composite
+def metadata(draw: Any) -> Node:
+    """<metadata> in the form libvirt keeps: each child declares its own namespace, one child per namespace."""
+    entries = []
+    for uri in draw(st.lists(st.sampled_from(URIS), unique=True, max_size=2)):
+        prefix = draw(st.sampled_from(PREFIXES))
+        entry = draw(ns_elements({prefix: uri}))
+        entry.tag = f"{prefix}:{entry.tag.rpartition(':')[2]}"
+        entry.attrs = {f"xmlns:{prefix}": uri, **{k: v for k, v in entry.attrs.items() if k != f"xmlns:{prefix}"}}
+        entries.append(entry)
+    return Node("metadata", children=entries)
+
+
 @st.composite
 def domains(draw: Any, tag: str = "domain") -> DomainDef:
     node = Node("domain", {"type": draw(st.sampled_from(["test", "qemu", "kvm"]))}, children=[
         Node("name", text=draw(names)),
         Node("uuid", text=UUID),
         Node("description", text=draw(xml_text)),
+        *draw(st.lists(metadata(), max_size=1)),
         Node("memory", {"unit": "KiB"}, text=str(draw(st.integers(1, 2**40)))),
         Node("devices", children=[
             Node("disk", {"type": "file", "device": "disk"}, children=[
@@ -139,11 +179,15 @@ def test_description_carriage_return_round_trip(description: str) -> None:
 
 # -- robustness -----------------------------------------------------------------------------------------
 TAGS = ["domainsnapshot", "name", "description", "state", "parent", "creationTime", "memory", "disks", "disk",
-        "source", "driver", "domain", "inactiveDomain", "cookie", "uuid", "devices", "target", "x:y"]
-ATTRS = ["snapshot", "file", "type", "name", "dev", "xmlns", "xmlns:x", "unit"]
+        "source", "driver", "domain", "inactiveDomain", "cookie", "uuid", "devices", "target", "x:y", "metadata",
+        "y:z", "xml:x", "xmlns:x", "x:y:z", ":x"]
+ATTRS = ["snapshot", "file", "type", "name", "dev", "xmlns", "xmlns:x", "unit", "xmlns:y", "x:a", "y:a", "xml:lang",
+         "xmlns:xml", "xmlns:xmlns", "x:", "xml:space"]
 VALUES = ["external", "internal", "no", "manual", "running", "shutoff", "disk-snapshot", "file", "block",
           "network", "dir", "qcow2", "raw", "evil", "/abs/path", "rel/path", "..", "", "1", "-1",
-          "99999999999999999999999", UUID, "test", "vda"]
+          "99999999999999999999999", UUID, "test", "vda", *URIS, "http://www.w3.org/XML/1998/namespace",
+          "http://www.w3.org/2000/xmlns/", "%", "%41", "http://h:80x/", "http://h:/", "x:/", "http://[::1]/", "urn:é",
+          "a b", "x:a?b#c#d", "preserve"]
 FRAGMENTS = ["&lt;", "&amp;", "&#0;", "&#x1F600;", "&#xD800;", "&e;", "<![CDATA[x]]>", "<!-- c -->",
              "<?pi x?>", "]]>", "&", "<", "\x00", "\x1b", "\udcff", "é", "\ufeff"]
 PROLOGS = ["", "<?xml version='1.0'?>", "<?xml version='1.0' encoding='UTF-8'?>",
@@ -244,6 +288,19 @@ def test_trusted_parse_of_the_xml_vectors_and_namespaces() -> None:
         assert _outcome(parse_trusted, text) == _outcome(parse, text), text[:80]
     assert _fast_path_only("<domainsnapshot a='&lt;1&gt;'>\n  <x y='2'>t &amp; u</x>\n</domainsnapshot>\n") == Node(
         "domainsnapshot", {"a": "<1>"}, None, [Node("x", {"y": "2"}, "t & u")])
+
+
+@SETTINGS
+@given(st.lists(ns_elements({}), min_size=1, max_size=3), st.booleans())
+def test_namespaced_trees_format_and_read_back_the_same_by_both_parsers(elements: list[Node], dumped: bool) -> None:
+    """Any namespaced tree, printed as virBuffer does or (inside <metadata>) as libxml2 does, reads back as
+    itself through parse() and through parse_trusted()'s expat path alike."""
+    from virtsnap.conf.xmlutil import format_node, parse
+
+    node = Node("domain", {"type": "test"}, None, [Node("metadata", {}, None, elements), *elements])
+    text = format_node(node, dumped=("metadata",) if dumped else ())
+    assert parse(text, "domain", "u", virtsnap.ErrorDomain.DOMAIN) == node
+    assert _fast_path_only(text, "domain") == node
 
 
 def test_test_driver_default_domain_takes_the_fast_path() -> None:

@@ -1,7 +1,8 @@
 """Golden <domainsnapshot> vectors: virtsnap's output must equal what libvirt 9.0 printed for them.
 
 Expected files were written by tests/data/snapshot_xml/make_expected.py from libvirt itself; this test
-never rewrites them. Create-mode vectors run on a fresh test:///default with the clock fixed.
+never rewrites them. Create-mode vectors run on a fresh test:///default with the clock fixed. Define vectors
+are <domain> documents (namespaced <metadata>) defined on test:///default and printed back.
 """
 
 from pathlib import Path
@@ -51,3 +52,20 @@ def test_redefine_vectors_round_trip():
             assert got == _expected(path), path.name
             if got[0] == "ok":
                 assert got[1] == path.read_text(), f"{path.name} does not print back as it was defined"
+
+
+def _define_and_print(conn, xml):
+    dom = conn.defineXML(xml)
+    try:
+        return dom.XMLDesc(0)
+    finally:
+        dom.undefine()
+
+
+@pytest.mark.parametrize("path", _inputs("define"), ids=lambda p: p.stem)
+def test_define_vector(path):
+    with virtsnap.open("test:///default") as conn:
+        got = _run(lambda: _define_and_print(conn, path.read_text()))
+        assert got == _expected(path)
+        if got[0] == "ok":  # what libvirt prints defines again, unchanged
+            assert _run(lambda: _define_and_print(conn, got[1])) == got

@@ -82,6 +82,9 @@ class DomainDef:
         elif not _is_uuid(uuid.strip()):
             raise error(ErrorCode.INTERNAL_ERROR, err_domain, "malformed uuid element")
         node.attrs.pop("id", None)  # the id is live state, added back when formatting a running domain
+        if any(_is_declaration(name) for name in node.attrs):  # libvirt prints <domain type=... xmlns:qemu=...>
+            node.attrs = dict(sorted(node.attrs.items(), key=lambda item: _is_declaration(item[0])))
+        _sanitize_metadata(node)
         return cls(node)
 
     def copy(self) -> DomainDef:
@@ -173,7 +176,47 @@ class DomainDef:
             if dom_id is not None and not inactive:
                 node.attrs = {"type": node.attrs.get("type", ""), "id": str(dom_id),
                               **{k: v for k, v in node.attrs.items() if k != "type"}}
-        return format_node(node, indent, root_tag)
+        return format_node(node, indent, root_tag, dumped=("metadata",))  # libvirt prints it with libxml2
+
+
+def _sanitize_metadata(node: Node) -> None:
+    """Keep <metadata> as libvirt does: its first one only, and in it (virXMLNodeSanitizeNamespaces) only
+    elements in a namespace, the first one of each namespace. libvirt copies <metadata> out of the document, so
+    a prefix declared above it (on <domain>) does not count: an element using one is dropped, as there."""
+    found = False
+    kept: list[Node] = []
+    for child in node.children:
+        if child.tag == "metadata":
+            if found:
+                continue
+            found = True
+            child.text = None
+            scope = _declared(child, {})
+            seen: set[str] = set()
+            entries = []
+            for entry in child.children:
+                uri = _namespace(entry, scope)
+                if uri and uri not in seen:
+                    seen.add(uri)
+                    entries.append(entry)
+            child.children = entries
+        kept.append(child)
+    node.children = kept
+
+
+def _is_declaration(name: str) -> bool:
+    return name == "xmlns" or name.startswith("xmlns:")
+
+
+def _declared(node: Node, scope: dict[str, str]) -> dict[str, str]:
+    """Prefixes in scope at `node` ("" for the default namespace), given those in scope at its parent."""
+    mine = {name[6:]: uri for name, uri in node.attrs.items() if _is_declaration(name)}
+    return {**scope, **mine} if mine else scope
+
+
+def _namespace(node: Node, scope: dict[str, str]) -> str:
+    prefix = node.tag.partition(":")[0] if ":" in node.tag else ""
+    return _declared(node, scope).get(prefix, "")
 
 
 def _strip_secrets(node: Node) -> None:

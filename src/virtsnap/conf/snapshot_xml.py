@@ -14,7 +14,7 @@ from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
 from ..records import Record
 from .domain_xml import DomainDef
-from .xmlutil import Node, escape, format_node, parse, parse_trusted
+from .xmlutil import Node, detached, escape, format_node, parse, parse_trusted
 
 ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
 MAX_NAME_BYTES = 255
@@ -172,10 +172,10 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
         offline = state in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
         dom = root.find("domain")
         if dom is not None and dom.get("type"):
-            defn.domain = domain_parser.from_node(dom, ERR_DOMAIN)
+            defn.domain = domain_parser.from_node(detached(dom, root), ERR_DOMAIN)
         inactive = root.find("inactiveDomain")
         if inactive is not None:
-            defn.inactive_domain = domain_parser.from_node(inactive, ERR_DOMAIN)
+            defn.inactive_domain = domain_parser.from_node(detached(inactive, root), ERR_DOMAIN)
     else:
         clock = time.time() if now is None else now
         defn.creation_time = int(clock)
@@ -213,7 +213,8 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
         defn.disks.append(_parse_disk(disk_node))
 
     if redefine and not offline:
-        defn.cookie = root.find("cookie")
+        cookie = root.find("cookie")
+        defn.cookie = detached(cookie, root) if cookie is not None else None
     return defn
 
 

@@ -6,6 +6,8 @@ It needs Debian's python3-libvirt. Create-mode vectors: create/NAME.xml is creat
 test:///default; the XML libvirt prints, with creationTime fixed to 1700000000, goes to NAME.out.xml,
 or the error to NAME.err ("code domain message"). Redefine vectors: redefine/NAME.xml (files are
 applied in name order on one connection) must print back byte for byte; NAME.out.xml records it.
+Define vectors: define/NAME.xml is defined on test:///default; the XML libvirt prints for the new domain goes
+to NAME.out.xml, or the error to NAME.err.
 """
 
 import re
@@ -50,6 +52,14 @@ def main():
         record(path, lambda: dom.snapshotCreateXML(path.read_text(), libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
                .getXMLDesc())
     conn.close()
+    for path in sorted((HERE / "define").glob("*.xml")):
+        if path.name.endswith(".out.xml"):
+            continue
+        conn = libvirt.open("test:///default")
+        record(path, lambda: conn.defineXML(path.read_text()).XMLDesc(0))
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE):
+            dom.undefine()
+        conn.close()
     return 0
 
 

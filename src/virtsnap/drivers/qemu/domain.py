@@ -112,7 +112,9 @@ def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
     attrs, children, _text = spec
     if attrs != ANY:
         for attr in node.attrs:
-            if attr not in attrs:
+            # A prefix declaration (e.g. xmlns:qemu on <domain>) configures nothing: what uses the prefix is
+            # checked where it is. A default namespace (xmlns=) would put elements out of libvirt's vocabulary.
+            if attr not in attrs and not attr.startswith("xmlns:"):
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             f"attribute '{attr}' of <{where}> is not supported by the virtsnap QEMU driver")
     for attr, value in node.attrs.items():
