@@ -123,7 +123,8 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
     sys.path.insert(0, str(ROOT / "src"))
     from virtsnap.drivers.qemu.agent import Agent
 
-    results = {"quiesce": [], "delete_off": [], "pause_live": [], "pause_save": [], "pause_bg_alone": []}
+    results = {"quiesce": [], "quiesce_frozen": [], "delete_off": [], "pause_live": [], "pause_save": [],
+               "pause_bg_alone": []}
     disk = work / "raw.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
     sock, agent_sock = work / "raw.sock", work / "raw-ga.sock"
@@ -147,8 +148,6 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
                 await asyncio.sleep(0.05)
         with Agent(str(agent_sock), timeout=10) as agent:
             agent.connect(time.monotonic() + 120)  # the guest has booted
-            agent.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", DIRTY]})
-        await asyncio.sleep(3)
         top, n = "d0", 0
 
         async def new_overlay() -> str:
@@ -164,13 +163,29 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
             disk, n = overlay, n + 1
             return f"o{n - 1}"
 
+        # disk-only snapshots on the idle guest, as virtsnap's QUIESCE row
         for _ in range(0 if pause_only else runs):
             t = time.perf_counter()
             node = await new_overlay()
             await client.execute("transaction", {"actions": [
                 {"type": "blockdev-snapshot", "data": {"node": top, "overlay": node}}]})
-            results["quiesce"].append(time.perf_counter() - t)  # no agent here: the raw floor has no freeze
+            results["quiesce"].append(time.perf_counter() - t)  # the floor: no freeze
             top = node
+        for _ in range(0 if pause_only else runs):  # the same with the guest agent's freeze and thaw around it
+            t = time.perf_counter()
+            node = await new_overlay()
+            with Agent(str(agent_sock), timeout=10) as agent:
+                agent.execute("guest-fsfreeze-freeze")
+                try:
+                    await client.execute("transaction", {"actions": [
+                        {"type": "blockdev-snapshot", "data": {"node": top, "overlay": node}}]})
+                finally:
+                    agent.execute("guest-fsfreeze-thaw")
+            results["quiesce_frozen"].append(time.perf_counter() - t)
+            top = node
+        with Agent(str(agent_sock), timeout=10) as agent:  # from here the guest keeps 384 MiB dirty
+            agent.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", DIRTY]})
+        await asyncio.sleep(3)
         # the same order as on virtsnap's guest (the guest's huge pages, which background-snapshot splits, matter)
         for i in range(runs):
             for mode, key in (("live", "pause_live"), ("save", "pause_save")):
@@ -376,10 +391,12 @@ def main() -> int:
         stop_leftover_qemus(work)
     lib = None if args.no_libvirt else bench_libvirt(guest, args.runs, args.pause_only)
     shutil.rmtree(work, ignore_errors=True)
+    ours["quiesce_frozen"] = ours.get("quiesce", [])  # virtsnap's QUIESCE row against raw with a freeze
     write_results("external", {"machine": info, "runs": args.runs, "virtsnap": ours, "raw": raw, "libvirt": lib})
     if args.json:
         Path(args.json).write_text(json.dumps({"virtsnap": ours, "raw": raw, "libvirt": lib}, indent=1))
     rows = [("disk-only snapshot, QUIESCE (raw: no freeze)", "quiesce"),
+            ("disk-only snapshot, QUIESCE (raw: agent freeze and thaw too)", "quiesce_frozen"),
             ("delete external snapshot, domain shut off", "delete_off"),
             ("guest pause, LIVE memory snapshot, 512 MiB, 384 MiB dirty", "pause_live"),
             ("guest pause, non-live memory snapshot (save)", "pause_save"),

@@ -243,6 +243,7 @@ def build_external(result: dict) -> str:
              run_line(result["machine"], f"Medians of {result['runs']} runs."), ""]
     rows = []
     for key, label in (("quiesce", "disk-only snapshot with QUIESCE, 256 MiB guest (raw: no freeze)"),
+                       ("quiesce_frozen", "disk-only snapshot with QUIESCE (raw: the agent's freeze and thaw too)"),
                        ("delete_off", "delete an external snapshot, domain shut off"),
                        ("pause_live", "guest pause, LIVE memory snapshot, 512 MiB guest keeping 384 MiB dirty"),
                        ("pause_save", "guest pause, non-live memory snapshot (save)"),
