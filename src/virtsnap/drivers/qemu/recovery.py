@@ -59,7 +59,7 @@ def recover(drv: QemuDriver, uuid: str) -> list[str]:
             done.append(f"{entry.op} of pid {entry.pid}: {outcome}")
             log.warning("finished an operation a dead process left undone: %s of pid %d: %s",
                         entry.op, entry.pid, outcome)
-        except (libvirtError, OSError, KeyError, ValueError) as exc:
+        except Exception as exc:  # whatever went wrong, later operations must still run
             message = exc.get_error_message() if isinstance(exc, libvirtError) else repr(exc)
             drv.recovery_errors[entry.id] = message
             log.warning("could not finish the %s left by pid %d: %s", entry.op, entry.pid, message)
@@ -263,11 +263,13 @@ def _revert(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
 
 
 def _revert_again(drv: QemuDriver, uuid: str, entry: JournalEntry, name: str, flags: int) -> str:
-    """The entry ends; the revert runs again from the start (a new entry of its own covers it)."""
-    drv.store.journal_end(entry.id)
+    """The revert runs again from the start (with an entry of its own); this entry ends only once it has
+    succeeded, so a revert that cannot be finished stays on record for snapshot-check."""
     if name not in drv._tree(uuid):
+        drv.store.journal_end(entry.id)
         return f"snapshot '{name}' is gone; nothing to finish"
     drv._revert(uuid, name, flags)
+    drv.store.journal_end(entry.id)
     return f"rolled forward: reverted to '{name}' again"
 
 
@@ -298,10 +300,11 @@ def _delete(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
         with drv._monitor(uuid) as mon:
             settle_jobs(mon)
             merged = adopt_active_images(drv, uuid, mon)
-    drv.store.journal_end(entry.id)
     if name in drv._tree(uuid):
-        drv._delete(uuid, name, flags)
-    drv._remove_unneeded(uuid, merged)
+        drv._delete(uuid, name, flags)  # this entry ends only once that has succeeded
+    if merged:
+        drv._remove_unneeded(uuid, merged)
+    drv.store.journal_end(entry.id)
     return f"rolled forward: deleted '{name}'"
 
 
