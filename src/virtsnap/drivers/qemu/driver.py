@@ -430,6 +430,12 @@ class QemuDriver:
             targets = _internal_targets(defn, qdom)
             if not targets:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the snapshot would include no disk")
+            for disk in qdom.disks:  # a name that is already a snapshot ID would be ambiguous to QEMU's loads
+                clash = images.id_clash(disk.path, defn.name) if disk.target in targets and disk.path else None
+                if clash is not None:
+                    raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                                f"snapshot name '{defn.name}' is the ID of snapshot '{clash}' in {disk.path}; QEMU "
+                                "looks snapshots up by ID first, so choose another name")
             entry = self.store.journal_begin(uuid, "create", self._create_intent(tree, defn, status, flags,
                                                                               disks=targets))
             try:
@@ -781,6 +787,13 @@ class QemuDriver:
             if disk.target in targets and name not in tags.get(disk.target, set()):
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
+        if online:  # QEMU's snapshot-load finds a snapshot by ID before name: "1" could load another one
+            for disk in target.disks:
+                clash = images.id_clash(disk.path, name) if disk.target in targets and disk.path else None
+                if clash is not None:
+                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                                f"snapshot name '{name}' is also the ID of snapshot '{clash}' in {disk.path}, and QEMU "
+                                f"would load '{clash}' instead; nothing was changed")
         want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
         # A load cannot stop half way (guest memory would be neither state): Ctrl-C waits for the end.
         with DeferredInterrupt():

@@ -51,7 +51,22 @@ def snapshot_create(path: str, tag: str) -> None:
 
 
 def snapshot_apply(path: str, tag: str) -> None:
-    run(["snapshot", "-a", tag, path])
+    """Revert the image to the snapshot named `tag`. qemu-img's -a looks a snapshot up by ID before name, so
+    a tag such as "1" could select another snapshot whose ID is 1: the snapshot is applied by its own ID."""
+    ids = [s["id"] for s in info(path).get("snapshots", []) if s.get("name") == tag]
+    if len(ids) != 1:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} has {len(ids)} snapshots named '{tag}'")
+    run(["snapshot", "-a", str(ids[0]), path])
+
+
+def id_clash(path: str, tag: str, force_share: bool = True) -> str | None:
+    """The name of another snapshot in the image whose ID is `tag` (QEMU's loads look IDs up first), or None."""
+    if not tag.isdigit():  # qcow2 snapshot IDs are decimal numbers
+        return None
+    for snap in info(path, force_share).get("snapshots", []):
+        if str(snap.get("id")) == tag and snap.get("name") != tag:
+            return str(snap.get("name"))
+    return None
 
 
 def snapshot_delete(path: str, tag: str) -> None:
