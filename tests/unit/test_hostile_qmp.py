@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from qemu_offline import define_offline
 
 import virtsnap
 
@@ -78,13 +79,7 @@ CODES = {virtsnap.VIR_ERR_OPERATION_FAILED, virtsnap.VIR_ERR_INTERNAL_ERROR, vir
 def fake_domain(request, monkeypatch):
     work = Path(tempfile.mkdtemp(prefix="vsq-", dir="/tmp"))
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
-    disk = work / "d.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    conn = virtsnap.open("qemu:///session")
-    dom = conn.defineXML(
-        f"<domain type='qemu'><name>fake</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
-        f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
-        f"<target dev='vda' bus='virtio'/></disk></devices></domain>")
+    conn, dom, disk = define_offline(work, "fake")
     rt = conn.driver._rt(dom.UUIDString())
     proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile)])
     deadline = time.monotonic() + 10

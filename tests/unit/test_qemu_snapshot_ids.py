@@ -9,6 +9,7 @@ import json
 import subprocess
 
 import pytest
+from qemu_offline import define_offline
 
 import virtsnap
 
@@ -32,13 +33,7 @@ def write(disk, byte: int) -> None:
 @pytest.fixture
 def dom(tmp_path, monkeypatch):
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
-    disk = tmp_path / "d.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "1M"], check=True)
-    conn = virtsnap.open("qemu:///session")
-    d = conn.defineXML(
-        f"<domain type='qemu'><name>ids</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
-        f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
-        f"<target dev='vda' bus='virtio'/></disk></devices></domain>")
+    conn, d, disk = define_offline(tmp_path, "ids", size="1M")
     yield d, disk
     conn.close()
 

@@ -3,20 +3,14 @@ out only with VIR_DOMAIN_XML_SECURE / VIR_DOMAIN_SNAPSHOT_XML_SECURE, in this pr
 
 from __future__ import annotations
 
-import subprocess
+from qemu_offline import define_offline
 
 import virtsnap
 
 
 def test_graphics_password_survives_the_store_and_stays_hidden(tmp_path, monkeypatch):
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
-    disk = tmp_path / "d.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    conn = virtsnap.open("qemu:///session")
-    dom = conn.defineXML(
-        f"<domain type='qemu'><name>pw</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
-        f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
-        f"<target dev='vda' bus='virtio'/></disk><graphics type='vnc' passwd='s3cret'/></devices></domain>")
+    conn, dom, _disk = define_offline(tmp_path, "pw", devices="<graphics type='vnc' passwd='s3cret'/>")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>s</name></domainsnapshot>")
     for c in (conn, virtsnap.open("qemu:///session")):
         d = c.lookupByName("pw")

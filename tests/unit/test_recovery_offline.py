@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import subprocess
 
+from qemu_offline import define_offline
+
 import virtsnap
 from virtsnap import VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR as REPAIR
 
 
 def test_a_recovery_that_fails_is_reported_and_retried(tmp_path, monkeypatch):
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
-    disk = tmp_path / "d.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
-    conn = virtsnap.open("qemu:///session")
-    dom = conn.defineXML(
-        f"<domain type='qemu'><name>rec</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
-        f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
-        f"<target dev='vda' bus='virtio'/></disk></devices></domain>")
+    conn, dom, disk = define_offline(tmp_path, "rec")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>s</name></domainsnapshot>")
     subprocess.run(["qemu-img", "snapshot", "-d", "s", str(disk)], check=True)  # its data gone by hand
     # as a process that died during `snapshot-revert rec s` leaves it
