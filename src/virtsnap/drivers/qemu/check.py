@@ -157,13 +157,12 @@ def _orphans(drv: QemuDriver, uuid: str, layers: dict[str, external.Layer], ours
              repair: bool) -> list[Drift]:
     """qcow2 files beside the domain's images that back onto them (or that a revert made) and that no
     definition of any domain reaches."""
-    from .driver import _def_of
+    from .driver import _def_of, _snapshot_domains
 
     needed = set(layers)
     for other, _name, xml in drv.store.domains():
         if other != uuid:
-            doms = [DomainDef.parse(xml)] + [d for d in (_def_of(m).domain for m in
-                                                          drv._tree(other).moments()) if d is not None]
+            doms = [DomainDef.parse(xml), *_snapshot_domains(drv._tree(other))]
             with contextlib.suppress(libvirtError):
                 needed |= external.needed_files(doms)
     memory = {_def_of(m).memory_file for m in drv._tree(uuid).moments()}

@@ -43,6 +43,7 @@ from ...flags import SnapshotDelete as D
 from ...flags import SnapshotRevert as R
 from ...progress import DeferredInterrupt, report
 from ...store.db import MetadataStore, state_dir
+from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
@@ -146,12 +147,10 @@ class QemuDriver:
         return Runtime.for_domain(self.runtime, uuid)
 
     @contextlib.contextmanager
-    def _operation(self, uuid: str, name: str, timeout: float | None = None) -> Iterator[None]:
+    def _operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
         """The per-domain lock, across threads and processes. An operation a dead process left unfinished is
         rolled forward or back first (it holds no lock any more: the kernel released its flock)."""
-        lock = DomainLock(self.state_dir, uuid, what=name) if timeout is None else \
-            DomainLock(self.state_dir, uuid, timeout=timeout, what=name)
-        with self._lock, lock:
+        with self._lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name):
             external.forget_chains()  # images may have changed since the last operation
             try:
                 if self.store.journal_pending(uuid):
@@ -204,12 +203,9 @@ class QemuDriver:
         """Internal snapshot tags per disk target: from QEMU when it runs (one query), else qemu-img."""
         tags: dict[str, set[str]] = {}
         if mon is not None:
-            for dev in mon.execute("query-block"):
-                inserted = dev.get("inserted") or {}
-                target = _target_of(dev)
-                if inserted and target:
-                    image = inserted.get("image") or {}
-                    tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
+            for target, inserted in mon.block_devices().items():
+                image = inserted.get("image") or {}
+                tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
             return tags
         for disk in qdom.disks:
             if disk.path and disk.format == "qcow2" and os.path.exists(disk.path):
@@ -430,12 +426,11 @@ class QemuDriver:
             targets = _internal_targets(defn, qdom)
             if not targets:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the snapshot would include no disk")
-            for disk in qdom.disks:  # a name that is already a snapshot ID would be ambiguous to QEMU's loads
-                clash = images.id_clash(disk.path, defn.name) if disk.target in targets and disk.path else None
-                if clash is not None:
-                    raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                                f"snapshot name '{defn.name}' is the ID of snapshot '{clash}' in {disk.path}; QEMU "
-                                "looks snapshots up by ID first, so choose another name")
+            clash = _id_clash(qdom, targets, defn.name)  # a name that is an ID is ambiguous to QEMU's loads
+            if clash is not None:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"snapshot name '{defn.name}' is the ID of snapshot '{clash[1]}' in {clash[0]}; QEMU "
+                            "looks snapshots up by ID first, so choose another name")
             entry = self.store.journal_begin(uuid, "create", self._create_intent(tree, defn, status, flags,
                                                                               disks=targets))
             try:
@@ -787,13 +782,11 @@ class QemuDriver:
             if disk.target in targets and name not in tags.get(disk.target, set()):
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             f"image {disk.path} of disk '{disk.target}' has no snapshot '{name}'")
-        if online:  # QEMU's snapshot-load finds a snapshot by ID before name: "1" could load another one
-            for disk in target.disks:
-                clash = images.id_clash(disk.path, name) if disk.target in targets and disk.path else None
-                if clash is not None:
-                    raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
-                                f"snapshot name '{name}' is also the ID of snapshot '{clash}' in {disk.path}, and QEMU "
-                                f"would load '{clash}' instead; nothing was changed")
+        clash = _id_clash(target, targets, name) if online else None  # snapshot-load looks IDs up first
+        if clash is not None:
+            raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                        f"snapshot name '{name}' is also the ID of snapshot '{clash[1]}' in {clash[0]}, and QEMU "
+                        f"would load '{clash[1]}' instead; nothing was changed")
         want_paused = bool(flags & R.PAUSED) or (defn.state == SnapshotState.PAUSED and not flags & R.RUNNING)
         # A load cannot stop half way (guest memory would be neither state): Ctrl-C waits for the end.
         with DeferredInterrupt():
@@ -928,7 +921,7 @@ class QemuDriver:
 
     def _collect(self, uuid: str, tree: SnapshotTree, current: DomainDef, candidates: set[str]) -> None:
         """Remove candidate files that no snapshot and not the domain reach, and that virtsnap made."""
-        roots = [current] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+        roots = [current, *_snapshot_domains(tree)]
         needed = external.needed_files(roots)
         ours = _files_we_made(tree)
         for path in candidates - needed:
@@ -1019,7 +1012,7 @@ class QemuDriver:
         """Remove these files unless the domain or a snapshot still reaches them (checked again: safe to
         run after a crash, when the files may be gone already)."""
         tree = self._tree(uuid)
-        roots = [self._def(uuid)] + [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+        roots = [self._def(uuid), *_snapshot_domains(tree)]
         external.forget_chains()
         needed = external.needed_files(roots)
         for path in paths:
@@ -1164,6 +1157,11 @@ def _parse_domain(xml: str) -> DomainDef:
     return DomainDef.parse(xml, ERR, trusted=True)
 
 
+def _snapshot_domains(tree: SnapshotTree) -> list[DomainDef]:
+    """The <domain> of every snapshot that has one: with the domain's own, what reaches image files."""
+    return [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
+
+
 def _files_we_made(tree: SnapshotTree) -> set[str]:
     """Overlays created by external snapshots still on record (their <disk><source file=.../>)."""
     made: set[str] = set()
@@ -1254,21 +1252,9 @@ def _wait_finalized(mon: Monitor, deadline: float) -> None:
         delay = min(delay * 2, 0.05)
 
 
-def _target_of(dev: dict[str, Any]) -> str:
-    """A query-block device's target dev: its qdev id ("/machine/peripheral/vda/virtio-backend" -> vda)."""
-    qdev = str(dev.get("qdev") or "")
-    return qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
-
-
 def _active_nodes(mon: Monitor) -> dict[str, str]:
     """target dev -> the node QEMU writes to now (it changes when an overlay is switched in)."""
-    nodes: dict[str, str] = {}
-    for dev in mon.execute("query-block"):
-        inserted = dev.get("inserted")
-        target = _target_of(dev)
-        if inserted and target:
-            nodes[target] = inserted["node-name"]
-    return nodes
+    return {target: str(inserted["node-name"]) for target, inserted in mon.block_devices().items()}
 
 
 def _regular_file(path: str) -> bool:
@@ -1317,6 +1303,16 @@ def _internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
                         f"internal snapshot for disk {disk.name} unsupported for storage type {dom_disk.format}")
         targets.append(disk.name)
     return targets
+
+
+def _id_clash(qdom: QemuDomain, targets: list[str], tag: str) -> tuple[str, str] | None:
+    """(image, other snapshot) where `tag` is the ID of another snapshot in one of these disks' images."""
+    for disk in qdom.disks:
+        if disk.target in targets and disk.path:
+            other = images.id_clash(disk.path, tag)
+            if other is not None:
+                return disk.path, other
+    return None
 
 
 def _offline_create(qdom: QemuDomain, targets: list[str], name: str) -> None:

@@ -91,12 +91,7 @@ class QemuView:
 
 def qemu_view(mon: Monitor) -> QemuView:
     chains: dict[str, list[str]] = {}
-    for dev in mon.execute("query-block"):
-        inserted = dev.get("inserted")
-        qdev = str(dev.get("qdev") or "")
-        target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
-        if not inserted or not target:
-            continue
+    for target, inserted in mon.block_devices().items():
         files = []
         image: dict[str, Any] | None = inserted.get("image")
         while image:

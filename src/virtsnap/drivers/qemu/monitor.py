@@ -121,6 +121,17 @@ class Monitor:
         except ExecuteError as exc:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"getfd: {exc.error.error.desc}") from exc
 
+    def block_devices(self) -> dict[str, dict[str, Any]]:
+        """query-block's inserted media by target dev, from each device's qdev id
+        ("/machine/peripheral/vda/virtio-backend" -> vda); devices without a medium are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        for dev in self.execute("query-block"):
+            qdev = str(dev.get("qdev") or "")
+            target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+            if dev.get("inserted") and target:
+                found[target] = dev["inserted"]
+        return found
+
     def drain_events(self) -> list[dict[str, Any]]:
         """Every event received so far, in order (and forget them)."""
         async def go() -> list[dict[str, Any]]:

@@ -94,15 +94,7 @@ def settle_migration(mon: Monitor, timeout: float = 600.0) -> bool:
 
 def active_files(mon: Monitor) -> dict[str, str]:
     """target dev -> the file QEMU writes for it now."""
-    from .driver import _target_of
-
-    found = {}
-    for dev in mon.execute("query-block"):
-        inserted = dev.get("inserted")
-        target = _target_of(dev)
-        if inserted and target:
-            found[target] = str(inserted.get("file", ""))
-    return found
+    return {target: str(inserted.get("file", "")) for target, inserted in mon.block_devices().items()}
 
 
 def drop_nodes(mon: Monitor, paths: Iterable[str]) -> None:
