@@ -294,9 +294,19 @@ def align_disks(defn: SnapshotDef, default: Location, uniform_internal: bool = T
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, "too many disk snapshot requests for domain")
     if not domain_disks:
         return
+    # virDomainDiskByName (a target, else a source path) through two maps built once: one lookup per
+    # requested disk instead of a scan of every domain disk (2,000 disks took half a minute)
+    index_by_target: dict[str, int] = {}
+    index_by_source: dict[str, int] = {}
+    for i, dom_disk in enumerate(domain_disks):
+        index_by_target.setdefault(dom_disk.target, i)
+        if dom_disk.source is not None:
+            index_by_source.setdefault(dom_disk.source, i)
     by_target: dict[str, tuple[int, DiskSnapshot]] = {}
     for disk in defn.disks:
-        index = dom.disk_index(disk.name)
+        index = index_by_target.get(disk.name)
+        if index is None:
+            index = index_by_source.get(disk.name)
         if index is None:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"no disk named '{disk.name}'")
         dom_disk = domain_disks[index]
@@ -399,8 +409,11 @@ def without_extension(path: str) -> str:
 def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Callable[[str], bool]) -> None:
     """virDomainSnapshotDefAssignExternalNames: default overlay names derived from the disk's file."""
     domain_disks = {d.target: d for d in dom.disks()}
-    for i, disk in enumerate(defn.disks):
+    claimed: dict[str, str] = {}  # path -> the first disk before this one that has it (libvirt's j < i scan)
+    for disk in defn.disks:
         if disk.snapshot != Location.EXTERNAL or disk.source:
+            if disk.source:
+                claimed.setdefault(disk.source, disk.name)
             continue
         if disk.source_type != SourceType.FILE:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
@@ -415,8 +428,9 @@ def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Ca
                         f"source for disk '{disk.name}' is not a regular file; refusing to generate external "
                         "snapshot name")
         disk.source = f"{without_extension(origin)}.{defn.name}"
-        for other in defn.disks[:i]:
-            if other.source == disk.source:
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
-                            f"cannot generate external snapshot name for disk '{disk.name}': collision with disk "
-                            f"'{other.name}'")
+        other = claimed.get(disk.source)
+        if other is not None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN,
+                        f"cannot generate external snapshot name for disk '{disk.name}': collision with disk "
+                        f"'{other}'")
+        claimed[disk.source] = disk.name
