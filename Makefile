@@ -1,17 +1,22 @@
 # virtsnap: `make demo` runs the main job, `make test` the test suite, `make bench` the benchmarks (each writes
 # bench/results/<name>.json; report.py turns them into bench/results/report.md and latency.png).
-# Each target sets up what it needs first (Debian packages when missing, the .venv).
+# Each target sets up what it needs first (Debian packages when missing, the .venv): the demo only QEMU,
+# qemu-img and the tiny guest's parts; the tests also libvirt 9.0 (the oracle), Go and govmomi (vcsim), MkDocs.
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test docs bench lint clean
 
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
 
-demo: setup
+demo:
+	@scripts/setup.sh demo
 	.venv/bin/python demo/demo.py
 
 test: setup
 	.venv/bin/python -m pytest tests
+
+docs: setup
+	.venv/bin/mkdocs build --strict
 
 bench: setup
 	.venv/bin/python bench/bench_test_driver.py
@@ -27,4 +32,4 @@ lint: setup
 	.venv/bin/mypy
 
 clean:
-	rm -rf .venv build src/*.egg-info
+	rm -rf .venv build site dist src/*.egg-info

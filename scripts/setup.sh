@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for virtsnap: system packages (when missing) and the project venv.
-# Idempotent and quick when everything is already there. Used by `make demo`, `make test` and CI.
+# `setup.sh demo` installs only what `make demo` needs; `setup.sh test` (the default) adds the test oracles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+part=${1:-test}
+case $part in demo|test) ;; *) echo "usage: $0 [demo|test]" >&2; exit 2 ;; esac
 
-# Debian packages the tests and demo use: libvirt 9.0 as the oracle (virsh, python3-libvirt), QEMU and
-# qemu-img, what the tiny test guest is built from, and Go + govmomi for the vcsim simulator.
-PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils busybox-static qemu-guest-agent
-          e2fsprogs cpio kmod xz-utils zstd golang-go golang-github-vmware-govmomi-dev patch)
+# The demo: QEMU and qemu-img, and what the tiny test guest is built from (tests/guest/build_guest.py).
+DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fsprogs cpio kmod xz-utils zstd binutils)
+# The tests add libvirt 9.0 as the oracle (virsh, libvirtd, python3-libvirt), Go + govmomi for the vcsim
+# simulator, and man-db/groff to check that the man page renders.
+TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu
+               golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh)
+PACKAGES=("${DEMO_PACKAGES[@]}")
+[[ $part == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
+
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,8 +33,11 @@ PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.virtsnap-installed
+# The demo needs virtsnap's core only (QEMU driver and CLI); the tests add their tools, pyvmomi and MkDocs.
+extras=""
+[[ $part == test ]] && extras="[test,esx,docs]"
+stamp=.venv/.virtsnap-installed-$part
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,qemu,esx]'
+    .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp"
 fi
