@@ -108,7 +108,8 @@ def test_sdist_rebuilds_the_same_wheel(dist: Path, tmp_path: Path) -> None:
         tar.extractall(tmp_path, filter="data")
     (unpacked,) = tmp_path.iterdir()
     _build(unpacked, tmp_path / "out", "--wheel")
-    names = [sorted(zipfile.ZipFile(w).namelist()) for w in (next(dist.glob("*.whl")), next((tmp_path / "out").glob("*.whl")))]
+    wheels = (next(dist.glob("*.whl")), next((tmp_path / "out").glob("*.whl")))
+    names = [sorted(zipfile.ZipFile(w).namelist()) for w in wheels]
     assert names[0] == names[1]
     assert "virtsnap/conf/schemas/domainsnapshot.rng" in names[0]
 
@@ -121,8 +122,8 @@ def test_installed_wheel_runs_the_test_driver(installed: Path, tmp_path: Path) -
     # the installed package is the one imported (not this checkout through a path hook)
     where = _run(installed / "python", "-c", "import virtsnap; print(virtsnap.__file__)", env=env)
     assert where.startswith(str(installed.parent)), where
-    assert _run(installed / "virtsnap", "-c", "test:///default", "snapshot-list test", env=env).splitlines()[0].split() \
-        == ["Name", "Creation", "Time", "State"]
+    table = _run(installed / "virtsnap", "-c", "test:///default", "snapshot-list test", env=env)
+    assert table.splitlines()[0].split() == ["Name", "Creation", "Time", "State"]
 
 
 def test_installed_wheel_runs_qemu_without_extras(installed: Path, guest, workdir: Path) -> None:
