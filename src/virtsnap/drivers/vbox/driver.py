@@ -6,8 +6,10 @@ machine's settings file) into a SnapshotTree(metadata=False); virtsnap stores no
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
+import stat
 import threading
 import time
 from collections import Counter
@@ -649,18 +651,31 @@ def _alias(name: str, uuid: str) -> str:
 def _read_settings(info: VmInfo) -> dict[str, SettingsSnapshot]:
     """Timestamps and online flags from the machine's settings file (VBoxManage prints neither).
 
-    An unreadable file is not an error: the snapshots then lack state and creation time.
+    An unreadable file is not an error: the snapshots then lack state and creation time. A path that is
+    not a regular file (a FIFO, a device) is refused: it is opened non-blocking and checked before any read,
+    so a FIFO planted there cannot hang the command.
     """
     if not info.cfg_file:
         return {}
     try:
-        with open(info.cfg_file, "rb") as handle:
+        fd = os.open(info.cfg_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                        f"settings file '{info.cfg_file}' of domain '{info.name}' is not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1  # the file object closes it now
             data = handle.read(_MAX_SETTINGS_BYTES + 1)
         if len(data) > _MAX_SETTINGS_BYTES:
             return {}
         return parse_settings_snapshots(data)
     except (OSError, ParseError):
         return {}
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _build_tree(listing: SnapshotListing, settings: dict[str, SettingsSnapshot]) -> SnapshotTree:
