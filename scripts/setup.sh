@@ -9,9 +9,10 @@ case $part in demo|test) ;; *) echo "usage: $0 [demo|test]" >&2; exit 2 ;; esac
 # The demo: QEMU and qemu-img, and what the tiny test guest is built from (tests/guest/build_guest.py).
 DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fsprogs cpio kmod xz-utils zstd binutils)
 # The tests add libvirt 9.0 as the oracle (virsh, libvirtd, python3-libvirt), Go + govmomi for the vcsim
-# simulator, and man-db/groff to check that the man page renders.
+# simulator, man-db/groff to check that the man page renders, and libvirt-dev for libvirt-api.xml
+# (scripts/gen_libvirt_surface.py and its test).
 TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu
-               golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh)
+               golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev)
 PACKAGES=("${DEMO_PACKAGES[@]}")
 [[ $part == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
 

@@ -1,48 +1,66 @@
 """virtsnap: libvirt's domain snapshot API for QEMU, ESX, VirtualBox and a test driver, in Python.
 
-`import virtsnap as libvirt` runs libvirt-python scripts that use the snapshot and domain calls below.
+`import virtsnap as libvirt` gives libvirt-python 9.0's whole surface (surface.py, generated): the calls
+virtsnap implements work, every other one raises libvirt's VIR_ERR_NO_SUPPORT error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import flags as _flags
+from . import surface
 from .api import (
     VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK,
     VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT,
+    getVersion,
     open,
     openAuth,
     openReadOnly,
     qemuAgentCommand,
+    registerErrorHandler,
     virConnect,
     virDomain,
     virDomainSnapshot,
+    virGetLastError,
+    virGetLastErrorCode,
+    virGetLastErrorDomain,
+    virGetLastErrorMessage,
+    virInitialize,
+    virResetLastError,
 )
 from .errors import ErrorCode, ErrorDomain, libvirtError
-from .flags import exported_constants
+from .events import (
+    virEventAddHandle,
+    virEventAddTimeout,
+    virEventRegisterDefaultImpl,
+    virEventRemoveHandle,
+    virEventRemoveTimeout,
+    virEventRunDefaultImpl,
+    virEventUpdateHandle,
+    virEventUpdateTimeout,
+)
 
-__version__ = "0.1.0"
-
-# libvirt-python's VIR_* constants, each defined once in flags.py / errors.py.
-globals().update(exported_constants())
+# libvirt-python's VIR_* constants (generated), then virtsnap's own declarations, which must agree with them.
+globals().update(surface.CONSTANTS)
+globals().update(_flags.exported_constants())
 globals().update({f"VIR_ERR_{m.name}": int(m) for m in ErrorCode})
 globals().update({f"VIR_FROM_{m.name}": int(m) for m in ErrorDomain})
-VIR_ERR_NONE = 0
-VIR_ERR_WARNING = 1
-VIR_ERR_ERROR = 2
-
-_error_handler: list[Any] = [None, None]
+# libvirt-python's classes and functions virtsnap does not implement: calls raise VIR_ERR_NO_SUPPORT.
+globals().update({name: getattr(surface, name) for name in (*surface.CLASSES, *surface.FUNCTIONS)
+                  if name not in globals()})
 
 
-def registerErrorHandler(f: Any, ctx: Any) -> int:  # noqa: N802 - libvirt-python's name
-    """Accepted for compatibility; virtsnap reports errors only by raising libvirtError."""
-    _error_handler[:] = [f, ctx]
-    return 1
+def __getattr__(name: str) -> Any:
+    # importlib.metadata costs ~10 ms: only `__version__` readers pay for it.
+    if name == "__version__":
+        from importlib import metadata
 
-
-def getVersion(name: str | None = None) -> int:  # noqa: N802
-    major, minor, micro = (int(x) for x in __version__.split("."))
-    return major * 1_000_000 + minor * 1000 + micro
+        try:
+            return metadata.version("virtsnap")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'virtsnap' has no attribute {name!r}")
 
 
 __all__ = [
@@ -58,4 +76,18 @@ __all__ = [
     "virConnect",
     "virDomain",
     "virDomainSnapshot",
+    "virEventAddHandle",
+    "virEventAddTimeout",
+    "virEventRegisterDefaultImpl",
+    "virEventRemoveHandle",
+    "virEventRemoveTimeout",
+    "virEventRunDefaultImpl",
+    "virEventUpdateHandle",
+    "virEventUpdateTimeout",
+    "virGetLastError",
+    "virGetLastErrorCode",
+    "virGetLastErrorDomain",
+    "virGetLastErrorMessage",
+    "virInitialize",
+    "virResetLastError",
 ]

@@ -11,7 +11,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
+from . import dispatch, events, surface
 from .conf.tree import Moment, SnapshotTree, Summary
+from .dispatch import public, public_class
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Drift, Driver, Op
 from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
@@ -31,6 +33,36 @@ from .records import Frozen
 from .uri import parse_uri
 
 T = TypeVar("T")
+
+_C = surface.CONSTANTS
+VIR_DOMAIN_EVENT_ID_LIFECYCLE = int(_C["VIR_DOMAIN_EVENT_ID_LIFECYCLE"])
+VIR_DOMAIN_STATS_STATE = int(_C["VIR_DOMAIN_STATS_STATE"])
+VIR_DOMAIN_STATS_BLOCK = int(_C["VIR_DOMAIN_STATS_BLOCK"])
+# (event, detail) pairs of virDomainEventLifecycle, as libvirt's drivers emit them
+DEFINED_ADDED = (int(_C["VIR_DOMAIN_EVENT_DEFINED"]), int(_C["VIR_DOMAIN_EVENT_DEFINED_ADDED"]))
+DEFINED_UPDATED = (int(_C["VIR_DOMAIN_EVENT_DEFINED"]), int(_C["VIR_DOMAIN_EVENT_DEFINED_UPDATED"]))
+UNDEFINED_REMOVED = (int(_C["VIR_DOMAIN_EVENT_UNDEFINED"]), int(_C["VIR_DOMAIN_EVENT_UNDEFINED_REMOVED"]))
+STARTED_BOOTED = (int(_C["VIR_DOMAIN_EVENT_STARTED"]), int(_C["VIR_DOMAIN_EVENT_STARTED_BOOTED"]))
+STARTED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_STARTED"]), int(_C["VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT"]))
+SUSPENDED_PAUSED = (int(_C["VIR_DOMAIN_EVENT_SUSPENDED"]), int(_C["VIR_DOMAIN_EVENT_SUSPENDED_PAUSED"]))
+SUSPENDED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_SUSPENDED"]),
+                           int(_C["VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT"]))
+RESUMED_UNPAUSED = (int(_C["VIR_DOMAIN_EVENT_RESUMED"]), int(_C["VIR_DOMAIN_EVENT_RESUMED_UNPAUSED"]))
+STOPPED_SHUTDOWN = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN"]))
+STOPPED_DESTROYED = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_DESTROYED"]))
+STOPPED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT"]))
+
+
+def revert_events(was_active: bool, now: DomainState, flags: int) -> list[tuple[int, int]]:
+    """The lifecycle events of a revert, as libvirt's test driver emits them: it stops an active domain,
+    starts it again when the snapshot (or a RUNNING/PAUSED flag) asks, and reports the pause."""
+    out = [STOPPED_FROM_SNAPSHOT] if was_active else []
+    wants = SnapshotRevert.RUNNING | SnapshotRevert.PAUSED
+    if now not in (DomainState.SHUTOFF, DomainState.NOSTATE) or flags & wants:
+        out.append(STARTED_FROM_SNAPSHOT)
+        if now == DomainState.PAUSED or flags & SnapshotRevert.PAUSED:
+            out.append(SUSPENDED_FROM_SNAPSHOT)
+    return out
 
 
 class EntryPoint(Frozen):
@@ -125,34 +157,93 @@ def _driver_call(fn: Callable[[], T]) -> T:
         raise error(ErrorCode.INTERNAL_ERROR, ErrorDomain.NONE, f"{type(exc).__name__}: {exc}") from exc
 
 
-class virConnect:  # noqa: N801 - libvirt-python's name
-    """A connection to one hypervisor, chosen by URI."""
+class _ConnectionCheck:
+    """A virConnect method whose connection the caller already closed fails as libvirt's does."""
+
+    def __init__(self, fn: Callable[..., Any], key: str) -> None:
+        self.fn, self.key = fn, key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"virConnect.{name}"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        if obj._user_closed:
+            c_name, domain = surface.C_NAMES.get(self.key, ("virConnect", 20))
+            exc = error(ErrorCode.INVALID_CONN, ErrorDomain(domain) if domain in ErrorDomain._value2member_map_
+                        else ErrorDomain.DOMAIN, c_name)
+
+            def closed(*args: Any, **kwargs: Any) -> Any:
+                dispatch.report(exc)
+                raise exc
+
+            return closed
+        return self.fn.__get__(obj, owner)
+
+
+def _guard_closed(cls: type) -> type:
+    """virConnect: every public method first checks that the caller's reference is still open."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and callable(value) and name != "close":
+            setattr(cls, name, _ConnectionCheck(value, f"virConnect.{name}"))
+    return cls
+
+
+def _lifecycle_args(record: DomainRecord, event: int, detail: int, conn: virConnect) -> tuple[Any, ...]:
+    return (virDomain(conn, record), event, detail)
+
+
+@_guard_closed
+@public_class
+class virConnect(surface.virConnect):  # noqa: N801 - libvirt-python's name
+    """A connection to one hypervisor, chosen by URI.
+
+    As in libvirt, every domain handle holds a reference: close() drops the caller's and returns 1 while
+    handles remain (they keep working), 0 once the connection is gone; the driver closes with the last one.
+    """
 
     def __init__(self, uri: str | None, read_only: bool = False, auth: Any = None) -> None:
         parsed = parse_uri(uri)
         self.driver: Driver = open_driver(parsed, read_only, auth)
         self.read_only = read_only
-        self._closed = False
+        self._user_closed = False
+        self._refs = 1
         self._lock = threading.Lock()
+        self._event_scope = self.driver.uri.text
 
     def _drv(self) -> Driver:
-        if self._closed:
-            raise error(ErrorCode.INVALID_CONN, ErrorDomain.NONE, "virConnect")
         return self.driver
+
+    def _ref(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def _unref(self) -> int:
+        with self._lock:
+            self._refs -= 1
+            left = self._refs
+        if left == 0:
+            events.deregister_all(self)
+            self.driver.close()
+        return left
 
     # -- connection ---------------------------------------------------------------------------------
     def close(self) -> int:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self.driver.close()
-        return 0
+        if self._user_closed:
+            raise error(ErrorCode.INVALID_CONN, ErrorDomain.NONE, "virConnectClose")
+        self._user_closed = True
+        detach = getattr(self.driver, "detach", None)
+        if detach is not None:
+            detach()
+        return 1 if self._unref() > 0 else 0
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self._user_closed:
+            self.close()
 
     def getURI(self) -> str:  # noqa: N802
         return self._drv().uri.text
@@ -164,7 +255,64 @@ class virConnect:  # noqa: N801 - libvirt-python's name
         return self._drv().capabilities.func_prefix.upper()
 
     def isAlive(self) -> int:  # noqa: N802
-        return 0 if self._closed else 1
+        return 1
+
+    def getLibVersion(self) -> int:  # noqa: N802
+        return surface.LIBVIR_VERSION_NUMBER
+
+    def getVersion(self) -> int:  # noqa: N802
+        fn = getattr(self._drv(), "hypervisor_version", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN, "virConnectGetVersion")
+        return int(_driver_call(fn))
+
+    def getCapabilities(self) -> str:  # noqa: N802
+        fn = getattr(self._drv(), "capabilities_xml", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN, "virConnectGetCapabilities")
+        return str(_driver_call(fn))
+
+    def getInfo(self) -> list[Any]:  # noqa: N802
+        fn = getattr(self._drv(), "node_info", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN, "virNodeGetInfo")
+        return list(_driver_call(fn))
+
+    def domainListGetStats(self, doms: list[virDomain], stats: int = 0, flags: int = 0) -> list[Any]:  # noqa: N802
+        """The state and block groups (VIR_DOMAIN_STATS_STATE, VIR_DOMAIN_STATS_BLOCK); 0 means both."""
+        return [(dom, dom._stats(stats)) for dom in doms]
+
+    def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[Any]:  # noqa: N802
+        return self.domainListGetStats(self.listAllDomains(flags & 0xFF), stats, 0)
+
+    # -- events -------------------------------------------------------------------------------------
+    def domainEventRegisterAny(self, dom: Any, eventID: int, cb: Any, opaque: Any) -> int:  # noqa: N802, N803
+        if eventID != VIR_DOMAIN_EVENT_ID_LIFECYCLE:
+            raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN,
+                            f"unsupported event ID {eventID} in function virConnectDomainEventRegisterAny")
+        uuid = dom.UUIDString() if dom is not None else None
+        return events.register(self, self._event_scope, uuid, eventID, cb, opaque)
+
+    def domainEventDeregisterAny(self, callbackID: int) -> int:  # noqa: N802, N803
+        if not events.deregister(self, callbackID):
+            raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN,
+                            f"callback ID {callbackID} not found")
+        return 0
+
+    def domainEventRegister(self, cb: Any, opaque: Any) -> int:  # noqa: N802
+        events.register(self, self._event_scope, None, -1, cb, opaque)
+        return 0
+
+    def domainEventDeregister(self, cb: Any) -> int:  # noqa: N802
+        for callback_id in events.ids_for(self, -1, cb):
+            events.deregister(self, callback_id)
+        return 0
+
+    def _emit_lifecycle(self, record: DomainRecord, pairs: list[tuple[int, int]]) -> None:
+        for event, detail in pairs:
+            for event_id in (VIR_DOMAIN_EVENT_ID_LIFECYCLE, -1):
+                events.emit(self._event_scope, record.uuid, event_id,
+                            functools.partial(_lifecycle_args, record, event, detail))
 
     # -- domains ------------------------------------------------------------------------------------
     def _domain(self, record: DomainRecord) -> virDomain:
@@ -242,21 +390,56 @@ class virConnect:  # noqa: N801 - libvirt-python's name
 
     def defineXML(self, xml: str) -> virDomain:  # noqa: N802
         _check_flags(self, "virDomainDefineXML", 0)
-        return self._domain(_driver_call(lambda: self._drv().define_xml(xml, 0)))
+        return self._define(xml, 0)
 
     def defineXMLFlags(self, xml: str, flags: int = 0) -> virDomain:  # noqa: N802
         _check_flags(self, "virDomainDefineXMLFlags", flags)
-        return self._domain(_driver_call(lambda: self._drv().define_xml(xml, flags)))
+        return self._define(xml, flags)
+
+    def _define(self, xml: str, flags: int) -> virDomain:
+        before = {r.uuid for r in _driver_call(self._drv().list_domains)}
+        dom = self._domain(_driver_call(lambda: self._drv().define_xml(xml, flags)))
+        dom._lifecycle(DEFINED_UPDATED if dom._uuid in before else DEFINED_ADDED)
+        return dom
 
 
-class virDomain:  # noqa: N801
-    """A domain handle. Like libvirt's virDomainPtr it remembers the name, UUID and the ID it was found with."""
+@public_class
+class virDomain(surface.virDomain):  # noqa: N801
+    """A domain handle. Like libvirt's virDomainPtr it remembers the name, UUID and the ID it was found with,
+    and holds a reference on its connection for as long as it lives."""
 
     def __init__(self, conn: virConnect, record: DomainRecord) -> None:
         self._conn = conn
         self._name = record.name
         self._uuid = record.uuid
         self._id = record.id
+        conn._ref()
+
+    def __del__(self) -> None:
+        conn = self.__dict__.get("_conn")
+        if conn is not None:
+            try:
+                conn._unref()
+            except Exception:  # interpreter shutdown: nothing left to release
+                pass
+
+    def _record(self) -> DomainRecord:
+        return DomainRecord(self._name, self._uuid, self._id)
+
+    def _lifecycle(self, *pairs: tuple[int, int]) -> None:
+        self._conn._emit_lifecycle(self._record(), list(pairs))
+
+    def _stats(self, groups: int) -> dict[str, Any]:
+        groups = groups or (VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_BLOCK)
+        out: dict[str, Any] = {}
+        if groups & VIR_DOMAIN_STATS_STATE:
+            state, reason = self.state()
+            out.update({"state.state": state, "state.reason": reason})
+        if groups & VIR_DOMAIN_STATS_BLOCK:
+            fn = getattr(self._drv(), "domain_block_stats", None)
+            if fn is not None:
+                out.update(_driver_call(lambda: fn(self._uuid)))
+        return out
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, virDomain) and other._conn is self._conn and other._uuid == self._uuid
@@ -362,6 +545,7 @@ class virDomain:  # noqa: N801
         self._check(public_name, flags)
         _driver_call(lambda: self._drv().start(self._uuid, flags))
         self._id = _driver_call(lambda: self._drv().lookup_domain(uuid=self._uuid)).id  # as libvirt updates it
+        self._lifecycle(STARTED_BOOTED)
         return 0
 
     def shutdown(self) -> int:
@@ -373,6 +557,7 @@ class virDomain:  # noqa: N801
     def _shutdown_via(self, public_name: str, flags: int) -> int:
         self._check(public_name, flags)
         _driver_call(lambda: self._drv().shutdown(self._uuid, flags))
+        self._lifecycle(STOPPED_SHUTDOWN)
         self._id = -1
         return 0
 
@@ -385,17 +570,20 @@ class virDomain:  # noqa: N801
     def _destroy_via(self, public_name: str, flags: int) -> int:
         self._check(public_name, flags)
         _driver_call(lambda: self._drv().destroy(self._uuid, flags))
+        self._lifecycle(STOPPED_DESTROYED)
         self._id = -1
         return 0
 
     def suspend(self) -> int:
         self._check("virDomainSuspend", 0)
         _driver_call(lambda: self._drv().suspend(self._uuid))
+        self._lifecycle(SUSPENDED_PAUSED)
         return 0
 
     def resume(self) -> int:
         self._check("virDomainResume", 0)
         _driver_call(lambda: self._drv().resume(self._uuid))
+        self._lifecycle(RESUMED_UNPAUSED)
         return 0
 
     def undefine(self) -> int:
@@ -407,6 +595,7 @@ class virDomain:  # noqa: N801
     def _undefine_via(self, public_name: str, flags: int) -> int:
         self._check(public_name, flags)
         _driver_call(lambda: self._drv().undefine(self._uuid, flags))
+        self._lifecycle(UNDEFINED_REMOVED)
         return 0
 
     # -- snapshots ----------------------------------------------------------------------------------
@@ -421,9 +610,12 @@ class virDomain:  # noqa: N801
         if xmlDesc is None:
             raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
                             "Invalid argument: xmlDesc in virDomainSnapshotCreateXML must not be NULL")
+        was_active = flags & SnapshotCreate.HALT and self.isActive()
         name = _driver_call(lambda: self._drv().snapshot_create(self._uuid, xmlDesc, flags))
         if flags & SnapshotCreate.HALT:
             self._forget_id_if_stopped()
+            if was_active:
+                self._lifecycle(STOPPED_FROM_SNAPSHOT)
         return self._snapshot(name)
 
     def snapshotNum(self, flags: int = 0) -> int:  # noqa: N802
@@ -471,8 +663,11 @@ class virDomain:  # noqa: N801
 
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainRevertToSnapshot", flags)
+        was_active = bool(self.isActive())
         _driver_call(lambda: self._drv().snapshot_revert(self._uuid, snap.getName(), flags))
         snap.getDomain()._forget_id_if_stopped()
+        now = _driver_call(lambda: self._drv().domain_state(self._uuid))[0]
+        self._lifecycle(*revert_events(was_active, now, flags))
         return 0
 
     def _forget_id_if_stopped(self) -> None:
@@ -489,7 +684,8 @@ class virDomain:  # noqa: N801
         return moment
 
 
-class virDomainSnapshot:  # noqa: N801
+@public_class
+class virDomainSnapshot(surface.virDomainSnapshot):  # noqa: N801
     """A snapshot handle: a domain and a name, resolved again on every call (as in libvirt)."""
 
     def __init__(self, dom: virDomain, name: str) -> None:
@@ -596,6 +792,7 @@ VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK = -2
 VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT = -1
 
 
+@public
 def qemuAgentCommand(domain: virDomain, cmd: str, timeout: int = VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT,  # noqa: N802
                      flags: int = 0) -> str:
     """libvirt_qemu.qemuAgentCommand: send a JSON command to the domain's guest agent, return the reply."""
@@ -609,18 +806,64 @@ def qemuAgentCommand(domain: virDomain, cmd: str, timeout: int = VIR_DOMAIN_QEMU
 
 
 
+@public
 def open(name: str | None = None) -> virConnect:
     """Open a read-write connection (libvirt.open)."""
     return virConnect(name)
 
 
+@public
 def openReadOnly(name: str | None = None) -> virConnect:  # noqa: N802
     return virConnect(name, read_only=True)
 
 
+@public
 def openAuth(uri: str | None, auth: list[Any] | None, flags: int = 0) -> virConnect:  # noqa: N802
     """libvirt.openAuth: `auth` is [credtypes, callback(creds, cbdata) -> 0, cbdata]."""
     if flags & ~int(ConnectFlags.RO | ConnectFlags.NO_ALIASES):
         raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.NONE,
                         f"unsupported flags (0x{flags & ~3:x}) in function virConnectOpenAuth")
     return virConnect(uri, read_only=bool(flags & ConnectFlags.RO), auth=auth)
+
+
+@public
+def getVersion(name: str | None = None) -> Any:  # noqa: N802
+    """The libvirt API level virtsnap implements, in libvirt's numbering (major * 1,000,000 + minor * 1000 +
+    micro); with a driver name, libvirt's (library version, driver version) pair."""
+    if name is None:
+        return surface.LIBVIR_VERSION_NUMBER
+    return (surface.LIBVIR_VERSION_NUMBER, surface.LIBVIR_VERSION_NUMBER)
+
+
+def registerErrorHandler(f: Any, ctx: Any) -> int:  # noqa: N802
+    """f(ctx, err) is called with libvirt's error list for every failed call; None restores libvirt's default
+    line on stderr."""
+    return dispatch.register_handler(f, ctx)
+
+
+def virGetLastError() -> list[Any] | None:  # noqa: N802
+    last = dispatch.last_error()
+    return None if last is None else list(last)
+
+
+def virGetLastErrorCode() -> int:  # noqa: N802
+    last = dispatch.last_error()
+    return 0 if last is None else int(last[0])
+
+
+def virGetLastErrorDomain() -> int:  # noqa: N802
+    last = dispatch.last_error()
+    return 0 if last is None else int(last[1])
+
+
+def virGetLastErrorMessage() -> str:  # noqa: N802
+    last = dispatch.last_error()
+    return "no error" if last is None else str(last[2])
+
+
+def virResetLastError() -> None:  # noqa: N802
+    dispatch.reset_last_error()
+
+
+def virInitialize() -> int:  # noqa: N802
+    return 0

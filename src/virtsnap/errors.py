@@ -57,6 +57,7 @@ class ErrorDomain(enum.IntEnum):
     VBOX = 25
     ESX = 28
     DOMAIN_SNAPSHOT = 35
+    EVENT = 40
     AUTH = 46
 
 
@@ -179,3 +180,9 @@ def raw_error(code: ErrorCode, domain: ErrorDomain, message: str) -> libvirtErro
 
 def fail(code: ErrorCode, domain: ErrorDomain, detail: str | None = None) -> NoReturn:
     raise error(code, domain, detail)
+
+
+def not_supported(function: str, domain: int) -> libvirtError:
+    """libvirt's virReportUnsupportedError for a driver that lacks `function` (a C name, e.g. virDomainBlockCommit)."""
+    return libvirtError(format_message(ErrorCode.NO_SUPPORT, function), ErrorCode.NO_SUPPORT, domain, str1=None,
+                        str2=function)

@@ -156,7 +156,7 @@ def _apply(options: Options, letter: str, optarg: str | None, long_form: bool) -
         options.readonly = True
     elif letter == "t":
         options.timing = True
-    elif letter == "v" and optarg != "long":
+    elif letter == "v" and (optarg == "short" or (optarg is None and not long_form)):
         sys.stdout.write(virtsnap.__version__ + "\n")
         raise Exit(0)
     elif letter in "vV":
@@ -172,7 +172,9 @@ def _c_int(text: str, base0: bool = False) -> int | None:
 
 
 def long_version() -> str:
+    api = virtsnap.getVersion()
     return (f"Virtsnap command line tool of virtsnap {virtsnap.__version__}\n"
+            f"Implements the libvirt API of libvirt {api // 1_000_000}.{api // 1000 % 1000}.{api % 1000}\n"
             "A virsh-compatible front end to virtsnap's domain snapshot API.\n\n"
             " Drivers: test qemu esx vpx vbox\n"
             " Commands: " + " ".join(sorted(COMMANDS)) + "\n")
@@ -196,7 +198,7 @@ def usage() -> str:
         "    -t | --timing           print timing information\n",
         "    -v                      short version\n",
         "    -V                      long version\n",
-        "         --version[=TYPE]   version, TYPE is short or long (default short)\n",
+        "         --version[=TYPE]   version, TYPE is short or long (default long)\n",
         "  commands (non interactive mode):\n\n",
     ]
     for group in GROUPS:
@@ -293,10 +295,15 @@ def interactive(ctl: Control) -> None:
         run_chain(ctl, chain)
 
 
+def _quiet(ctx: object, err: object) -> None:
+    pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     ctl: Control | None = None
+    virtsnap.registerErrorHandler(_quiet, None)  # virsh prints errors itself, never libvirt's default line
     try:
         try:
             options = parse_global(args)

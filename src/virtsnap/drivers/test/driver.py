@@ -176,6 +176,11 @@ class TestDriver:
         self._closed = False
 
     def close(self) -> None:
+        self.detach()
+
+    def detach(self) -> None:
+        """The caller closed its connection: a later open starts fresh once no other connection is open.
+        This connection's remaining handles keep the state they see (libvirt instead keeps sharing it)."""
         global _shared, _shared_refs
         if self._closed:
             return
@@ -189,6 +194,19 @@ class TestDriver:
         import socket
 
         return socket.gethostname()
+
+    def hypervisor_version(self) -> int:
+        return 2  # libvirt's test driver reports hypervisor version 0.0.2
+
+    def capabilities_xml(self) -> str:
+        from .hostcaps import CAPABILITIES
+
+        return CAPABILITIES
+
+    def node_info(self) -> list[object]:
+        from .hostcaps import NODE_INFO
+
+        return list(NODE_INFO)
 
     # -- domains ------------------------------------------------------------------------------------
     def _dom(self, uuid: str) -> TestDomain:

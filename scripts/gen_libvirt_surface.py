@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Generate src/virtsnap/surface.py: libvirt-python 9.0's whole surface (constants, classes, methods).
+
+Inputs: libvirt's API description (Debian libvirt-dev: /usr/share/libvirt/api/libvirt-api.xml) gives every
+VIR_* constant's value and which source file (hence which error domain) each C function belongs to;
+python3-libvirt's libvirt.py (read as text, never imported) gives the Python names, parameter names and
+defaults that the XML does not describe. Usage: scripts/gen_libvirt_surface.py [--check] [OUT]
+With --check it exits 1 when OUT differs from what it would write (the tests run it that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+API_XML = Path("/usr/share/libvirt/api/libvirt-api.xml")
+LIBVIRT_PY = Path("/usr/lib/python3/dist-packages/libvirt.py")
+OUT = Path(__file__).resolve().parent.parent / "src" / "virtsnap" / "surface.py"
+
+# The error domain each libvirt-*.c file reports its "not supported" errors under (its VIR_FROM_THIS).
+FILE_DOMAIN = {
+    "libvirt-host": "VIR_FROM_DOMAIN",
+    "libvirt-domain": "VIR_FROM_DOMAIN",
+    "libvirt-domain-snapshot": "VIR_FROM_DOMAIN_SNAPSHOT",
+    "libvirt-domain-checkpoint": "VIR_FROM_DOMAIN_CHECKPOINT",
+    "libvirt-network": "VIR_FROM_NETWORK",
+    "libvirt-storage": "VIR_FROM_STORAGE",
+    "libvirt-nodedev": "VIR_FROM_NODEDEV",
+    "libvirt-interface": "VIR_FROM_INTERFACE",
+    "libvirt-nwfilter": "VIR_FROM_NWFILTER",
+    "libvirt-secret": "VIR_FROM_SECRET",
+    "libvirt-stream": "VIR_FROM_STREAMS",
+}
+# The class whose C prefix names a method libvirt.py implements in Python only (no libvirtmod call).
+CLASS_PREFIX = {"virConnect": "virConnect"}
+
+
+def read_constants(root: ET.Element, python_names: set[str], python_values: dict[str, object]) -> dict[str, object]:
+    """Every VIR_* constant libvirt-python exports, valued from the XML (enum aliases resolved)."""
+    raw = {e.get("name", ""): e.get("value", "") for e in root.iter("enum")}
+    strings = {m.get("name", ""): m.get("string") for m in root.iter("macro") if m.get("string") is not None}
+
+    def resolve(name: str, depth: int = 0) -> object:
+        value = raw[name]
+        try:
+            return int(value, 0)
+        except ValueError:
+            if depth > 10 or value not in raw:
+                raise
+            return resolve(value, depth + 1)
+
+    out: dict[str, object] = {}
+    for name in sorted(python_names):
+        if name in raw:
+            out[name] = resolve(name)
+        elif name in strings:
+            out[name] = strings[name]
+        else:  # defined by libvirt-python itself (e.g. typed-parameter field names spelled in the binding)
+            out[name] = python_values[name]
+    return out
+
+
+def python_constants(tree: ast.Module) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name.startswith("VIR_"):
+                values[name] = ast.literal_eval(node.value)
+    return values
+
+
+def c_name(fn: ast.FunctionDef, owner: str) -> str:
+    calls = [n.attr for n in ast.walk(fn)
+             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "libvirtmod"]
+    calls = [c for c in calls if not c.endswith("_pointer") and not c.endswith("Free")] or calls
+    if calls:
+        return calls[0]
+    return owner + fn.name[:1].upper() + fn.name[1:]
+
+
+def signature(fn: ast.FunctionDef, method: bool) -> str:
+    """The parameter list with libvirt-python's names and defaults, every parameter typed Any."""
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    parts = []
+    for i, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
+        if method and i == 0:
+            parts.append(arg.arg)
+            continue
+        text = f"{arg.arg}: Any"
+        if default is not None:
+            text += f" = {ast.unparse(default)}"
+        parts.append(text)
+    if args.vararg:
+        parts.append(f"*{args.vararg.arg}: Any")
+    return ", ".join(parts)
+
+
+def domain_of(name: str, files: dict[str, str]) -> str:
+    return FILE_DOMAIN.get(files.get(name, ""), "VIR_FROM_NONE")
+
+
+def generate() -> str:
+    root = ET.parse(API_XML).getroot()
+    files = {f.get("name", ""): f.get("file", "") for f in root.iter("function")}
+    domains = {e.get("name", ""): int(e.get("value", "0"), 0) for e in root.iter("enum")
+               if (e.get("name") or "").startswith("VIR_FROM_")}
+    tree = ast.parse(LIBVIRT_PY.read_text())
+    py_values = python_constants(tree)
+    constants = read_constants(root, set(py_values), py_values)
+    mismatched = [n for n, v in constants.items() if n in py_values and py_values[n] != v]
+    if mismatched:
+        raise SystemExit(f"libvirt-api.xml and libvirt.py disagree on {mismatched}")
+
+    lines = [
+        '"""libvirt-python 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.',
+        "",
+        "Written by scripts/gen_libvirt_surface.py from libvirt-api.xml and python3-libvirt; do not edit. A method",
+        "virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.",
+        '"""',
+        "",
+        "# ruff: noqa: E501, N802, N803, N801",
+        "from __future__ import annotations",
+        "",
+        "from typing import Any",
+        "",
+        "from .dispatch import not_supported",
+        "",
+        f"LIBVIR_VERSION_NUMBER = {9_000_000}",
+        "",
+        "CONSTANTS: dict[str, int | str] = {",
+    ]
+    lines += [f"    {name!r}: {value!r}," for name, value in constants.items()]
+    lines += ["}", ""]
+
+    functions: list[str] = []
+    classes: list[str] = []
+    c_names: dict[str, tuple[str, int]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            cname = c_name(node, "vir")
+            domain = domains[domain_of(cname, files)]
+            functions.append(node.name)
+            lines += ["", f"def {node.name}({signature(node, False)}) -> Any:",
+                      f"    raise not_supported({cname!r}, {domain})", ""]
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("vir"):
+            classes.append(node.name)
+            lines += ["", f"class {node.name}:", f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
+            for fn in node.body:
+                if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
+                    continue
+                cname = c_name(fn, CLASS_PREFIX.get(node.name, node.name))
+                domain = domains[domain_of(cname, files)]
+                c_names[f"{node.name}.{fn.name}"] = (cname, domain)
+                lines += [f"    def {fn.name}({signature(fn, True)}) -> Any:",
+                          f"        raise not_supported({cname!r}, {domain})", ""]
+    lines += ["", f"FUNCTIONS = {tuple(functions)!r}", f"CLASSES = {tuple(classes)!r}", "",
+              "# 'class.method' -> (the C function it calls, the error domain its errors carry)",
+              "C_NAMES: dict[str, tuple[str, int]] = {"]
+    lines += [f"    {key!r}: {value!r}," for key, value in c_names.items()]
+    lines += ["}"]
+    return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--check", action="store_true", help="exit 1 if OUT is not what would be generated")
+    ap.add_argument("out", nargs="?", type=Path, default=OUT)
+    args = ap.parse_args()
+    text = generate()
+    if args.check:
+        same = args.out.exists() and args.out.read_text() == text
+        if not same:
+            print(f"{args.out} is stale: run scripts/gen_libvirt_surface.py", file=sys.stderr)
+        return 0 if same else 1
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

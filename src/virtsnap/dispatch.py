@@ -1,0 +1,122 @@
+"""libvirt's error reporting at the public-API edge: the last error per thread, registerErrorHandler's
+callback, and without one libvirt's default line on stderr ("libvirt: <Domain> error : <message>").
+
+Every public entry point runs under `public`; only the outermost call reports, as libvirt's virDispatchError.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from types import FunctionType
+from typing import Any, TypeVar
+
+from .errors import libvirtError
+from .errors import not_supported as unsupported
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# virErrorDomain's names (virerror.c), indexed by the VIR_FROM_* number, as libvirt's default handler prints them.
+DOMAIN_NAMES = (
+    "", "Xen Driver", "Xen Daemon", "Xen Store", "S-Expression",
+    "XML Util", "Domain", "XML-RPC", "Proxy Daemon", "Config File",
+    "QEMU Driver", "Network", "Test Driver", "Remote Driver", "OpenVZ Driver",
+    "Xen XM Driver", "Linux Statistics", "LXC Driver", "Storage Driver", "Network Driver",
+    "Domain Config", "User Mode Linux Driver", "Node Device Driver", "Xen Inotify Driver", "Security Driver",
+    "VirtualBox Driver", "Network Interface Driver", "Open Nebula Driver", "ESX Driver", "Power Hypervisor Driver",
+    "Secrets Driver", "CPU Driver", "XenAPI Driver", "Network Filter Driver", "Lifecycle Hook",
+    "Domain Snapshot", "Audit Utils", "Sysinfo Utils", "I/O Stream Utils", "VMware Driver",
+    "Event Loop", "Xen Light Driver", "Lock Driver", "Hyper-V Driver", "Capabilities Utils",
+    "URI Utils", "Authentication Utils", "DBus Utils", "Parallels Cloud Server", "Device Config",
+    "SSH transport layer", "Lock Space", "Init control", "Identity", "Cgroup",
+    "Access Manager", "Systemd", "Bhyve", "Crypto", "Firewall",
+    "Polkit", "Thread jobs", "Admin Interface", "Log Manager", "Xen XL Config",
+    "Perf", "Libssh transport layer", "Resource control", "FirewallD", "Domain Checkpoint",
+    "TPM", "BPF", "Cloud-Hypervisor Driver",
+)
+_LEVELS = {0: "", 1: "warning", 2: "error"}
+
+_handler: list[Any] = [None, None]  # [callback, ctx] as registerErrorHandler set them
+_local = threading.local()
+
+
+def _state() -> Any:
+    if not hasattr(_local, "depth"):
+        _local.depth = 0
+        _local.last = None
+    return _local
+
+
+def register_handler(f: Any, ctx: Any) -> int:
+    """libvirt.registerErrorHandler: f(ctx, err) for every failed call; None restores the default line."""
+    if f is not None and not callable(f):
+        raise TypeError("registerErrorHandler: f must be callable or None")
+    _handler[:] = [f, ctx]
+    return 1
+
+
+def default_line(err: tuple[Any, ...]) -> str:
+    """The line libvirt's virDefaultErrorFunc writes for `err` (code, domain, message, level, ...)."""
+    domain, message, level = err[1], err[2] or "", err[3]
+    name = DOMAIN_NAMES[domain] if 0 <= domain < len(DOMAIN_NAMES) else "Unknown"
+    end = "" if message.endswith("\n") else "\n"
+    return f"libvirt: {name} {_LEVELS.get(level, '')} : {message}{end}"
+
+
+def report(exc: libvirtError) -> None:
+    """virDispatchError: remember `exc` as this thread's last error and hand it to the handler."""
+    _state().last = exc.err
+    f, ctx = _handler
+    if f is None:
+        sys.stderr.write(default_line(exc.err))
+        sys.stderr.flush()
+    else:
+        f(ctx, list(exc.err))
+
+
+def last_error() -> tuple[Any, ...] | None:
+    last: tuple[Any, ...] | None = _state().last
+    return last
+
+
+def reset_last_error() -> None:
+    _state().last = None
+
+
+def public(fn: F) -> F:
+    """Report a libvirtError escaping a public entry point once, at the outermost call."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = _state()
+        state.depth += 1
+        try:
+            return fn(*args, **kwargs)
+        except libvirtError as exc:
+            if state.depth == 1 and not getattr(exc, "_reported", False):
+                exc._reported = True  # type: ignore[attr-defined]
+                report(exc)
+            raise
+        finally:
+            state.depth -= 1
+
+    return wrapper  # type: ignore[return-value]
+
+
+def public_class(cls: type) -> type:
+    """Run every public method the class itself defines under `public`."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and isinstance(value, FunctionType):
+            setattr(cls, name, public(value))
+    return cls
+
+
+def not_supported(function: str, domain: int) -> libvirtError:
+    """The error of a generated method virtsnap does not implement, reported when called directly."""
+    exc = unsupported(function, domain)
+    if _state().depth == 0:
+        exc._reported = True  # type: ignore[attr-defined]
+        report(exc)
+    return exc

@@ -1,0 +1,98 @@
+"""virtsnap has libvirt-python 9.0's whole surface: the same VIR_* constants with the same values, the same
+classes and module functions, every method with libvirt-python's parameter names and defaults; what it does
+not implement fails with libvirt's VIR_ERR_NO_SUPPORT, never AttributeError."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import virtsnap
+
+ROOT = Path(__file__).resolve().parents[2]
+DUMP = Path(__file__).with_name("surface_dump.py")
+# virtsnap's documented extensions (README, docs/libvirt-python.md): present in virtsnap only.
+EXTENSIONS = {
+    "constants": {"VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR",  # and libvirt_qemu's two, for qemuAgentCommand
+                  "VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK", "VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT"},
+    "functions": {"qemuAgentCommand"},
+    "classes": {"ErrorCode", "ErrorDomain"},
+    "virDomain": {"snapshotCheck", "listAllSnapshotSummaries"},
+    "virDomainSnapshot": {"listAllChildrenSummaries", "rename"},
+    "libvirtError": set(),
+}
+
+
+def _dump(python, module):
+    out = subprocess.run([python, str(DUMP), module], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def surfaces():
+    return _dump("/usr/bin/python3", "libvirt"), _dump(sys.executable, "virtsnap")
+
+
+def test_generated_surface_is_up_to_date():
+    """Re-running the generator over libvirt-api.xml and python3-libvirt gives the committed surface.py."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_libvirt_surface.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_constants_equal(surfaces):
+    libvirt, ours = surfaces
+    assert len(libvirt["constants"]) > 1100
+    missing = sorted(set(libvirt["constants"]) - set(ours["constants"]))
+    extra = sorted(set(ours["constants"]) - set(libvirt["constants"]) - EXTENSIONS["constants"])
+    wrong = sorted(n for n, v in libvirt["constants"].items() if n in ours["constants"] and ours["constants"][n] != v)
+    assert (missing, extra, wrong) == ([], [], [])
+
+
+def test_module_functions_and_classes_equal(surfaces):
+    libvirt, ours = surfaces
+    assert set(ours["functions"]) - EXTENSIONS["functions"] == set(libvirt["functions"])
+    assert set(ours["classes"]) - EXTENSIONS["classes"] == set(libvirt["classes"])
+    for name, params in libvirt["functions"].items():
+        assert ours["functions"][name] == params, name
+
+
+def test_every_method_with_libvirts_signature(surfaces):
+    libvirt, ours = surfaces
+    problems = []
+    for cls, methods in libvirt["classes"].items():
+        mine = ours["classes"][cls]
+        extra = set(mine) - set(methods) - EXTENSIONS.get(cls, set())
+        if extra:
+            problems.append(f"{cls} has extra methods {sorted(extra)}")
+        for method, params in methods.items():
+            if method not in mine:
+                problems.append(f"{cls}.{method} is missing")
+            elif mine[method] != params:
+                problems.append(f"{cls}.{method}{mine[method]} != libvirt's {params}")
+    assert problems == []
+
+
+def test_unimplemented_call_is_libvirts_no_support_error():
+    messages = []
+    virtsnap.registerErrorHandler(lambda ctx, err: messages.append((ctx, err[0], err[1], err[2])), "ctx")
+    try:
+        with virtsnap.open("test:///default") as conn:
+            dom = conn.lookupByName("test")
+            with pytest.raises(virtsnap.libvirtError) as info:
+                dom.blockCommit("vda", None, None)
+            with pytest.raises(virtsnap.libvirtError) as net:
+                conn.networkLookupByName("default")
+    finally:
+        virtsnap.registerErrorHandler(None, None)
+    assert (info.value.get_error_code(), info.value.get_error_domain(), str(info.value)) == (
+        virtsnap.VIR_ERR_NO_SUPPORT, virtsnap.VIR_FROM_DOMAIN,
+        "this function is not supported by the connection driver: virDomainBlockCommit")
+    assert (net.value.get_error_code(), net.value.get_error_domain()) == (virtsnap.VIR_ERR_NO_SUPPORT,
+                                                                          virtsnap.VIR_FROM_NETWORK)
+    assert messages[0] == ("ctx", 3, 20, "this function is not supported by the connection driver: "
+                                         "virDomainBlockCommit")
+    assert len(messages) == 2
