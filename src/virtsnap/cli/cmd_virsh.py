@@ -69,13 +69,13 @@ def cmd_help(ctl: Control, opts: Opts) -> bool:
 
 def group_listing(group: Group) -> str:
     lines = [f" {group.name} (help keyword '{group.keyword}'):\n"]
-    lines += [f"    {cmd.name:<30} {cmd.help}\n" for cmd in group.commands]
+    lines += [f"    {cmd.name:<30} {cmd.help}\n" for cmd in group.commands if not cmd.hidden]
     return "".join(lines)
 
 
-def command_help(command: Command) -> str:
-    """vshCmddefHelp: NAME, SYNOPSIS, DESCRIPTION and OPTIONS sections."""
-    out = ["  NAME\n", f"    {command.name} - {command.help}\n", "\n  SYNOPSIS\n", f"    {command.name}"]
+def synopsis(command: Command) -> tuple[str, bool]:
+    """vshCmddefHelp's SYNOPSIS line, and whether data options may also be given by position (shortopt)."""
+    out = [command.name]
     shortopt = False
     for opt in command.opts:
         if opt.type is OptType.ALIAS:
@@ -95,26 +95,39 @@ def command_help(command: Command) -> str:
             text = f"{{[--{opt.name}] <string>}}..." if opt.required else f"[[--{opt.name}] <string>]..."
         else:
             text = f"<{opt.name}>..." if opt.required else f"[<{opt.name}>]..."
-        out.append(" " + text)
-    out.append("\n")
+        out.append(text)
+    return " ".join(out), shortopt
+
+
+def option_rows(command: Command) -> list[tuple[str, str]]:
+    """vshCmddefHelp's OPTIONS section: (how the option is written, its help) per option, aliases left out."""
+    shortopt = synopsis(command)[1]
+    rows = []
+    for opt in command.opts:
+        if opt.type is OptType.ALIAS:
+            continue
+        if opt.type is OptType.BOOL:
+            text = f"--{opt.name}"
+        elif opt.type is OptType.INT:
+            text = f"[--{opt.name}] <number>" if opt.required else f"--{opt.name} <number>"
+        elif opt.type is OptType.STRING:
+            text = f"--{opt.name} <string>"
+        elif opt.type is OptType.DATA:
+            text = f"[--{opt.name}] <string>"
+        else:
+            text = f"[--{opt.name}] <string>" if shortopt else f"<{opt.name}>"
+        rows.append((text, opt.help))
+    return rows
+
+
+def command_help(command: Command) -> str:
+    """vshCmddefHelp: NAME, SYNOPSIS, DESCRIPTION and OPTIONS sections."""
+    out = ["  NAME\n", f"    {command.name} - {command.help}\n", "\n  SYNOPSIS\n", f"    {synopsis(command)[0]}\n"]
     if command.desc:
         out.append(f"\n  DESCRIPTION\n    {command.desc}\n")
     if command.opts:
         out.append("\n  OPTIONS\n")
-        for opt in command.opts:
-            if opt.type is OptType.ALIAS:
-                continue
-            if opt.type is OptType.BOOL:
-                text = f"--{opt.name}"
-            elif opt.type is OptType.INT:
-                text = f"[--{opt.name}] <number>" if opt.required else f"--{opt.name} <number>"
-            elif opt.type is OptType.STRING:
-                text = f"--{opt.name} <string>"
-            elif opt.type is OptType.DATA:
-                text = f"[--{opt.name}] <string>"
-            else:
-                text = f"[--{opt.name}] <string>" if shortopt else f"<{opt.name}>"
-            out.append(f"    {text:<15}  {opt.help}\n")
+        out += [f"    {text:<15}  {help}\n" for text, help in option_rows(command)]
     out.append("\n")
     return "".join(out)
 

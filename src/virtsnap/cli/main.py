@@ -203,7 +203,7 @@ def usage() -> str:
     ]
     for group in GROUPS:
         lines.append(f" {group.name} (help keyword '{group.keyword}')\n")
-        lines += [f"    {cmd.name:<30} {cmd.help}\n" for cmd in group.commands]
+        lines += [f"    {cmd.name:<30} {cmd.help}\n" for cmd in group.commands if not cmd.hidden]
         lines.append("\n")
     lines.append("\n  (specify help <group> for details about the commands in the group)\n")
     lines.append("\n  (specify help <command> for details about the command)\n\n")

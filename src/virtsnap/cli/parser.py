@@ -86,10 +86,10 @@ Handler = Callable[["Control", "Opts"], bool]
 class Command:
     """A command definition (vshCmdDef): its option table, handler and help texts."""
 
-    __slots__ = ("desc", "group", "handler", "help", "name", "needs_connection", "opts")
+    __slots__ = ("desc", "group", "handler", "help", "hidden", "name", "needs_connection", "opts")
 
     def __init__(self, name: str, handler: Handler, opts: Sequence[Opt], help: str, desc: str = "",
-                 *, group: str = "", needs_connection: bool = True) -> None:
+                 *, group: str = "", needs_connection: bool = True, hidden: bool = False) -> None:
         self.name = name
         self.handler = handler
         self.opts = tuple(opts)
@@ -97,6 +97,7 @@ class Command:
         self.desc = desc
         self.group = group
         self.needs_connection = needs_connection
+        self.hidden = hidden  # VSH_CMD_FLAG_HIDDEN: runs and has help, but no group listing shows it
         for index, opt in enumerate(self.opts):  # the table invariants vshCmddefCheckInternals enforces
             if opt.type is OptType.ARGV and index != len(self.opts) - 1:
                 raise ValueError(f"{name}: argv option {opt.name} must be listed last")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from . import cmd_check, cmd_domain, cmd_snapshot, cmd_virsh
+from . import cmd_check, cmd_complete, cmd_domain, cmd_snapshot, cmd_virsh
 from .parser import Command, Group
 
 GROUPS = (
     Group("Domain Management", "domain", cmd_domain.MANAGEMENT),
     Group("Domain Monitoring", "monitor", cmd_domain.MONITORING),
     Group("Snapshot", "snapshot", cmd_snapshot.COMMANDS),
-    Group("Virsh itself", "virsh", cmd_virsh.COMMANDS),
+    Group("Virsh itself", "virsh", cmd_complete.COMMANDS + cmd_virsh.COMMANDS),
     Group("Virtsnap extensions", "virtsnap", cmd_check.COMMANDS),  # last: virsh's own groups print as virsh's
 )
 
