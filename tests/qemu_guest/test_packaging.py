@@ -112,6 +112,9 @@ def test_sdist_rebuilds_the_same_wheel(dist: Path, tmp_path: Path) -> None:
     names = [sorted(zipfile.ZipFile(w).namelist()) for w in wheels]
     assert names[0] == names[1]
     assert "virtsnap/conf/schemas/domainsnapshot.rng" in names[0]
+    for shipped in ("share/man/man1/virtsnap.1", "share/bash-completion/completions/virtsnap",
+                    "share/zsh/site-functions/_virtsnap"):
+        assert any(n.endswith(f".data/data/{shipped}") for n in names[0]), shipped
 
 
 def test_installed_wheel_runs_the_test_driver(installed: Path, tmp_path: Path) -> None:
@@ -124,6 +127,11 @@ def test_installed_wheel_runs_the_test_driver(installed: Path, tmp_path: Path) -
     assert where.startswith(str(installed.parent)), where
     table = _run(installed / "virtsnap", "-c", "test:///default", "snapshot-list test", env=env)
     assert table.splitlines()[0].split() == ["Name", "Creation", "Time", "State"]
+    # the man page and the completion scripts land under the environment's prefix
+    man = subprocess.run(["man", "-l", installed.parent / "share" / "man" / "man1" / "virtsnap.1"],
+                         capture_output=True, text=True, env=dict(env, MANWIDTH="80"), check=False)
+    assert "snapshot-revert" in man.stdout, man.stderr
+    assert (installed.parent / "share" / "bash-completion" / "completions" / "virtsnap").is_file()
 
 
 def test_installed_wheel_runs_qemu_without_extras(installed: Path, guest, workdir: Path) -> None:
