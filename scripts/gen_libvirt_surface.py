@@ -4,8 +4,8 @@
 Inputs: libvirt's API description (Debian libvirt-dev: /usr/share/libvirt/api/libvirt-api.xml) gives every
 VIR_* constant's value and which source file (hence which error domain) each C function belongs to;
 python3-libvirt's libvirt.py (read as text, never imported) gives the Python names, parameter names and
-defaults that the XML does not describe. Usage: scripts/gen_libvirt_surface.py [--check] [OUT]
-With --check it exits 1 when OUT differs from what it would write (the tests run it that way).
+defaults that the XML does not describe. The same for libvirt_qemu (surface_qemu.py). Usage: scripts/gen_libvirt_surface.py [--check] [DIR]
+With --check it exits 1 when a file differs from what it would write (the tests run it that way).
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-API_XML = Path("/usr/share/libvirt/api/libvirt-api.xml")
-LIBVIRT_PY = Path("/usr/lib/python3/dist-packages/libvirt.py")
-OUT = Path(__file__).resolve().parent.parent / "src" / "virtsnap" / "surface.py"
+API_DIR = Path("/usr/share/libvirt/api")
+PY_DIR = Path("/usr/lib/python3/dist-packages")
+SRC = Path(__file__).resolve().parent.parent / "src" / "virtsnap"
+# (libvirt-python module, its API description, the C module it calls, the generated file)
+MODULES = (("libvirt", "libvirt-api.xml", "libvirtmod", "surface.py"),
+           ("libvirt_qemu", "libvirt-qemu-api.xml", "libvirtmod_qemu", "surface_qemu.py"))
 
 # The error domain each libvirt-*.c file reports its "not supported" errors under (its VIR_FROM_THIS).
 FILE_DOMAIN = {
@@ -33,15 +36,18 @@ FILE_DOMAIN = {
     "libvirt-nwfilter": "VIR_FROM_NWFILTER",
     "libvirt-secret": "VIR_FROM_SECRET",
     "libvirt-stream": "VIR_FROM_STREAMS",
+    "libvirt-qemu": "VIR_FROM_DOMAIN",
 }
 # The class whose C prefix names a method libvirt.py implements in Python only (no libvirtmod call).
 CLASS_PREFIX = {"virConnect": "virConnect"}
 
 
-def read_constants(root: ET.Element, python_names: set[str], python_values: dict[str, object]) -> dict[str, object]:
+def read_constants(roots: list[ET.Element], python_names: set[str],
+                   python_values: dict[str, object]) -> dict[str, object]:
     """Every VIR_* constant libvirt-python exports, valued from the XML (enum aliases resolved)."""
-    raw = {e.get("name", ""): e.get("value", "") for e in root.iter("enum")}
-    strings = {m.get("name", ""): m.get("string") for m in root.iter("macro") if m.get("string") is not None}
+    raw = {e.get("name", ""): e.get("value", "") for root in roots for e in root.iter("enum")}
+    strings = {m.get("name", ""): m.get("string") for root in roots for m in root.iter("macro")
+               if m.get("string") is not None}
 
     def resolve(name: str, depth: int = 0) -> object:
         value = raw[name]
@@ -73,9 +79,9 @@ def python_constants(tree: ast.Module) -> dict[str, object]:
     return values
 
 
-def c_name(fn: ast.FunctionDef, owner: str) -> str:
+def c_name(fn: ast.FunctionDef, owner: str, cmod: str = "libvirtmod") -> str:
     calls = [n.attr for n in ast.walk(fn)
-             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "libvirtmod"]
+             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == cmod]
     calls = [c for c in calls if not c.endswith("_pointer") and not c.endswith("Free")] or calls
     if calls:
         return calls[0]
@@ -105,34 +111,35 @@ def domain_of(name: str, files: dict[str, str]) -> str:
     return FILE_DOMAIN.get(files.get(name, ""), "VIR_FROM_NONE")
 
 
-def generate() -> str:
-    root = ET.parse(API_XML).getroot()
+def generate(module: str = "libvirt") -> str:
+    _, xml_name, cmod, _ = next(m for m in MODULES if m[0] == module)
+    root = ET.parse(API_DIR / xml_name).getroot()
+    main_root = ET.parse(API_DIR / "libvirt-api.xml").getroot()
     files = {f.get("name", ""): f.get("file", "") for f in root.iter("function")}
-    domains = {e.get("name", ""): int(e.get("value", "0"), 0) for e in root.iter("enum")
+    domains = {e.get("name", ""): int(e.get("value", "0"), 0) for e in main_root.iter("enum")
                if (e.get("name") or "").startswith("VIR_FROM_")}
-    tree = ast.parse(LIBVIRT_PY.read_text())
+    tree = ast.parse((PY_DIR / f"{module}.py").read_text())
     py_values = python_constants(tree)
-    constants = read_constants(root, set(py_values), py_values)
+    constants = read_constants([root, main_root], set(py_values), py_values)
     mismatched = [n for n, v in constants.items() if n in py_values and py_values[n] != v]
     if mismatched:
         raise SystemExit(f"libvirt-api.xml and libvirt.py disagree on {mismatched}")
 
     lines = [
-        '"""libvirt-python 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.',
+        f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.',
         "",
-        "Written by scripts/gen_libvirt_surface.py from libvirt-api.xml and python3-libvirt; do not edit. A method",
-        "virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.",
+        f"Written by scripts/gen_libvirt_surface.py from {xml_name} and python3-libvirt's {module}.py; do not edit.",
+        "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.",
         '"""',
         "",
-        "# ruff: noqa: E501, N802, N803, N801",
+        "# ruff: noqa: E501, N802, N803" + (", N801" if module == "libvirt" else ", B006"),
         "from __future__ import annotations",
         "",
         "from typing import Any",
         "",
         "from .dispatch import not_supported",
         "",
-        f"LIBVIR_VERSION_NUMBER = {9_000_000}",
-        "",
+        *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else []),
         "CONSTANTS: dict[str, int | str] = {",
     ]
     lines += [f"    {name!r}: {value!r}," for name, value in constants.items()]
@@ -143,7 +150,7 @@ def generate() -> str:
     c_names: dict[str, tuple[str, int]] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-            cname = c_name(node, "vir")
+            cname = c_name(node, "vir", cmod)
             domain = domains[domain_of(cname, files)]
             functions.append(node.name)
             lines += ["", f"def {node.name}({signature(node, False)}) -> Any:",
@@ -170,16 +177,19 @@ def generate() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check", action="store_true", help="exit 1 if OUT is not what would be generated")
-    ap.add_argument("out", nargs="?", type=Path, default=OUT)
+    ap.add_argument("out", nargs="?", type=Path, default=SRC, help="the directory to write into")
     args = ap.parse_args()
-    text = generate()
-    if args.check:
-        same = args.out.exists() and args.out.read_text() == text
-        if not same:
-            print(f"{args.out} is stale: run scripts/gen_libvirt_surface.py", file=sys.stderr)
-        return 0 if same else 1
-    args.out.write_text(text)
-    return 0
+    stale = 0
+    for module, _, _, filename in MODULES:
+        text = generate(module)
+        out = args.out / filename
+        if args.check:
+            if not out.exists() or out.read_text() != text:
+                print(f"{out} is stale: run scripts/gen_libvirt_surface.py", file=sys.stderr)
+                stale = 1
+        else:
+            out.write_text(text)
+    return stale
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""libvirt-python 9.0's surface, generated: every VIR_* constant, class and method with its signature.
+"""libvirt 9.0's surface, generated: every VIR_* constant, class and method with its signature.
 
-Written by scripts/gen_libvirt_surface.py from libvirt-api.xml and python3-libvirt; do not edit. A method
-virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.
+Written by scripts/gen_libvirt_surface.py from libvirt-api.xml and python3-libvirt's libvirt.py; do not edit.
+A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.
 """
 
 # ruff: noqa: E501, N802, N803, N801

@@ -7,8 +7,8 @@ import json
 import sys
 
 # libvirt.py's own imports (typing helpers, the C module): not part of the API a program calls.
-NOT_API = {"Any", "Callable", "Dict", "List", "Optional", "Tuple", "Type", "TypeVar", "TracebackType", "Union",
-           "libvirtmod", "overload", "sys"}
+NOT_API = {"Any", "Callable", "Dict", "IO", "List", "Optional", "Tuple", "Type", "TypeVar", "TracebackType",
+           "Union", "overload", "annotations"}
 
 
 def params(fn):
@@ -22,9 +22,9 @@ def params(fn):
 def dump(module):
     out = {"constants": {}, "functions": {}, "classes": {}}
     for name in dir(module):
-        if name.startswith("_") or name in NOT_API:
-            continue
         value = getattr(module, name)
+        if name.startswith("_") or name in NOT_API or inspect.ismodule(value):
+            continue
         if name.startswith("VIR_"):
             out["constants"][name] = value
         elif inspect.isclass(value):

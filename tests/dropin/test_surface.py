@@ -76,6 +76,12 @@ def test_every_method_with_libvirts_signature(surfaces):
     assert problems == []
 
 
+def test_libvirt_qemu_equal():
+    libvirt_qemu, ours = _dump("/usr/bin/python3", "libvirt_qemu"), _dump(sys.executable, "virtsnap.libvirt_qemu")
+    assert ours == libvirt_qemu
+    assert "qemuAgentCommand" in ours["functions"]
+
+
 def test_unimplemented_call_is_libvirts_no_support_error():
     messages = []
     virtsnap.registerErrorHandler(lambda ctx, err: messages.append((ctx, err[0], err[1], err[2])), "ctx")
