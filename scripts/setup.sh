@@ -9,10 +9,12 @@ case $part in demo|test) ;; *) echo "usage: $0 [demo|test]" >&2; exit 2 ;; esac
 # The demo: QEMU and qemu-img, and what the tiny test guest is built from (tests/guest/build_guest.py).
 DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fsprogs cpio kmod xz-utils zstd binutils)
 # The tests add libvirt 9.0 as the oracle (virsh, libvirtd, python3-libvirt), Go + govmomi for the vcsim
-# simulator, man-db/groff to check that the man page renders, and libvirt-dev for libvirt-api.xml
-# (scripts/gen_libvirt_surface.py and its test).
+# simulator, man-db/groff to check that the man page renders, libvirt-dev for libvirt-api.xml
+# (scripts/gen_libvirt_surface.py and its test), and Chromium with its WebDriver for the browser tests of
+# `virtsnap serve`.
 TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu
-               golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev)
+               golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev
+               chromium chromium-driver)
 PACKAGES=("${DEMO_PACKAGES[@]}")
 [[ $part == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
 
@@ -34,9 +36,10 @@ PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$PYTHON" -m venv .venv
 fi
-# The demo needs virtsnap's core only (QEMU driver and CLI); the tests add their tools, pyvmomi and MkDocs.
+# The demo needs virtsnap's core only (QEMU driver and CLI); the tests add their tools, pyvmomi, MkDocs and the
+# web view's Starlette and uvicorn.
 extras=""
-[[ $part == test ]] && extras="[test,esx,docs]"
+[[ $part == test ]] && extras="[test,esx,docs,web]"
 stamp=.venv/.virtsnap-installed-$part
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"

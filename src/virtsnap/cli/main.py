@@ -309,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = parse_global(args)
         except Exit as exc:
             return exc.status
+        if options.args[:1] == ["serve"]:  # the web view is a long-running server, not a virsh command
+            from virtsnap.web.serve import main as serve
+
+            return serve(options.args[1:], uri=options.uri, readonly=options.readonly)
         chain: list[Invocation] = []
         if options.args:
             if options.args == [""]:
