@@ -224,7 +224,7 @@ def edit_description(conn: virtsnap.virConnect, domain: str, name: str, form: Ma
     element = root.find("description")
     if element is None:
         element = etree.Element("description")
-        root.find("name").addnext(element)  # type: ignore[union-attr]  # the API always writes <name> first
+        root.find("name").addnext(element)  # the API always writes <name> first
     try:
         element.text = text
     except ValueError as exc:
