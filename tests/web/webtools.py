@@ -162,3 +162,22 @@ def api_client(served: Served) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=served.base, follow_redirects=True, timeout=WAIT)
     client.get(served.url).raise_for_status()
     return client, client.get("/api/session").json()["csrf"]
+
+
+def grow(dom, count: int, prefix: str = "s") -> None:  # type: ignore[no-untyped-def]
+    """A deterministic forest of `count` snapshots: each the child of the one before, except every 10th, which
+    branches off an earlier one (a revert, then a create), as a long-lived domain's history does."""
+    import random
+
+    rng = random.Random(19)
+    for i in range(count):
+        if i and i % 10 == 0:
+            dom.revertToSnapshot(dom.snapshotLookupByName(f"{prefix}{rng.randrange(i):04d}"))
+        dom.snapshotCreateXML(f"<domainsnapshot><name>{prefix}{i:04d}</name>"
+                              f"<description>step {i}</description></domainsnapshot>")
+
+
+def clear(dom) -> None:  # type: ignore[no-untyped-def]
+    """Leave test:///default as found: every snapshot gone."""
+    for root in dom.listAllSnapshots(1):  # VIR_DOMAIN_SNAPSHOT_LIST_ROOTS
+        root.delete(1)  # VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN

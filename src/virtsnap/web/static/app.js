@@ -157,18 +157,24 @@ function matches(node) {
   return state.query !== "" && node.name !== null && node.name.toLowerCase().includes(state.query);
 }
 
+// With a search: the hits, shown with the branch points and roots above them for context (a long chain of
+// ancestors in between stays hidden); `path` is everything on the way, so the walk knows where to go down.
 function visibleNames() {
-  // With a search: the hits and their ancestors, whatever is collapsed.
   if (state.query === "") return null;
-  const keep = new Set();
+  const path = new Set(), show = new Set();
   let hits = 0;
   for (const node of state.nodes.values()) {
     if (!matches(node)) continue;
     hits++;
-    for (let n = node; n && !keep.has(n.name); n = state.nodes.get(n.parent)) keep.add(n.name);
+    show.add(node.name);
+    for (let n = state.nodes.get(node.parent); n && !path.has(n.name); n = state.nodes.get(n.parent)) {
+      path.add(n.name);
+      if (n.children.length > 1 || !n.parent) show.add(n.name);
+    }
+    path.add(node.name);
   }
   $("#matches").textContent = `${hits} match${hits === 1 ? "" : "es"}`;
-  return keep;
+  return { path, show };
 }
 
 function formatTime(seconds) {
@@ -209,7 +215,8 @@ function render() {
       rows.push(li);
       return false;
     }
-    if (keep !== null && !keep.has(node.name)) return false;
+    if (keep !== null && !keep.path.has(node.name)) return false;
+    if (keep !== null && !keep.show.has(node.name)) return true;
     const branch = node.children.length > 1;
     const collapsed = keep === null && state.collapsed.has(node.name);
     const current = node.name === state.data.current;
