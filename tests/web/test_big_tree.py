@@ -67,8 +67,9 @@ def test_keyboard_moves_collapses_and_expands(browser, big):
     served, _ = big
     open_page(browser, served, "test")
     first = rows(browser)[0]
+    first_name = first.get_attribute("data-name")
     first.click()
-    assert focused(browser) == first.get_attribute("data-name")
+    assert focused(browser) == first_name
     body_rows = rows(browser)
     browser.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
     assert focused(browser) == body_rows[1].get_attribute("data-name")
@@ -87,4 +88,4 @@ def test_keyboard_moves_collapses_and_expands(browser, big):
     last = browser.find_elements(By.CSS_SELECTOR, "#tree li")[-1]
     assert browser.switch_to.active_element == last
     browser.switch_to.active_element.send_keys(Keys.HOME)
-    assert focused(browser) == first.get_attribute("data-name")
+    assert focused(browser) == first_name
