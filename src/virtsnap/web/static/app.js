@@ -131,16 +131,21 @@ async function loadTree() {
   }
 }
 
-// Depth grows only at branch points: a chain of single children stays in one column, so a long history
-// stays readable; every branch point can collapse.
+// A history reads as a main line with side branches: a snapshot's last child (the newest; "now" when it is
+// there) continues its line at the same depth, the others branch off one level deeper. A collapsed branch
+// point hides its side branches, never the line it is on. visit() returns false (skip the children),
+// "main" (only the line) or true.
 function walk(visit) {
-  const stack = state.roots.map((n) => [n, state.roots.length > 1 ? 1 : 0, null]).reverse();
+  const stack = state.roots.map((n) => [n, 0]).reverse();
   while (stack.length) {
-    const [node, depth, parent] = stack.pop();
-    const descend = visit(node, depth, parent);
+    const [node, depth] = stack.pop();
+    const descend = visit(node, depth);
     if (descend === false) continue;
-    const step = node.children.length > 1 ? 1 : 0;
-    for (let i = node.children.length - 1; i >= 0; i--) stack.push([node.children[i], depth + step, node]);
+    const kids = node.children;
+    for (let i = kids.length - 1; i >= 0; i--) {
+      const main = i === kids.length - 1;
+      if (main || descend !== "main") stack.push([kids[i], depth + (main ? 0 : 1)]);
+    }
   }
 }
 
@@ -196,7 +201,7 @@ function formatSize(size) {
 
 function stateText(node) {
   if (!node.state) return "";
-  return node.memory ? `${node.state} (memory)` : node.state === "disk-snapshot" ? "disk only" : `${node.state} (disk)`;
+  return node.memory ? `${node.state} + memory` : node.state === "disk-snapshot" ? "disk only" : `${node.state}, disk`;
 }
 
 function render() {
@@ -240,7 +245,7 @@ function render() {
     if (node.protected) cells[0].append(el("span", { class: "badge", text: "protected" }));
     fragment.append(li);
     rows.push(li);
-    return !collapsed;
+    return collapsed ? "main" : true;
   });
   $("#tree").replaceChildren(fragment);
   state.rows = rows;
@@ -251,15 +256,15 @@ function render() {
 
 function row(depth, toggle, ...label) {
   const name = el("span", { class: "name" });
-  for (let i = 0; i < depth; i++) name.append(el("span", { class: "indent", style: "width:1.2em" }));
+  for (let i = 0; i < depth; i++) name.append(el("span", { class: "indent" }));
   name.append(toggle || el("span", { class: "toggle" }), ...label.filter(Boolean));
   return el("div", { class: "row" }, name, el("span", { class: "time" }), el("span", { class: "state" }),
     el("span", { class: "loc" }), el("span", { class: "size" }), el("span", { class: "desc" }));
 }
 
-function countBelow(node) {
+function countBelow(node) {  // snapshots on the side branches a collapsed node hides
   let count = 0;
-  const stack = [...node.children];
+  const stack = node.children.slice(0, -1);
   while (stack.length) { const n = stack.pop(); if (!n.now) count++; stack.push(...n.children); }
   return count;
 }
