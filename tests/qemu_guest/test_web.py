@@ -1,0 +1,46 @@
+"""`virtsnap serve` over a real TCG guest: snapshot, revert and delete through the page in headless Chromium,
+with the guest agent's marker file proving the revert (the server is its own process, as a user runs it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import agent_for, domain_xml, guest_read, image_tags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+from webtools import chromium, create, delete, names, open_page, revert, serve_process  # noqa: E402
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+def test_snapshot_revert_delete_through_the_page(guest, workdir, conn, browser):
+    dom = conn.defineXML(domain_xml(guest, workdir, "webguest"))
+    dom.create()
+    with agent_for(conn, dom) as agent:
+        agent.shell("echo before > /mnt/marker; sync")
+    with serve_process("-c", "qemu:///session") as served:
+        open_page(browser, served, "webguest")
+        assert create(browser, "marked", "marker says before") == "Domain snapshot marked created"
+        assert image_tags(str(workdir / "webguest.qcow2")) == ["marked"]
+        with agent_for(conn, dom) as agent:
+            agent.shell("echo after > /mnt/marker; sync")
+
+        said, result = revert(browser, "marked")
+        assert "The domain's memory and every disk change made since snapshot 'marked'" in said
+        assert result == "Domain 'webguest' reverted to snapshot marked"
+        assert guest_read(conn, dom, "cat /mnt/marker").strip() == "before"
+        assert dom.state()[0] == 1  # running, as the snapshot was
+
+        assert delete(browser, "marked") == "Domain snapshot marked deleted"
+        assert names(browser) == []
+        assert image_tags(str(workdir / "webguest.qcow2")) == []
