@@ -11,7 +11,7 @@ import pytest
 from .conftest import agent_for, domain_xml, guest_read, image_tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
-from webtools import chromium, create, delete, names, open_page, revert, serve_process  # noqa: E402
+from webtools import chromium, create, delete, names, open_page, revert, serve_process
 
 pytestmark = pytest.mark.qemu
 

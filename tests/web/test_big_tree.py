@@ -73,14 +73,16 @@ def test_keyboard_moves_collapses_and_expands(browser, big):
     body_rows = rows(browser)
     browser.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
     assert focused(browser) == body_rows[1].get_attribute("data-name")
-    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#details h2").text == body_rows[1].get_attribute("data-name"))
+    second = body_rows[1].get_attribute("data-name")
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#details h2").text == second)
     # Move down to the first collapsed branch, open it with →, close it again with ←.
     closed = browser.find_element(By.CSS_SELECTOR, '#tree li[aria-expanded="false"]').get_attribute("data-name")
     while focused(browser) != closed:
         browser.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
     before = len(rows(browser))
     browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)
-    assert browser.find_element(By.CSS_SELECTOR, f'#tree li[data-name="{closed}"]').get_attribute("aria-expanded") == "true"
+    opened = browser.find_element(By.CSS_SELECTOR, f'#tree li[data-name="{closed}"]')
+    assert opened.get_attribute("aria-expanded") == "true"
     assert len(rows(browser)) > before and focused(browser) == closed
     browser.switch_to.active_element.send_keys(Keys.ARROW_LEFT)
     assert len(rows(browser)) == before and focused(browser) == closed

@@ -14,14 +14,14 @@ from selenium.webdriver.common.by import By
 from webtools import create, delete, names, open_page, revert, serve_process, wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from qemu_offline import define_offline  # noqa: E402
+from qemu_offline import define_offline
 
 
 @pytest.fixture
 def offline(monkeypatch):
     work = Path(tempfile.mkdtemp(prefix="vs-web-", dir="/tmp"))
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
-    conn, dom, disk = define_offline(work, "webdom")
+    conn, _dom, disk = define_offline(work, "webdom")
     yield disk
     conn.close()
     shutil.rmtree(work, ignore_errors=True)

@@ -55,7 +55,8 @@ def test_actions_need_origin_and_csrf():
             assert "cross-site request refused" in refused.json()["error"], case
         assert snapshot_names(client) == []
         # The same request with both is taken: the refusals above were for what they lacked.
-        ok = client.post("/api/action", content=body, headers={**json_type, "Origin": served.base, "X-CSRF-Token": csrf})
+        good = {**json_type, "Origin": served.base, "X-CSRF-Token": csrf}
+        ok = client.post("/api/action", content=body, headers=good)
         assert ok.status_code == 202
         job = ok.json()
         while job["state"] == "running":
@@ -76,7 +77,7 @@ class Attacker(http.server.BaseHTTPRequestHandler):
 
     target = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         page = (f"<form id=f method=post enctype=text/plain action='{self.target}/api/action'>"
                 "<input name='{\"action\":\"create\",\"domain\":\"test\",\"name\":\"pwned\",\"x\":\"' value='\"}'>"
                 "</form><script>document.getElementById('f').submit()</script>")
