@@ -25,6 +25,7 @@ bench: setup
 	.venv/bin/python bench/bench_external.py
 	.venv/bin/python bench/bench_live_pause.py
 	.venv/bin/python bench/bench_scale.py
+	.venv/bin/python bench/bench_web.py
 	.venv/bin/python bench/report.py
 
 lint: setup
