@@ -159,3 +159,14 @@ def test_missing_esx_dependency_names_the_extra(installed: Path, tmp_path: Path)
     assert proc.returncode == 1
     assert "pip install 'virtsnap[esx]'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_missing_web_extra_names_it(installed: Path, dist: Path, tmp_path: Path) -> None:
+    """The web view's files ship in the wheel; without Starlette and uvicorn `virtsnap serve` says what to install."""
+    names = zipfile.ZipFile(next(dist.glob("*.whl"))).namelist()
+    assert {"virtsnap/web/static/index.html", "virtsnap/web/static/app.js", "virtsnap/web/static/app.css"} <= set(names)
+    proc = subprocess.run([installed / "virtsnap", "serve", "-c", "test:///default"],
+                          capture_output=True, text=True, env=_env(installed, tmp_path / "state"), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == ("error: virtsnap serve needs the 'web' extra: pip install 'virtsnap[web]' "
+                           "(missing: starlette, uvicorn)\n")
