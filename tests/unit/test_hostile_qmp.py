@@ -20,12 +20,13 @@ import virtsnap
 
 FAKE_QMP = textwrap.dedent(r'''
     import json, os, socket, sys
-    path, mode, pidfile = sys.argv[1], sys.argv[2], sys.argv[3]
+    path, mode, pidfile = sys.argv[1], sys.argv[2], sys.argv[3]  # sys.argv[4]: the uuid, as QEMU's -uuid
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen(4)
+    started = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[19]
     with open(pidfile, "w") as f:
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()} {started}")  # as virtsnap writes QEMU's pid file
     GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""},
                         "capabilities": []}}
     WRONG = {"query-status": {"status": 42}, "query-block": [{"qdev": 5, "inserted": "x"}],
@@ -81,7 +82,8 @@ def fake_domain(request, monkeypatch):
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
     conn, dom, disk = define_offline(work, "fake")
     rt = conn.driver._rt(dom.UUIDString())
-    proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile)])
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile),
+                             dom.UUIDString()])
     deadline = time.monotonic() + 10
     while not (rt.monitor.exists() and rt.pidfile.exists() and rt.pidfile.read_text()):
         assert time.monotonic() < deadline, "the fake monitor did not start"

@@ -18,16 +18,24 @@ if TYPE_CHECKING:
 # every command, most of which never talk to the agent.
 
 ERR = ErrorDomain.QEMU
+MAX_REPLY = 16 * 1024 * 1024  # bytes of one reply; more is a hostile or broken agent (libvirt caps it too)
+
+
+class _HostileReplyError(ValueError):
+    """The agent sent something no agent sends: too much, not JSON, not an object."""
 
 
 class Agent:
-    """A synchronised connection to qemu-ga. Use as a context manager; every call has a timeout."""
+    """A synchronised connection to qemu-ga. Use as a context manager. Every command has one overall deadline
+    (`timeout` seconds for the whole exchange, however the agent trickles its bytes), replies are capped at
+    MAX_REPLY bytes and must be JSON objects: a hostile agent costs at most `timeout`, never a hang."""
 
     def __init__(self, socket_path: str, timeout: float = 10.0) -> None:
         self.path = socket_path
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buf = b""
+        self._deadline = 0.0
 
     def __enter__(self) -> Self:
         self.connect()
@@ -47,8 +55,8 @@ class Agent:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._sock.settimeout(min(2.0, max(end - time.monotonic(), 0.1)))
                 self._sock.connect(self.path)
+                self._deadline = min(end, time.monotonic() + 2.0)  # one sync attempt; the next one retries
                 self._sync()
-                self._sock.settimeout(self.timeout)
                 return
             except (OSError, ValueError) as exc:
                 last = exc
@@ -68,38 +76,58 @@ class Agent:
 
         assert self._sock is not None
         token = random.randrange(1, 2**31)
-        self._sock.sendall(b"\xff" + json.dumps({"execute": "guest-sync-delimited",
-                                                  "arguments": {"id": token}}).encode())
+        self._send(b"\xff" + json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": token}}).encode())
         # Skip everything up to the 0xFF the agent sends before its reply.
         while b"\xff" not in self._buf:
+            self._buf = self._buf[-1:]  # what came before the marker is stale: never accumulated
             self._recv()
         self._buf = self._buf[self._buf.index(b"\xff") + 1:]
-        while True:
-            reply = self._read_message()
-            if reply.get("return") == token:
-                return
+        while self._read_message().get("return") != token:
+            pass  # a stale reply; the deadline bounds how many
+
+    def _remaining(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no complete reply before the deadline")
+        return remaining
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.settimeout(self._remaining())
+        self._sock.sendall(data)
 
     def _recv(self) -> None:
         assert self._sock is not None
+        self._sock.settimeout(self._remaining())
         chunk = self._sock.recv(65536)
         if not chunk:
             raise OSError("guest agent closed the connection")
         self._buf += chunk
+        if len(self._buf) > MAX_REPLY:
+            raise _HostileReplyError(f"reply larger than {MAX_REPLY} bytes")
 
     def _read_message(self) -> dict[str, Any]:
         import json
 
-        while b"\n" not in self._buf:
-            self._recv()
-        line, self._buf = self._buf.split(b"\n", 1)
-        line = line.replace(b"\xff", b"").strip()
-        if not line:
-            return self._read_message()
-        message: dict[str, Any] = json.loads(line)
+        while True:
+            while b"\n" not in self._buf:
+                self._recv()
+            line, self._buf = self._buf.split(b"\n", 1)
+            line = line.replace(b"\xff", b"").strip()
+            if line:
+                break
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise _HostileReplyError("reply is not JSON") from None
+        if not isinstance(message, dict):
+            raise _HostileReplyError(f"reply is a JSON {type(message).__name__}, not an object")
         return message
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, reply: bool = True) -> Any:
-        """Run an agent command; an agent error becomes VIR_ERR_OPERATION_FAILED with its description."""
+        """Run an agent command within `timeout` seconds overall; an agent error becomes
+        VIR_ERR_OPERATION_FAILED with its description, a silent, slow or hostile agent VIR_ERR_AGENT_UNRESPONSIVE
+        (and the connection is closed: the next command resynchronises)."""
         import json
 
         if self._sock is None:
@@ -108,17 +136,33 @@ class Agent:
         msg: dict[str, Any] = {"execute": command}
         if arguments:
             msg["arguments"] = arguments
+        self._deadline = time.monotonic() + self.timeout
         try:
-            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+            self._send(json.dumps(msg).encode() + b"\n")
             if not reply:
                 return None
             answer = self._read_message()
         except (OSError, ValueError) as exc:
             self.close()
-            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"{command}: {exc}") from exc
+            why = f"no reply within {self.timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"guest agent command {command}: {why}") from exc
         if "error" in answer:
-            raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: {answer['error'].get('desc', answer)}")
-        return answer.get("return")
+            err = answer["error"]
+            desc = err.get("desc") if isinstance(err, dict) else None
+            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                        f"{command}: {desc if isinstance(desc, str) else 'the guest agent reported an error'}")
+        if "return" not in answer:
+            self.close()
+            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"guest agent command {command}: reply has no 'return'")
+        return answer["return"]
+
+    def execute_dict(self, command: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """execute() of a command whose result is a JSON object (checked)."""
+        result = self.execute(command, arguments)
+        if not isinstance(result, dict):
+            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR,
+                        f"guest agent command {command}: result is a JSON {type(result).__name__}, not an object")
+        return result
 
     def command_json(self, text: str) -> str:
         """Run a command given as QMP-style JSON text; return the whole reply as JSON text."""
@@ -137,15 +181,24 @@ class Agent:
         """Run a program in the guest and wait for it: (exit code, stdout, stderr)."""
         import base64
 
-        pid = self.execute("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True})["pid"]
+        pid = self.execute_dict("guest-exec", {"path": argv[0], "arg": argv[1:], "capture-output": True}).get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, "guest-exec: the reply has no process id")
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
-            status = self.execute("guest-exec-status", {"pid": pid})
-            if status.get("exited"):
-                out = base64.b64decode(status.get("out-data", ""))
-                err = base64.b64decode(status.get("err-data", ""))
-                return int(status.get("exitcode", -1)), out, err
+            status = self.execute_dict("guest-exec-status", {"pid": pid})
+            if status.get("exited") is True:
+                try:
+                    out = base64.b64decode(status.get("out-data", ""), validate=True)
+                    err = base64.b64decode(status.get("err-data", ""), validate=True)
+                    code = status.get("exitcode", -1)
+                    if not isinstance(code, int):
+                        raise TypeError("exit code is not a number")
+                except (TypeError, ValueError) as exc:
+                    raise error(ErrorCode.AGENT_UNRESPONSIVE, ERR, f"guest-exec-status: malformed reply ({exc})") \
+                        from exc
+                return code, out, err
             if time.monotonic() > deadline:
                 raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"guest command {argv[0]} did not finish")
             time.sleep(delay)  # guest-exec has no completion event; poll with backoff

@@ -76,7 +76,7 @@ SUBSET: dict[str, Spec] = {
                 "alias": _ALIAS,
             }),
             "serial": _s("type", {"source": _s("path append"), "target": _s("type port", {"model": _s("name")}),
-                                  "log": _s("file append"), "alias": _ALIAS}),
+                                  "alias": _ALIAS}),
             "console": _s("type tty", {"source": _s("path append"), "target": _s("type port"), "alias": _ALIAS}),
             "interface": _s("type", {"mac": _s("address"), "model": _s("type"), "address": _ADDRESS,
                                      "alias": _ALIAS}),
@@ -86,7 +86,7 @@ SUBSET: dict[str, Spec] = {
             "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
             "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
         }),
-        "seclabel": _s(ANY, ANY),
+        "seclabel": _s("type model relabel", {"label": _s(text=True)}),
     }),
 }
 
@@ -102,6 +102,13 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("serial", "type"): frozenset({"file", "pty"}),
     ("console", "type"): frozenset({"file", "pty"}),
     ("channel", "type"): frozenset({"unix"}),
+    ("source", "append"): frozenset({"on", "off"}),
+    ("source", "mode"): frozenset({"bind"}),
+    ("graphics", "autoport"): frozenset({"yes", "no"}),
+    ("listen", "type"): frozenset({"address"}),
+    ("seclabel", "model"): frozenset({"dac"}),
+    ("seclabel", "type"): frozenset({"static", "dynamic"}),
+    ("seclabel", "relabel"): frozenset({"yes", "no"}),
 }
 
 
@@ -132,6 +139,108 @@ def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
         check_subset(child, children[child.tag], where)
 
 
+def _refuse(what: str, value: str, expected: str) -> Exception:
+    return error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {value!r} is not {expected}")
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGITS = frozenset("0123456789")
+
+
+def check_mac(mac: str) -> str:
+    """A unicast MAC address, six hex pairs separated by ':' (nothing else reaches QEMU's -device)."""
+    parts = mac.split(":")
+    if len(parts) != 6 or any(len(p) != 2 or not _HEX.issuperset(p) for p in parts):
+        raise _refuse("MAC address", mac, "six hexadecimal pairs separated by ':'")
+    if int(parts[0], 16) & 1:
+        raise _refuse("MAC address", mac, "a unicast address (its first byte is odd)")
+    return mac.lower()
+
+
+def check_target(dev: str) -> str:
+    """A disk target such as vda, sdb or hdc: it becomes the QEMU device id, so letters then digits only."""
+    if not (0 < len(dev) <= 32 and dev[0] in _LOWER and (_LOWER | _DIGITS).issuperset(dev)):
+        raise _refuse("disk target", dev, "a name of lower-case letters and digits, such as 'vda'")
+    return dev
+
+
+def check_machine_name(machine: str) -> str:
+    """A machine type spelled as QEMU names them (pc, q35, pc-i440fx-7.2); argv.py checks QEMU lists it."""
+    allowed = _LOWER | _DIGITS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ._-")
+    if not (0 < len(machine) <= 64 and machine[0] not in "-." and allowed.issuperset(machine)):
+        raise _refuse("machine type", machine, "a QEMU machine type name")
+    return machine
+
+
+def check_listen(address: str) -> str:
+    """A VNC listen address: an IP address, nothing QEMU's -vnc parser could read as an option."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise _refuse("graphics listen address", address, "an IP address") from None
+
+
+class Vnc(Frozen):
+    """<graphics type='vnc'>: a TCP listener (libvirt's default 127.0.0.1), a fixed port or the first free
+    one, and a password that reaches QEMU through the monitor only."""
+
+    _fields = ("listen", "port", "password")
+    __slots__ = _fields
+
+    def __init__(self, listen: str, port: int | None, password: str | None) -> None:
+        self.listen = listen
+        self.port = port  # None: autoport
+        self.password = password
+
+    @classmethod
+    def from_node(cls, node: Node) -> Vnc:
+        listens = [n.get("address") for n in node.findall("listen") if n.get("address")]
+        addresses = {a for a in [node.get("listen"), *listens] if a}
+        if len(addresses) > 1:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a VNC display listens on one address only")
+        listen = check_listen(addresses.pop() if addresses else "127.0.0.1")
+        raw = node.get("port")
+        port = None
+        if node.get("autoport") != "yes" and raw not in (None, "-1"):
+            if not (raw and raw.isdigit() and 5900 <= int(raw) <= 65535):
+                raise _refuse("VNC port", raw or "", "a number from 5900 to 65535 (or autoport='yes')")
+            port = int(raw)
+        return cls(listen, port, node.get("passwd"))
+
+
+class SecLabel(Frozen):
+    """<seclabel model='dac'>: who QEMU runs as under qemu:///system (None: the configured user) and whether
+    virtsnap hands the images to that user (relabel)."""
+
+    _fields = ("user", "relabel")
+    __slots__ = _fields
+
+    def __init__(self, user: str | None, relabel: bool) -> None:
+        self.user = user  # "user:group" as libvirt writes it (names, or +uid:+gid)
+        self.relabel = relabel
+
+    @classmethod
+    def from_node(cls, node: Node) -> SecLabel:
+        if node.get("model") != "dac":
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        "only <seclabel model='dac'> is supported (the virtsnap QEMU driver has no SELinux or "
+                        "AppArmor labelling)")
+        label = node.findtext("label")
+        kind = node.get("type") or ("static" if label else "dynamic")
+        if kind == "static" and not label:
+            raise error(ErrorCode.XML_ERROR, ERR,
+                        "<seclabel type='static' model='dac'> needs a <label>user:group</label>")
+        if kind == "dynamic" and label:
+            raise error(ErrorCode.XML_ERROR, ERR, "a dynamic DAC <seclabel> takes no <label>")
+        if label is not None and (label.count(":") != 1 or any(not part.strip() for part in label.split(":"))
+                                  or any(c.isspace() or ord(c) < 32 for c in label)):
+            raise _refuse("DAC label", label, "'user:group'")
+        return cls(label, node.get("relabel") != "no")
+
+
 class Disk(Frozen):
     _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot")
     __slots__ = _fields
@@ -154,16 +263,18 @@ class Disk(Frozen):
 
 
 class QemuDomain(Frozen):
-    """What the command line needs, read from a checked DomainDef."""
+    """What the command line needs, read from a checked DomainDef; every string argv.py writes into an
+    option of QEMU's own key=value syntax is checked here first (the JSON options need no such care)."""
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
-               "agent_socket", "serial", "user_net", "vnc")
+               "agent_socket", "serial", "user_net", "vnc", "seclabel")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
                  initrd: str | None, cmdline: str | None, boot_dev: str | None, disks: Sequence[Disk] = (),
-                 agent_socket: str | None = None, serial: tuple[str, str | None] | None = None,
-                 user_net: Sequence[str | None] = (), vnc: bool = False) -> None:
+                 agent_socket: str | None = None, serial: tuple[str, str | None, bool] | None = None,
+                 user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
+                 seclabel: SecLabel | None = None) -> None:
         self.defn = defn
         self.kvm = kvm
         self.machine = machine
@@ -175,9 +286,10 @@ class QemuDomain(Frozen):
         self.boot_dev = boot_dev
         self.disks = disks
         self.agent_socket = agent_socket  # None: no agent channel; "": one on the runtime directory's socket
-        self.serial = serial  # ("file", path) or ("pty", None)
+        self.serial = serial  # ("file", path, append) or ("pty", None, False)
         self.user_net = user_net  # MAC addresses
         self.vnc = vnc
+        self.seclabel = seclabel
 
     @classmethod
     def from_def(cls, defn: DomainDef) -> QemuDomain:
@@ -198,8 +310,8 @@ class QemuDomain(Frozen):
                 raise error(ErrorCode.XML_ERROR, ERR, "a <disk> needs <target dev='...'/>")
             if device == "disk" and not path:
                 raise error(ErrorCode.XML_ERROR, ERR, f"disk '{target.get('dev')}' has no source")
-            disks.append(Disk(target=target.get("dev") or "", device=device, source_type=stype, path=path,
-                              format=fmt, bus=target.get("bus") or "virtio",
+            disks.append(Disk(target=check_target(target.get("dev") or ""), device=device, source_type=stype,
+                              path=path, format=fmt, bus=target.get("bus") or "virtio",
                               readonly=d.find("readonly") is not None or device == "cdrom",
                               snapshot=d.get("snapshot")))
         targets = [d.target for d in disks]
@@ -208,30 +320,49 @@ class QemuDomain(Frozen):
         agent = None
         for ch in devices.findall("channel"):
             tgt, src = ch.find("target"), ch.find("source")
-            if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0":
+            if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0" and agent is None:
                 agent = (src.get("path") if src is not None else None) or ""  # "": a socket of our own
             else:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                            "only the guest agent channel (org.qemu.guest_agent.0) is supported")
+                            "only one guest agent channel (org.qemu.guest_agent.0) is supported")
         serial = None
-        for s in devices.findall("serial") + devices.findall("console"):
+        chardevs = devices.findall("serial") + devices.findall("console")
+        for s in chardevs[:1]:
             src = s.find("source")
-            serial = (s.get("type") or "pty", src.get("path") if src is not None else None)
-            break
+            kind = s.get("type") or "pty"
+            path = src.get("path") if src is not None else None
+            if kind == "file" and not path:
+                raise error(ErrorCode.XML_ERROR, ERR, "a <serial type='file'> needs <source path='...'/>")
+            serial = (kind, path if kind == "file" else None,
+                      src is not None and src.get("append") == "on")
+        graphics = devices.findall("graphics")
+        if len(graphics) > 1:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <graphics> device is supported")
+        seclabels = node.findall("seclabel")
+        if len(seclabels) > 1:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <seclabel> (model='dac') is supported")
+        machine = (os_type.get("machine") if os_type is not None else None) or "pc"
+        initrd = os_node.findtext("initrd") if os_node is not None else None
+        if initrd and "," in initrd:  # QEMU's multiboot loader splits -initrd at commas into several modules
+            raise _refuse("initrd path", initrd, "a path without ','")
+        macs = []
+        for i in devices.findall("interface"):
+            mac = i.find("mac")
+            macs.append(check_mac(mac.get("address") or "") if mac is not None else None)
         return cls(
             defn=defn,
             kvm=defn.type == "kvm",
-            machine=(os_type.get("machine") if os_type is not None else None) or "pc",
+            machine=check_machine_name(machine),
             memory_mib=max(defn.memory_kib // 1024, 16),
             vcpus=defn.vcpus,
             kernel=os_node.findtext("kernel") if os_node is not None else None,
-            initrd=os_node.findtext("initrd") if os_node is not None else None,
+            initrd=initrd,
             cmdline=os_node.findtext("cmdline") if os_node is not None else None,
             boot_dev=boot.get("dev") if boot is not None else None,
             disks=disks,
             agent_socket=agent,
             serial=serial,
-            user_net=[(i.find("mac").get("address") if i.find("mac") is not None else None)  # type: ignore[union-attr]
-                      for i in devices.findall("interface")],
-            vnc=any(g.get("type") == "vnc" for g in devices.findall("graphics")),
+            user_net=macs,
+            vnc=Vnc.from_node(graphics[0]) if graphics else None,
+            seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
         )

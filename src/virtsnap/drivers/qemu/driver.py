@@ -53,8 +53,9 @@ from .domain import QemuDomain
 
 if TYPE_CHECKING:
     from . import extdelete
+    from .confine import Identity
     from .monitor import Monitor
-from .process import Runtime, build_argv, kill, launch, runtime_root
+from .process import Runtime, kill, launch, qemu_binary, runtime_root
 
 ERR = ErrorDomain.QEMU
 T = TypeVar("T")
@@ -114,6 +115,7 @@ class QemuDriver:
 
     def __init__(self, uri: URI, system: bool) -> None:
         self.uri = uri
+        self.system = system  # QEMU confined: an unprivileged user, its files handed over (confine.py)
         base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
         self.state_dir = Path(base) if base else state_dir("qemu", system)
         self.store = MetadataStore(self.state_dir)
@@ -153,6 +155,7 @@ class QemuDriver:
         with self._lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name):
             external.forget_chains()  # images may have changed since the last operation
             try:
+                self._hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
                 if self.store.journal_pending(uuid):
                     from . import recovery
 
@@ -160,6 +163,57 @@ class QemuDriver:
                 yield
             finally:
                 external.forget_chains()
+                self._hand_back_if_stopped(uuid)
+
+    # -- confinement (qemu:///system) ----------------------------------------------------------------
+    def _qemu_user(self, qdom: QemuDomain) -> Identity | None:
+        """Who QEMU runs as: None under qemu:///session (the caller itself), else the unprivileged user."""
+        from . import confine
+
+        if not self.system:
+            if qdom.seclabel is not None:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            "<seclabel> applies to qemu:///system; qemu:///session runs QEMU as the connecting user")
+            return None
+        return confine.qemu_user(qdom.seclabel)
+
+    def _hand_over(self, uuid: str, qdom: QemuDomain, user: Identity | None, paths: list[str] | None = None) -> None:
+        """Give QEMU's user the files it opens (every disk's backing chain, kernel, initrd) or `paths`, as
+        libvirt's DAC driver does; given back when the domain stops. Not with <seclabel relabel='no'>."""
+        from . import confine
+
+        if user is None or (qdom.seclabel is not None and not qdom.seclabel.relabel):
+            return
+        if paths is None:
+            paths = [p for p in (qdom.kernel, qdom.initrd) if p]
+            for disk in qdom.disks:
+                if disk.path:
+                    paths.append(disk.path)
+                    if disk.format == "qcow2" and os.path.exists(disk.path):
+                        paths += [layer.path for layer in external.chain(disk.path)]
+        confine.check_reachable(user, paths)
+        confine.hand_over(self.state_dir, uuid, user, paths)
+
+    def _hand_back_if_stopped(self, uuid: str) -> None:
+        from . import confine
+
+        if self.system and confine.holds(self.state_dir, uuid) and self._rt(uuid).pid() is None:
+            confine.hand_back(self.state_dir, uuid)
+
+    def _live_refusal(self, uuid: str) -> str | None:
+        """Why the running QEMU cannot take a LIVE snapshot (userfaultfd denied to its user), if it cannot."""
+        from . import argv, confine
+
+        pid = self._rt(uuid).pid()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            uid, gid = (int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
+                        for key in ("Uid:", "Gid:"))
+        except (OSError, StopIteration, ValueError):
+            return None
+        if uid == 0:
+            return None
+        return confine.userfaultfd_refusal(confine.resolve(f"+{uid}:+{gid}"), argv.facts(qemu_binary()).version)
 
     def _recover_on_open(self, uuid: str) -> None:
         """Opening a domain finishes what a dead process left undone, unless someone holds the lock now."""
@@ -279,7 +333,12 @@ class QemuDriver:
 
     def define_xml(self, xml: str, flags: int) -> DomainRecord:
         defn = DomainDef.parse(xml, ERR)
-        QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+        qdom = QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+        if qdom.seclabel is not None:
+            self._qemu_user(qdom)  # a DAC label names an existing unprivileged user, under qemu:///system only
+        from . import argv
+
+        argv.check_machine(qemu_binary(), qdom.machine)
         with self._lock:
             for uuid, name, _ in self.store.domains():
                 if name == defn.name and uuid != defn.uuid:
@@ -304,10 +363,11 @@ class QemuDriver:
             self.store.delete_domain(uuid)
             self._trees.pop(uuid, None)
 
-    def _start(self, uuid: str, defn: DomainDef, paused: bool) -> None:
+    def _start(self, uuid: str, defn: DomainDef, paused: bool, incoming: bool = False) -> None:
         dom = QemuDomain.from_def(defn)
-        rt = self._rt(uuid)
-        launch(build_argv(dom, rt, paused=paused), rt)
+        user = self._qemu_user(dom)
+        self._hand_over(uuid, dom, user)
+        launch(dom, self._rt(uuid), paused=paused, incoming=incoming, user=user)
 
     def start(self, uuid: str, flags: int) -> None:
         defn = self._def(uuid)
@@ -529,6 +589,10 @@ class QemuDriver:
         if flags & C.QUIESCE and (status is None or qdom.agent_socket is None):
             raise error(ErrorCode.OPERATION_INVALID, ERR,
                         "QUIESCE needs a running domain with a guest agent channel")
+        if with_memory and flags & C.LIVE and status == "running":
+            refusal = self._live_refusal(uuid)
+            if refusal is not None:
+                raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR, refusal)
         new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
         entry = self.store.journal_begin(uuid, "create-external", self._create_intent(
             tree, defn, status, flags, overlays={d.name: d.source for d in chosen}, reuse=reuse,
@@ -542,6 +606,8 @@ class QemuDriver:
                 external.create_overlay(disk.source, path, fmt, reuse, disk.name)
                 if not reuse:
                     created.append(disk.source)
+            if status is not None:  # the running QEMU opens the overlays itself (blockdev-add)
+                self._hand_over(uuid, qdom, self._qemu_user(qdom), [d.source for d in chosen if d.source])
             failpoints.hit("external.overlays-created")
             if with_memory:
                 assert defn.memory_file is not None
@@ -900,9 +966,8 @@ class QemuDriver:
 
     def _start_from_memory(self, uuid: str, defn: DomainDef, memory_file: str, paused: bool) -> None:
         """Start QEMU waiting for an incoming migration and feed it the memory file; stopped again if it fails."""
-        dom = QemuDomain.from_def(defn)
         rt = self._rt(uuid)
-        launch(build_argv(dom, rt, paused=True, incoming=True), rt)
+        self._start(uuid, defn, paused=True, incoming=True)
         try:
             fd = os.open(memory_file, os.O_RDONLY | os.O_CLOEXEC)
             with self._monitor(uuid) as mon:

@@ -1,7 +1,7 @@
-"""QEMU processes: the command line for a domain, launching it detached, finding and stopping it.
+"""QEMU processes: launching a domain's QEMU detached, finding and stopping it.
 
-QEMU runs daemonized (it outlives the CLI that started it); its pid file and monitor socket live in a
-private runtime directory per domain, which is how a later process reconnects.
+virtsnap binds QEMU's sockets and opens its log and serial file itself, in a private runtime directory per
+domain, and passes them as descriptors (argv.py writes the options); a later process reconnects by path.
 """
 
 from __future__ import annotations
@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from ...store.db import private_dir
 from .domain import QemuDomain
 
+if TYPE_CHECKING:
+    import socket
+    import subprocess
+
+    from .confine import Identity
+
 ERR = ErrorDomain.QEMU
-AGENT_PORT = "org.qemu.guest_agent.0"
 
 
 def qemu_binary() -> str:
@@ -37,7 +43,7 @@ def runtime_root(system: bool) -> Path:
 
 
 class Runtime(Frozen):
-    """The per-domain runtime files."""
+    """The per-domain runtime files (a directory named by the domain's uuid, the owner's only)."""
 
     _fields = ("directory",)
     __slots__ = _fields
@@ -67,101 +73,177 @@ class Runtime(Frozen):
         return self.directory / "qemu.log"
 
     def pid(self) -> int | None:
-        """The QEMU pid if that process is alive and really is our QEMU."""
+        """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
+        process's start time too, so a recycled pid never matches."""
         try:
-            pid = int(self.pidfile.read_text().strip())
+            pid_text, _, started = self.pidfile.read_text().strip().partition(" ")
+            pid = int(pid_text)
         except (OSError, ValueError):
+            return None
+        if _start_time(pid) != started:
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        if str(self.monitor).encode() not in b" ".join(cmdline):
-            return None  # a recycled pid
+        if self.directory.name.encode() not in cmdline:  # -uuid UUID; a zombie's cmdline is empty
+            return None
         return pid
 
 
-def build_argv(dom: QemuDomain, rt: Runtime, paused: bool = False, incoming: bool = False) -> list[str]:
-    """The QEMU argument list for a domain: -blockdev node names per disk, QMP on a unix socket."""
-    import json  # json, shutil, subprocess and signal: only for starting and stopping QEMU
-
-    argv = [qemu_binary(), "-name", f"guest={dom.defn.name}", "-uuid", dom.defn.uuid,
-            "-nodefaults", "-no-user-config", "-machine", dom.machine,
-            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", "host" if dom.kvm else "max",
-            "-m", str(dom.memory_mib), "-smp", str(max(dom.vcpus, 1)),
-            "-qmp", f"unix:{rt.monitor},server=on,wait=off",
-            "-pidfile", str(rt.pidfile), "-daemonize", "-D", str(rt.log)]
-    if dom.kernel:
-        argv += ["-kernel", dom.kernel]
-    if dom.initrd:
-        argv += ["-initrd", dom.initrd]
-    if dom.cmdline:
-        argv += ["-append", dom.cmdline]
-    if dom.boot_dev == "cdrom":
-        argv += ["-boot", "d"]
-    controllers: set[str] = set()
-    ide_index = {"sata": 0, "ide": 0}
-    for disk in dom.disks:
-        if disk.path:
-            file_node = {"driver": "host_device" if disk.source_type == "block" else "file",
-                         "filename": disk.path, "node-name": f"{disk.node_name}-file",
-                         "read-only": disk.readonly}
-            fmt_node = {"driver": disk.format, "file": f"{disk.node_name}-file", "node-name": disk.node_name,
-                        "read-only": disk.readonly}
-            argv += ["-blockdev", json.dumps(file_node), "-blockdev", json.dumps(fmt_node)]
-        drive = f"drive={disk.node_name}," if disk.path else ""
-        if disk.bus == "virtio" and disk.device == "disk":
-            argv += ["-device", f"virtio-blk-pci,{drive}id={disk.target}"]
-        elif disk.bus in ("sata", "ide"):
-            if disk.bus == "sata" and "sata" not in controllers:
-                argv += ["-device", "ahci,id=sata0"]
-                controllers.add("sata")
-            bus = f"sata0.{ide_index['sata']}" if disk.bus == "sata" else f"ide.{ide_index['ide']}"
-            ide_index[disk.bus] += 1
-            kind = "ide-cd" if disk.device == "cdrom" else "ide-hd"
-            argv += ["-device", f"{kind},{drive}bus={bus},id={disk.target}"]
-        else:  # scsi, or a virtio cdrom, which QEMU offers only on SCSI
-            if "scsi" not in controllers:
-                argv += ["-device", "virtio-scsi-pci,id=scsi0"]
-                controllers.add("scsi")
-            kind = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
-            argv += ["-device", f"{kind},{drive}bus=scsi0.0,id={disk.target}"]
-    if dom.agent_socket is not None:
-        agent = dom.agent_socket or str(rt.agent)
-        argv += ["-chardev", f"socket,id=qga0,path={agent},server=on,wait=off",
-                 "-device", "virtio-serial-pci,id=vser0",
-                 "-device", f"virtserialport,bus=vser0.0,chardev=qga0,name={AGENT_PORT}"]
-    if dom.serial is not None:
-        kind, path = dom.serial
-        argv += ["-serial", f"file:{path}" if kind == "file" and path else "pty"]
-    for i, mac in enumerate(dom.user_net):
-        argv += ["-netdev", f"user,id=net{i}",
-                 "-device", f"virtio-net-pci,netdev=net{i}" + (f",mac={mac}" if mac else "")]
-    argv += ["-vnc", f"unix:{rt.directory / 'vnc.sock'}"] if dom.vnc else ["-display", "none"]
-    if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
-        argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
-    if paused:
-        argv.append("-S")
-    if incoming:
-        argv += ["-incoming", "defer"]  # memory comes later through migrate-incoming
-    return argv
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
-def launch(argv: list[str], rt: Runtime, timeout: float = 60.0) -> int:
-    """Start QEMU detached; returns its pid. Its own error output becomes the error message."""
+_children: dict[int, subprocess.Popen[bytes]] = {}  # QEMUs this process started, reaped when they exit
+
+
+def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool = False,
+           user: Identity | None = None, timeout: float = 60.0) -> int:
+    """Start QEMU detached (its own session; it outlives this process) and return its pid once its monitor
+    answers; it runs unless `paused` or `incoming`. `user`: the unprivileged user it runs as from its first
+    instruction (qemu:///system), with the seccomp sandbox. On failure nothing runs and QEMU's own error
+    output is the message."""
     import subprocess
 
-    for stale in (rt.monitor, rt.pidfile):
-        stale.unlink(missing_ok=True)
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
-                          start_new_session=True)
-    if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
-        raise error(ErrorCode.OPERATION_FAILED, ERR, f"QEMU failed to start: {message}")
-    pid = rt.pid()
-    if pid is None:
-        raise error(ErrorCode.OPERATION_FAILED, ERR, "QEMU started but wrote no pid file")
-    return pid
+    from . import argv
+
+    binary = qemu_binary()
+    opened: list[int] = []
+    sockets: list[socket.socket] = []
+    try:
+        for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent):  # virtsnap's own files, in its own directory
+            stale.unlink(missing_ok=True)
+        monitor = _listen(str(rt.monitor), sockets)
+        agent = None
+        if dom.agent_socket is not None:
+            agent = _listen(dom.agent_socket or str(rt.agent), sockets, user_path=bool(dom.agent_socket))
+        serial = None
+        if dom.serial is not None and dom.serial[0] == "file":
+            assert dom.serial[1] is not None
+            serial = open_serial(dom.serial[1], dom.serial[2], user)
+            opened.append(serial)
+        log = os.open(rt.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        opened.append(log)
+        fds = argv.Descriptors(monitor, agent, serial)
+        args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
+        keep = [fd for fd in (monitor, agent, serial) if fd is not None]
+        ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,
+            umask=0o077, **ids)
+    finally:
+        for sock in sockets:
+            sock.close()  # QEMU holds its copies
+        for fd in opened:
+            os.close(fd)
+    _children[proc.pid] = proc
+    started = None
+    while started is None and proc.poll() is None:
+        started = _start_time(proc.pid)
+    if started is not None:
+        fd = os.open(rt.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{proc.pid} {started}\n")
+    try:
+        _wait_ready(dom, rt, proc, paused or incoming, timeout)
+    except BaseException:
+        kill(rt)
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.pid
+
+
+def _listen(path: str, sockets: list[socket.socket], user_path: bool = False) -> int:
+    """A listening unix socket bound at `path`, created here (never an existing file: QEMU would unlink one)."""
+    import socket
+
+    if user_path and os.path.lexists(path):
+        import stat
+
+        st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode) or _listening(path):
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        f"guest agent socket path {path} already exists and is not a stale socket; nothing was "
+                        "removed")
+        os.unlink(path)  # a socket no one listens on any more (a QEMU that ended): holds no data
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sockets.append(sock)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot create socket {path}: {exc.strerror}") from exc
+    sock.listen(16)
+    return sock.fileno()
+
+
+def _listening(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
+
+
+def open_serial(path: str, append: bool, user: Identity | None) -> int:
+    """The serial console's output file, opened here: created if missing; an existing one must be a regular
+    file that QEMU's user could write itself (it is truncated unless append='on', as libvirt does)."""
+    import stat
+
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY  # a FIFO must not block us
+    try:
+        try:
+            fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            fd, created = os.open(path, flags), False
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot open serial file {path}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"serial file {path} is not a regular file")
+        if user is not None and not created and not user.can(st, 2):
+            raise error(ErrorCode.OPERATION_DENIED, ERR,
+                        f"serial file {path} is not writable by QEMU's user {user.name}; it was left untouched")
+        if not append:
+            os.ftruncate(fd, 0)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], paused: bool, timeout: float) -> None:
+    """Until QEMU's monitor answers (or QEMU exits: its log is the error), then what only the monitor may
+    carry (the VNC password), then `cont` unless the domain starts paused."""
+    from .monitor import Monitor
+
+    try:
+        mon = Monitor(str(rt.monitor), dom.defn.uuid[:8], connect_timeout=timeout)
+    except Exception as exc:
+        proc.poll()
+        try:
+            proc.wait(5)
+        except Exception:
+            pass
+        message = rt.log.read_bytes()[-2000:].decode(errors="replace").strip() if rt.log.exists() else ""
+        raise error(ErrorCode.OPERATION_FAILED, ERR,
+                    f"QEMU failed to start: {message or exc}") from exc
+    try:
+        if dom.vnc is not None and dom.vnc.password is not None:
+            mon.execute("set_password", {"protocol": "vnc", "password": dom.vnc.password})
+        if not paused:
+            mon.execute("cont")
+    finally:
+        mon.close()
 
 
 def kill(rt: Runtime, timeout: float = 10.0) -> None:
@@ -180,22 +262,27 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
             break
     rt.pidfile.unlink(missing_ok=True)
     rt.monitor.unlink(missing_ok=True)
+    rt.agent.unlink(missing_ok=True)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.002
     while time.monotonic() < deadline:
+        child = _children.get(pid)
+        if child is not None and child.poll() is not None:
+            del _children[pid]
+            return True
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        # a daemonized QEMU is not our child: poll for its exit (no waitpid), backing off to 50 ms
+        # a QEMU another process started is not our child: poll for its exit (no waitpid), backing off to 50 ms
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             if state == "Z":
                 return True
-        except OSError:
+        except (OSError, IndexError):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.05)

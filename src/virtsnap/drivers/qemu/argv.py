@@ -1,0 +1,211 @@
+"""The only writer of QEMU options: a checked QemuDomain and the descriptors of its launch become QEMU's argv.
+
+JSON wherever QEMU 7.2 takes it (-blockdev, -device, -netdev); elsewhere a value is a checked type or has its
+commas doubled (QemuOpts' escape), and files QEMU must open by name (sockets, serial file) arrive as descriptors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ...errors import ErrorCode, ErrorDomain, error
+from ...records import Frozen
+from .domain import QemuDomain
+
+ERR = ErrorDomain.QEMU
+AGENT_PORT = "org.qemu.guest_agent.0"
+# libvirt's defaults for a confined QEMU: no obsolete syscalls, no set*id, no fork/exec, no scheduler changes.
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+SERIAL_FDSET = 1
+VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
+
+
+class Descriptors(Frozen):
+    """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
+
+    _fields = ("monitor", "agent", "serial")
+    __slots__ = _fields
+
+    def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None) -> None:
+        self.monitor = monitor  # a listening unix socket: QMP
+        self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
+        self.serial = serial  # a file open for writing: the serial console's output
+
+
+def opt(value: str) -> str:
+    """A value inside QEMU's key=value,... syntax (QemuOpts): a comma is doubled, so it cannot start an option."""
+    return value.replace(",", ",,")
+
+
+def _json(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = False,
+          sandbox: bool = True) -> list[str]:
+    """QEMU's argument list. It always starts paused (-S): the caller finishes setting it up through the
+    monitor (VNC password, incoming memory) and then lets the guest run."""
+    check_machine(binary, dom.machine)
+    argv = [binary, "-name", f"guest={opt(dom.defn.name)}", "-uuid", dom.defn.uuid,
+            "-nodefaults", "-no-user-config", "-machine", dom.machine,
+            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", "host" if dom.kvm else "max",
+            "-m", str(int(dom.memory_mib)), "-smp", str(max(int(dom.vcpus), 1)),
+            "-chardev", f"socket,id=monitor,fd={int(fds.monitor)},server=on,wait=off",
+            "-mon", "chardev=monitor,mode=control", "-S"]
+    if sandbox:
+        argv += ["-sandbox", SANDBOX]
+    # -kernel, -initrd and -append take their value whole (no key=value parsing); an initrd with commas, which
+    # QEMU's multiboot loader would split, was refused by domain.py.
+    if dom.kernel:
+        argv += ["-kernel", dom.kernel]
+    if dom.initrd:
+        argv += ["-initrd", dom.initrd]
+    if dom.cmdline:
+        argv += ["-append", dom.cmdline]
+    if dom.boot_dev == "cdrom":
+        argv += ["-boot", "d"]
+    argv += _disks(dom)
+    if dom.agent_socket is not None:
+        if fds.agent is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, "the guest agent channel has no socket")
+        argv += ["-chardev", f"socket,id=qga0,fd={int(fds.agent)},server=on,wait=off",
+                 "-device", _json({"driver": "virtio-serial-pci", "id": "vser0"}),
+                 "-device", _json({"driver": "virtserialport", "bus": "vser0.0", "chardev": "qga0",
+                                   "name": AGENT_PORT})]
+    if dom.serial is not None:
+        kind = dom.serial[0]
+        if kind == "file":
+            if fds.serial is None:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, "the serial file was not opened")
+            argv += ["-add-fd", f"fd={int(fds.serial)},set={SERIAL_FDSET}",
+                     "-chardev", f"file,id=serial0,path=/dev/fdset/{SERIAL_FDSET},append=on"]
+        else:
+            argv += ["-chardev", "pty,id=serial0"]
+        argv += ["-device", _json({"driver": "isa-serial", "chardev": "serial0"})]
+    for i, mac in enumerate(dom.user_net):
+        device: dict[str, Any] = {"driver": "virtio-net-pci", "netdev": f"net{i}", "id": f"net{i}"}
+        if mac:
+            device["mac"] = mac
+        argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _json(device)]
+    argv += _display(dom)
+    if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
+        argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
+    if incoming:
+        argv += ["-incoming", "defer"]  # memory comes later through migrate-incoming
+    return argv
+
+
+def _disks(dom: QemuDomain) -> list[str]:
+    argv: list[str] = []
+    controllers: set[str] = set()
+    ide_index = {"sata": 0, "ide": 0}
+    for disk in dom.disks:
+        device: dict[str, Any] = {"id": disk.target}
+        if disk.path:
+            file_node = {"driver": "host_device" if disk.source_type == "block" else "file",
+                         "filename": disk.path, "node-name": f"{disk.node_name}-file",
+                         "read-only": disk.readonly}
+            fmt_node = {"driver": disk.format, "file": f"{disk.node_name}-file", "node-name": disk.node_name,
+                        "read-only": disk.readonly}
+            argv += ["-blockdev", _json(file_node), "-blockdev", _json(fmt_node)]
+            device["drive"] = disk.node_name
+        if disk.bus == "virtio" and disk.device == "disk":
+            device["driver"] = "virtio-blk-pci"
+        elif disk.bus in ("sata", "ide"):
+            if disk.bus == "sata" and "sata" not in controllers:
+                argv += ["-device", _json({"driver": "ahci", "id": "sata0"})]
+                controllers.add("sata")
+            device["bus"] = f"sata0.{ide_index['sata']}" if disk.bus == "sata" else f"ide.{ide_index['ide']}"
+            ide_index[disk.bus] += 1
+            device["driver"] = "ide-cd" if disk.device == "cdrom" else "ide-hd"
+        else:  # scsi, or a virtio cdrom, which QEMU offers only on SCSI
+            if "scsi" not in controllers:
+                argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0"})]
+                controllers.add("scsi")
+            device["bus"] = "scsi0.0"
+            device["driver"] = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
+        argv += ["-device", _json(device)]
+    return argv
+
+
+def _display(dom: QemuDomain) -> list[str]:
+    """-vnc has no JSON form in QEMU 7.2: its only values are an IP address and numbers, checked by domain.py."""
+    vnc = dom.vnc
+    if vnc is None:
+        return ["-display", "none"]
+    host = f"[{vnc.listen}]" if ":" in vnc.listen else vnc.listen
+    if vnc.port is None:
+        value = f"{host}:0,to={VNC_DISPLAYS - 1}"
+    else:
+        value = f"{host}:{int(vnc.port) - 5900}"
+    if vnc.password is not None:
+        value += ",password=on"  # the password itself goes through the monitor (set_password), never argv
+    return ["-vnc", value]
+
+
+# -- what the QEMU binary offers -----------------------------------------------------------------------
+class Facts(Frozen):
+    _fields = ("version", "machines")
+    __slots__ = _fields
+
+    def __init__(self, version: tuple[int, ...], machines: frozenset[str]) -> None:
+        self.version = version
+        self.machines = machines
+
+
+_facts: dict[str, Facts] = {}
+
+
+def facts(binary: str) -> Facts:
+    """The version and machine types (aliases included) of a QEMU binary, from `--version` and `-machine
+    help`; cached on disk keyed by the binary's identity (path, size, mtime), since asking costs QEMU starts."""
+    st = os.stat(binary)
+    key = f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+    if key in _facts:
+        return _facts[key]
+    import hashlib
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "virtsnap" / "qemu-binaries"
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        raw = json.loads(path.read_text())
+        found = Facts(tuple(int(x) for x in raw["version"]), frozenset(str(m) for m in raw["machines"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        found = _ask(binary)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"version": list(found.version), "machines": sorted(found.machines)}))
+            tmp.replace(path)
+        except OSError:
+            pass  # no cache: asked again next time
+    _facts[key] = found
+    return found
+
+
+def _ask(binary: str) -> Facts:
+    import re
+    import subprocess
+
+    def run(*args: str) -> list[str]:
+        proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                        f"{binary} {' '.join(args)} failed: {proc.stderr.strip()[:200] or proc.returncode}")
+        return proc.stdout.splitlines()
+
+    match = re.search(r"version (\d+)\.(\d+)\.(\d+)", run("--version")[0])
+    version = tuple(int(x) for x in match.groups()) if match else (0, 0, 0)
+    machines = frozenset(line.split()[0] for line in run("-machine", "help")[1:] if line.strip())
+    return Facts(version, machines)
+
+
+def check_machine(binary: str, machine: str) -> None:
+    """Refuse a machine type this QEMU does not offer, before it reaches the command line."""
+    if machine not in facts(binary).machines:
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"machine type {machine!r} is not offered by {binary} (see '{binary} -machine help')")
