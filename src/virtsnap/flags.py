@@ -84,6 +84,10 @@ class DomainXML(enum.IntFlag):
     MIGRATABLE = 1 << 3
 
 
+class DomainCreate(enum.IntFlag):
+    START_PAUSED = 1 << 0
+
+
 class DomainUndefine(enum.IntFlag):
     MANAGED_SAVE = 1 << 0
     SNAPSHOTS_METADATA = 1 << 1
@@ -189,6 +193,7 @@ _PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
     (SnapshotCheck, "VIR_DOMAIN_SNAPSHOT_CHECK_"),
     (DomainXML, "VIR_DOMAIN_XML_"),
     (DomainUndefine, "VIR_DOMAIN_UNDEFINE_"),
+    (DomainCreate, "VIR_DOMAIN_"),
     (ListDomains, "VIR_CONNECT_LIST_DOMAINS_"),
     (ConnectFlags, "VIR_CONNECT_"),
     (DomainState, "VIR_DOMAIN_"),

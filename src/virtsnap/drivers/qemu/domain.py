@@ -173,6 +173,14 @@ def check_machine_name(machine: str) -> str:
     return machine
 
 
+def check_path(what: str, path: str | None) -> str | None:
+    """A file path with no control character: XML attribute values do not keep a newline or tab through a
+    store round trip (they read back as a space), so QEMU would open another file than the one written."""
+    if path is not None and any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise _refuse(what, path, "a path without control characters")
+    return path
+
+
 def check_listen(address: str) -> str:
     """A VNC listen address: an IP address, nothing QEMU's -vnc parser could read as an option."""
     import ipaddress
@@ -311,7 +319,7 @@ class QemuDomain(Frozen):
             if device == "disk" and not path:
                 raise error(ErrorCode.XML_ERROR, ERR, f"disk '{target.get('dev')}' has no source")
             disks.append(Disk(target=check_target(target.get("dev") or ""), device=device, source_type=stype,
-                              path=path, format=fmt, bus=target.get("bus") or "virtio",
+                              path=check_path("disk source", path), format=fmt, bus=target.get("bus") or "virtio",
                               readonly=d.find("readonly") is not None or device == "cdrom",
                               snapshot=d.get("snapshot")))
         targets = [d.target for d in disks]
@@ -321,7 +329,7 @@ class QemuDomain(Frozen):
         for ch in devices.findall("channel"):
             tgt, src = ch.find("target"), ch.find("source")
             if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0" and agent is None:
-                agent = (src.get("path") if src is not None else None) or ""  # "": a socket of our own
+                agent = check_path("agent socket", src.get("path") if src is not None else None) or ""  # "": ours
             else:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             "only one guest agent channel (org.qemu.guest_agent.0) is supported")
@@ -330,7 +338,7 @@ class QemuDomain(Frozen):
         for s in chardevs[:1]:
             src = s.find("source")
             kind = s.get("type") or "pty"
-            path = src.get("path") if src is not None else None
+            path = check_path("serial file", src.get("path") if src is not None else None)
             if kind == "file" and not path:
                 raise error(ErrorCode.XML_ERROR, ERR, "a <serial type='file'> needs <source path='...'/>")
             serial = (kind, path if kind == "file" else None,
@@ -342,7 +350,7 @@ class QemuDomain(Frozen):
         if len(seclabels) > 1:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <seclabel> (model='dac') is supported")
         machine = (os_type.get("machine") if os_type is not None else None) or "pc"
-        initrd = os_node.findtext("initrd") if os_node is not None else None
+        initrd = check_path("initrd", os_node.findtext("initrd") if os_node is not None else None)
         if initrd and "," in initrd:  # QEMU's multiboot loader splits -initrd at commas into several modules
             raise _refuse("initrd path", initrd, "a path without ','")
         macs = []
@@ -355,7 +363,7 @@ class QemuDomain(Frozen):
             machine=check_machine_name(machine),
             memory_mib=max(defn.memory_kib // 1024, 16),
             vcpus=defn.vcpus,
-            kernel=os_node.findtext("kernel") if os_node is not None else None,
+            kernel=check_path("kernel", os_node.findtext("kernel") if os_node is not None else None),
             initrd=initrd,
             cmdline=os_node.findtext("cmdline") if os_node is not None else None,
             boot_dev=boot.get("dev") if boot is not None else None,

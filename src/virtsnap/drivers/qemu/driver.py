@@ -31,6 +31,7 @@ from ...conf.snapshot_xml import (
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import (
+    DomainCreate,
     DomainState,
     DomainUndefine,
     DomainXML,
@@ -72,7 +73,7 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_STATE: 0,
         Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE,
         Op.DOMAIN_DEFINE: 0,
-        Op.DOMAIN_CREATE: 0,
+        Op.DOMAIN_CREATE: DomainCreate.START_PAUSED,
         Op.DOMAIN_SHUTDOWN: 0,
         Op.DOMAIN_DESTROY: 0,
         Op.LIST_ALL_DOMAINS: 0xFFFF,
@@ -374,7 +375,7 @@ class QemuDriver:
         with self._operation(uuid, defn.name):
             if self._rt(uuid).pid() is not None:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is already running")
-            self._start(uuid, defn, paused=False)
+            self._start(uuid, defn, paused=bool(flags & DomainCreate.START_PAUSED))
 
     def _require_running(self, uuid: str) -> None:
         if self._rt(uuid).pid() is None:

@@ -72,6 +72,11 @@ class Runtime(Frozen):
     def log(self) -> Path:
         return self.directory / "qemu.log"
 
+    @property
+    def sockets(self) -> Path:
+        """The sockets virtsnap bound for QEMU outside this directory (path, device, inode), removed at stop."""
+        return self.directory / "sockets.json"
+
     def pid(self) -> int | None:
         """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
         process's start time too, so a recycled pid never matches."""
@@ -115,12 +120,15 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     opened: list[int] = []
     sockets: list[socket.socket] = []
     try:
+        remove_sockets(rt)
         for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent):  # virtsnap's own files, in its own directory
             stale.unlink(missing_ok=True)
         monitor = _listen(str(rt.monitor), sockets)
         agent = None
         if dom.agent_socket is not None:
             agent = _listen(dom.agent_socket or str(rt.agent), sockets, user_path=bool(dom.agent_socket))
+            if dom.agent_socket:
+                _record_socket(rt, dom.agent_socket)
         serial = None
         if dom.serial is not None and dom.serial[0] == "file":
             assert dom.serial[1] is not None
@@ -176,9 +184,38 @@ def _listen(path: str, sockets: list[socket.socket], user_path: bool = False) ->
     try:
         sock.bind(path)
     except OSError as exc:
-        raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot create socket {path}: {exc.strerror}") from exc
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot create socket {path!r}: {exc.strerror or exc}") from exc
     sock.listen(16)
     return sock.fileno()
+
+
+def _record_socket(rt: Runtime, path: str) -> None:
+    import json
+
+    st = os.lstat(path)
+    fd = os.open(rt.sockets, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump([[path, st.st_dev, st.st_ino]], f)
+
+
+def remove_sockets(rt: Runtime) -> None:
+    """Unlink the sockets virtsnap bound outside the runtime directory, each only while it is still the very
+    socket bound (same device and inode): never a file someone put there since."""
+    import json
+    import stat
+
+    try:
+        entries = json.loads(rt.sockets.read_text())
+    except (OSError, ValueError):
+        entries = []
+    for path, dev, ino in entries:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == (dev, ino):
+            os.unlink(path)
+    rt.sockets.unlink(missing_ok=True)
 
 
 def _listening(path: str) -> bool:
@@ -263,6 +300,7 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
     rt.pidfile.unlink(missing_ok=True)
     rt.monitor.unlink(missing_ok=True)
     rt.agent.unlink(missing_ok=True)
+    remove_sockets(rt)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
