@@ -84,7 +84,7 @@ class DomainXML(enum.IntFlag):
     MIGRATABLE = 1 << 3
 
 
-class DomainCreate(enum.IntFlag):
+class DomainCreate(enum.IntFlag):  # exported by surface.py as VIR_DOMAIN_START_*
     START_PAUSED = 1 << 0
 
 
@@ -193,7 +193,6 @@ _PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
     (SnapshotCheck, "VIR_DOMAIN_SNAPSHOT_CHECK_"),
     (DomainXML, "VIR_DOMAIN_XML_"),
     (DomainUndefine, "VIR_DOMAIN_UNDEFINE_"),
-    (DomainCreate, "VIR_DOMAIN_"),
     (ListDomains, "VIR_CONNECT_LIST_DOMAINS_"),
     (ConnectFlags, "VIR_CONNECT_"),
     (DomainState, "VIR_DOMAIN_"),
