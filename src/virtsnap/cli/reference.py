@@ -42,8 +42,12 @@ def visible_commands() -> list[tuple[str, list[str]]]:
 
 
 # -- Markdown -----------------------------------------------------------------------------------------
+_MD_ESCAPES = str.maketrans({"[": "\\[", "]": "\\]", "|": "\\|", "*": "\\*", "_": "\\_", "<": "&lt;", ">": "&gt;"})
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
+    """Help text as Markdown shows it literally (no links, emphasis, tables cells split or HTML tags)."""
+    return text.translate(_MD_ESCAPES)
 
 
 def markdown() -> str:
