@@ -179,6 +179,14 @@ def _matches(ctl: Control, dom: virtsnap.virDomain, flags: int) -> bool:
                  "Failed to get checkpoint count")
 
 
+def _gone(ctl: Control, exc: virtsnap.libvirtError) -> None:
+    """A domain that went away between the listing and its state is skipped, as virsh does; any other
+    failure to read a state fails the command instead of hiding the domain."""
+    if exc.get_error_code() != ErrorCode.NO_DOMAIN:
+        raise exc
+    ctl.reset_error()
+
+
 def cmd_list(ctl: Control, opts: Opts) -> bool:
     """List domains (running ones unless --inactive/--all).
 
@@ -206,8 +214,8 @@ def cmd_list(ctl: Control, opts: Opts) -> bool:
             try:
                 state = dom.state(0)[0]
                 persistent = bool(dom.isPersistent())
-            except virtsnap.libvirtError:
-                ctl.reset_error()
+            except virtsnap.libvirtError as exc:
+                _gone(ctl, exc)
                 continue
             ident = dom.ID()
             result.append({"id": ident if ident >= 0 else None, "name": dom.name(), "uuid": dom.UUIDString(),
@@ -225,9 +233,9 @@ def cmd_list(ctl: Control, opts: Opts) -> bool:
         if table_mode:
             try:
                 state = dom.state(0)[0]
-            except virtsnap.libvirtError:
-                ctl.reset_error()
-                continue  # the domain went away meanwhile
+            except virtsnap.libvirtError as exc:
+                _gone(ctl, exc)
+                continue
             state_text = state_name(state)
             if opts.has("managed-save") and state == DomainState.SHUTOFF:
                 try:
