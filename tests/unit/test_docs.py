@@ -69,3 +69,14 @@ def test_api_reference_documents_the_handles(site: Path) -> None:
     for name in ("snapshotCreateXML", "revertToSnapshot", "listAllSnapshots", "snapshotLookupByName",
                  "getXMLDesc", "getParent", "listAllChildren", "get_error_code"):
         assert name in page, name
+
+
+def test_benchmark_plots_show_the_tables(site: Path) -> None:
+    """Each plot marker became an SVG chart with one line per row of the table above it."""
+    source = (DOCS / "benchmarks.md").read_text()
+    markers = source.count("<!-- virtsnap:plot ")
+    page = (site / "benchmarks" / "index.html").read_text()
+    charts = re.findall(r'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 \d+ \d+" role="img".*?</svg>', page,
+                        re.S)
+    assert markers >= 2 and len(charts) == markers
+    assert "snapshot-list --tree" in charts[0] and charts[0].count("<polyline") == 11  # the qemu table's rows
