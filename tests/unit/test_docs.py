@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,54 @@ def test_benchmark_plots_show_the_tables(site: Path) -> None:
                         re.S)
     assert markers >= 2 and len(charts) == markers
     assert "snapshot-list --tree" in charts[0] and charts[0].count("<polyline") == 11  # the qemu table's rows
+
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.M | re.S)
+
+
+def _doc_blocks() -> list[tuple[Path, str, str]]:
+    pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [(page, m.group(1), m.group(2)) for page in pages for m in FENCE.finditer(page.read_text())]
+
+
+def _command_lines(body: str) -> list[str]:
+    """The `virtsnap ...` lines of a shell block (continuations joined; loop bodies included)."""
+    text = body.replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("virtsnap ")]
+
+
+def test_every_documented_command_line_parses() -> None:
+    """Each `virtsnap` line shown in the README and the docs uses real commands and options (parsed, not run)."""
+    from virtsnap.cli import main as cli_main
+    from virtsnap.cli.parser import ParseError
+
+    checked = 0
+    for page, kind, body in _doc_blocks():
+        if kind not in ("sh", "console"):
+            continue
+        for line in _command_lines(body):
+            options = cli_main.parse_global(shlex.split(line, comments=True)[1:])
+            if options.args[:1] == ["serve"]:  # the web server has its own options (tests/web checks them)
+                continue
+            try:
+                cli_main.parse(options.args)
+            except ParseError as exc:
+                raise AssertionError(f"{page.relative_to(ROOT)}: {line}: {exc}") from exc
+            checked += 1
+    assert checked >= 20
+
+
+def test_documented_python_compiles_and_test_driver_examples_run() -> None:
+    """Python examples compile; shell examples on test:///default run (the others need a real hypervisor)."""
+    ran = 0
+    for page, kind, body in _doc_blocks():
+        if kind == "python":
+            compile(body, str(page), "exec")
+        if kind == "sh" and page.parent != ROOT and "test:///default" in body:
+            for line in _command_lines(body):
+                argv = shlex.split(line, comments=True)[1:]
+                proc = subprocess.run([str(Path(sys.executable).parent / "virtsnap"), *argv],
+                                      capture_output=True, text=True, check=False)
+                assert proc.returncode == 0, f"{page.relative_to(ROOT)}: {line}\n{proc.stderr}"
+                ran += 1
+    assert ran >= 1
