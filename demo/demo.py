@@ -95,6 +95,9 @@ def cli(*args: str) -> str:
 
 
 def main() -> int:
+    # As in libvirt-python, errors are also printed to stderr unless a handler is registered; the demo handles
+    # the ones it expects (no leftover domain, the agent still booting) itself.
+    virtsnap.registerErrorHandler(lambda ctx, err: None, None)
     print(f"virtsnap {virtsnap.__version__} demo: a TCG guest on {URI}")
     guest = step("build or reuse the tiny guest (cached in ~/.cache/virtsnap)", build_guest)
     workdir = Path.home() / ".cache" / "virtsnap" / "demo"
