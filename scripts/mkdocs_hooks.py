@@ -12,15 +12,27 @@ import html
 import importlib
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from virtsnap.cli import reference
 from virtsnap.drivers.base import Op
 from virtsnap.flags import SnapshotCreate, SnapshotDelete, SnapshotRevert
 
-# URI scheme -> driver module, in the order the site presents them.
-DRIVERS = (("test", "virtsnap.drivers.test.driver"), ("qemu", "virtsnap.drivers.qemu.driver"),
-           ("esx / vpx", "virtsnap.drivers.esx.driver"), ("vbox", "virtsnap.drivers.vbox.driver"))
+# Every driver package's driver module (drivers/<name>/driver.py), found rather than listed: a new driver
+# gets its column by existing. The order puts the test driver first, then by name.
+DRIVER_ORDER = ("test", "qemu", "esx", "vbox")
+
+
+def _driver_modules() -> list[tuple[str, Any]]:
+    import virtsnap.drivers
+
+    root = Path(next(iter(virtsnap.drivers.__path__)))
+    names = sorted((d.name for d in root.iterdir() if (d / "driver.py").is_file()),  # some have no __init__.py
+                   key=lambda n: (DRIVER_ORDER.index(n) if n in DRIVER_ORDER else len(DRIVER_ORDER), n))
+    return [(name, importlib.import_module(f"virtsnap.drivers.{name}.driver")) for name in names]
+
+
 TABLES = ((Op.SNAPSHOT_CREATE, "VIR_DOMAIN_SNAPSHOT_CREATE_", SnapshotCreate),
           (Op.REVERT, "VIR_DOMAIN_SNAPSHOT_REVERT_", SnapshotRevert),
           (Op.SNAPSHOT_DELETE, "VIR_DOMAIN_SNAPSHOT_DELETE_", SnapshotDelete))
@@ -32,11 +44,11 @@ def driver_flags() -> str:
     """One table: a row per flag of create, revert and delete, a column per driver, ✓ where it is accepted."""
     caps = []
     classes = []
-    for _, module_name in DRIVERS:
-        module = importlib.import_module(module_name)
+    drivers = _driver_modules()
+    for _, module in drivers:
         caps.append(module.CAPABILITIES)
         classes.append([v for v in vars(module).values() if getattr(v, "capabilities", None) is module.CAPABILITIES])
-    out = ["| | " + " | ".join(name for name, _ in DRIVERS) + " |\n", "|---|" + ":-:|" * len(DRIVERS) + "\n"]
+    out = ["| | " + " | ".join(name for name, _ in drivers) + " |\n", "|---|" + ":-:|" * len(drivers) + "\n"]
     for op, prefix, flags in TABLES:
         for flag in flags:
             marks = ["✓" if cap.flags.get(op, 0) & flag else "" for cap in caps]
