@@ -47,6 +47,9 @@ def test_man_page_lists_every_command_and_option(rendered: str) -> None:
     for name in reference.global_option_names():
         assert re.search(rf"(^|\s){re.escape(name)}\b", text, re.M), name
     assert "complete" not in re.findall(r"^\s{7}(\S+)", text, re.M)  # the hidden command is not listed
+    serve = text.split("virtsnap serve\n", 1)[1]
+    for option in ("--connect", "--listen", "--readonly", "--allow-remote"):
+        assert option in serve, option
 
 
 def test_markdown_reference_lists_every_command_and_option() -> None:
@@ -59,3 +62,6 @@ def test_markdown_reference_lists_every_command_and_option() -> None:
             assert f"| `{text}` |" in sections[command.name], (command.name, text)
     for name in reference.global_option_names():
         assert re.search(rf"(^|\s){re.escape(name)}\b", page.split("## Global options")[1], re.M), name
+    serve = page.split("## virtsnap serve")[1]
+    for text, _ in reference.serve_options()[1]:
+        assert f"| `{text}` |" in serve

@@ -53,10 +53,13 @@ def test_complete_matches_virsh(words: tuple[str, ...]) -> None:
 
 def test_complete_hides_the_hidden_and_lists_extensions() -> None:
     commands = _complete("")
-    assert commands == [name for name, cmd in COMMANDS.items() if not cmd.hidden]
+    assert commands == [name for name, cmd in COMMANDS.items() if not cmd.hidden] + ["serve"]
     assert "complete" not in commands and "snapshot-check" in commands
     assert _complete("snapshot-list", "test", "--j") == ["--json"]
     assert _complete("nosuchcommand", "") == commands  # as virsh: an unknown command completes as no command
+    # `serve` (the web server, outside the command tables) completes its own options
+    assert _complete("serve", "--") == ["--connect", "--listen", "--readonly", "--allow-remote"]
+    assert _complete("serve", "--listen", "") == []
 
 
 def test_complete_names_on_the_test_driver() -> None:

@@ -17,6 +17,7 @@ from .parser import ARG, END, SUBCMD_END, Command, Opt, Opts, OptType, StringTok
 # Options whose value names a domain, or a snapshot of the command's domain (virsh's completers).
 DOMAIN_OPTIONS = frozenset({"domain"})
 SNAPSHOT_OPTIONS = frozenset({"snapshotname", "from"})
+SERVE = "serve"  # `virtsnap serve`, dispatched by main before the command tables
 
 
 def _line_words(words: list[str]) -> tuple[list[str], str]:
@@ -96,9 +97,15 @@ class _State:
 def candidates(ctl: Control, words: list[str], commands: dict[str, Command]) -> list[str]:
     """Completion candidates for the last of `words` (virsh's rules; values come from ctl's connection)."""
     tokens, current = _line_words(words)
+    if tokens[:1] == [SERVE]:  # the web server: its own options, no command table
+        from .reference import serve_options
+
+        names = [name.split()[0] for text, _ in serve_options()[1] for name in text.split(", ")]
+        return [n for n in names if n.startswith("--") and n.startswith(current)] if current.startswith("-") else []
     command = commands.get(tokens[0]) if tokens else None
     if command is None:  # virsh completes a command name here, also after a word that is none
-        return [name for name, cmd in commands.items() if not cmd.hidden and name.startswith(current)]
+        names = [name for name, cmd in commands.items() if not cmd.hidden] + [SERVE]
+        return [name for name in names if name.startswith(current)]
     state = _State(command, tokens[1:])
     if state.pending is not None:
         found = _values(ctl, state, state.pending, commands)

@@ -36,6 +36,21 @@ def global_option_names() -> list[str]:
     return [name for long, short, _ in LONG_OPTIONS for name in (f"-{short}", f"--{long}")] + ["-V"]
 
 
+def serve_options() -> tuple[str, list[tuple[str, str]]]:
+    """`virtsnap serve` (the web view, a server outside the command tables): its description and its options as
+    (how they are written, help), from its own argparse parser."""
+    from virtsnap.web.serve import parser
+
+    p = parser()
+    rows = []
+    for action in p._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = f" {action.metavar}" if action.metavar else ""
+        rows.append((", ".join(f"{o}{value}" for o in action.option_strings), action.help or ""))
+    return p.description or "", rows
+
+
 def visible_commands() -> list[tuple[str, list[str]]]:
     """(group name, command names) as `help` lists them."""
     return [(g.name, [c.name for c in g.commands if not c.hidden]) for g in GROUPS]
@@ -72,6 +87,11 @@ def markdown() -> str:
                 out.append("| option | meaning |\n|---|---|\n")
                 out += [f"| `{text}` | {_md_escape(help) or ' '} |\n" for text, help in rows]
                 out.append("\n")
+    description, rows = serve_options()
+    out.append(f"## virtsnap serve\n\n{_md_escape(description)} A server rather than a command: it takes its own "
+               "options after `serve` (see [the web view](../web.md)).\n\n```text\nvirtsnap serve [options]\n```\n\n"
+               "| option | meaning |\n|---|---|\n")
+    out += [f"| `{text}` | {_md_escape(help)} |\n" for text, help in rows]
     return "".join(out)
 
 
@@ -113,6 +133,9 @@ def roff(date: str = "") -> str:
                 out.append(".br\n" + _roff(" ".join(line.strip() for line in command.desc.splitlines())) + "\n")
             for text, help in option_rows(command):
                 out.append(f".RS\n.TP\n.B {_roff(text)}\n{_roff(help)}\n.RE\n")
+    description, rows = serve_options()
+    out.append(".SS virtsnap serve\n" + _roff(description) + "\n")
+    out += [f".TP\n.B {_roff(text)}\n{_roff(help)}\n" for text, help in rows]
     out.append(".SH ENVIRONMENT\n")
     out += [f".TP\n.B {name}\n{_roff(what)}\n" for name, what in ENVIRONMENT]
     out.append(".SH EXIT STATUS\n0 when the last command succeeded, 1 when it failed or the command line could "
