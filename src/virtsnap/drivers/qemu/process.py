@@ -230,8 +230,8 @@ def _listening(path: str) -> bool:
 
 
 def open_serial(path: str, append: bool, user: Identity | None) -> int:
-    """The serial console's output file, opened here: created if missing; an existing one must be a regular
-    file that QEMU's user could write itself (it is truncated unless append='on', as libvirt does)."""
+    """The serial console's output file, opened here: created if missing (owned by QEMU's user); an existing
+    one must be a regular file that QEMU's user could write itself (truncated unless append='on', as libvirt)."""
     import stat
 
     flags = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY  # a FIFO must not block us
@@ -246,7 +246,9 @@ def open_serial(path: str, append: bool, user: Identity | None) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"serial file {path} is not a regular file")
-        if user is not None and not created and not user.can(st, 2):
+        if user is not None and created:
+            os.fchown(fd, user.uid, user.gid)  # the guest's output, written by QEMU: its user's file from now on
+        elif user is not None and not user.can(st, 2):
             raise error(ErrorCode.OPERATION_DENIED, ERR,
                         f"serial file {path} is not writable by QEMU's user {user.name}; it was left untouched")
         if not append:
