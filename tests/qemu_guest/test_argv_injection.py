@@ -237,3 +237,43 @@ def test_disk_path_with_options_is_one_file(conn, workdir):
     assert isinstance(view, dict)
     assert view["blocks"]["vda"] == str(disk)
     assert ("drive-vda", False, "qcow2") in view["nodes"]
+
+
+def test_vnc_listen_port_and_password_are_honoured(conn, workdir):
+    """<graphics> as written: QEMU listens where the XML says, and asks for the password, which never appears
+    on its command line; what QEMU's -vnc parser could misread is refused."""
+    qcow2(workdir / "disk")
+    plain = domain("vnc", workdir / "disk")
+    graphics = "<graphics type='vnc' port='6543' autoport='no' listen='127.0.0.1' passwd='s3cret,to=9'/>"
+    dom = conn.defineXML(plain.replace("</devices>", graphics + "</devices>"))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    try:
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "vnc")
+        try:
+            vnc = mon.execute("query-vnc")
+        finally:
+            mon.close()
+        assert (vnc["enabled"], vnc["host"], vnc["service"], vnc["auth"]) == (True, "127.0.0.1", "6543", "vnc")
+        assert b"s3cret" not in Path(f"/proc/{dom.ID()}/cmdline").read_bytes()
+    finally:
+        dom.destroy()
+        dom.undefine()
+    dom = conn.defineXML(plain.replace("</devices>", "<graphics type='vnc' autoport='yes'>"
+                                       "<listen type='address' address='::1'/></graphics></devices>"))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    try:
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "vnc")
+        try:
+            vnc = mon.execute("query-vnc")
+        finally:
+            mon.close()
+        assert (vnc["host"], vnc["auth"]) == ("::1", "none") and int(vnc["service"]) >= 5900
+    finally:
+        dom.destroy()
+        dom.undefine()
+    for bad in ("<graphics type='vnc' listen='0.0.0.0,password=off'/>", "<graphics type='vnc' port='80'/>",
+                "<graphics type='vnc' port='5901,to=99'/>", "<graphics type='vnc'><listen type='network' "
+                "network='default'/></graphics>", "<graphics type='spice'/>"):
+        view = run_and_view(conn, plain.replace("</devices>", bad + "</devices>"))
+        assert isinstance(view, virtsnap.libvirtError), bad
+        assert view.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED, bad
