@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import selectors
 import threading
 import time
 from collections import deque
@@ -48,6 +47,8 @@ class _Loop:
         self.wake()
 
     def run_once(self) -> None:
+        import selectors  # only event-driven programs pay for it
+
         with self.lock:
             now = time.monotonic()
             dues = [t[3] for t in self.timers.values() if t[0] >= 0]

@@ -176,7 +176,8 @@ class DomainDef:
             if dom_id is not None and not inactive:
                 node.attrs = {"type": node.attrs.get("type", ""), "id": str(dom_id),
                               **{k: v for k, v in node.attrs.items() if k != "type"}}
-        return format_node(node, indent, root_tag, dumped=("metadata",))  # libvirt prints it with libxml2
+        # libvirt prints <metadata> with libxml2, and <devices> open and closed even when it is empty
+        return format_node(node, indent, root_tag, dumped=("metadata",), opened=("devices",))
 
 
 def _sanitize_metadata(node: Node) -> None:

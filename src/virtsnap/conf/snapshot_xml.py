@@ -59,21 +59,39 @@ class ParseMode(enum.Enum):
 
 
 class DiskSnapshot(Record):
-    _fields = ("name", "snapshot", "source_type", "source", "driver_type", "explicit_type")
+    _fields = ("name", "snapshot", "source_type", "source", "driver_type", "explicit_type", "source_node",
+               "driver_node")
     __slots__ = _fields
 
     def __init__(self, name: str, snapshot: Location = Location.DEFAULT, source_type: SourceType = SourceType.FILE,
-                 source: str | None = None, driver_type: str | None = None, explicit_type: bool = False) -> None:
+                 source: str | None = None, driver_type: str | None = None, explicit_type: bool = False,
+                 source_node: Node | None = None, driver_node: Node | None = None) -> None:
         self.name = name
         self.snapshot = snapshot
         self.source_type = source_type
         self.source = source  # file path or block device
         self.driver_type = driver_type
         self.explicit_type = explicit_type  # whether type='' was given (it is printed only with a source)
+        # <source> / <driver> as given, kept when they say more than the fields above (a network source, a
+        # <seclabel>, <metadata_cache>): libvirt keeps and prints them; only a driver that applies them may
+        # accept them on a real create (the others refuse: `extra_settings`).
+        self.source_node = source_node
+        self.driver_node = driver_node
 
     def copy(self) -> DiskSnapshot:
         return DiskSnapshot(self.name, self.snapshot, self.source_type, self.source, self.driver_type,
-                            self.explicit_type)
+                            self.explicit_type, self.source_node, self.driver_node)
+
+    def extra_settings(self) -> list[str]:
+        """What this disk asks for beyond a file or block overlay of a format, as libvirt's element names."""
+        out = []
+        if self.source_type == SourceType.NETWORK:
+            out.append("<source protocol=...> (a network overlay)")
+        if self.source_node is not None:
+            out += [f"<source><{child.tag}>" for child in self.source_node.children]
+        if self.driver_node is not None:
+            out += [f"<driver><{child.tag}>" for child in self.driver_node.children]
+        return out
 
 
 class SnapshotDef(Record):
@@ -210,7 +228,7 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
 
     disks = root.find("disks")
     for disk_node in disks.children if disks is not None else []:
-        defn.disks.append(_parse_disk(disk_node))
+        defn.disks.append(_parse_disk(disk_node, redefine))
 
     if redefine and not offline:
         cookie = root.find("cookie")
@@ -232,7 +250,7 @@ def _invalid_attr(attr: str, element: str, value: str) -> Exception:
 STORAGE_TYPES = ("file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa")
 
 
-def _parse_disk(node: Node) -> DiskSnapshot:
+def _parse_disk(node: Node, redefine: bool = False) -> DiskSnapshot:
     name = node.get("name")
     if name is None:
         raise error(ErrorCode.INTERNAL_ERROR, ERR_DOMAIN, "missing name from disk snapshot element")
@@ -249,16 +267,25 @@ def _parse_disk(node: Node) -> DiskSnapshot:
             raise _invalid_attr("type", "disk", stype)
         if stype in ("dir", "volume"):
             raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"unsupported disk snapshot type '{stype}'")
-        if stype not in ("file", "block"):
-            # libvirt accepts network sources here; virtsnap's drivers have none to offer.
+        if stype not in ("file", "block", "network") or (stype == "network" and not redefine):
+            # libvirt accepts network sources here; virtsnap's drivers make none, but keep a redefined one.
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR_DOMAIN, f"disk snapshot type '{stype}' is not supported")
         disk.source_type = SourceType(stype)
         disk.explicit_type = True
     source = node.find("source")
     if source is not None:
-        attr = "dev" if disk.source_type == SourceType.BLOCK else "file"
-        disk.source = source.get(attr) or None
+        if disk.source_type == SourceType.NETWORK:
+            if not source.get("protocol"):
+                raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "missing network source protocol type")
+            disk.source_node = source
+        else:
+            attr = "dev" if disk.source_type == SourceType.BLOCK else "file"
+            disk.source = source.get(attr) or None
+            if source.children:
+                disk.source_node = source
     driver = node.find("driver")
+    if driver is not None and driver.children:
+        disk.driver_node = driver
     if driver is not None and driver.get("type") is not None:
         fmt = driver.get("type") or ""
         if fmt not in DISK_FORMATS:
@@ -268,7 +295,7 @@ def _parse_disk(node: Node) -> DiskSnapshot:
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, f"disk snapshot image path '{disk.source}' must be absolute")
     if disk.source is not None:
         _check_path(disk.source)
-    if disk.snapshot == Location.DEFAULT and (disk.source or disk.driver_type):
+    if disk.snapshot == Location.DEFAULT and (disk.source or disk.driver_type or disk.source_node is not None):
         disk.snapshot = Location.EXTERNAL
     return disk
 
@@ -386,13 +413,17 @@ def _format_disk(disk: DiskSnapshot) -> str:
     attrs = f" name='{escape(disk.name)}'"
     if disk.snapshot != Location.DEFAULT:
         attrs += f" snapshot='{disk.snapshot.xml}'"
-    if not (disk.source or disk.driver_type):
+    if not (disk.source or disk.driver_type or disk.source_node is not None):
         return f"    <disk{attrs}/>\n"
     attrs += f" type='{disk.source_type.value}'"
     children = ""
-    if disk.driver_type:
+    if disk.driver_node is not None:
+        children += format_node(disk.driver_node, 6)
+    elif disk.driver_type:
         children += f"      <driver type='{escape(disk.driver_type)}'/>\n"
-    if disk.source:
+    if disk.source_node is not None:
+        children += format_node(disk.source_node, 6)
+    elif disk.source:
         attr = "dev" if disk.source_type == SourceType.BLOCK else "file"
         children += f"      <source {attr}='{escape(disk.source)}'/>\n"
     if not children:
@@ -411,6 +442,8 @@ def assign_external_names(defn: SnapshotDef, dom: DomainDef, is_regular_file: Ca
     domain_disks = {d.target: d for d in dom.disks()}
     claimed: dict[str, str] = {}  # path -> the first disk before this one that has it (libvirt's j < i scan)
     for disk in defn.disks:
+        if disk.source_type == SourceType.NETWORK and disk.source_node is not None:
+            continue  # named by its network source (libvirt: src->path is the volume name)
         if disk.snapshot != Location.EXTERNAL or disk.source:
             if disk.source:
                 claimed.setdefault(disk.source, disk.name)

@@ -1,4 +1,5 @@
-"""RelaxNG validation of snapshot XML for VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE (virtsnap's own schema).
+"""RelaxNG validation of snapshot XML for VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE: libvirt's own schema where
+libvirt is installed (Debian's libvirt0 ships it), virtsnap's copy of its snapshot part otherwise.
 
 The schema is compiled once per process, on first use.
 """
@@ -7,17 +8,22 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorCode, ErrorDomain, error
 from .xmlutil import _lxml, _parser, parse
 
+LIBVIRT_SCHEMA = Path("/usr/share/libvirt/schemas/domainsnapshot.rng")
+
 
 @functools.cache
-def _snapshot_schema() -> Any:
+def _snapshot_schema() -> tuple[Any, str]:
     etree = _lxml()
-    text = resources.files(__package__).joinpath("schemas/domainsnapshot.rng").read_bytes()
-    return etree.RelaxNG(etree.fromstring(text, _parser()))
+    if LIBVIRT_SCHEMA.is_file():  # libvirt's, with its includes (domaincommon.rng ...) beside it
+        return etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA), _parser())), str(LIBVIRT_SCHEMA)
+    path = resources.files(__package__).joinpath("schemas/domainsnapshot.rng")
+    return etree.RelaxNG(etree.fromstring(path.read_bytes(), _parser())), str(path)
 
 
 def validate_snapshot(xml: str) -> None:
@@ -26,8 +32,7 @@ def validate_snapshot(xml: str) -> None:
     etree = _lxml()
     data = xml.encode("utf-8") if xml.lstrip().startswith("<?xml") else xml
     doc = etree.fromstring(data, _parser())
-    schema = _snapshot_schema()
+    schema, path = _snapshot_schema()
     if not schema.validate(doc):
         messages = "".join(f"{entry.message}\n" for entry in schema.error_log)
-        path = resources.files(__package__).joinpath("schemas/domainsnapshot.rng")
         raise error(ErrorCode.XML_INVALID_SCHEMA, ErrorDomain.XML, f"Unable to validate doc against {path}\n{messages}")

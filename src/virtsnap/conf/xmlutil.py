@@ -118,22 +118,26 @@ def escape(value: str) -> str:
     return "".join(out)
 
 
-def format_node(node: Node, indent: int = 0, root_tag: str | None = None, dumped: tuple[str, ...] = ()) -> str:
+def format_node(node: Node, indent: int = 0, root_tag: str | None = None, dumped: tuple[str, ...] = (),
+                opened: tuple[str, ...] = ()) -> str:
     """Format an element the way libvirt's virBuffer formatters do: 2-space indent, single quotes.
 
     `dumped`: tags of the root's children that libvirt keeps as libxml2 nodes and prints with xmlNodeDump
-    (a domain's <metadata>), printed as that does (see _dump_into)."""
+    (a domain's <metadata>), printed as that does (see _dump_into). `opened`: tags of the root's children that
+    libvirt prints as an opening and a closing line even when empty (a domain's <devices>)."""
     parts: list[str] = []
-    _format_into(parts, node, indent, root_tag, dumped)
+    _format_into(parts, node, indent, root_tag, dumped, opened)
     return "".join(parts)
 
 
 def _format_into(parts: list[str], node: Node, indent: int, tag: str | None = None,
-                 dumped: tuple[str, ...] = ()) -> None:
+                 dumped: tuple[str, ...] = (), opened: tuple[str, ...] = ()) -> None:
     pad = " " * indent
     tag = tag or node.tag
     attrs = "".join(f" {k}='{escape(v)}'" for k, v in node.attrs.items())
-    if node.children:
+    if not node.children and not node.text and node.tag in opened:
+        parts.append(f"{pad}<{tag}{attrs}>\n{pad}</{tag}>\n")
+    elif node.children:
         parts.append(f"{pad}<{tag}{attrs}>\n")
         for child in node.children:
             if child.tag in dumped:
@@ -141,7 +145,7 @@ def _format_into(parts: list[str], node: Node, indent: int, tag: str | None = No
                 _dump_into(parts, child, (indent + 2) // 2, True)
                 parts.append("\n")
             else:
-                _format_into(parts, child, indent + 2)
+                _format_into(parts, child, indent + 2, opened=opened if child.tag in opened else ())
         parts.append(f"{pad}</{tag}>\n")
     elif node.text:
         parts.append(f"{pad}<{tag}{attrs}>{escape(node.text)}</{tag}>\n")

@@ -38,7 +38,12 @@ class DomainLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if self._still_linked(fd):
+                    break
+                # The holder undefined the domain and removed the file: lock the file at the path now.
+                os.close(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                continue
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
@@ -49,6 +54,19 @@ class DomainLock:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         self._fd = fd
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+    def discard(self) -> None:
+        """Remove the lock file, while holding it (the domain is going away); waiters then lock afresh."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._fd is not None:

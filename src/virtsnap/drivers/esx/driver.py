@@ -366,7 +366,8 @@ class EsxDriver:
         if not defn.disks:
             return
         for disk in defn.disks:
-            if disk.snapshot not in (Location.DEFAULT, Location.INTERNAL) or disk.source or disk.driver_type:
+            if (disk.snapshot not in (Location.DEFAULT, Location.INTERNAL) or disk.source or disk.driver_type
+                    or disk.extra_settings()):
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             f"disk '{disk.name}': per-disk snapshot selection is not supported by ESX, which "
                             "snapshots every disk internally")

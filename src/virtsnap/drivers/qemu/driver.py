@@ -24,6 +24,7 @@ from ...conf.snapshot_xml import (
     ParseMode,
     SnapshotDef,
     SnapshotState,
+    SourceType,
     align_disks,
     format_snapshot,
     parse_snapshot,
@@ -150,10 +151,10 @@ class QemuDriver:
         return Runtime.for_domain(self.runtime, uuid)
 
     @contextlib.contextmanager
-    def _operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    def _operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[DomainLock]:
         """The per-domain lock, across threads and processes. An operation a dead process left unfinished is
         rolled forward or back first (it holds no lock any more: the kernel released its flock)."""
-        with self._lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name):
+        with self._lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
             external.forget_chains()  # images may have changed since the last operation
             try:
                 self._hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
@@ -161,7 +162,7 @@ class QemuDriver:
                     from . import recovery
 
                     recovery.recover(self, uuid)
-                yield
+                yield lock
             finally:
                 external.forget_chains()
                 self._hand_back_if_stopped(uuid)
@@ -354,7 +355,7 @@ class QemuDriver:
 
     def undefine(self, uuid: str, flags: int) -> None:
         defn = self._def(uuid)
-        with self._operation(uuid, defn.name):
+        with self._operation(uuid, defn.name) as lock:
             if self._rt(uuid).pid() is not None:
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             f"domain '{defn.name}' is running; destroy it before undefining it")
@@ -363,6 +364,7 @@ class QemuDriver:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
             self.store.delete_domain(uuid)
             self._trees.pop(uuid, None)
+            lock.discard()  # the lock file goes with its domain
 
     def _start(self, uuid: str, defn: DomainDef, paused: bool, incoming: bool = False) -> None:
         dom = QemuDomain.from_def(defn)
@@ -454,6 +456,10 @@ class QemuDriver:
             schema.validate_snapshot(xml)
         redefine = bool(flags & C.REDEFINE)
         defn = parse_snapshot(xml, ParseMode.REDEFINE if redefine else ParseMode.CREATE)
+        networked = [d.name for d in defn.disks if d.source_type == SourceType.NETWORK]
+        if networked:  # its revert and delete would have no image to work on
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"network disk snapshots are not supported by virtsnap's QEMU driver: {', '.join(networked)}")
         with self._operation(uuid, dom_def.name):
             tree = self._tree(uuid)
             if redefine:
@@ -575,6 +581,10 @@ class QemuDriver:
         by_target = {d.target: d for d in qdom.disks}
         seen: set[str] = set()
         for disk in chosen:
+            extras = disk.extra_settings()
+            if extras:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            f"disk '{disk.name}': virtsnap's QEMU driver does not apply {', '.join(extras)}")
             dom_disk = by_target[disk.name]
             if dom_disk.readonly or disk.name not in sources:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,

@@ -72,6 +72,10 @@ CAPABILITIES = Capabilities(
 )
 
 # The domain libvirt's test:///default starts with, as `virsh -c test:///default dumpxml test` prints it.
+# virDomainVirt's names in libvirt 9.0
+VIRT_TYPES = ("none", "qemu", "kqemu", "kvm", "xen", "lxc", "uml", "openvz", "test", "vmware", "hyperv", "vbox", "phyp",
+              "parallels", "bhyve", "vz", "hvf")
+
 DEFAULT_DOMAIN_XML = """<domain type='test'>
   <name>test</name>
   <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
@@ -275,8 +279,8 @@ class TestDriver:
 
     def define_xml(self, xml: str, flags: int) -> DomainRecord:
         defn = DomainDef.parse(xml)
-        if defn.type != "test":
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"unexpected domain type {defn.type}, expecting test")
+        if defn.type not in VIRT_TYPES:  # libvirt's test driver takes any type libvirt knows (virDomainVirt)
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ErrorDomain.DOMAIN, f"invalid domain type {defn.type}")
         with self._state.lock:
             for dom in self._state.domains.values():
                 if dom.defn.name == defn.name:

@@ -623,7 +623,7 @@ def _check_create_disks(defn: SnapshotDef, info: VmInfo) -> None:
         view = next((v for v in views if disk.name in (v.target, v.attachment.path)), None)
         if view is None:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"no disk named '{disk.name}'")
-        if disk.snapshot in (Location.EXTERNAL, Location.MANUAL) or disk.source:
+        if disk.snapshot in (Location.EXTERNAL, Location.MANUAL) or disk.source or disk.extra_settings():
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                         f"disk '{disk.name}': VirtualBox snapshots disks internally only, not with snapshot mode "
                         f"'{(disk.snapshot if disk.snapshot != Location.DEFAULT else Location.EXTERNAL).xml}'")
