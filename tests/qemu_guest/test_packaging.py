@@ -132,6 +132,14 @@ def test_installed_wheel_runs_the_test_driver(installed: Path, tmp_path: Path) -
                          capture_output=True, text=True, env=dict(env, MANWIDTH="80"), check=False)
     assert "snapshot-revert" in man.stdout, man.stderr
     assert (installed.parent / "share" / "bash-completion" / "completions" / "virtsnap").is_file()
+    # found the way the docs say: man searches beside the bin/ directories of PATH; bash-completion's loader
+    # (2.11 in Debian 12) searches $XDG_DATA_DIRS, so a venv's share/ is added there
+    where = _run("man", "-w", "virtsnap", env=env).strip()
+    assert where == str(installed.parent / "share" / "man" / "man1" / "virtsnap.1")
+    loaded = _run("bash", "--norc", "-c", "source /usr/share/bash-completion/bash_completion; "
+                  "__load_completion virtsnap; complete -p virtsnap",
+                  env=dict(env, XDG_DATA_DIRS=f"{installed.parent / 'share'}:/usr/local/share:/usr/share"))
+    assert "-F _virtsnap" in loaded
 
 
 def test_installed_wheel_runs_qemu_without_extras(installed: Path, guest, workdir: Path) -> None:
