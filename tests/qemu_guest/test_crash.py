@@ -200,7 +200,7 @@ def test_external_disk_only_snapshots_of_a_running_guest(crash):
     c = crash
     c.dom.create()
     write_marker(c.conn, c.dom, "m0")
-    for i, point in enumerate(("external.overlays-created", "external.switched")):
+    for i, point in enumerate(("external.overlays-created", "external.switched", "ledger.recorded")):
         write_marker(c.conn, c.dom, f"e{i}")
         c.case(point, "snapshot-create-as", c.name, f"e{i}", "--disk-only", op="create", target=f"e{i}")
     c.case("external.frozen", "snapshot-create-as", c.name, "q", "--disk-only", "--quiesce",
@@ -243,6 +243,7 @@ def test_external_snapshots_of_a_shut_off_guest(crash):
         c.case(point, "snapshot-create-as", c.name, f"e{i}", "--disk-only", op="create", target=f"e{i}")
     c.snapshot("x", DISK_ONLY)
     c.case("revert-external.overlays-created", "snapshot-revert", c.name, "x", op="revert", target="x")
+    c.case("ledger.recorded", "snapshot-revert", c.name, "x", op="revert", target="x")  # the new overlay's row
     for i, point in enumerate(("external-delete.step-done", "delete.data-done", "delete.committed")):
         c.snapshot(f"d{i}", DISK_ONLY)
         c.case(point, "snapshot-delete", c.name, f"d{i}", op="delete", target=f"d{i}")

@@ -374,7 +374,7 @@ def test_listing_commands_import_only_what_they_need(tmp_path):
                  ["-c", "test:///default", "snapshot-list", "test", "--tree"],
                  ["-c", "test:///default", "snapshot-current", "test"]):  # none yet: an error, status 1
         assert _heavy_modules_after(argv).split(" ", 1)[1] == "[]", argv
-    env = {"VIRTSNAP_QEMU_STATE_DIR": str(tmp_path)}
+    env = {"VIRTSNAP_QEMU_STATE_DIR": str(tmp_path / "state")}  # the disk outside it
     import os
 
     os.environ.update(env)

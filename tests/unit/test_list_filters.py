@@ -113,7 +113,7 @@ def test_summaries_are_the_listing_with_what_the_xml_says(dom):
 def test_summaries_of_qemu_metadata_are_what_the_xml_says(tmp_path, monkeypatch):
     """The QEMU driver answers from its store's columns (no XML read); they must say what the XML says, for
     every state, after moves (a delete reparents), and in a fresh connection (a tree loaded from the store)."""
-    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))  # the disk outside it
     L = libvirt
     domxml = ("<domain type='qemu'><name>q</name><uuid>5a7e0c9b-6d1f-4c5e-9b1a-00000000abcd</uuid>"
               "<memory unit='KiB'>131072</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>"

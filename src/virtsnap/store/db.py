@@ -23,7 +23,7 @@ from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
 from ..records import Frozen
 
-SCHEMA_VERSION = 3  # also PRAGMA user_version: checked on open without parsing the schema
+SCHEMA_VERSION = 4  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -79,6 +79,23 @@ _V3 = (
 ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS journal_domain ON journal(domain)",
 )
+_V4 = (
+    # The ledger: every file virtsnap made, with the identity it had when made (see store/ledger.py). A store
+    # upgraded from schema 3 starts with an empty ledger: files made before are not virtsnap's to remove.
+    """CREATE TABLE IF NOT EXISTS ledger (
+    path TEXT PRIMARY KEY,
+    device INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    snapshot TEXT,
+    purpose TEXT NOT NULL,
+    format TEXT NOT NULL,
+    backing TEXT,
+    backing_format TEXT,
+    created REAL NOT NULL
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ledger_domain ON ledger(domain)",
+)
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
 _TREE_COLUMNS = "name, parent, seq, creation_time, state, external"
@@ -106,6 +123,44 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def verified_dir(path: Path) -> Path:
+    """Create `path` (missing components 0700) and verify every component from the root down, as lstat sees
+    it: a directory, not a symlink, owned by root or by us; one that others may write must be root's and
+    sticky (like /tmp), and everything below it then ours and closed to others. Refused otherwise (a
+    /tmp/virtsnap-UID planted by another user, a symlink swapped in): OPERATION_FAILED naming the component."""
+    import stat
+
+    uid = os.geteuid()
+    current = Path("/")
+    below_shared = False
+    for part in Path(os.path.realpath(path)).parts[1:]:
+        current = current / part
+        try:
+            os.mkdir(current, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE, f"cannot create directory {current}: "
+                        f"{exc.strerror}") from exc
+        st = os.lstat(current)
+        problem = None
+        if not stat.S_ISDIR(st.st_mode):
+            problem = "is not a directory (or is a symbolic link)"
+        elif st.st_uid not in (0, uid) or (below_shared and st.st_uid != uid):
+            problem = f"belongs to uid {st.st_uid}"
+        elif st.st_mode & 0o022 and below_shared:
+            problem = "is writable by others"
+        elif st.st_mode & 0o022:
+            if st.st_uid != 0 or not st.st_mode & stat.S_ISVTX:
+                problem = "is writable by others and not a root-owned sticky directory"
+            below_shared = True
+        if problem:
+            raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE, f"unsafe runtime directory: {current} {problem}")
+    if st.st_uid == uid and st.st_mode & 0o077:
+        os.chmod(current, 0o700)
+    return path
+
+
 def state_dir(driver: str, system: bool) -> Path:
     """$XDG_STATE_HOME/virtsnap/<driver> for a session URI, /var/lib/virtsnap/<driver> for system."""
     if system:
@@ -122,6 +177,22 @@ class JournalEntry(Frozen):
                  pid: int) -> None:
         self.id, self.domain, self.op, self.intent = id, domain, op, intent
         self.steps, self.started, self.pid = steps, started, pid
+
+
+class LedgerRow(Frozen):
+    """One file virtsnap made: where, its (device, inode) when made, whose it is, what it is for, its format
+    and the backing file (and format) written into it."""
+
+    _fields = ("path", "device", "inode", "domain", "snapshot", "purpose", "format", "backing", "backing_format")
+    __slots__ = _fields
+
+    def __init__(self, path: str, device: int, inode: int, domain: str, snapshot: str | None, purpose: str,
+                 format: str, backing: str | None = None, backing_format: str | None = None) -> None:
+        self.path, self.device, self.inode, self.domain, self.snapshot = path, device, inode, domain, snapshot
+        self.purpose, self.format, self.backing, self.backing_format = purpose, format, backing, backing_format
+
+
+_LEDGER_COLUMNS = "path, device, inode, domain, snapshot, purpose, format, backing, backing_format"
 
 
 class MetadataStore:
@@ -172,7 +243,7 @@ class MetadataStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
                 if "floor" not in columns:
                     db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
-            for statement in _V2 + _V3:
+            for statement in _V2 + _V3 + _V4:
                 db.execute(statement)
             db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -391,3 +462,35 @@ class MetadataStore:
     def lost(self, uuid: str) -> dict[str, str]:
         """name -> why, for the domain's snapshots marked lost (a deleted snapshot's mark goes with it)."""
         return dict(self._db.execute("SELECT name, reason FROM lost WHERE domain=?", (uuid,)))
+
+    # -- the ledger of files virtsnap made ------------------------------------------------------------
+    def ledger_add(self, row: LedgerRow) -> None:
+        """Record a file just made (a path made again replaces its old row: the old file is gone)."""
+        with self.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO ledger({_LEDGER_COLUMNS}, created) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (row.path, row.device, row.inode, row.domain, row.snapshot, row.purpose, row.format,
+                        row.backing, row.backing_format, time.time()))
+
+    def ledger(self, domain: str | None = None) -> list[LedgerRow]:
+        """The rows of one domain's files, or of every domain's."""
+        where, args = ("WHERE domain=?", (domain,)) if domain is not None else ("", ())
+        return [LedgerRow(*r) for r in self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger {where} ORDER BY path",
+                                                        args)]
+
+    def ledger_row(self, path: str) -> LedgerRow | None:
+        row = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE path=?", (path,)).fetchone()
+        return LedgerRow(*row) if row else None
+
+    def ledger_forget(self, path: str) -> None:
+        """Drop a row: its file was removed, or it is no longer virtsnap's to remove."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM ledger WHERE path=?", (path,))
+
+    def ledger_release(self, domain: str, snapshots: list[str] | None = None) -> None:
+        """Hand files over to the user: the rows of these snapshots of the domain (all its rows when None)."""
+        with self.transaction() as db:
+            if snapshots is None:
+                db.execute("DELETE FROM ledger WHERE domain=?", (domain,))
+            else:
+                db.executemany("DELETE FROM ledger WHERE domain=? AND snapshot=?", [(domain, s) for s in snapshots])

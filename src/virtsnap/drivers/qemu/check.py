@@ -4,33 +4,36 @@ Drift found (each a `Drift`): internal snapshots in images but not in the metada
 gone, overlay files no definition reaches, backing chains that do not open, a QEMU left paused by an
 operation, a guest left with frozen file systems, an unfinished operation the journal could not finish.
 `repair` fixes what is safe (untracked snapshots imported as roots, lost ones marked, the guest thawed and
-resumed, empty or virtsnap-made orphans removed, the journal retried) and explains the rest.
+resumed, empty orphans that the ledger says virtsnap made removed, the journal retried) and explains the rest.
+
+It reads this domain's images only (every format named, a short timeout, never a FIFO or a device), and
+looks for orphans in the ledger, never by scanning directories: a file it did not make is never its business.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from pathlib import Path
+import stat
 from typing import TYPE_CHECKING
 
 from ...conf.domain_xml import DomainDef
-from ...conf.snapshot_xml import DiskSnapshot, Location, SnapshotDef, SnapshotState
+from ...conf.snapshot_xml import DiskSnapshot, Location, SnapshotDef, SnapshotState, check_name, escape_for_message
 from ...conf.tree import Moment
 from ...errors import libvirtError
+from ...store import ledger
 from ..base import Drift
 from . import external, images, recovery
 
 if TYPE_CHECKING:
     from .driver import QemuDriver
 
-QCOW2_MAGIC = b"QFI\xfb"
+TIMEOUT = 10.0  # seconds per qemu-img call: an image on a hung mount must not hang the check
 
 
 def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
     """Caller holds the domain's lock (and the journal was replayed when it took it)."""
-    from .driver import _def_of, _files_we_made
+    from .driver import _def_of
 
     found: list[Drift] = []
     found += _journal(drv, uuid, repair)
@@ -42,9 +45,13 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
     external.forget_chains()
     layers: dict[str, external.Layer] = {}  # every image reachable from a definition
     for owner, root in roots:
-        for target, (path, _fmt) in external.disk_sources(root).items():
+        for target, (path, fmt) in external.disk_sources(root).items():
+            if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+                found.append(Drift("not-a-file", path, f"disk {target} of {owner} is not a regular file",
+                                   "not read (a FIFO or a device is never opened by snapshot-check)", drift=False))
+                continue
             try:
-                for layer in external.chain(path):
+                for layer in external.chain(path, fmt, timeout=TIMEOUT):
                     layers[layer.path] = layer
             except libvirtError as exc:
                 found.append(Drift("broken-chain", path, f"disk {target} of {owner}: {exc.get_error_message()}",
@@ -71,12 +78,18 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
         if tag in tree:
             continue
         fixed = False
-        if repair:
+        try:
+            check_name(tag)
+            why = ""
+        except libvirtError as exc:
+            why = exc.get_error_message()
+        if repair and not why:
             fixed = _import(drv, uuid, dom_def, tag, paths)
-        found.append(Drift("untracked-snapshot", tag, f"internal snapshot in {', '.join(sorted(paths))} has no "
-                           "metadata", "imported as a root snapshot" if fixed else "--repair imports it as a root",
-                           repaired=fixed))
-    found += _orphans(drv, uuid, layers, _files_we_made(tree), repair)
+        found.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in "
+                           f"{', '.join(sorted(paths))} has no metadata",
+                           f"never imported: {why}" if why else "imported as a root snapshot" if fixed
+                           else "--repair imports it as a root", repaired=fixed))
+    found += _orphans(drv, uuid, layers, repair)
     found += _process(drv, uuid, repair)
     try:
         tree.check_invariants()
@@ -126,11 +139,17 @@ def _missing_data(defn: SnapshotDef, layers: dict[str, external.Layer]) -> str |
 
 
 def _import(drv: QemuDriver, uuid: str, dom_def: DomainDef, tag: str, paths: list[str]) -> bool:
-    """Record an internal snapshot found in the images as a root: state from whether it saved memory."""
+    """Record an internal snapshot found in the images as a root: state from whether it saved memory. A tag
+    is a name the image's writer chose (a guest can write a raw disk's bytes): it passes the same checks as a
+    name given to snapshot-create, or it is not imported."""
     from .driver import _attach
 
+    try:
+        check_name(tag)
+    except libvirtError:
+        return False
     info = {}
-    for snap in images.info(paths[0], force_share=True).get("snapshots", []):
+    for snap in images.info(paths[0], "qcow2", force_share=True, timeout=TIMEOUT).get("snapshots", []):
         if snap.get("name") == tag:
             info = snap
     sources = external.disk_sources(dom_def)
@@ -153,56 +172,42 @@ def _import(drv: QemuDriver, uuid: str, dom_def: DomainDef, tag: str, paths: lis
     return True
 
 
-def _orphans(drv: QemuDriver, uuid: str, layers: dict[str, external.Layer], ours: set[str],
-             repair: bool) -> list[Drift]:
-    """qcow2 files beside the domain's images that back onto them (or that a revert made) and that no
-    definition of any domain reaches."""
-    from .driver import _def_of, _snapshot_domains
+def _orphans(drv: QemuDriver, uuid: str, layers: dict[str, external.Layer], repair: bool) -> list[Drift]:
+    """Files the ledger says virtsnap made for this domain that no definition reaches any more. No directory
+    is scanned and no other domain's image is read: another domain's definition or ledger naming the file
+    (a disk on it, an overlay on top of it) keeps it, judged from the store alone."""
+    from .driver import _def_of
 
-    needed = set(layers)
+    tree = drv._tree(uuid)
+    needed = set(layers) | {m for m in (_def_of(x).memory_file for x in tree.moments()) if m}
     for other, _name, xml in drv.store.domains():
         if other != uuid:
-            doms = [DomainDef.parse(xml), *_snapshot_domains(drv._tree(other))]
-            with contextlib.suppress(libvirtError):
-                needed |= external.needed_files(doms)
-    memory = {_def_of(m).memory_file for m in drv._tree(uuid).moments()}
+            needed |= {p for p, _f in external.disk_sources(DomainDef.parse(xml, trusted=True)).values()}
+    needed |= {row.backing for row in drv.store.ledger() if row.domain != uuid and row.backing}
     out = []
-    for directory in sorted({str(Path(p).parent) for p in layers}):
-        with contextlib.suppress(OSError):
-            names = sorted(os.listdir(directory))
-        for name in names:
-            path = os.path.join(directory, name)
-            if path in needed or path in memory or not os.path.isfile(path) or not _is_qcow2(path):
-                continue
-            try:
-                top = external.chain(path)[0]
-            except libvirtError:
-                continue
-            if top.backing not in layers and not external.is_revert_overlay(path):
-                continue
-            empty = not _has_own_data(path)
-            if repair and (empty or external.is_revert_overlay(path) or path in ours):
-                os.unlink(path)
-                out.append(Drift("orphaned-overlay", path, "no definition reaches it", "removed", repaired=True))
-            else:
-                out.append(Drift("orphaned-overlay", path, "no definition reaches it" +
-                                 ("" if empty else "; it holds data written on top of " + str(top.backing)),
-                                 "--repair removes it" if empty or external.is_revert_overlay(path)
-                                 else "left in place: it holds data; remove it by hand if it is not needed"))
+    for row in drv.store.ledger(uuid):
+        if row.path in needed:
+            continue
+        if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
+            if repair:
+                drv.store.ledger_forget(row.path)
+            continue
+        empty = row.purpose == "memory" or not _has_own_data(row.path, row.format)
+        if repair and empty:
+            removed = ledger.remove(drv.store, row)
+            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it", "removed" if removed
+                             else "left in place: it changed since the check read it", repaired=removed))
+        else:
+            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it" +
+                             ("" if empty else f"; it holds data written on top of {row.backing}"),
+                             "--repair removes it" if empty
+                             else "left in place: it holds data; remove it by hand if it is not needed"))
     return out
 
 
-def _is_qcow2(path: str) -> bool:
+def _has_own_data(path: str, fmt: str) -> bool:
     try:
-        with open(path, "rb") as f:
-            return f.read(4) == QCOW2_MAGIC
-    except OSError:
-        return False
-
-
-def _has_own_data(path: str) -> bool:
-    try:
-        extents = json.loads(images.run(["map", "-U", "--output=json", path]))
+        extents = json.loads(images.run(["map", "-U", "-f", fmt, "--output=json", "--", path], TIMEOUT))
     except (libvirtError, ValueError):
         return True
     return any(e.get("data") and e.get("depth") == 0 for e in extents)

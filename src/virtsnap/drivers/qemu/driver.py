@@ -44,7 +44,8 @@ from ...flags import SnapshotCreate as C
 from ...flags import SnapshotDelete as D
 from ...flags import SnapshotRevert as R
 from ...progress import DeferredInterrupt, report
-from ...store.db import MetadataStore, state_dir
+from ...store import ledger
+from ...store.db import MetadataStore, state_dir, verified_dir
 from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
@@ -109,19 +110,20 @@ def open_driver(uri: URI, read_only: bool, auth: Any = None) -> QemuDriver:
     system = uri.path == "/system"
     if system and os.geteuid() != 0:
         raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.NONE, "qemu:///system needs root")
-    return QemuDriver(uri, system)
+    return QemuDriver(uri, system, read_only)
 
 
 class QemuDriver:
     capabilities = CAPABILITIES
 
-    def __init__(self, uri: URI, system: bool) -> None:
+    def __init__(self, uri: URI, system: bool, read_only: bool = False) -> None:
         self.uri = uri
         self.system = system  # QEMU confined: an unprivileged user, its files handed over (confine.py)
+        self.read_only = read_only  # never replays the journal: it reports what is pending instead
         base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
         self.state_dir = Path(base) if base else state_dir("qemu", system)
         self.store = MetadataStore(self.state_dir)
-        self.runtime = runtime_root(system) if not base else Path(base) / "run"
+        self.runtime = runtime_root(system) if not base else verified_dir(Path(base) / "run")
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}
         self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
@@ -158,7 +160,7 @@ class QemuDriver:
             external.forget_chains()  # images may have changed since the last operation
             try:
                 self._hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
-                if self.store.journal_pending(uuid):
+                if self.store.journal_pending(uuid) and not self.read_only:
                     from . import recovery
 
                     recovery.recover(self, uuid)
@@ -192,7 +194,7 @@ class QemuDriver:
                 if disk.path:
                     paths.append(disk.path)
                     if disk.format == "qcow2" and os.path.exists(disk.path):
-                        paths += [layer.path for layer in external.chain(disk.path)]
+                        paths += [layer.path for layer in external.chain(disk.path, "qcow2")]
         confine.check_reachable(user, paths)
         confine.hand_over(self.state_dir, uuid, user, paths)
 
@@ -218,8 +220,9 @@ class QemuDriver:
         return confine.userfaultfd_refusal(confine.resolve(f"+{uid}:+{gid}"), argv.facts(qemu_binary()).version)
 
     def _recover_on_open(self, uuid: str) -> None:
-        """Opening a domain finishes what a dead process left undone, unless someone holds the lock now."""
-        if not self.store.journal_pending(uuid):
+        """Opening a domain finishes what a dead process left undone, unless someone holds the lock now (or
+        the connection is read-only: snapshot-check then reports the pending entry)."""
+        if self.read_only or not self.store.journal_pending(uuid):
             return
         with contextlib.suppress(libvirtError), self._operation(uuid, uuid, timeout=0):
             pass
@@ -336,6 +339,7 @@ class QemuDriver:
     def define_xml(self, xml: str, flags: int) -> DomainRecord:
         defn = DomainDef.parse(xml, ERR)
         qdom = QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+        self._check_domain_paths(defn)
         if qdom.seclabel is not None:
             self._qemu_user(qdom)  # a DAC label names an existing unprivileged user, under qemu:///system only
         from . import argv
@@ -363,11 +367,14 @@ class QemuDriver:
             if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
             self.store.delete_domain(uuid)
+            self.store.ledger_release(uuid)  # the files stay, and are the user's now
             self._trees.pop(uuid, None)
             lock.discard()  # the lock file goes with its domain
 
     def _start(self, uuid: str, defn: DomainDef, paused: bool, incoming: bool = False) -> None:
         dom = QemuDomain.from_def(defn)
+        self._check_domain_paths(defn)  # a definition stored before these checks existed
+        _refuse_probing(dom)
         user = self._qemu_user(dom)
         self._hand_over(uuid, dom, user)
         launch(dom, self._rt(uuid), paused=paused, incoming=incoming, user=user)
@@ -425,6 +432,10 @@ class QemuDriver:
         """virtsnap's snapshot-check: metadata against images and QEMU (see check.py)."""
         from . import check
 
+        if self.read_only:  # no lock, no recovery: it reads, and reports a pending journal entry as such
+            with self._lock:
+                external.forget_chains()
+                return check.check(self, uuid, repair=False)
         with self._operation(uuid, self._def(uuid).name):
             return check.check(self, uuid, repair=bool(flags & SnapshotCheck.REPAIR))
 
@@ -462,7 +473,9 @@ class QemuDriver:
                         f"network disk snapshots are not supported by virtsnap's QEMU driver: {', '.join(networked)}")
         with self._operation(uuid, dom_def.name):
             tree = self._tree(uuid)
+            self._check_domain_paths(dom_def)
             if redefine:
+                self._check_snapshot_paths(defn)  # before redefine_snapshot, which adds the moment to the tree
                 moment = redefine_snapshot(tree, dom_def, defn, _regular_file)
                 parent = tree.get(defn.parent) if defn.parent else None
                 _attach(moment, defn)
@@ -498,6 +511,7 @@ class QemuDriver:
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             f"snapshot name '{defn.name}' is the ID of snapshot '{clash[1]}' in {clash[0]}; QEMU "
                             "looks snapshots up by ID first, so choose another name")
+            self._refuse_existing_tag(uuid, qdom, targets, defn.name, status)
             entry = self.store.journal_begin(uuid, "create", self._create_intent(tree, defn, status, flags,
                                                                               disks=targets))
             try:
@@ -518,14 +532,71 @@ class QemuDriver:
             return defn.name
 
     def _check_outside_state(self, path: str, what: str) -> None:
-        """Overlays and memory files never go into virtsnap's own state or runtime directories (metadata,
-        locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
-        real = os.path.realpath(path)
-        for private in (self.state_dir, self.runtime):
-            root = os.path.realpath(private)
-            if real == root or real.startswith(root + os.sep):
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                            f"{what} {path} is inside virtsnap's private directory {private}")
+        """No disk, overlay, memory file, socket or log is ever inside virtsnap's own state or runtime
+        directories (metadata.db, locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
+        private = ledger.inside(path, [self.state_dir, self.runtime])
+        if private is not None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {path} is inside virtsnap's private directory "
+                        f"{private}")
+
+    def _check_domain_paths(self, defn: DomainDef) -> None:
+        """Every file a domain definition names for QEMU to open or create (disks, sockets, serial files and
+        their logs) lies outside virtsnap's own directories: checked at define, create, redefine and revert."""
+        devices = defn.node.find("devices")
+        for dev in devices.children if devices is not None else []:
+            for child in dev.children:
+                for attr in ("file", "dev", "path") if child.tag == "source" else ("file",) if child.tag == "log" \
+                        else ():
+                    value = child.get(attr)
+                    if value:
+                        self._check_outside_state(value, f"<{dev.tag}> file")
+
+    def _check_snapshot_paths(self, defn: SnapshotDef) -> None:
+        """A snapshot definition's memory file, overlays and <domain> (REDEFINE takes any of them as given)."""
+        if defn.memory_file:
+            self._check_outside_state(defn.memory_file, "memory file")
+        for disk in defn.disks:
+            if disk.source:
+                self._check_outside_state(disk.source, f"overlay for disk {disk.name}")
+        for domain in (defn.domain, defn.inactive_domain):
+            if domain is not None:
+                self._check_domain_paths(domain)
+
+    def _refuse_existing_tag(self, uuid: str, qdom: QemuDomain, targets: list[str], name: str,
+                             status: str | None) -> None:
+        """An internal snapshot named like a tag an image already holds is refused before any change: the
+        tag is someone else's (another tool's, or made by hand), and a later delete would remove it."""
+        if status is not None:
+            with self._monitor(uuid) as mon:
+                tags = self._tags(qdom, mon)
+        else:
+            tags = self._tags(qdom, None)
+        holders = sorted(d.path or d.target for d in qdom.disks
+                         if d.target in targets and name in tags.get(d.target, ()))
+        if holders:
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        f"image {', '.join(holders)} already has an internal snapshot named '{name}' that virtsnap "
+                        "does not track; nothing was changed (snapshot-check --repair imports it)")
+
+    def _record_file(self, uuid: str, snapshot: str, purpose: str, path: str, fmt: str, backing: str | None = None,
+                     backing_format: str | None = None) -> Callable[[int], object]:
+        """The callback that records a file in the ledger the moment it is created (before data goes in)."""
+        def made(fd: int) -> None:
+            ledger.record(self.store, path, fd, uuid, snapshot, purpose, fmt, backing, backing_format)
+            failpoints.hit("ledger.recorded")  # a crash here leaves an empty file that only the ledger knows
+
+        return made
+
+    def _remove_ours(self, uuid: str, paths: list[str] | set[str], snapshot: str | None = None) -> None:
+        """Remove these files where the ledger says this domain made them and they are still those files;
+        every other path is left alone (the one way any file is removed)."""
+        for path in sorted(paths):
+            with contextlib.suppress(OSError):
+                ledger.remove_path(self.store, path, uuid, snapshot)
+
+    def _ours(self, uuid: str) -> set[str]:
+        """Paths of the domain's ledger files that are still the files virtsnap made."""
+        return set(ledger.ours(self.store, uuid))
 
     @staticmethod
     def _create_intent(tree: SnapshotTree, defn: SnapshotDef, status: str | None, flags: int,
@@ -614,16 +685,18 @@ class QemuDriver:
             for disk in chosen:
                 assert disk.source is not None
                 path, fmt = sources[disk.name]
-                external.create_overlay(disk.source, path, fmt, reuse, disk.name)
                 if not reuse:
                     created.append(disk.source)
+                external.create_overlay(disk.source, path, fmt, reuse, disk.name,
+                                        self._record_file(uuid, defn.name, "overlay", disk.source, "qcow2", path, fmt))
             if status is not None:  # the running QEMU opens the overlays itself (blockdev-add)
                 self._hand_over(uuid, qdom, self._qemu_user(qdom), [d.source for d in chosen if d.source])
             failpoints.hit("external.overlays-created")
             if with_memory:
                 assert defn.memory_file is not None
                 self._switch_with_memory(uuid, chosen, defn.memory_file, status == "running",
-                                         bool(flags & C.LIVE))
+                                         bool(flags & C.LIVE), self._record_file(uuid, defn.name, "memory",
+                                                                                 defn.memory_file, "memory"))
             elif status is not None:
                 note = self._switch_overlays(uuid, qdom, chosen, bool(flags & C.QUIESCE))
                 if note:  # reported as such, in the snapshot itself
@@ -637,9 +710,7 @@ class QemuDriver:
                 self.store.journal_end(entry)
         except BaseException:
             if not switched:
-                for path in created:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+                self._remove_ours(uuid, created, defn.name)  # a reused file is in no ledger: it stays
                 self.store.journal_end(entry)
             # else the journal entry stays: the next operation on the domain finishes the snapshot
             raise
@@ -664,17 +735,18 @@ class QemuDriver:
         return actions
 
     def _switch_with_memory(self, uuid: str, chosen: list[Any], memory_file: str, was_running: bool,
-                            live: bool) -> None:
+                            live: bool, made: Callable[[int], object]) -> None:
         """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
         LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
         RAM, saves the devices and write-protects RAM (userfaultfd), then runs while its memory as of that
         instant is written out."""
-        fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         added: list[str] = []
         with self._monitor(uuid) as mon:
             try:
                 try:
+                    made(fd)
                     mon.send_fd(fd, "virtsnap-memory")
                 finally:
                     os.close(fd)
@@ -723,8 +795,7 @@ class QemuDriver:
                 for node in reversed(added):
                     with contextlib.suppress(libvirtError):
                         mon.execute("blockdev-del", {"node-name": node})
-                with contextlib.suppress(OSError):
-                    os.unlink(memory_file)
+                self._remove_ours(uuid, [memory_file])
                 if was_running:
                     with contextlib.suppress(libvirtError):
                         mon.execute("cont")
@@ -831,6 +902,7 @@ class QemuDriver:
         if lost:
             raise error(ErrorCode.OPERATION_INVALID, ERR, f"snapshot '{name}' was found lost by snapshot-check "
                         f"({lost}); delete it with snapshot-delete --metadata")
+        self._check_snapshot_paths(defn)  # a definition stored before these checks existed
         if defn.is_external:
             self._revert_external(uuid, tree, moment, defn, dom_def, flags)
             return
@@ -922,7 +994,7 @@ class QemuDriver:
                 raise error(ErrorCode.OPERATION_INVALID, ERR,
                             f"image {base[0] if base else '?'} of disk '{disk.name}' for snapshot '{defn.name}' is "
                             "missing")
-            external.chain(base[0])  # the whole backing chain must open
+            external.chain(*base)  # the whole backing chain must open
             news[disk.name] = external.revert_overlay_name(base[0], defn.name)
         old_tops = sorted(path for path, _ in external.disk_sources(dom_def).values())
         with DeferredInterrupt():
@@ -934,12 +1006,12 @@ class QemuDriver:
                 failpoints.hit("revert-external.stopped")
                 for target, path in news.items():
                     base_path, base_fmt = bases[target]
-                    external.create_overlay(path, base_path, base_fmt, False, target)
+                    external.create_overlay(path, base_path, base_fmt, False, target,
+                                            self._record_file(uuid, defn.name, "revert-overlay", path, "qcow2",
+                                                              base_path, base_fmt))
                 failpoints.hit("revert-external.overlays-created")
             except BaseException:
-                for path in news.values():
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+                self._remove_ours(uuid, list(news.values()), defn.name)
                 self.store.journal_end(entry)
                 raise
             new_def = external.with_sources(defn.domain, news)
@@ -996,14 +1068,20 @@ class QemuDriver:
             raise
 
     def _collect(self, uuid: str, tree: SnapshotTree, current: DomainDef, candidates: set[str]) -> None:
-        """Remove candidate files that no snapshot and not the domain reach, and that virtsnap made."""
-        roots = [current, *_snapshot_domains(tree)]
-        needed = external.needed_files(roots)
-        ours = _files_we_made(tree)
-        for path in candidates - needed:
-            if path in ours or external.is_revert_overlay(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        """Remove candidate files that no snapshot and not the domain reach, and that the ledger says virtsnap
+        made (whatever their names: a user's disk named like a revert overlay is the user's)."""
+        needed = self._needed(tree, current)
+        if needed is not None:
+            self._remove_ours(uuid, candidates - needed)
+
+    def _needed(self, tree: SnapshotTree, current: DomainDef) -> set[str] | None:
+        """Every file the domain or a snapshot reaches, or None when a chain cannot be read (then nothing is
+        removed: a file is never judged unneeded on a partial view)."""
+        try:
+            needed = external.needed_files([current, *_snapshot_domains(tree)])
+        except libvirtError:
+            return None
+        return needed | {m for m in (_def_of(moment).memory_file for moment in tree.moments()) if m}
 
     def _load(self, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
               paused: bool) -> None:
@@ -1037,10 +1115,15 @@ class QemuDriver:
         if not flags & D.CHILDREN_ONLY:
             victims.append(moment)
         if flags & D.METADATA_ONLY:
-            tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
-            self._commit(uuid, tree)
+            with self._atomic(uuid):  # forgotten: their files are the user's from now on, never removed by us
+                tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
+                self._commit(uuid, tree)
+                self.store.ledger_release(uuid, [m.name for m in victims])
             return
         qdom = QemuDomain.from_def(dom_def)
+        self._check_domain_paths(dom_def)  # definitions stored before these checks existed: nothing rewritten
+        for victim in victims:  # or removed inside virtsnap's own directories
+            self._check_snapshot_paths(_def_of(victim))
         running = self._rt(uuid).pid() is not None
         internal_victims = [m for m in victims if not _def_of(m).is_external]
         external_victims = [m for m in victims if _def_of(m).is_external]
@@ -1085,16 +1168,12 @@ class QemuDriver:
             self.store.journal_end(entry)
 
     def _remove_unneeded(self, uuid: str, paths: list[str]) -> None:
-        """Remove these files unless the domain or a snapshot still reaches them (checked again: safe to
-        run after a crash, when the files may be gone already)."""
-        tree = self._tree(uuid)
-        roots = [self._def(uuid), *_snapshot_domains(tree)]
+        """Remove these files unless the domain or a snapshot still reaches them, and only those the ledger
+        says virtsnap made (checked again: safe to run after a crash, when the files may be gone already)."""
         external.forget_chains()
-        needed = external.needed_files(roots)
-        for path in paths:
-            if path not in needed:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        needed = self._needed(self._tree(uuid), self._def(uuid))
+        if needed is not None:
+            self._remove_ours(uuid, set(paths) - needed)
 
     def _plan_external_delete(self, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
                               going: set[Moment], running: bool) -> extdelete.Plan:
@@ -1125,7 +1204,7 @@ class QemuDriver:
         if running:
             with self._monitor(uuid) as mon:
                 view = extdelete.qemu_view(mon)
-        plan = extdelete.plan_delete(dom_def, snapshots, [m.name for m in order], view, _files_we_made(tree))
+        plan = extdelete.plan_delete(dom_def, snapshots, [m.name for m in order], view, self._ours(uuid))
         extdelete.remember_plan(key, plan)
         return plan
 
@@ -1150,12 +1229,13 @@ class QemuDriver:
                         self._block_commit(mon, step.image, step.base, step.target)
                     extdelete.release_nodes(mon, plan.released)
                 elif step.kind == "commit":
-                    images.run(["commit", "-q", "-d", step.image])
+                    images.run(["commit", "-q", "-f", step.image_format, "-d", "--", step.image])
                 elif step.kind == "set-backing":  # header only: the same data through another file
-                    images.run(["rebase", "-u", "-F", step.format, "-b", step.base, step.image])
+                    images.run(["rebase", "-u", "-f", step.image_format, "-F", step.format, "-b", step.base, "--",
+                                step.image])
                 else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
-                    images.run(["rebase", "-q", "-b", step.below or ""]
-                               + (["-F", step.format] if step.below else []) + [step.image])
+                    images.run(["rebase", "-q", "-f", step.image_format, "-b", step.below or ""]
+                               + (["-F", step.format] if step.below else []) + ["--", step.image])
                 external.forget_chains()
                 done.append(step)
                 failpoints.hit("external-delete.step-done")
@@ -1233,19 +1313,17 @@ def _parse_domain(xml: str) -> DomainDef:
     return DomainDef.parse(xml, ERR, trusted=True)
 
 
+def _refuse_probing(dom: QemuDomain) -> None:
+    """QEMU opens a qcow2 disk's backing files by the formats their headers record: a chain with a backing file
+    whose format is not recorded would be probed, so it is refused before QEMU starts (as libvirt refuses it)."""
+    for disk in dom.disks:
+        if disk.path and disk.format == "qcow2" and disk.source_type == "file":
+            external.chain(disk.path, "qcow2")
+
+
 def _snapshot_domains(tree: SnapshotTree) -> list[DomainDef]:
     """The <domain> of every snapshot that has one: with the domain's own, what reaches image files."""
     return [d for d in (_def_of(m).domain for m in tree.moments()) if d is not None]
-
-
-def _files_we_made(tree: SnapshotTree) -> set[str]:
-    """Overlays created by external snapshots still on record (their <disk><source file=.../>)."""
-    made: set[str] = set()
-    for moment in tree.moments():
-        for disk in _def_of(moment).disks:
-            if disk.snapshot == Location.EXTERNAL and disk.source:
-                made.add(disk.source)
-    return made
 
 
 def _moved(domain: DomainDef, moved: dict[str, tuple[str, str]]) -> DomainDef:

@@ -69,6 +69,7 @@ class Step:
     below: str | None = None
     format: str = ""  # format of the new backing
     how: str = "qemu-img"
+    image_format: str = "qcow2"  # format of `image`, named to qemu-img (never probed)
     target: str = ""  # the disk whose QEMU chain holds the image (QEMU steps)
 
 
@@ -146,6 +147,9 @@ class _Planner:
         self.tops = {t: path for t, (path, _) in external.disk_sources(domain).items()}
         self.states = {s.name: ({t: p for t, (p, _) in external.disk_sources(s.domain).items()} if s.domain else {})
                        for s in snapshots}
+        # The format of every file a definition names (an overlay a snapshot made is qcow2): never probed.
+        self.formats = {p: f for d in [domain, *(s.domain for s in snapshots if s.domain)]
+                        for p, f in external.disk_sources(d).values()}
         self.graph: dict[str, Image] = {}
         for path in list(self.tops.values()) + [p for s in snapshots if not s.going
                                                  for p in self.states[s.name].values()]:
@@ -169,7 +173,13 @@ class _Planner:
             if required:
                 raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} is missing; nothing was changed")
             return
-        for layer in external.chain(path):
+        try:
+            layers = external.chain(path, self.formats.get(path, "qcow2"))
+        except libvirtError:
+            if required:
+                raise
+            return  # an overlay on record that is not a qcow2 file (a REDEFINE can name anything): not modelled
+        for layer in layers:
             self.graph.setdefault(layer.path, Image(layer.backing, layer.format, layer.internal))
 
     # -- queries on the model --------------------------------------------------------------------------
@@ -235,13 +245,13 @@ class _Planner:
                                                           for p in self.states[s.name].values()})
         merged = set(plan.moved)
         for path in sorted(initial - merged - final):
-            if path in ours or external.is_revert_overlay(path):
+            if path in ours:  # the ledger's files only: never one a definition or a chain merely names
                 if self.live_tags(path):
                     raise error(ErrorCode.OPERATION_INVALID, ERR,
                                 f"internal snapshots {', '.join(self.live_tags(path))} live in {path}, which deleting "
                                 "would remove; delete them first. Nothing was changed")
                 plan.remove.append(path)
-        plan.remove = sorted(merged) + plan.remove
+        plan.remove = sorted(merged & ours) + plan.remove  # a merged file not in the ledger stays where it is
         if self.qemu is not None:
             plan.released = qemu_files - self.reachable(self.tops.values())
         return plan
@@ -262,14 +272,15 @@ class _Planner:
             self.check_not_open(child, name)
             self.check_not_open(base, name)
         base_format = self.graph[base].format
-        plan.steps.append(Step("commit", child, base, format=base_format, how=how, target=target))
+        plan.steps.append(Step("commit", child, base, format=base_format, how=how, target=target,
+                               image_format=self.graph[child].format))
         above = sorted(p for p, image in self.graph.items() if image.backing == child)
         qemu_chain = self.chain_of(self.tops[target]) if target else []
         for path in above:
             if how == "intermediate" and path in qemu_chain:
                 continue  # QEMU rewrites the header of the image above the one it merged
             self.check_not_open(path, name)
-            plan.steps.append(Step("set-backing", path, base, format=base_format))
+            plan.steps.append(Step("set-backing", path, base, format=base_format, image_format=self.graph[path].format))
         for path in above:
             self.graph[path].backing = base
         del self.graph[child]
@@ -304,7 +315,8 @@ class _Planner:
         for child in dependents:  # images QEMU does not have open first: qemu-img, even while the domain runs
             if child not in streamed:
                 self.check_not_open(child, name)
-                plan.steps.append(Step("rebase", child, base, below, below_format))
+                plan.steps.append(Step("rebase", child, base, below, below_format,
+                                       image_format=self.graph[child].format))
         for child, target in in_qemu:
             self.check_single_node(child)
             if below:

@@ -8,8 +8,8 @@ overlay it creates holds what changed afterwards. A file is needed while the dom
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ...conf.domain_xml import DomainDef
@@ -33,7 +33,7 @@ class Layer(Frozen):
         self.internal = internal  # internal snapshot tags stored in this file
 
 
-_chains: dict[str, list[Layer]] = {}
+_chains: dict[tuple[str, str], list[Layer]] = {}
 _memo: dict[object, object] = {}
 
 
@@ -50,24 +50,41 @@ def operation_memo() -> dict[object, object]:
     return _memo
 
 
-def chain(path: str) -> list[Layer]:
-    """The backing chain of an image, top first (qemu-img info --backing-chain, safe while in use);
-    remembered until forget_chains(), as one operation asks for the same chains many times."""
-    if path in _chains:
-        return _chains[path]
-    _chains[path] = layers = _read_chain(path)
-    return layers
+def chain(path: str, format: str, timeout: float = 600.0) -> list[Layer]:
+    """The backing chain of an image read as `format`, top first; remembered until forget_chains(), as one
+    operation asks for the same chains many times. Each layer is read on its own with its format named (the
+    top's from the definition, each backing's from the header above it): a format is never probed, and a
+    backing file whose format no header records is refused, as libvirt refuses it."""
+    key = (path, format)
+    if key not in _chains:
+        _chains[key] = _read_chain(path, format, timeout)
+    return _chains[key]
 
 
-def _read_chain(path: str) -> list[Layer]:
-    import json
-
-    out = images.run(["info", "--backing-chain", "-U", "--output=json", path])
-    layers = []
-    for item in json.loads(out):
-        layers.append(Layer(path=item["filename"], format=item.get("format", "raw"),
-                            backing=item.get("full-backing-filename") or item.get("backing-filename"),
+def _read_chain(path: str, format: str, timeout: float) -> list[Layer]:
+    layers: list[Layer] = []
+    seen: set[str] = set()
+    current: str | None = path
+    fmt: str | None = format
+    while current is not None:
+        if current in seen:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"the backing chain of {path} loops at {current}")
+        seen.add(current)
+        if fmt not in ("qcow2", "raw"):
+            raise error(ErrorCode.OPERATION_FAILED, ERR,
+                        f"the format of {current}, backing file of {layers[-1].path if layers else path}, is "
+                        f"{'not recorded in its header' if fmt is None else repr(fmt)}: refusing to probe it")
+        try:
+            mode = os.stat(current).st_mode
+        except OSError as exc:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {current}: {exc.strerror}") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):  # a FIFO would block qemu-img forever
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {current} is not a regular file or block device")
+        item = images.info(current, fmt, force_share=True, timeout=timeout)
+        backing = item.get("full-backing-filename") or item.get("backing-filename")
+        layers.append(Layer(path=current, format=fmt, backing=backing,
                             internal=tuple(s["name"] for s in item.get("snapshots", []))))
+        current, fmt = backing, item.get("backing-filename-format")
     return layers
 
 
@@ -88,35 +105,52 @@ def needed_files(domains: Iterable[DomainDef]) -> set[str]:
             if path in needed or not os.path.exists(path):
                 needed.add(path)
                 continue
-            needed.update(layer.path for layer in chain(path))
+            needed.update(layer.path for layer in chain(path, _fmt))
     return needed
 
 
-def create_overlay(overlay: str, backing: str, backing_format: str, reuse: bool, disk: str) -> None:
-    """A new qcow2 overlay on `backing`, created exclusively (an existing non-empty file is refused)."""
+def create_overlay(overlay: str, backing: str, backing_format: str, reuse: bool, disk: str,
+                   made: Callable[[int], object] = lambda fd: None) -> None:
+    """A new qcow2 overlay on `backing`, with no window: the file is created with O_EXCL|O_NOFOLLOW,
+    `made(fd)` records it (the ledger) before anything is written, and qemu-img writes through that same open
+    file (/dev/fd/N), so a name swapped for a symlink meanwhile cannot redirect the write. An existing file,
+    even empty, is refused. With `reuse` the user's existing file is used as is (and is not ours)."""
+    import subprocess
+
     if reuse:
         if not os.path.exists(overlay):
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                         f"external snapshot file for disk {disk} does not exist: {overlay} (REUSE_EXT)")
         return
-    size = int(images.info(backing, force_share=True)["virtual-size"])
+    size = int(images.info(backing, backing_format, force_share=True)["virtual-size"])
     try:
-        fd = os.open(overlay, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fd = os.open(overlay, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                    f"external snapshot file for disk {disk} already exists and is not a block device: {overlay}"
-                    ) from None
-    os.close(fd)
+                    f"external snapshot file for disk {disk} already exists: {overlay} (REUSE_EXT uses an "
+                    "existing file)") from None
     try:
+        made(fd)
         # -u: do not open the backing file (QEMU may hold its write lock); the size is given instead.
-        images.run(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing, "-u", overlay, str(size)])
-    except BaseException:
-        os.unlink(overlay)
-        raise
+        proc = subprocess.run([images.qemu_img(), "create", "-q", "-f", "qcow2", "-F", backing_format, "-b", backing,
+                               "-u", f"/dev/fd/{fd}", str(size)], pass_fds=(fd,), capture_output=True, text=True,
+                              timeout=600, check=False, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"qemu-img create: {(proc.stderr or proc.stdout).strip()}")
+        made_st, now = os.fstat(fd), os.lstat(overlay)
+        if (now.st_dev, now.st_ino) != (made_st.st_dev, made_st.st_ino):  # renamed or replaced meanwhile
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"external snapshot file {overlay} was replaced by another "
+                        "file while it was being created; nothing was written to that file")
+    except FileNotFoundError:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"external snapshot file {overlay} was removed while it was "
+                    "being created") from None
+    finally:
+        os.close(fd)
 
 
 def check_new_overlay(overlay: str, reuse: bool, disk: str) -> None:
-    """Validation before anything changes: the overlay's directory exists, the file does not (or REUSE)."""
+    """Validation before anything changes: the overlay's directory exists; the file does not (even empty, a
+    file that exists is someone's), unless REUSE_EXT, which needs it to exist."""
     parent = Path(overlay).parent
     if not parent.is_dir():
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"directory {parent} for disk {disk}'s overlay does not exist")
@@ -127,9 +161,10 @@ def check_new_overlay(overlay: str, reuse: bool, disk: str) -> None:
     if reuse and not exists:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                     f"external snapshot file for disk {disk} does not exist: {overlay} (REUSE_EXT)")
-    if not reuse and exists and os.path.getsize(overlay) > 0:
+    if not reuse and exists:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                    f"external snapshot file for disk {disk} already exists and is not a block device: {overlay}")
+                    f"external snapshot file for disk {disk} already exists: {overlay} (REUSE_EXT uses an "
+                    "existing file)")
 
 
 def with_sources(domain: DomainDef, sources: dict[str, str]) -> DomainDef:
@@ -164,8 +199,3 @@ def revert_overlay_name(base: str, snapshot: str) -> str:
     while os.path.exists(f"{stem}.{snapshot}-revert{n}"):
         n += 1
     return f"{stem}.{snapshot}-revert{n}"
-
-
-def is_revert_overlay(path: str) -> bool:
-    """Whether `path` is an overlay a revert made (named by revert_overlay_name)."""
-    return re.search(r"-revert[0-9]+$", path) is not None

@@ -1,6 +1,7 @@
 """qemu-img: internal snapshots of images that no QEMU has open, and image facts.
 
-Argument lists only; failures become VIR_ERR_OPERATION_FAILED with qemu-img's own message.
+Argument lists only, and every call names the image's format (never probed: a raw disk whose guest wrote a
+qcow2 header stays raw); failures become VIR_ERR_OPERATION_FAILED with qemu-img's own message.
 """
 
 from __future__ import annotations
@@ -25,49 +26,61 @@ def qemu_img() -> str:
 def run(args: list[str], timeout: float = 600.0) -> str:
     import subprocess
 
-    proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run([qemu_img(), *args], capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"qemu-img {args[0]} did not finish in {timeout:g} s") from None
     if proc.returncode != 0:
         raise error(ErrorCode.OPERATION_FAILED, ERR,
                     f"qemu-img {args[0]}: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout
 
 
-def info(path: str, force_share: bool = False) -> dict[str, Any]:
+def info(path: str, format: str, force_share: bool = False, timeout: float = 600.0) -> dict[str, Any]:
+    """qemu-img info of this one file, read as `format` (its backing file is not opened)."""
     import json
 
-    args = ["info", "--output=json"] + (["-U"] if force_share else []) + [path]
-    result: dict[str, Any] = json.loads(run(args))
+    args = ["info", "-f", format, "--output=json"] + (["-U"] if force_share else []) + ["--", path]
+    result: dict[str, Any] = json.loads(run(args, timeout))
     return result
+
+
+def qcow2_spec(path: str) -> str:
+    """The image as qemu-img's json: filename: format named, backing never opened (internal snapshots are in
+    the file itself), the path a JSON string, so no character in it means anything to qemu-img."""
+    import json
+
+    return "json:" + json.dumps({"driver": "qcow2", "backing": None, "file": {"driver": "file", "filename": path}})
 
 
 def snapshots(path: str, force_share: bool = False) -> list[str]:
     """Names (tags) of the internal snapshots stored in a qcow2 image."""
-    return [s["name"] for s in info(path, force_share).get("snapshots", [])]
+    return [s["name"] for s in info(path, "qcow2", force_share).get("snapshots", [])]
 
 
 def snapshot_create(path: str, tag: str) -> None:
-    run(["snapshot", "-c", tag, path])
+    run(["snapshot", "-q", "-c", tag, qcow2_spec(path)])
 
 
 def snapshot_apply(path: str, tag: str) -> None:
     """Revert the image to the snapshot named `tag`. qemu-img's -a looks a snapshot up by ID before name, so
     a tag such as "1" could select another snapshot whose ID is 1: the snapshot is applied by its own ID."""
-    ids = [s["id"] for s in info(path).get("snapshots", []) if s.get("name") == tag]
+    ids = [s["id"] for s in info(path, "qcow2").get("snapshots", []) if s.get("name") == tag]
     if len(ids) != 1:
         raise error(ErrorCode.OPERATION_INVALID, ERR, f"image {path} has {len(ids)} snapshots named '{tag}'")
-    run(["snapshot", "-a", str(ids[0]), path])
+    run(["snapshot", "-q", "-a", str(ids[0]), qcow2_spec(path)])
 
 
 def id_clash(path: str, tag: str, force_share: bool = True) -> str | None:
     """The name of another snapshot in the image whose ID is `tag` (QEMU's loads look IDs up first), or None."""
     if not tag.isdigit():  # qcow2 snapshot IDs are decimal numbers
         return None
-    for snap in info(path, force_share).get("snapshots", []):
+    for snap in info(path, "qcow2", force_share).get("snapshots", []):
         if str(snap.get("id")) == tag and snap.get("name") != tag:
             return str(snap.get("name"))
     return None
 
 
 def snapshot_delete(path: str, tag: str) -> None:
-    run(["snapshot", "-d", tag, path])
+    run(["snapshot", "-q", "-d", tag, qcow2_spec(path)])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
-from ...store.db import private_dir
+from ...store.db import private_dir, verified_dir
 from .domain import QemuDomain
 
 if TYPE_CHECKING:
@@ -36,10 +36,12 @@ def qemu_binary() -> str:
 
 
 def runtime_root(system: bool) -> Path:
+    """Where sockets, pid files and logs go: every component verified (store.db.verified_dir), so a
+    /tmp/virtsnap-UID made by someone else, or a symlink in the path, is refused rather than used."""
     if system:
-        return Path("/run/virtsnap/qemu")
+        return verified_dir(Path("/run/virtsnap/qemu"))
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/virtsnap-{os.getuid()}"
-    return Path(base) / "virtsnap" / "qemu"
+    return verified_dir(Path(base) / "virtsnap" / "qemu")
 
 
 class Runtime(Frozen):

@@ -114,7 +114,7 @@ def unswitch(drv: QemuDriver, mon: Monitor, overlays: dict[str, str]) -> None:
     for target, overlay in overlays.items():
         if active.get(target) == overlay:
             external.forget_chains()
-            base = external.chain(overlay)[0].backing
+            base = external.chain(overlay, "qcow2")[0].backing  # an overlay virtsnap made: qcow2
             if base:
                 drv._block_commit(mon, overlay, base, target)
     drop_nodes(mon, overlays.values())
@@ -236,12 +236,9 @@ def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
         # lists them) rather than risk the guest's last writes.
         kept = [p for p in overlays.values() if os.path.exists(p)]
     elif not intent.get("reuse"):
-        for path in overlays.values():  # validated absent before the call: this call made them
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+        drv._remove_ours(uuid, list(overlays.values()), name)  # the ledger's files of this call, none other
     if memory_file:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(memory_file)
+        drv._remove_ours(uuid, [memory_file], name)
     drv.store.journal_end(entry.id)
     return f"rolled back: snapshot '{name}' was not taken" + (f"; kept {', '.join(kept)}" if kept else "")
 
@@ -273,10 +270,7 @@ def _revert_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
         drv.store.journal_end(entry.id)
         return f"finished the revert to '{name}' (unneeded overlays removed, guest started as asked)"
     used = {path for path, _ in external.disk_sources(drv._def(uuid)).values()}
-    for path in dict(intent["overlays"]).values():
-        if path not in used:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+    drv._remove_ours(uuid, [p for p in dict(intent["overlays"]).values() if p not in used], name)
     return _revert_again(drv, uuid, entry, name, flags)
 
 
@@ -303,22 +297,20 @@ def _delete(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
 def adopt_active_images(drv: QemuDriver, uuid: str, mon: Monitor) -> list[str]:
     """Where QEMU pivoted to the image a file was merged into (a block commit that finished before its
     client died), the definitions follow QEMU. Returns the merged files virtsnap made (now unneeded)."""
-    from .driver import _files_we_made
-
     dom_def = drv._def(uuid)
     tree = drv._tree(uuid)
     moved: dict[str, tuple[str, str]] = {}
     active = active_files(mon)
-    for target, (path, _fmt) in external.disk_sources(dom_def).items():
+    for target, (path, fmt) in external.disk_sources(dom_def).items():
         now = active.get(target)
         if not now or now == path or not os.path.exists(path):
             continue
-        layers = {layer.path: layer.format for layer in external.chain(path)}
+        layers = {layer.path: layer.format for layer in external.chain(path, fmt)}
         if now in layers:
             moved[path] = (now, layers[now])
     if not moved:
         return []
-    ours = _files_we_made(tree)
+    ours = drv._ours(uuid)
     with drv._atomic(uuid):
         drv._repoint(uuid, tree, moved)
         drv._commit(uuid, tree)
