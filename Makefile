@@ -3,7 +3,7 @@
 # Each target sets up what it needs first (Debian packages when missing, the .venv): the demo only QEMU,
 # qemu-img and the tiny guest's parts; the tests also libvirt 9.0 (the oracle), Go and govmomi (vcsim), MkDocs.
 
-.PHONY: setup demo test docs bench lint clean
+.PHONY: setup demo test docs man bench lint clean
 
 setup:
 	@scripts/setup.sh test
@@ -16,7 +16,11 @@ test: setup
 	.venv/bin/python -m pytest tests
 
 docs: setup
+	.venv/bin/python scripts/gen_reference.py
 	.venv/bin/mkdocs build --strict
+
+man: setup
+	.venv/bin/python scripts/gen_reference.py
 
 bench: setup
 	.venv/bin/python bench/bench_test_driver.py
