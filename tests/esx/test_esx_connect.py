@@ -26,6 +26,11 @@ def test_open_with_env_password(vcsim: Any, monkeypatch: Any) -> None:
         assert conn.getHostname() == "localhost.localdomain"
         assert conn.getURI() == uri(vcsim)
         assert sorted(d.name() for d in conn.listAllDomains()) == ["ha-host_VM0", "ha-host_VM1"]
+        about = conn.driver.session.content.about.version  # what the endpoint says it is
+        major, minor, micro = (int(x) for x in (about.split(".") + ["0", "0"])[:3])
+        assert conn.getVersion() == major * 1_000_000 + minor * 1000 + micro
+        caps = conn.getCapabilities()
+        assert caps.count("<domain type='vmware'/>") == 2 and "<arch>x86_64</arch>" in caps
     finally:
         conn.close()
     with pytest.raises(virtsnap.libvirtError) as exc:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import pytest
 from vboxfake import ALPHA, BETA, BETA_DESCRIPTION, BETA_NAME, GAMMA, FakeVBox, install_fake
@@ -57,6 +58,10 @@ def test_open_lists_accessible_machines_with_ids(conn: virtsnap.virConnect) -> N
     assert conn.getURI() == "vbox:///session"
     assert [d.name() for d in conn.listAllDomains(F.VIR_CONNECT_LIST_DOMAINS_ACTIVE)] == [BETA_NAME]
     assert driver(conn).version == "7.0.14r161095"
+    assert conn.getVersion() == 7_000_014  # VirtualBox's version in libvirt's numbering, as libvirt's vbox driver
+    caps = ET.fromstring(conn.getCapabilities())
+    assert [(g.findtext("os_type"), g.find("arch").get("name"), g.find("arch/domain").get("type"))
+            for g in caps.findall("guest")] == [("hvm", "i686", "vbox"), ("hvm", "x86_64", "vbox")]
 
 
 def test_lookups_by_name_and_uuid(conn: virtsnap.virConnect) -> None:

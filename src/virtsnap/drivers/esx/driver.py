@@ -131,6 +131,22 @@ class EsxDriver:
             self.session.close()
 
     @_locked
+    def hypervisor_version(self) -> int:
+        from ...conf.capabilities import version_number
+
+        return version_number(str(self.session.content.about.version))
+
+    @_locked
+    def capabilities_xml(self) -> str:
+        from ...conf.capabilities import format_capabilities
+
+        try:
+            info = self.session.props(self.session.host, ["hardware.systemInfo"])["hardware.systemInfo"]
+        except Exception as exc:
+            raise translate(exc, "cannot read the host's hardware") from exc
+        return format_capabilities("x86_64", str(getattr(info, "uuid", "") or "") or None, "vmware")
+
+    @_locked
     def hostname(self) -> str:
         try:
             return str(self.session.props(self.session.host, ["name"])["name"])

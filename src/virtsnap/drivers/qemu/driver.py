@@ -137,6 +137,34 @@ class QemuDriver:
 
         return socket.gethostname()
 
+    def hypervisor_version(self) -> int:
+        from . import host
+
+        return host.hypervisor_version()
+
+    def node_info(self) -> list[object]:
+        from . import host
+
+        return host.node_info()
+
+    def capabilities_xml(self) -> str:
+        from . import host
+
+        return host.capabilities_xml()
+
+    def domain_block_stats(self, uuid: str) -> dict[str, object]:
+        """The block group of virConnectGetAllDomainStats for the domain's image-backed disks: name, path,
+        capacity and allocation (qemu-img, format as defined, never probed) and physical (the file's size)."""
+        sources = external.disk_sources(self._def(uuid))
+        out: dict[str, object] = {"block.count": len(sources)}
+        for i, (target, (path, fmt)) in enumerate(sources.items()):
+            facts = images.info(path, fmt, force_share=True)
+            out.update({f"block.{i}.name": target, f"block.{i}.path": path,
+                        f"block.{i}.allocation": int(facts.get("actual-size", 0)),
+                        f"block.{i}.capacity": int(facts.get("virtual-size", 0)),
+                        f"block.{i}.physical": os.stat(path).st_size})
+        return out
+
     # -- helpers ------------------------------------------------------------------------------------
     def _def(self, uuid: str) -> DomainDef:
         row = self.store.domain(uuid)

@@ -198,6 +198,18 @@ class VBoxDriver:
     def hostname(self) -> str:
         return socket.gethostname()
 
+    def hypervisor_version(self) -> int:
+        from ...conf.capabilities import version_number
+
+        return version_number(self.version)
+
+    def capabilities_xml(self) -> str:
+        import platform
+
+        from ...conf.capabilities import format_capabilities
+
+        return format_capabilities(platform.machine(), None, "vbox")
+
     # -- running VBoxManage -----------------------------------------------------------------------------
     def _run(self, *args: str, timeout: float | None = None,
              not_found: ErrorCode = ErrorCode.NO_DOMAIN) -> Completed:
