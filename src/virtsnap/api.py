@@ -397,9 +397,11 @@ class virConnect(surface.virConnect):  # noqa: N801 - libvirt-python's name
         return self._define(xml, flags)
 
     def _define(self, xml: str, flags: int) -> virDomain:
-        before = {r.uuid for r in _driver_call(self._drv().list_domains)}
+        listening = events.listening(self._event_scope)  # finding ADDED vs UPDATED costs a listing
+        before = {r.uuid for r in _driver_call(self._drv().list_domains)} if listening else set()
         dom = self._domain(_driver_call(lambda: self._drv().define_xml(xml, flags)))
-        dom._lifecycle(DEFINED_UPDATED if dom._uuid in before else DEFINED_ADDED)
+        if listening:
+            dom._lifecycle(DEFINED_UPDATED if dom._uuid in before else DEFINED_ADDED)
         return dom
 
 
@@ -610,7 +612,7 @@ class virDomain(surface.virDomain):  # noqa: N801
         if xmlDesc is None:
             raise raw_error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
                             "Invalid argument: xmlDesc in virDomainSnapshotCreateXML must not be NULL")
-        was_active = flags & SnapshotCreate.HALT and self.isActive()
+        was_active = flags & SnapshotCreate.HALT and events.listening(self._conn._event_scope) and self.isActive()
         name = _driver_call(lambda: self._drv().snapshot_create(self._uuid, xmlDesc, flags))
         if flags & SnapshotCreate.HALT:
             self._forget_id_if_stopped()
@@ -663,11 +665,13 @@ class virDomain(surface.virDomain):  # noqa: N801
 
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainRevertToSnapshot", flags)
-        was_active = bool(self.isActive())
+        listening = events.listening(self._conn._event_scope)  # the states cost driver calls: only for listeners
+        was_active = listening and bool(self.isActive())
         _driver_call(lambda: self._drv().snapshot_revert(self._uuid, snap.getName(), flags))
         snap.getDomain()._forget_id_if_stopped()
-        now = _driver_call(lambda: self._drv().domain_state(self._uuid))[0]
-        self._lifecycle(*revert_events(was_active, now, flags))
+        if listening:
+            now = _driver_call(lambda: self._drv().domain_state(self._uuid))[0]
+            self._lifecycle(*revert_events(was_active, now, flags))
         return 0
 
     def _forget_id_if_stopped(self) -> None:

@@ -218,6 +218,12 @@ def deregister_all(conn: Any) -> None:
             del _registrations[callback_id]
 
 
+def listening(scope: str) -> bool:
+    """Whether any callback of the process watches this hypervisor (so events are worth working out)."""
+    with _reg_lock:
+        return any(r.scope == scope for r in _registrations.values())
+
+
 def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[Any, ...]]) -> None:
     """Queue the event for every matching callback; make_args(conn) gives the arguments after conn."""
     with _reg_lock:
