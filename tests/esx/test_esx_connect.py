@@ -31,6 +31,10 @@ def test_open_with_env_password(vcsim: Any, monkeypatch: Any) -> None:
         assert conn.getVersion() == major * 1_000_000 + minor * 1000 + micro
         caps = conn.getCapabilities()
         assert caps.count("<domain type='vmware'/>") == 2 and "<arch>x86_64</arch>" in caps
+        hw = conn.driver.session.props(conn.driver.session.host, ["hardware"])["hardware"]
+        model, mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+        assert (mib, cpus, mhz) == (hw.memorySize // 2**20, hw.cpuInfo.numCpuThreads, hw.cpuInfo.hz // 10**6)
+        assert sockets * cores * threads == cpus and nodes >= 1 and model
     finally:
         conn.close()
     with pytest.raises(virtsnap.libvirtError) as exc:

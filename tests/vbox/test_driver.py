@@ -62,6 +62,8 @@ def test_open_lists_accessible_machines_with_ids(conn: virtsnap.virConnect) -> N
     caps = ET.fromstring(conn.getCapabilities())
     assert [(g.findtext("os_type"), g.find("arch").get("name"), g.find("arch/domain").get("type"))
             for g in caps.findall("guest")] == [("hvm", "i686", "vbox"), ("hvm", "x86_64", "vbox")]
+    model, _mib, cpus, *_ = conn.getInfo()  # the host VirtualBox runs on: this one
+    assert (model, cpus) == (os.uname().machine, os.cpu_count())
 
 
 def test_lookups_by_name_and_uuid(conn: virtsnap.virConnect) -> None:

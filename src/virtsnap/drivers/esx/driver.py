@@ -147,6 +147,24 @@ class EsxDriver:
         return format_capabilities("x86_64", str(getattr(info, "uuid", "") or "") or None, "vmware")
 
     @_locked
+    def node_info(self) -> list[object]:
+        """virNodeGetInfo as libvirt's ESX driver fills it from the host's hardware properties."""
+        import re
+
+        names = ["hardware.cpuInfo", "hardware.memorySize", "hardware.numaInfo", "summary.hardware"]
+        try:
+            props = self.session.props(self.session.host, names)
+        except Exception as exc:
+            raise translate(exc, "cannot read the host's hardware") from exc
+        cpu, numa, summary = props["hardware.cpuInfo"], props.get("hardware.numaInfo"), props["summary.hardware"]
+        model = re.sub(r"\((R|C|TM)\)", "", str(getattr(summary, "cpuModel", "") or ""))
+        model = re.sub(r" {2,}", " ", model)[:31]  # libvirt strips these to fit its 32-byte field
+        packages, cores, threads = int(cpu.numCpuPackages), int(cpu.numCpuCores), int(cpu.numCpuThreads)
+        nodes = int(getattr(numa, "numNodes", 0) or 0) or 1
+        return [model, int(props["hardware.memorySize"]) // (1024 * 1024), threads, int(cpu.hz) // 1_000_000, nodes,
+                packages, cores // packages if packages else 0, threads // cores if cores else 0]
+
+    @_locked
     def hostname(self) -> str:
         try:
             return str(self.session.props(self.session.host, ["name"])["name"])

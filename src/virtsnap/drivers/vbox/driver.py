@@ -207,8 +207,14 @@ class VBoxDriver:
         import platform
 
         from ...conf.capabilities import format_capabilities
+        from ..linuxhost import host_uuid
 
-        return format_capabilities(platform.machine(), None, "vbox")
+        return format_capabilities(platform.machine(), host_uuid(), "vbox")
+
+    def node_info(self) -> list[object]:
+        from ..linuxhost import node_info
+
+        return node_info()  # VirtualBox runs on this host
 
     # -- running VBoxManage -----------------------------------------------------------------------------
     def _run(self, *args: str, timeout: float | None = None,
