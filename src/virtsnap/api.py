@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 from . import dispatch, events, surface
+from .conf.prune import Candidate, Decision, Policy, parse_policy
+from .conf.prune import plan as prune_plan
 from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
-from .drivers.base import DomainRecord, Drift, Driver, Op
+from .drivers.base import DomainRecord, Drift, Driver, Op, SnapshotSize
 from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from .flags import (
     ConnectFlags,
@@ -26,6 +28,7 @@ from .flags import (
     SnapshotCheck,
     SnapshotCreate,
     SnapshotDelete,
+    SnapshotPrune,
     SnapshotRevert,
     SnapshotXML,
 )
@@ -674,6 +677,68 @@ class virDomain(surface.virDomain):  # noqa: N801
             self._lifecycle(*revert_events(was_active, now, flags))
         return 0
 
+    def _protected_names(self) -> set[str]:
+        fn = getattr(self._drv(), "snapshot_protected", None)
+        return set() if fn is None else set(_driver_call(lambda: fn(self._uuid)))
+
+    def _prune_candidates(self, tree: SnapshotTree, protected: set[str]) -> list[Candidate]:
+        ancestors: set[str] = set()
+        node = tree.current.parent if tree.current is not None else None
+        while node is not None and node.parent is not None:  # the forest's hidden root has no parent
+            ancestors.add(node.name)
+            node = node.parent
+        # Snapshots made in the same second: a parent before its children (link order `seq` changes on re-parenting)
+        return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors, index)
+                for index, m in enumerate(tree.topological())]
+
+    def _prune_plan(self, policy: Policy) -> list[Decision]:
+        protected = self._protected_names()
+        return prune_plan(self._query(lambda tree: self._prune_candidates(tree, protected)), policy)
+
+    def _still_prunable(self, name: str) -> bool:
+        protected = self._protected_names()
+        found = [c for c in self._query(lambda tree: self._prune_candidates(tree, protected)) if c.name == name]
+        return bool(found) and not (found[0].current or found[0].ancestor or found[0].protected)
+
+    def snapshotPrune(self, policy: dict[str, Any], flags: int = 0) -> list[dict[str, str]]:  # noqa: N802
+        """virtsnap extension: delete the snapshots a retention policy does not keep (Proxmox Backup Server's rules).
+
+        `policy` holds any of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly
+        (counts) and match (a glob: only matching names are considered). Protected snapshots, the current
+        snapshot and its ancestors are always kept; a snapshot's creation time in local time is the clock.
+        Returns one {"name", "action": "keep" | "remove", "reason"} per snapshot, newest first; `reason` names
+        the rule or safeguard that kept it. VIR_DOMAIN_SNAPSHOT_PRUNE_DRY_RUN only reports. Removals are
+        ordinary deletes (flags 0: children move to the parent), oldest first; if one fails, the error names
+        how many were removed before it and the rest are left alone.
+        """
+        unknown = flags & ~int(SnapshotPrune.DRY_RUN)
+        if flags < 0 or unknown:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"unsupported flags (0x{unknown & 0xFFFFFFFF:x}) in function virDomainSnapshotPrune")
+        parsed = parse_policy(policy)
+        dry_run = bool(flags & SnapshotPrune.DRY_RUN)
+        if not dry_run and self._conn.read_only:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "read only access prevents virDomainSnapshotPrune")
+        if not dry_run:
+            self._check("virDomainSnapshotDelete", 0)
+        decisions = self._prune_plan(parsed)
+        if dry_run:
+            return [d.as_dict() for d in decisions]
+        doomed = [d.name for d in reversed(decisions) if d.action == "remove"]
+        for done, name in enumerate(doomed):
+            # Decided a moment ago: look again right before each delete, so that a snapshot that became
+            # current, an ancestor of it, or protected in between is kept after all.
+            if not self._still_prunable(name):
+                continue
+            try:
+                _driver_call(lambda n=name: self._drv().snapshot_delete(self._uuid, n, 0))  # type: ignore[misc]
+            except libvirtError as exc:
+                raise error(ErrorCode(exc.get_error_code()), ErrorDomain(exc.get_error_domain()),
+                            f"snapshot-prune removed {done} of {len(doomed)} snapshots, then could not delete "
+                            f"'{name}': {exc.get_error_message()}") from exc
+        return [d.as_dict() for d in decisions]
+
     def _forget_id_if_stopped(self) -> None:
         """libvirt clears the calling handle's ID when the call stopped the domain (even if it restarted)."""
         current = _driver_call(lambda: self._drv().lookup_domain(uuid=self._uuid)).id
@@ -786,8 +851,70 @@ class virDomainSnapshot(surface.virDomainSnapshot):  # noqa: N801
         return 0
 
     def delete(self, flags: int = 0) -> int:
+        # FORCE is virtsnap's own bit, applied here; a driver without protection marks refuses it as unknown
+        force = flags >= 0 and bool(flags & SnapshotDelete.FORCE)
+        if force and hasattr(self._dom._drv(), "snapshot_set_protected"):
+            flags &= ~int(SnapshotDelete.FORCE)
         self._check("virDomainSnapshotDelete", flags)
+        if not force:
+            self._refuse_protected(flags)
         _driver_call(lambda: self._dom._drv().snapshot_delete(self._dom._uuid, self._name, flags))
+        return 0
+
+    def _refuse_protected(self, flags: int) -> None:
+        """A protected snapshot (or, deleting children, a protected descendant) is deleted only with FORCE."""
+        protected = self._dom._protected_names()
+        if not protected:
+            return
+
+        def doomed(tree: SnapshotTree, moment: Moment) -> list[str]:
+            names = [] if flags & SnapshotDelete.CHILDREN_ONLY else [moment.name]
+            if flags & (SnapshotDelete.CHILDREN | SnapshotDelete.CHILDREN_ONLY):
+                names += [m.name for m in moment.visit_descendants()]
+            return [n for n in names if n in protected]
+
+        hits = self._with(doomed)
+        if hits:
+            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
+                        "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+
+    def getSize(self, flags: int = 0) -> dict[str, int | bool]:  # noqa: N802
+        """virtsnap extension: {"memory": bytes, "disk": bytes, "memory_exact": bool, "disk_exact": bool}.
+
+        `disk` is what deleting the snapshot would free; `memory` the saved guest memory. A figure that is
+        not exact is an estimate (see docs/space.md for how each driver computes them).
+        """
+        if flags:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"unsupported flags (0x{flags & 0xFFFFFFFF:x}) in function virDomainSnapshotGetSize")
+        fn = getattr(self._dom._drv(), "snapshot_size", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN_SNAPSHOT, "virDomainSnapshotGetSize")
+        self._with(lambda tree, moment: None)  # no such snapshot: VIR_ERR_NO_DOMAIN_SNAPSHOT
+        size: SnapshotSize = _driver_call(lambda: fn(self._dom._uuid, self._name))
+        return size.as_dict()
+
+    def isProtected(self, flags: int = 0) -> int:  # noqa: N802
+        """virtsnap extension: 1 if the snapshot is protected from snapshot-prune and plain deletes."""
+        if flags:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"unsupported flags (0x{flags & 0xFFFFFFFF:x}) in function virDomainSnapshotIsProtected")
+        self._with(lambda tree, moment: None)
+        return 1 if self._name in self._dom._protected_names() else 0
+
+    def setProtected(self, protected: bool, flags: int = 0) -> int:  # noqa: N802
+        """virtsnap extension: mark (or unmark) the snapshot protected, in virtsnap's metadata."""
+        if flags:
+            raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
+                        f"unsupported flags (0x{flags & 0xFFFFFFFF:x}) in function virDomainSnapshotSetProtected")
+        if self._dom._conn.read_only:
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "read only access prevents virDomainSnapshotSetProtected")
+        fn = getattr(self._dom._drv(), "snapshot_set_protected", None)
+        if fn is None:
+            raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN_SNAPSHOT, "virDomainSnapshotSetProtected")
+        _driver_call(lambda: fn(self._dom._uuid, self._name, bool(protected)))
         return 0
 
 

@@ -23,6 +23,9 @@ class SnapshotCreate(enum.IntFlag):
     ATOMIC = 1 << 7
     LIVE = 1 << 8
     VALIDATE = 1 << 9
+    # virtsnap extension: create even when the free-space pre-flight says the snapshot may not fit
+    # (a high bit, clear of the values libvirt may add next)
+    NO_SPACE_CHECK = 1 << 30
 
 
 class SnapshotList(enum.IntFlag):
@@ -65,6 +68,7 @@ class SnapshotDelete(enum.IntFlag):
     CHILDREN = 1 << 0
     METADATA_ONLY = 1 << 1
     CHILDREN_ONLY = 1 << 2
+    FORCE = 1 << 30  # virtsnap extension: delete protected snapshots too (snapshot-delete --force)
 
 
 class SnapshotXML(enum.IntFlag):
@@ -75,6 +79,12 @@ class SnapshotCheck(enum.IntFlag):
     """virtsnap extension (virDomain.snapshotCheck): libvirt has no such call."""
 
     REPAIR = 1 << 0
+
+
+class SnapshotPrune(enum.IntFlag):
+    """virtsnap extension (virDomain.snapshotPrune): libvirt has no such call."""
+
+    DRY_RUN = 1 << 0
 
 
 class DomainXML(enum.IntFlag):
@@ -191,6 +201,7 @@ _PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
     (SnapshotDelete, "VIR_DOMAIN_SNAPSHOT_DELETE_"),
     (SnapshotXML, "VIR_DOMAIN_SNAPSHOT_XML_"),
     (SnapshotCheck, "VIR_DOMAIN_SNAPSHOT_CHECK_"),
+    (SnapshotPrune, "VIR_DOMAIN_SNAPSHOT_PRUNE_"),
     (DomainXML, "VIR_DOMAIN_XML_"),
     (DomainUndefine, "VIR_DOMAIN_UNDEFINE_"),
     (ListDomains, "VIR_CONNECT_LIST_DOMAINS_"),

@@ -338,7 +338,8 @@ CASES: list[Case] = [
     Case("flags-revert", "flags", frozenset({8}),
          flag_probe=(lambda c, f: c.dom.revertToSnapshot(c.snap("s2"), f), 0x7),
          cli="snapshot-revert test s2 --reset-nvram"),
-    Case("flags-delete", "flags", frozenset({8}), flag_probe=(lambda c, f: c.snap("s1").delete(f), 0x5),
+    # 1 << 30: virtsnap's VIR_DOMAIN_SNAPSHOT_DELETE_FORCE (protected snapshots), accepted where marks exist
+    Case("flags-delete", "flags", frozenset({8}), flag_probe=(lambda c, f: c.snap("s1").delete(f), 0x40000005),
          cli="snapshot-delete test s1 --metadata"),
     Case("flags-snapshot-xml", "flags", frozenset({8}), flag_probe=(lambda c, f: c.snap("s1").getXMLDesc(f), 0x1)),
     Case("flags-num", "flags", frozenset({8}), flag_probe=(lambda c, f: c.dom.snapshotNum(f), 0x7FF)),

@@ -78,7 +78,7 @@ def synopsis(command: Command) -> tuple[str, bool]:
     out = [command.name]
     shortopt = False
     for opt in command.opts:
-        if opt.type is OptType.ALIAS:
+        if opt.type is OptType.ALIAS or opt.hidden:
             continue
         if opt.type is OptType.BOOL:
             text = f"[--{opt.name}]"
@@ -104,7 +104,7 @@ def option_rows(command: Command) -> list[tuple[str, str]]:
     shortopt = synopsis(command)[1]
     rows = []
     for opt in command.opts:
-        if opt.type is OptType.ALIAS:
+        if opt.type is OptType.ALIAS or opt.hidden:
             continue
         if opt.type is OptType.BOOL:
             text = f"--{opt.name}"

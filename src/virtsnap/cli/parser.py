@@ -40,10 +40,10 @@ class OptType(enum.Enum):
 class Opt:
     """One option of a command (vshCmdOptDef)."""
 
-    __slots__ = ("alias", "empty_ok", "help", "name", "positional", "required", "type")
+    __slots__ = ("alias", "empty_ok", "help", "hidden", "name", "positional", "required", "type")
 
     def __init__(self, name: str, type: OptType, help: str = "", *, required: bool = False,
-                 positional: bool = True, empty_ok: bool = False, alias: str = "") -> None:
+                 positional: bool = True, empty_ok: bool = False, alias: str = "", hidden: bool = False) -> None:
         self.name = name
         self.type = type
         self.help = help
@@ -51,6 +51,7 @@ class Opt:
         self.positional = positional  # False = VSH_OFLAG_REQ_OPT: only as --name VALUE
         self.empty_ok = empty_ok      # VSH_OFLAG_EMPTY_OK
         self.alias = alias
+        self.hidden = hidden  # a virtsnap option on a virsh command whose help must stay virsh's, byte for byte
 
     def takes_data(self) -> bool:
         """Whether a bare data argument can land here (opts_need_arg in vsh.c)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cmd_check, cmd_complete, cmd_domain, cmd_snapshot, cmd_virsh
+from . import cmd_check, cmd_complete, cmd_domain, cmd_snapshot, cmd_space, cmd_virsh
 from .parser import Command, Group
 
 GROUPS = (
@@ -10,7 +10,8 @@ GROUPS = (
     Group("Domain Monitoring", "monitor", cmd_domain.MONITORING),
     Group("Snapshot", "snapshot", cmd_snapshot.COMMANDS),
     Group("Virsh itself", "virsh", cmd_complete.COMMANDS + cmd_virsh.COMMANDS),
-    Group("Virtsnap extensions", "virtsnap", cmd_check.COMMANDS),  # last: virsh's own groups print as virsh's
+    # last: virsh's own groups print as virsh's
+    Group("Virtsnap extensions", "virtsnap", cmd_check.COMMANDS + cmd_space.COMMANDS),
 )
 
 COMMANDS: dict[str, Command] = {cmd.name: cmd for group in GROUPS for cmd in group.commands}

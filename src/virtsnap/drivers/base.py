@@ -130,6 +130,23 @@ class Drift(Frozen):
         return {name: getattr(self, name) for name in self._fields}
 
 
+class SnapshotSize(Frozen):
+    """What a snapshot takes (virDomainSnapshot.getSize): bytes of saved memory and of disk data that deleting
+    the snapshot would free, each marked exact or an estimate."""
+
+    _fields = ("memory", "disk", "memory_exact", "disk_exact")
+    __slots__ = _fields
+
+    def __init__(self, memory: int, disk: int, memory_exact: bool = True, disk_exact: bool = True) -> None:
+        self.memory = memory
+        self.disk = disk
+        self.memory_exact = memory_exact
+        self.disk_exact = disk_exact
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {name: getattr(self, name) for name in self._fields}
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One hypervisor connection. Every method may raise libvirtError; none may raise anything else."""
@@ -183,3 +200,8 @@ class Driver(Protocol):
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None: ...
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None: ...
+
+    # Optional (virtsnap extensions; a driver without them answers VIR_ERR_NO_SUPPORT):
+    #   snapshot_size(uuid, name) -> SnapshotSize
+    #   snapshot_protected(uuid) -> set[str]             names of the domain's protected snapshots
+    #   snapshot_set_protected(uuid, name, on: bool) -> None

@@ -42,7 +42,7 @@ from ...flags import (
     SnapshotRevert as R,
 )
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 
 ERR = ErrorDomain.TEST
 T = TypeVar("T")
@@ -111,7 +111,7 @@ DEFAULT_DOMAIN_XML = """<domain type='test'>
 
 
 class TestDomain:
-    __slots__ = ("defn", "has_managed_save", "id", "persistent", "reason", "snapshots", "state")
+    __slots__ = ("defn", "has_managed_save", "id", "persistent", "protected", "reason", "snapshots", "state")
 
     def __init__(self, defn: DomainDef, persistent: bool = True) -> None:
         self.defn = defn
@@ -121,6 +121,7 @@ class TestDomain:
         self.persistent = persistent
         self.has_managed_save = False
         self.snapshots = SnapshotTree()
+        self.protected: set[str] = set()  # virtsnap's protected mark, in memory like everything here
 
     @property
     def active(self) -> bool:
@@ -413,6 +414,26 @@ class TestDriver:
             moment = self._snap(dom, name)
             dom.snapshots.delete(moment, children=bool(flags & D.CHILDREN),
                                  children_only=bool(flags & D.CHILDREN_ONLY))
+            dom.protected &= set(dom.snapshots.names())  # a deleted snapshot's mark goes with it
+
+    def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
+        """The test driver's snapshots hold no data: nothing to free, exactly."""
+        with self._state.lock:
+            self._snap(self._dom(uuid), name)
+            return SnapshotSize(0, 0)
+
+    def snapshot_protected(self, uuid: str) -> set[str]:
+        with self._state.lock:
+            return set(self._dom(uuid).protected)
+
+    def snapshot_set_protected(self, uuid: str, name: str, on: bool) -> None:
+        with self._state.lock:
+            dom = self._dom(uuid)
+            self._snap(dom, name)
+            if on:
+                dom.protected.add(name)
+            else:
+                dom.protected.discard(name)
 
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
         """testDomainRevertToSnapshot of libvirt 9.0: an online snapshot restarts the domain (new id);
