@@ -687,9 +687,14 @@ class virDomain(surface.virDomain):  # noqa: N801
         while node is not None and node.parent is not None:  # the forest's hidden root has no parent
             ancestors.add(node.name)
             node = node.parent
-        # Snapshots made in the same second: a parent before its children (link order `seq` changes on re-parenting)
-        return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors, index)
-                for index, m in enumerate(tree.topological())]
+        # Snapshots made in the same second are ordered by depth (a parent is older than its children), then by
+        # link order (a later sibling is newer)
+        depth: dict[str, int] = {}
+        for m in tree.topological():  # parents first
+            parent = m.parent_name
+            depth[m.name] = depth[parent] + 1 if parent is not None else 0
+        return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors,
+                          (depth[m.name] << 40) + m.seq) for m in tree.moments()]
 
     def _prune_plan(self, policy: Policy) -> list[Decision]:
         protected = self._protected_names()

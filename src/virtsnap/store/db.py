@@ -23,7 +23,7 @@ from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error
 from ..records import Frozen
 
-SCHEMA_VERSION = 4  # also PRAGMA user_version: checked on open without parsing the schema
+SCHEMA_VERSION = 5  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -95,6 +95,15 @@ _V4 = (
     created REAL NOT NULL
 ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ledger_domain ON ledger(domain)",
+)
+_V5 = (
+    # snapshots marked protected (snapshot-protect): never pruned, deleted only with --force
+    """CREATE TABLE IF NOT EXISTS protected (
+    domain TEXT NOT NULL REFERENCES domains(uuid) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (domain, name)
+) WITHOUT ROWID""",
 )
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
@@ -243,7 +252,7 @@ class MetadataStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
                 if "floor" not in columns:
                     db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
-            for statement in _V2 + _V3 + _V4:
+            for statement in _V2 + _V3 + _V4 + _V5:
                 db.execute(statement)
             db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -383,6 +392,8 @@ class MetadataStore:
                 db.executemany("INSERT OR IGNORE INTO tombstones(domain, gen, name) VALUES (?, ?, ?)",
                                [(uuid, gen, name) for name in tree.deleted])
                 db.executemany("DELETE FROM lost WHERE domain=? AND name=?", [(uuid, name) for name in tree.deleted])
+                db.executemany("DELETE FROM protected WHERE domain=? AND name=?",
+                               [(uuid, name) for name in tree.deleted])
             if gen - floor > 2 * TOMBSTONE_GENERATIONS:  # once every TOMBSTONE_GENERATIONS saves
                 floor = gen - TOMBSTONE_GENERATIONS
                 db.execute("DELETE FROM tombstones WHERE domain=? AND gen<=?", (uuid, floor))
@@ -494,3 +505,16 @@ class MetadataStore:
                 db.execute("DELETE FROM ledger WHERE domain=?", (domain,))
             else:
                 db.executemany("DELETE FROM ledger WHERE domain=? AND snapshot=?", [(domain, s) for s in snapshots])
+
+    # -- snapshots marked protected ------------------------------------------------------------------
+    def set_protected(self, uuid: str, name: str, on: bool) -> None:
+        with self.transaction() as db:
+            if on:
+                db.execute("INSERT OR IGNORE INTO protected(domain, name, since) VALUES (?, ?, ?)",
+                           (uuid, name, time.time()))
+            else:
+                db.execute("DELETE FROM protected WHERE domain=? AND name=?", (uuid, name))
+
+    def protected(self, uuid: str) -> set[str]:
+        """Names of the domain's protected snapshots (a deleted snapshot's mark goes with it)."""
+        return {name for (name,) in self._db.execute("SELECT name FROM protected WHERE domain=?", (uuid,))}

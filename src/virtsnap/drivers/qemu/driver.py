@@ -49,7 +49,7 @@ from ...store.db import MetadataStore, state_dir, verified_dir
 from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 from . import external, images
 from .agent import Agent
 from .domain import QemuDomain
@@ -485,6 +485,26 @@ class QemuDriver:
             defn = _def_of(moment)
             defn.parent = moment.parent_name
             return format_snapshot(defn, dom.uuid, secure=bool(flags & SnapshotXML.SECURE))
+
+    def snapshot_protected(self, uuid: str) -> set[str]:
+        self._exists(uuid)
+        return self.store.protected(uuid)
+
+    def snapshot_set_protected(self, uuid: str, name: str, on: bool) -> None:
+        with self._operation(uuid, self._def(uuid).name):
+            self._moment(self._tree(uuid), name)
+            self.store.set_protected(uuid, name, on)
+
+    def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
+        """External: the overlays' allocation and the memory file's size (exact). Internal: per qcow2 image,
+        the clusters only this snapshot references, from the image's own refcounts (exact when no QEMU has the
+        image open, else as of QEMU's last flush), and the saved VM state's size; an image that cannot be read
+        safely gives an estimate (the domain's memory, no disk)."""
+        with self._lock:
+            defn = _def_of(self._moment(self._tree(uuid), name))
+        from . import space
+
+        return space.snapshot_size(defn, name, running=self._rt(uuid).pid() is not None)
 
     def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
         """Create or redefine. On failure nothing is left behind: no tag in any image, no metadata."""

@@ -1,0 +1,197 @@
+"""The qcow2 metadata reader (drivers/qemu/qcow2.py) on images qemu-img and qemu-io wrote with known content,
+checked against what `qemu-img snapshot -d` really frees (it discards freed clusters: the file's allocation
+drops), and against hostile images; then getSize, protection and prune through the QEMU driver, offline."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qemu_offline import define_offline
+
+import virtsnap
+from virtsnap.drivers.qemu import qcow2
+
+MiB = 1 << 20
+CLUSTER = 64 * 1024
+
+
+def qemu_io(path, command) -> None:
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, str(path)], check=True, capture_output=True)
+
+
+def qemu_img(*args) -> None:
+    subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
+
+
+def allocated(path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.fixture
+def image(tmp_path):
+    """4 MiB written, snapshot s1, the first 2 MiB overwritten, snapshot s2, 1 MiB written elsewhere."""
+    path = tmp_path / "k.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", path, "64M")
+    qemu_io(path, "write -P 0xaa 0 4M")
+    qemu_img("snapshot", "-c", "s1", path)
+    qemu_io(path, "write -P 0xbb 0 2M")
+    qemu_img("snapshot", "-c", "s2", path)
+    qemu_io(path, "write -P 0xcc 8M 1M")
+    return path
+
+
+def test_known_content(image):
+    s1, _ = qcow2.exclusive_bytes(str(image), "s1")
+    s2, _ = qcow2.exclusive_bytes(str(image), "s2")
+    assert (s1.data, s1.vmstate, s1.exact) == (2 * MiB, 0, True)  # the overwritten 2 MiB live only in s1
+    assert (s2.data, s2.vmstate) == (0, 0)  # everything s2 references, the active image does too
+    assert s1.metadata >= CLUSTER  # at least its own L1 table
+
+
+@pytest.mark.parametrize("victim", ["s1", "s2"])
+def test_matches_what_qemu_img_frees(image, victim):
+    found, _ = qcow2.exclusive_bytes(str(image), victim)
+    before = allocated(image)
+    qemu_img("snapshot", "-d", victim, image)
+    freed = before - allocated(image)
+    # qemu-img rewrites the snapshot table into a cluster it may take from the freed ones: one cluster slack
+    predicted = found.data + found.metadata
+    assert predicted - CLUSTER - 4096 <= freed <= predicted + 4096, (predicted, freed)
+    check = subprocess.run(["qemu-img", "check", "-f", "qcow2", str(image)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout  # the reader never wrote anything
+
+
+def test_compressed_clusters(tmp_path):
+    raw, comp = tmp_path / "r.qcow2", tmp_path / "c.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", raw, "8M")
+    qemu_io(raw, "write -P 0x11 0 1M")
+    qemu_img("convert", "-q", "-c", "-f", "qcow2", "-O", "qcow2", raw, comp)
+    qemu_img("snapshot", "-c", "s", comp)
+    qemu_io(comp, "write -P 0x22 0 1M")
+    found, _ = qcow2.exclusive_bytes(str(comp), "s")
+    # sixteen compressed clusters of one repeated byte share one host cluster, referenced sixteen times
+    assert found.data == CLUSTER
+    before = allocated(comp)
+    qemu_img("snapshot", "-d", "s", comp)
+    assert 0 < before - allocated(comp) <= found.data + found.metadata + 4096  # (a compressed cluster is sparse)
+
+
+def test_missing_name_and_non_qcow2(tmp_path, image):
+    with pytest.raises(qcow2.Qcow2Error, match="0 snapshots named 'nope'"):
+        qcow2.exclusive_bytes(str(image), "nope")
+    raw = tmp_path / "raw.img"
+    raw.write_bytes(b"\0" * 65536)
+    with pytest.raises(qcow2.Qcow2Error, match="bad magic"):
+        qcow2.exclusive_bytes(str(raw), "s1")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(qcow2.Qcow2Error, match="not a regular file"):
+        qcow2.exclusive_bytes(str(fifo), "s1")
+
+
+def _patch(path, offset, fmt, value) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(struct.pack(fmt, value))
+
+
+@pytest.mark.parametrize(("offset", "fmt", "value", "words"), [
+    (48, ">Q", 1 << 40, "outside the file"),       # refcount table beyond the end
+    (56, ">I", 0xFFFFFFFF, "outside the file"),    # refcount table of 4 G clusters
+    (64, ">Q", 1 << 45, "outside the file"),       # snapshot table beyond the end
+    (60, ">I", 1 << 20, "too many snapshots"),
+    (20, ">I", 40, "cluster_bits"),
+    (72, ">Q", 1 << 40, "incompatible features"),  # an unknown incompatible feature
+])
+def test_hostile_headers(image, offset, fmt, value, words):
+    _patch(image, offset, fmt, value)
+    with pytest.raises(qcow2.Qcow2Error, match=words):
+        qcow2.exclusive_bytes(str(image), "s1")
+
+
+def test_hostile_snapshot_entry(image):
+    with qcow2.Image(str(image)) as img:
+        table = img.snapshots_offset
+    _patch(image, table, ">Q", 1 << 47)  # s1's L1 table beyond the end
+    with pytest.raises(qcow2.Qcow2Error, match="outside the file"):
+        qcow2.exclusive_bytes(str(image), "s1")
+    _patch(image, table + 8, ">I", 0x7FFFFFFF)  # and two billion L1 entries
+    with pytest.raises(qcow2.Qcow2Error, match="larger than the file"):
+        qcow2.exclusive_bytes(str(image), "s1")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(min_value=0, max_value=511), st.integers(min_value=0, max_value=255)),
+                      min_size=1, max_size=8))
+def test_random_header_damage_only_refuses(image, edits):
+    """Whatever bytes of the header and snapshot table a guest or an attacker changes, the reader answers or
+    refuses with Qcow2Error; it never raises anything else and never reads outside the file (pread would)."""
+    pristine = image.read_bytes()
+    with qcow2.Image(str(image)) as img:
+        table = img.snapshots_offset
+    data = bytearray(pristine)
+    for position, byte in edits:
+        at = position if position < 256 else table + position - 256
+        data[at] = byte
+    damaged = image.with_suffix(".damaged")
+    damaged.write_bytes(bytes(data))
+    try:
+        qcow2.exclusive_bytes(str(damaged), "s1")
+    except qcow2.Qcow2Error:
+        pass
+
+
+# -- through the QEMU driver, offline ---------------------------------------------------------------------
+@pytest.fixture
+def dom(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+    conn, d, disk = define_offline(tmp_path, "space", size="32M")
+    yield d, disk
+    conn.close()
+
+
+def test_driver_size_protect_prune(dom, tmp_path):
+    d, disk = dom
+    qemu_io(disk, "write -P 0x01 0 3M")
+    first = d.snapshotCreateXML("<domainsnapshot><name>first</name></domainsnapshot>")
+    qemu_io(disk, "write -P 0x02 0 3M")  # COW: the old 3 MiB now belong to `first` alone
+    second = d.snapshotCreateXML("<domainsnapshot><name>second</name></domainsnapshot>")
+    size = first.getSize()
+    assert size["memory"] == 0 and size["memory_exact"] and size["disk_exact"]
+    assert 3 * MiB <= size["disk"] <= 3 * MiB + 3 * CLUSTER  # data plus its L1 and L2 tables
+    assert second.getSize()["disk"] <= 3 * CLUSTER  # nothing of its data is its own yet
+    first.setProtected(True)
+    assert first.isProtected() == 1
+    with pytest.raises(virtsnap.libvirtError) as info:
+        first.delete()
+    assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert "first" in qemu_tags(disk)
+    # the mark is durable: another connection (a fresh store) sees it
+    other = virtsnap.open("qemu:///session")
+    try:
+        assert other.lookupByName("space").snapshotLookupByName("first").isProtected() == 1
+    finally:
+        other.close()
+    result = d.snapshotPrune({"keep_last": 0})
+    assert {r["name"]: r["reason"] for r in result} == {"second": "current", "first": "protected"}
+    first.setProtected(False)
+    d.revertToSnapshot(first)
+    d.snapshotCreateXML("<domainsnapshot><name>branch</name></domainsnapshot>")  # first -> {second, branch}
+    result = d.snapshotPrune({"keep_last": 1})
+    assert [(r["name"], r["action"], r["reason"]) for r in result] == [
+        ("branch", "keep", "keep-last"), ("second", "remove", ""), ("first", "keep", "ancestor-of-current")]
+    assert sorted(qemu_tags(disk)) == ["branch", "first"]  # removed through the normal delete, image and all
+    assert sorted(d.snapshotListNames()) == ["branch", "first"]
+
+
+def qemu_tags(disk) -> list[str]:
+    import json
+
+    out = subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output=json", str(disk)], capture_output=True,
+                         text=True, check=True).stdout
+    return [s["name"] for s in json.loads(out).get("snapshots", [])]
