@@ -195,3 +195,55 @@ def qemu_tags(disk) -> list[str]:
     out = subprocess.run(["qemu-img", "info", "-f", "qcow2", "--output=json", str(disk)], capture_output=True,
                          text=True, check=True).stdout
     return [s["name"] for s in json.loads(out).get("snapshots", [])]
+
+
+# -- the free-space pre-flight, on a nearly full tmpfs ------------------------------------------------------
+@pytest.fixture
+def full_fs(tmp_path):
+    """A 4 MiB tmpfs with about 512 KiB left free."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M,mode=0700", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def _fill(mnt, leave: int) -> None:
+    st = os.statvfs(mnt)
+    (mnt / "filler").write_bytes(b"\1" * (st.f_bavail * st.f_frsize - leave))
+
+
+def test_preflight_refuses_then_override_goes_ahead(tmp_path, monkeypatch, full_fs):
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+    disk = full_fs / "d.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", disk, "16M")
+    conn = virtsnap.open("qemu:///session")
+    try:
+        d = conn.defineXML(
+            "<domain type='qemu'><name>pf</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+            f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+            "<target dev='vda' bus='virtio'/></disk></devices></domain>")
+        _fill(full_fs, 512 * 1024)
+        with pytest.raises(virtsnap.libvirtError) as info:
+            d.snapshotCreateXML("<domainsnapshot><name>in</name></domainsnapshot>")
+        message = info.value.get_error_message()
+        assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+        assert "needs about 1.0 MiB (disk vda 1.0 MiB)" in message and str(full_fs) in message
+        assert "free" in message and "--no-space-check" in message
+        assert qemu_tags(disk) == [] and d.snapshotNum() == 0  # nothing changed
+        overlay = full_fs / "o.qcow2"
+        ext = (f"<domainsnapshot><name>ex</name><disks><disk name='vda' snapshot='external'>"
+               f"<source file='{overlay}'/></disk></disks></domainsnapshot>")
+        with pytest.raises(virtsnap.libvirtError, match="overlay of vda"):
+            d.snapshotCreateXML(ext, virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
+        assert not overlay.exists() and d.snapshotNum() == 0
+        d.snapshotCreateXML("<domainsnapshot><name>in</name></domainsnapshot>",
+                            virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_NO_SPACE_CHECK)
+        assert qemu_tags(disk) == ["in"]
+        d.snapshotCreateXML(ext, virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                            | virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_NO_SPACE_CHECK)
+        assert overlay.exists() and d.snapshotNum() == 2
+    finally:
+        conn.close()

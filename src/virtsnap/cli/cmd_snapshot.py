@@ -997,7 +997,9 @@ CREATE_FLAG_OPTS = (
     flag("atomic", "require atomic operation"),
     flag("live", "take a live snapshot"),
     flag("validate", "validate the XML against the schema"),
-    flag("no-space-check", "create even if the free-space pre-flight says it may not fit (virtsnap)"),
+    # hidden, as snapshot-delete --force: the help stays virsh's; the pre-flight's refusal names it
+    Opt("no-space-check", OptType.BOOL, "create even if the free-space pre-flight says it may not fit (virtsnap)",
+        hidden=True),
 )
 
 COMMANDS = (

@@ -50,7 +50,7 @@ from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
-from . import external, images
+from . import external, images, space
 from .agent import Agent
 from .domain import QemuDomain
 
@@ -67,7 +67,7 @@ CAPABILITIES = Capabilities(
     error_domain=ERR,
     flags={
         Op.SNAPSHOT_CREATE: C.REDEFINE | C.CURRENT | C.NO_METADATA | C.HALT | C.ATOMIC | C.VALIDATE | C.DISK_ONLY
-        | C.REUSE_EXT | C.QUIESCE | C.LIVE,
+        | C.REUSE_EXT | C.QUIESCE | C.LIVE | C.NO_SPACE_CHECK,
         **SNAPSHOT_QUERIES,
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY,
@@ -502,8 +502,6 @@ class QemuDriver:
         safely gives an estimate (the domain's memory, no disk)."""
         with self._lock:
             defn = _def_of(self._moment(self._tree(uuid), name))
-        from . import space
-
         return space.snapshot_size(defn, name, running=self._rt(uuid).pid() is not None)
 
     def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
@@ -560,6 +558,13 @@ class QemuDriver:
                             f"snapshot name '{defn.name}' is the ID of snapshot '{clash[1]}' in {clash[0]}; QEMU "
                             "looks snapshots up by ID first, so choose another name")
             self._refuse_existing_tag(uuid, qdom, targets, defn.name, status)
+            if not flags & C.NO_SPACE_CHECK:
+                paths = {d.target: d.path for d in qdom.disks}
+                needs = [(p, space.SMALL, f"disk {t}") for t in targets if (p := paths.get(t))]
+                if status is not None and needs:  # snapshot-save writes the VM state into the first image
+                    with self._monitor(uuid) as mon:
+                        needs.append((needs[0][0], space.guest_memory(mon, qdom), "memory"))
+                space.preflight(needs, defn.name)
             entry = self.store.journal_begin(uuid, "create", self._create_intent(tree, defn, status, flags,
                                                                               disks=targets))
             try:
@@ -723,6 +728,13 @@ class QemuDriver:
             refusal = self._live_refusal(uuid)
             if refusal is not None:
                 raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR, refusal)
+        if not flags & C.NO_SPACE_CHECK:
+            needs = [(d.source, space.SMALL, f"overlay of {d.name}") for d in chosen if d.source]
+            if with_memory:
+                assert defn.memory_file is not None
+                with self._monitor(uuid) as mon:
+                    needs.append((defn.memory_file, space.guest_memory(mon, qdom), "memory"))
+            space.preflight(needs, defn.name)
         new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
         entry = self.store.journal_begin(uuid, "create-external", self._create_intent(
             tree, defn, status, flags, overlays={d.name: d.source for d in chosen}, reuse=reuse,
