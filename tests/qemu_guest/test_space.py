@@ -95,3 +95,46 @@ def test_memory_snapshot_that_cannot_fit_is_refused_before_any_change(guest, wor
     assert "--no-space-check" in message
     assert os.listdir(small_fs) == [] and dom.snapshotNum() == 0 and dom.state()[0] == 1
     assert "demo.qcow2" in dom.XMLDesc()  # still on its own image: no overlay was switched in
+
+
+def _wait_state(dom, state: int, seconds: float = 120.0) -> list[int]:
+    """Poll until the domain reaches `state` (an event from the guest's side, not a timing assumption)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = dom.state()
+        if now[0] == state:
+            return now
+        time.sleep(0.2)
+    return dom.state()
+
+
+def test_guest_filling_the_host_filesystem_pauses_and_is_explained(guest, workdir, conn, small_fs, capsys):
+    from virtsnap.cli import main as cli_main
+
+    image = small_fs / "demo.qcow2"  # the data disk lives on the 32 MiB tmpfs; the guest sees 64 MiB
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(image)], check=True)
+    xml = domain_xml(guest, workdir).replace(str(workdir / "demo.qcow2"), str(image))
+    dom = conn.defineXML(xml)
+    dom.create()
+    with agent_for(conn, dom) as agent:
+        agent.shell("(dd if=/dev/urandom of=/mnt/fill bs=1M count=48; sync; echo done > /mnt/fill.done) "
+                    ">/dev/null 2>&1 &")
+    assert _wait_state(dom, virtsnap.VIR_DOMAIN_PAUSED) == [virtsnap.VIR_DOMAIN_PAUSED, 5]  # paused: I/O error
+    findings = dom.snapshotCheck()
+    notes = [f for f in findings if f.kind == "paused-io-error"]
+    assert len(notes) == 1 and notes[0].subject == "disk vda" and str(image) in notes[0].detail
+    assert "no space left" in notes[0].detail and not notes[0].drift
+    capsys.readouterr()
+    assert cli_main.main(["-q", "-c", "qemu:///session", "domstate demo --reason"]) == 0
+    assert capsys.readouterr().out.strip() == "paused (I/O error)"
+    # room again: resumed, the guest finishes its writes and nothing was lost or corrupted
+    subprocess.run(["mount", "-o", "remount,size=160M", str(small_fs)], check=True)
+    dom.resume()
+    with agent_for(conn, dom) as agent:
+        agent.shell("while [ ! -e /mnt/fill.done ]; do sleep 0.2; done")
+        assert agent.shell("wc -c < /mnt/fill").strip() == str(48 * MiB)
+    dom.destroy()
+    check = subprocess.run(["qemu-img", "check", "-f", "qcow2", str(image)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout

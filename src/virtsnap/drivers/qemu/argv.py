@@ -112,6 +112,10 @@ def _disks(dom: QemuDomain) -> list[str]:
                         "read-only": disk.readonly}
             argv += ["-blockdev", _json(file_node), "-blockdev", _json(fmt_node)]
             device["drive"] = disk.node_name
+            if disk.device == "disk":
+                # A guest whose disk fails (its host filesystem full) pauses on the error and never sees it:
+                # domstate says "paused (I/O error)", snapshot-check names the image, resume retries the request.
+                device["werror"] = device["rerror"] = "stop"
         if disk.bus == "virtio" and disk.device == "disk":
             device["driver"] = "virtio-blk-pci"
         elif disk.bus in ("sata", "ide"):

@@ -213,6 +213,31 @@ def _has_own_data(path: str, fmt: str) -> bool:
     return any(e.get("data") and e.get("depth") == 0 for e in extents)
 
 
+def _io_errors(drv: QemuDriver, uuid: str) -> list[Drift]:
+    """Why the guest is paused on an I/O error: each disk whose io-status is not ok, with the free space left
+    on its image's filesystem. A note, not drift: the metadata is fine and resuming is the user's call."""
+    out = []
+    with drv._monitor(uuid) as mon:
+        devices = mon.execute("query-block")
+    for dev in devices:
+        io_status = dev.get("io-status", "ok")
+        if io_status == "ok":
+            continue
+        qdev = str(dev.get("qdev") or "")
+        target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev or str(dev.get("device"))
+        path = str(((dev.get("inserted") or {}).get("image") or {}).get("filename") or "?")
+        why = "no space left on the host filesystem" if io_status == "nospace" else "an I/O error"
+        try:
+            st = os.statvfs(os.path.dirname(path) or ".")
+            free = f"; {st.f_bavail * st.f_frsize} bytes free there"
+        except OSError:
+            free = ""
+        out.append(Drift("paused-io-error", f"disk {target}", f"the guest is paused: writing {path} failed with "
+                         f"{why}{free}", "left paused: free space on that filesystem, then resume the domain",
+                         drift=False))
+    return out
+
+
 def _process(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
     """A QEMU left paused by an operation; a guest left frozen."""
     out = []
@@ -228,6 +253,8 @@ def _process(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
         out.append(Drift("paused-by-operation", "QEMU", f"the guest is paused in state '{status}': a load of its "
                          "memory did not finish, so its memory is incomplete",
                          "not resumed (unsafe): revert to a snapshot again, or destroy the domain"))
+    if status == "io-error":
+        out.extend(_io_errors(drv, uuid))
     if status in ("running", "paused") and recovery.thaw_if_frozen(drv, uuid, thaw=False):
         if repair:
             recovery.thaw_if_frozen(drv, uuid, thaw=True)

@@ -96,9 +96,9 @@ _STATUS = {
     "finish-migrate": (DomainState.PAUSED, 0),
     "inmigrate": (DomainState.PAUSED, 0),
     "debug": (DomainState.PAUSED, 0),
-    "io-error": (DomainState.PAUSED, 2),
+    "io-error": (DomainState.PAUSED, 5),  # VIR_DOMAIN_PAUSED_IOERROR
     "internal-error": (DomainState.PAUSED, 0),
-    "watchdog": (DomainState.PAUSED, 0),
+    "watchdog": (DomainState.PAUSED, 6),  # VIR_DOMAIN_PAUSED_WATCHDOG
     "guest-panicked": (DomainState.CRASHED, 0),
     "shutdown": (DomainState.SHUTDOWN, 0),
 }
