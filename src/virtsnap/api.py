@@ -687,14 +687,19 @@ class virDomain(surface.virDomain):  # noqa: N801
         while node is not None and node.parent is not None:  # the forest's hidden root has no parent
             ancestors.add(node.name)
             node = node.parent
-        # Snapshots made in the same second are ordered by depth (a parent is older than its children), then by
-        # link order (a later sibling is newer)
-        depth: dict[str, int] = {}
-        for m in tree.topological():  # parents first
-            parent = m.parent_name
-            depth[m.name] = depth[parent] + 1 if parent is not None else 0
+        # Snapshots made in the same second: in link order (`seq`), except that a parent always comes before its
+        # children (a delete re-links the children it moves, giving them a later seq than their descendants)
+        order: dict[str, int] = {}
+        for m in sorted(tree.moments(), key=lambda m: m.seq):
+            line = []
+            up: Moment | None = m
+            while up is not None and up.parent is not None and up.name not in order:
+                line.append(up.name)
+                up = up.parent
+            for name in reversed(line):
+                order[name] = len(order)
         return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors,
-                          (depth[m.name] << 40) + m.seq) for m in tree.moments()]
+                          order[m.name]) for m in tree.moments()]
 
     def _prune_plan(self, policy: Policy) -> list[Decision]:
         protected = self._protected_names()

@@ -35,10 +35,10 @@ from ...flags import (
     SnapshotRevert as R,
 )
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op, SnapshotSize
 from .auth import CredentialSource
 from .session import ProgressCallback, Session, endpoint_from_uri, translate
-from .tree import build_tree, raw_names, snapshot_xml
+from .tree import build_tree, raw_names, snapshot_size, snapshot_xml
 
 ERR = ErrorDomain.ESX
 T = TypeVar("T")
@@ -356,6 +356,19 @@ class EsxDriver:
     @_locked
     def snapshot_query(self, uuid: str, fn: Callable[[SnapshotTree], T]) -> T:
         return fn(self._tree(uuid)[1])
+
+    @_locked
+    def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
+        """From config.layoutEx, as govc computes it (tree.snapshot_size); one property read."""
+        vm = self._vm(uuid)
+        try:
+            props = self.session.props(vm, ["snapshot", "layoutEx"])
+        except Exception as exc:
+            raise self._vm_error(uuid, exc, "cannot read the file layout") from exc
+        tree = build_tree(props.get("snapshot"))
+        moment = self._moment(tree, name)
+        parent = moment.parent.defn.moref if moment.parent_name is not None and moment.parent is not None else None
+        return snapshot_size(props.get("layoutEx"), moment.defn.moref, parent, tree.current is moment)
 
     @_locked
     def snapshot_xml(self, uuid: str, name: str, flags: int) -> str:

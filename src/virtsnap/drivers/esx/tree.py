@@ -13,6 +13,7 @@ from typing import Any
 
 from ...conf.snapshot_xml import Location, SnapshotDef, SnapshotState, format_snapshot
 from ...conf.tree import Moment, SnapshotTree
+from ..base import SnapshotSize
 
 # VirtualMachinePowerState -> what a snapshot taken in it holds
 _STATES = {
@@ -198,3 +199,26 @@ def snapshot_def(moment: Moment) -> SnapshotDef:
 
 def snapshot_xml(moment: Moment, domain_uuid: str) -> str:
     return format_snapshot(snapshot_def(moment), domain_uuid)
+
+
+def snapshot_size(layout: Any, moref: str, parent_moref: str | None, current: bool) -> SnapshotSize:
+    """govc's reckoning from the VM's config.layoutEx: the snapshot's .vmem (memory), its .vmsn and the delta
+    disks of its chain that its parent's chain does not hold (disk); for the current snapshot also the delta
+    files the VM runs on that no snapshot holds yet. vSphere reports file sizes in bytes: exact."""
+    files = {f.key: int(f.size or 0) for f in (getattr(layout, "file", None) or [])}
+    layouts = {s.key._moId: s for s in (getattr(layout, "snapshot", None) or [])}
+    mine = layouts.get(moref)
+    if mine is None:  # vSphere lists no layout for it: nothing to measure
+        return SnapshotSize(0, 0, memory_exact=False, disk_exact=False)
+
+    def chain_keys(disks: Any) -> set[int]:
+        return {int(k) for d in (disks or []) for c in (d.chain or []) for k in (c.fileKey or [])}
+
+    parent = layouts.get(parent_moref) if parent_moref is not None else None
+    keys = chain_keys(mine.disk) - (chain_keys(parent.disk) if parent is not None else set())
+    if current:
+        keys |= chain_keys(getattr(layout, "disk", None)) - {k for s in layouts.values() for k in chain_keys(s.disk)}
+    memory_key = int(getattr(mine, "memoryKey", -1) if getattr(mine, "memoryKey", None) is not None else -1)
+    memory = files.get(memory_key, 0) if memory_key >= 0 else 0
+    disk = files.get(int(mine.dataKey), 0) + sum(files.get(k, 0) for k in keys)
+    return SnapshotSize(memory, disk)
