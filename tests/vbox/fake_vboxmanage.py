@@ -211,12 +211,39 @@ def write_settings(vm: dict[str, Any]) -> None:
             element.set("stateFile", f"Snapshots/{{{sid}}}.sav")
         if snap["description"]:
             ET.SubElement(element, "Description").text = snap["description"]
-        ET.SubElement(element, "Hardware")
+        hw = ET.SubElement(element, "Hardware")
+        controllers = ET.SubElement(hw, "StorageControllers")
+        for ctl in snap.get("hardware", {}).get("controllers", []):
+            controller = ET.SubElement(controllers, "StorageController", {"name": ctl["name"]})
+            for att in ctl["attachments"]:
+                if att["type"] == "hdd" and att.get("uuid"):
+                    device = ET.SubElement(controller, "AttachedDevice", {"type": "HardDisk", "port": str(att["port"]),
+                                                                          "device": str(att["device"])})
+                    ET.SubElement(device, "Image", {"uuid": f"{{{att['uuid']}}}"})
         if snap["children"]:
             container = ET.SubElement(element, "Snapshots")
             for child in snap["children"]:
                 build(container, child)
 
+    media = vm.get("media", {})
+    if media:  # VirtualBox's registry: each differencing image nested under its parent
+        disks = ET.SubElement(ET.SubElement(machine, "MediaRegistry"), "HardDisks")
+        elements: dict[str, ET.Element] = {}
+
+        def place(uuid: str) -> ET.Element:
+            if uuid in elements:
+                return elements[uuid]
+            entry = media.get(uuid)
+            if entry is None:  # a base image, outside the machine folder
+                element = ET.SubElement(disks, "HardDisk", {"uuid": f"{{{uuid}}}", "location": f"../../{uuid}.vdi"})
+            else:
+                element = ET.SubElement(place(entry["parent"]), "HardDisk",
+                                        {"uuid": f"{{{uuid}}}", "location": entry["location"]})
+            elements[uuid] = element
+            return element
+
+        for uuid in media:
+            place(uuid)
     if vm.get("first"):
         build(machine, vm["first"])
     os.makedirs(vm["dir"], exist_ok=True)
@@ -446,12 +473,21 @@ def snapshot_take(vm: dict[str, Any], rest: list[str]) -> None:
     else:
         vm["first"] = sid
     vm["current"] = sid
-    # The current state continues on new differencing images in the snapshot folder.
+    # The current state continues on new differencing images in the snapshot folder (real, empty files that
+    # a test may write to as the guest would), children of the images the snapshot keeps.
+    folder = os.path.join(vm["dir"], "Snapshots")
+    os.makedirs(folder, exist_ok=True)
     for ctl in vm["controllers"]:
         for att in ctl["attachments"]:
             if att["type"] == "hdd":
                 diff = new_uuid()
-                att["path"], att["uuid"] = os.path.join(vm["dir"], "Snapshots", f"{{{diff}}}.vdi"), diff
+                path = os.path.join(folder, f"{{{diff}}}.vdi")
+                open(path, "wb").close()
+                vm.setdefault("media", {})[diff] = {"location": f"Snapshots/{{{diff}}}.vdi", "parent": att["uuid"]}
+                att["path"], att["uuid"] = path, diff
+    if online:  # the saved state: a stand-in of 1 KiB per MiB of guest memory
+        with open(os.path.join(folder, f"{{{sid}}}.sav"), "wb") as f:
+            f.write(b"\x5a" * 1024 * int(vm["memory"]))
     progress()
     out(f"Snapshot taken. UUID: {sid}")
 

@@ -641,3 +641,27 @@ def test_read_only_connection_cannot_snapshot(fake_vbox: FakeVBox) -> None:
             alpha.snapshotCreateXML(snap_xml("s"))
         assert code_of(exc) == virtsnap.VIR_ERR_OPERATION_DENIED
         assert alpha.snapshotNum() == 0
+
+
+# -- sizes (issue 17) -----------------------------------------------------------------------------------------
+def test_sizes_are_the_differencing_images_and_the_saved_state(conn: virtsnap.virConnect,
+                                                               fake_vbox: FakeVBox) -> None:
+    dom = conn.lookupByName(BETA_NAME)  # running, 2048 MiB
+    first = dom.snapshotCreateXML(snap_xml("first"))
+    size = first.getSize()
+    # its hardware holds the base image only: deleting it frees no image; the saved state is its memory
+    sav = Path(fake_vbox.vm(BETA)["dir"]) / "Snapshots"
+    state_files = list(sav.glob("*.sav"))
+    assert len(state_files) == 1
+    assert size == {"memory": state_files[0].stat().st_blocks * 512, "disk": 0,
+                    "memory_exact": True, "disk_exact": True}
+    assert size["memory"] >= 2048 * 1024
+    # the guest writes 3 MiB to the differencing image the machine now runs on; the next snapshot keeps it
+    diff = Path(next(a for a in fake_vbox.vm(BETA)["controllers"][0]["attachments"] if a["type"] == "hdd")["path"])
+    diff.write_bytes(os.urandom(3 << 20))
+    second = dom.snapshotCreateXML(snap_xml("second"))
+    assert second.getSize()["disk"] == diff.stat().st_blocks * 512 >= 3 << 20
+    assert first.getSize()["disk"] == 0
+    with pytest.raises(virtsnap.libvirtError) as info:
+        first.setProtected(True)
+    assert code_of(info) == ErrorCode.NO_SUPPORT

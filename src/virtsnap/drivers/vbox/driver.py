@@ -41,7 +41,7 @@ from ...flags import (
     SnapshotRevert,
 )
 from ...uri import URI
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op, SnapshotSize
 from .parse import (
     DiskAttachment,
     ParseError,
@@ -50,6 +50,7 @@ from .parse import (
     VmEntry,
     VmInfo,
     parse_settings_snapshots,
+    parse_settings_space,
     parse_snapshot_list,
     parse_vm_list,
     parse_vminfo,
@@ -459,6 +460,10 @@ class VBoxDriver:
                           not_found=ErrorCode.NO_DOMAIN_SNAPSHOT)
             return moment.name
 
+    def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
+        info, tree = self._load(uuid)
+        return _space(info, _find(tree, name).defn.uuid)
+
     def snapshot_rename(self, uuid: str, name: str, new_name: str) -> str:
         """The generic rename hook (virDomainSnapshot.rename)."""
         return self.snapshot_edit(uuid, name, new_name=new_name)
@@ -669,16 +674,25 @@ def _alias(name: str, uuid: str) -> str:
 def _read_settings(info: VmInfo) -> dict[str, SettingsSnapshot]:
     """Timestamps and online flags from the machine's settings file (VBoxManage prints neither).
 
-    An unreadable file is not an error: the snapshots then lack state and creation time. A path that is
-    not a regular file (a FIFO, a device) is refused: it is opened non-blocking and checked before any read,
-    so a FIFO planted there cannot hang the command.
+    An unreadable file is not an error: the snapshots then lack state and creation time.
     """
-    if not info.cfg_file:
+    data = _settings_bytes(info)
+    try:
+        return parse_settings_snapshots(data) if data is not None else {}
+    except ParseError:
         return {}
+
+
+def _settings_bytes(info: VmInfo) -> bytes | None:
+    """The machine's settings file, or None when it cannot be read or is too large. A path that is not a
+    regular file (a FIFO, a device) is refused: it is opened non-blocking and checked before any read, so a
+    FIFO planted there cannot hang the command."""
+    if not info.cfg_file:
+        return None
     try:
         fd = os.open(info.cfg_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
-        return {}
+        return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise error(ErrorCode.OPERATION_FAILED, ERR,
@@ -686,14 +700,49 @@ def _read_settings(info: VmInfo) -> dict[str, SettingsSnapshot]:
         with os.fdopen(fd, "rb") as handle:
             fd = -1  # the file object closes it now
             data = handle.read(_MAX_SETTINGS_BYTES + 1)
-        if len(data) > _MAX_SETTINGS_BYTES:
-            return {}
-        return parse_settings_snapshots(data)
-    except (OSError, ParseError):
-        return {}
+        return data if len(data) <= _MAX_SETTINGS_BYTES else None
+    except OSError:
+        return None
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _on_disk(path: str) -> int | None:
+    try:
+        return os.stat(path).st_blocks * 512
+    except OSError:
+        return None
+
+
+def _space(info: VmInfo, snapshot_uuid: str) -> SnapshotSize:
+    """The snapshot's saved-state file (memory) and the differencing images its hardware attaches (disk: the
+    data written between its parent and it, which deleting it merges away), by their size on disk. Paths
+    in the settings file are relative to the machine's folder."""
+    data = _settings_bytes(info)
+    try:
+        space = parse_settings_space(data) if data is not None else None
+    except ParseError:
+        space = None
+    if space is None or snapshot_uuid not in space.snapshots:
+        return SnapshotSize(0, 0, memory_exact=False, disk_exact=False)
+    folder = os.path.dirname(info.cfg_file or "")
+    state_file, images = space.snapshots[snapshot_uuid]
+    memory, memory_exact = 0, True
+    if state_file:
+        size = _on_disk(os.path.join(folder, state_file))
+        memory, memory_exact = (size, True) if size is not None else (0, False)
+    disk, disk_exact = 0, True
+    for image in images:
+        location, parent = space.disks.get(image, ("", None))
+        if parent is None:
+            continue  # a base image: deleting a snapshot never frees it
+        size = _on_disk(os.path.join(folder, location))
+        if size is None:
+            disk_exact = False
+        else:
+            disk += size
+    return SnapshotSize(memory, disk, memory_exact, disk_exact)
 
 
 def _build_tree(listing: SnapshotListing, settings: dict[str, SettingsSnapshot]) -> SnapshotTree:

@@ -30,6 +30,7 @@ __all__ = [
     "parse_error",
     "parse_machinereadable",
     "parse_settings_snapshots",
+    "parse_settings_space",
     "parse_snapshot_list",
     "parse_vm_list",
     "parse_vminfo",
@@ -438,3 +439,45 @@ def parse_settings_snapshots(data: bytes) -> dict[str, SettingsSnapshot]:
         timestamp = calendar.timegm((*(int(g) for g in stamp.groups()), 0, 0, 0)) if stamp else None
         out[uuid] = SettingsSnapshot(uuid, timestamp, bool(element.get("stateFile")))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSpace:
+    """What a settings file says about space: per snapshot its saved-state file and the images its hardware
+    attaches; per hard disk of the media registry its location and its parent (None: a base image)."""
+
+    snapshots: dict[str, tuple[str | None, tuple[str, ...]]]
+    disks: dict[str, tuple[str, str | None]]
+
+
+def parse_settings_space(data: bytes) -> SettingsSpace:
+    """Read <Snapshot stateFile=> with the <Image uuid=> of its own <Hardware>, and <MediaRegistry>'s nested
+    <HardDisk uuid= location=>. Raises ParseError if the file is not well-formed XML."""
+    etree, parser = _settings_parser()
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise ParseError(f"settings file is not well-formed: {exc}") from exc
+
+    def local(element: Any) -> str:
+        return str(etree.QName(element).localname) if isinstance(element.tag, str) else ""
+
+    def uuid_of(element: Any) -> str | None:
+        uuid = (element.get("uuid") or "").strip("{}").lower()
+        return uuid if re.fullmatch(_UUID, uuid) else None
+
+    snapshots: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+    disks: dict[str, tuple[str, str | None]] = {}
+    for element in root.iter():
+        kind = local(element)
+        if kind == "Snapshot" and (sid := uuid_of(element)) is not None:
+            images: list[str] = []
+            for child in element:
+                if local(child) == "Hardware":  # its own hardware, not that of the snapshots below it
+                    images += [u for image in child.iter() if local(image) == "Image" and (u := uuid_of(image))]
+            snapshots[sid] = (element.get("stateFile") or None, tuple(images))
+        elif kind == "HardDisk" and (did := uuid_of(element)) is not None:
+            parent = element.getparent()
+            parent_id = uuid_of(parent) if parent is not None and local(parent) == "HardDisk" else None
+            disks[did] = (element.get("location") or "", parent_id)
+    return SettingsSpace(snapshots, disks)
