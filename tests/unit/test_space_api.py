@@ -191,6 +191,9 @@ def test_cli_prune_protect_and_sizes(capsys, conn):
     assert "s2" in table and "remove" in table  # the table of the real run
     listing, _ = decoder.raw_decode(names.strip())
     assert [(s["name"], s["size"]["disk"]) for s in listing] == [("s0", 0), ("s3", 0)]
+    assert cli_main.main(["-q", "-c", URI, "dominfo test --size --json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["snapshots"], info["snapshot_bytes"], info["snapshot_bytes_exact"]) == (2, 0, True)
     status = cli_main.main(["-q", "-c", URI, "snapshot-prune test --keep-last nine"])
     assert status == 1
     assert "Numeric value 'nine' for <keep-last> option is malformed" in capsys.readouterr().err

@@ -284,7 +284,8 @@ def cmd_dominfo(ctl: Control, opts: Opts) -> bool:
     "state": str | null, "cpus": int | null, "cpu_time_ns": int | null, "max_memory_kib": int | null,
     "used_memory_kib": int | null, "persistent": bool | null, "autostart": bool | null,
     "managed_save": bool | null, "security_model": str | null, "security_doi": str | null,
-    "security_label": str | null, "security_enforcing": bool | null}`` (null = unknown).
+    "security_label": str | null, "security_enforcing": bool | null}`` (null = unknown); with --size (virtsnap)
+    also ``"snapshots": int, "snapshot_bytes": int, "snapshot_bytes_exact": bool``.
     """
     dom, _ = ctl.domain(opts)
     as_json = opts.has("json")
@@ -366,7 +367,22 @@ def cmd_dominfo(ctl: Control, opts: Opts) -> bool:
             if label and label[0]:
                 result.update(security_label=label[0], security_enforcing=bool(label[1]))
                 line("Security label:", f"{label[0]} ({'enforcing' if label[1] else 'permissive'})")
+    if opts.has("size"):
+        ok = _snapshot_total(dom, line, result) and ok
     return _emit_dominfo(ctl, as_json, out, result, ok)
+
+
+def _snapshot_total(dom: virtsnap.virDomain, line: Callable[[str, object], None], result: dict[str, Any]) -> bool:
+    """dominfo --size (virtsnap): what the domain's snapshots take, memory and disk, summed."""
+    from .cmd_snapshot import size_text
+
+    sizes = [s.getSize(0) for s in dom.listAllSnapshots(0)]  # a failure is printed by the runner
+    total = sum(int(s["memory"]) + int(s["disk"]) for s in sizes)
+    exact = all(s["memory_exact"] and s["disk_exact"] for s in sizes)
+    result.update(snapshots=len(sizes), snapshot_bytes=total, snapshot_bytes_exact=exact)
+    line("Snapshots:", len(sizes))
+    line("Snapshot size:", size_text(total, exact))
+    return True
 
 
 def _emit_dominfo(ctl: Control, as_json: bool, out: list[str], result: dict[str, Any], ok: bool) -> bool:
@@ -701,7 +717,11 @@ MANAGEMENT = (
 )
 
 MONITORING = (
-    Command("dominfo", cmd_dominfo, (DOMAIN_OPT, JSON_OPT), "domain information",
+    Command("dominfo", cmd_dominfo, (
+        DOMAIN_OPT, JSON_OPT,
+        # hidden: `help dominfo` stays virsh's (docs/space.md documents it)
+        Opt("size", OptType.BOOL, "add the snapshots' count and total size (virtsnap)", hidden=True),
+    ), "domain information",
             "Returns basic information about the domain."),
     Command("domstate", cmd_domstate, (DOMAIN_OPT, flag("reason", "also print reason for the state")),
             "domain state", "Returns state about a domain."),

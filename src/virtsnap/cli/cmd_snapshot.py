@@ -477,8 +477,8 @@ def cmd_snapshot_info(ctl: Control, opts: Opts) -> bool:
     if opts.has("size"):
         size = snap.getSize(0)  # a failure is printed by the runner
         info["size"] = size
-        emit("Memory size:", _size_text(size["memory"], bool(size["memory_exact"])))
-        emit("Disk size:", _size_text(size["disk"], bool(size["disk_exact"])))
+        emit("Memory size:", size_text(size["memory"], bool(size["memory_exact"])))
+        emit("Disk size:", size_text(size["disk"], bool(size["disk_exact"])))
         protected = snap.isProtected(0)
         info["protected"] = bool(protected)
         emit("Protected:", "yes" if protected else "no")
@@ -621,18 +621,18 @@ def cmd_snapshot_list(ctl: Control, opts: Opts) -> bool:
         row = [name, when, state] + ([parent_name or ""] if parent else [])
         if with_size:
             size = sizes[name]
-            row.append(_size_text(int(size["memory"]) + int(size["disk"]),
+            row.append(size_text(int(size["memory"]) + int(size["disk"]),
                                   bool(size["memory_exact"] and size["disk_exact"])))
         table.add(*row)
     ctl.out(table.render(header=not ctl.quiet, utf8=ctl.utf8_locale))
     if with_size:
         total = sum(int(s["memory"]) + int(s["disk"]) for s in sizes.values())
         exact = all(s["memory_exact"] and s["disk_exact"] for s in sizes.values())
-        ctl.extra(f"Total: {_size_text(total, exact)} in {len(sizes)} snapshots\n")
+        ctl.extra(f"Total: {size_text(total, exact)} in {len(sizes)} snapshots\n")
     return True
 
 
-def _size_text(size: int, exact: bool) -> str:
+def size_text(size: int, exact: bool) -> str:
     """Bytes in binary units ('1.5 KiB'); an estimate is marked with '~'."""
     value, unit = float(size), "B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
