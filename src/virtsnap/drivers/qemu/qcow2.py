@@ -179,6 +179,10 @@ class Image:
         """What deleting `snap` would free, from the image's own refcounts: a host cluster is freed when all of
         its references are the snapshot's (the active image or another snapshot would have raised its
         refcount). Compressed clusters may share a host cluster, hence the count per host cluster."""
+        # The work is bounded by what the snapshot can map: its disk and its VM state, no more L1 entries
+        per_l2 = self.l2_entries << self.cluster_bits
+        if snap.l1_size > -(-(snap.disk_size + snap.vm_state_size) // per_l2) + 1:
+            raise Qcow2Error(f"L1 table of {snap.l1_size} entries maps more than the snapshot's disk and VM state")
         metadata = -(-snap.l1_size * 8 // self.cluster_size) * self.cluster_size  # its own L1 table
         uses: dict[int, int] = {}  # host cluster -> references from this snapshot
         kind: dict[int, str] = {}  # host cluster -> "metadata" | "vmstate" | "data"
