@@ -81,8 +81,8 @@ def qemu_view(conn, dom) -> dict:
             "anonymous": sorted(p["type"] for p in mon.execute("qom-list", {"path": "/machine/peripheral-anon"})
                                 if p["type"].startswith("child<")),
             "chardevs": sorted(c["label"] for c in mon.execute("query-chardev")),
-            "qtree": mon.hmp("info qtree"),
-            "netdevs": mon.hmp("info network"),
+            "qtree": mon.hmp("info", "qtree"),
+            "netdevs": mon.hmp("info", "network"),
             "comm": Path(f"/proc/{pid}/comm").read_text().strip(),
             "kernel": mon.execute("qom-get", {"path": "/machine", "property": "kernel"}),
             "append": mon.execute("qom-get", {"path": "/machine", "property": "append"}),
@@ -277,3 +277,23 @@ def test_vnc_listen_port_and_password_are_honoured(conn, workdir):
         view = run_and_view(conn, plain.replace("</devices>", bad + "</devices>"))
         assert isinstance(view, virtsnap.libvirtError), bad
         assert view.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED, bad
+
+
+def test_hmp_takes_plain_words_only(conn, workdir):
+    """HMP splits at spaces and reads quotes: a part that is not one plain word is refused, never sent."""
+    qcow2(workdir / "disk")
+    dom = conn.defineXML(domain("hmp", workdir / "disk"))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    try:
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "hmp")
+        try:
+            for args in (("info", "status\nquit"), ("info", "status quit"), ("info", '"x'), ("info", "")):
+                with pytest.raises(virtsnap.libvirtError) as exc:
+                    mon.hmp(*args)
+                assert exc.value.get_error_code() == virtsnap.VIR_ERR_INVALID_ARG
+            assert "paused" in mon.hmp("info", "status")
+        finally:
+            mon.close()
+        assert dom.isActive()
+    finally:
+        dom.destroy()

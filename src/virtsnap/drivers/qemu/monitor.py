@@ -106,9 +106,13 @@ class Monitor:
                             f"{command}: QEMU monitor error: {_first_line(result)}") from result
         return results
 
-    def hmp(self, command_line: str, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """An HMP command; QEMU reports HMP errors as ordinary output text."""
-        result = self.execute("human-monitor-command", {"command-line": command_line}, timeout)
+    def hmp(self, command: str, *args: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """An HMP command (QEMU reports HMP errors as ordinary output text). HMP has its own parser, which splits
+        at spaces and reads quotes, so each part must be one plain word: anything else is refused, not escaped."""
+        for part in (command, *args):
+            if not part or any(c.isspace() or c in "\"'\\" or ord(c) < 32 or ord(c) == 127 for c in part):
+                raise error(ErrorCode.INVALID_ARG, ERR, f"HMP argument {part!r} is not a plain word")
+        result = self.execute("human-monitor-command", {"command-line": " ".join((command, *args))}, timeout)
         return str(result)
 
     def send_fd(self, fd: int, fdname: str) -> None:
