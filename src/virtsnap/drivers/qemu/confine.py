@@ -125,19 +125,21 @@ def hand_over(state_dir: Path, uuid: str, ident: Identity, paths: Iterable[str])
     """Give these files to QEMU's user for as long as the domain `uuid` runs (hand_back ends it). A file
     already handed over (another domain's shared base, or this domain's) only gains a holder."""
     with _locked(state_dir) as entries:
-        for path in dict.fromkeys(paths):
+        for path in dict.fromkeys(os.path.realpath(p) for p in paths):
+            fd = _open_file(path)
+            if fd is None:
+                continue  # missing, or not a regular file or block device: QEMU reports it itself
             try:
-                st = os.stat(path)
-            except OSError:
-                continue  # QEMU reports the missing file itself
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-                continue
-            key = f"{st.st_dev}:{st.st_ino}"
-            entry = entries.get(key)
-            if entry is None:
-                entry = entries[key] = {"path": os.path.realpath(path), "uid": st.st_uid, "gid": st.st_gid,
-                                        "mode": stat.S_IMODE(st.st_mode), "holders": []}
-                os.chown(path, ident.uid, ident.gid)
+                st = os.fstat(fd)
+                key = f"{st.st_dev}:{st.st_ino}"
+                entry = entries.get(key)
+                if entry is None:
+                    entry = entries[key] = {"path": path, "uid": st.st_uid, "gid": st.st_gid,
+                                            "mode": stat.S_IMODE(st.st_mode), "to": [ident.uid, ident.gid],
+                                            "holders": []}
+                    os.fchown(fd, ident.uid, ident.gid)
+            finally:
+                os.close(fd)
             holders = entry["holders"]
             assert isinstance(holders, list)
             if uuid not in holders:
@@ -146,7 +148,8 @@ def hand_over(state_dir: Path, uuid: str, ident: Identity, paths: Iterable[str])
 
 def hand_back(state_dir: Path, uuid: str) -> None:
     """The domain stopped: every file it alone held goes back to its original owner and mode, provided it is
-    still the same file, still owned as handed over (a change made meanwhile by someone else is kept)."""
+    still the same file (device, inode, never through a symlink put in its place) and still owned as handed
+    over (an owner someone set meanwhile is kept)."""
     if not _registry(state_dir).exists():
         return
     with _locked(state_dir) as entries:
@@ -159,12 +162,35 @@ def hand_back(state_dir: Path, uuid: str) -> None:
             if holders:
                 continue
             del entries[key]
-            path = str(entry["path"])
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if f"{st.st_dev}:{st.st_ino}" == key:
-                    os.chown(path, int(str(entry["uid"])), int(str(entry["gid"])))
-                    os.chmod(path, int(str(entry["mode"])))
+            fd = _open_file(str(entry["path"]))
+            if fd is None:
+                continue
+            try:
+                st = os.fstat(fd)
+                if f"{st.st_dev}:{st.st_ino}" == key and [st.st_uid, st.st_gid] == entry.get("to"):
+                    os.fchown(fd, int(str(entry["uid"])), int(str(entry["gid"])))
+                    os.fchmod(fd, int(str(entry["mode"])))
+            finally:
+                os.close(fd)
+
+
+def _open_file(path: str) -> int | None:
+    """A descriptor on the file itself (never a symlink's target), if it is a regular file or block device:
+    ownership changes go through it, so no swap between a check and the change is possible."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISBLK(mode):
+        try:  # fchown/fchmod need a real descriptor, not O_PATH: reopen this very inode through /proc
+            real = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError:
+            real = None
+        os.close(fd)
+        return real
+    os.close(fd)
+    return None
 
 
 def holds(state_dir: Path, uuid: str) -> bool:
