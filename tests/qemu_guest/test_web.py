@@ -1,4 +1,4 @@
-"""`virtsnap serve` over a real TCG guest: snapshot, revert and delete through the page in headless Chromium,
+"""`virtsnap serve` over a real TCG guest: snapshot, revert, prune and delete through the page in headless Chromium,
 with the guest agent's marker file proving the revert (the server is its own process, as a user runs it)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from .conftest import agent_for, domain_xml, guest_read, image_tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
-from webtools import chromium, create, delete, names, open_page, revert, serve_process
+from webtools import chromium, create, delete, names, open_page, prune, revert, serve_process
 
 pytestmark = pytest.mark.qemu
 
@@ -34,12 +34,17 @@ def test_snapshot_revert_delete_through_the_page(guest, workdir, conn, browser):
         assert image_tags(str(workdir / "webguest.qcow2")) == ["marked"]
         with agent_for(conn, dom) as agent:
             agent.shell("echo after > /mnt/marker; sync")
+        assert create(browser, "later") == "Domain snapshot later created"
 
         said, result = revert(browser, "marked")
-        assert "The domain's memory and every disk change made since snapshot 'marked'" in said
+        assert "The domain's memory and every disk change made since snapshot 'later'" in said
         assert result == "Domain 'webguest' reverted to snapshot marked"
         assert guest_read(conn, dom, "cat /mnt/marker").strip() == "before"
         assert dom.state()[0] == 1  # running, as the snapshot was
+
+        # 'later' is neither current nor an ancestor of it: the only one a keep-nothing policy removes.
+        assert prune(browser, keep_last=0) == (["later"], "Pruned 1 snapshot")
+        assert image_tags(str(workdir / "webguest.qcow2")) == ["marked"]
 
         assert delete(browser, "marked") == "Domain snapshot marked deleted"
         assert names(browser) == []

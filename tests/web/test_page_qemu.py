@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
-from webtools import create, delete, names, open_page, revert, serve_process, wait
+from webtools import create, delete, names, open_page, revert, serve_process, text, wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from qemu_offline import define_offline
@@ -21,8 +21,8 @@ from qemu_offline import define_offline
 def offline(monkeypatch):
     work = Path(tempfile.mkdtemp(prefix="vs-web-", dir="/tmp"))
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
-    conn, _dom, disk = define_offline(work, "webdom")
-    yield disk
+    conn, dom, disk = define_offline(work, "webdom")
+    yield dom, disk
     conn.close()
     shutil.rmtree(work, ignore_errors=True)
 
@@ -39,17 +39,28 @@ def image_tags(disk: Path) -> list[str]:
     return [line.split()[1] for line in out.stdout.splitlines()[2:] if line.strip()]
 
 
+def shown_bytes(text: str) -> float:
+    value, unit = text.lstrip("≈").split()
+    return float(value) * 1024 ** ["B", "KiB", "MiB", "GiB"].index(unit)
+
+
 def test_tree_follows_another_process(browser, offline):
+    dom, offline = offline
     with serve_process("-c", "qemu:///session") as served:
         open_page(browser, served, "webdom")
         assert create(browser, "from-page") == "Domain snapshot from-page created"
         assert image_tags(offline) == ["from-page"]
+        # The size column: what the API's getSize says deleting it would free (qcow2 clusters only it holds).
+        size = dom.snapshotLookupByName("from-page").getSize()
+        cell = '#tree li[data-name="from-page"] .size'
+        wait(browser, lambda d: text(d, cell) not in (None, "—"))
+        total = size["memory"] + size["disk"]
+        assert total > 0 and abs(shown_bytes(text(browser, cell)) - total) <= 0.05 * total
 
         cli("snapshot-create-as", "webdom", "from-cli", "made elsewhere")
         wait(browser, lambda d: names(d) == ["from-page", "from-cli"])
         assert browser.find_element(By.CSS_SELECTOR, "#tree li.current").get_attribute("data-name") == "from-cli"
-        count = browser.find_element(By.CSS_SELECTOR, "#domains td.count")
-        wait(browser, lambda d: count.text == "2")
+        wait(browser, lambda d: text(d, "#domains td.count") == "2")
 
         said, result = revert(browser, "from-page")
         assert "Every disk change made since snapshot 'from-cli'" in said  # the domain is off: no memory to lose

@@ -4,7 +4,21 @@ confirmations say what they will do, libvirt's errors appear verbatim, and serve
 from __future__ import annotations
 
 from selenium.webdriver.common.by import By
-from webtools import choose, confirm, create, delete, dialog_text, finish, names, open_page, revert, row, serve_process
+from webtools import (
+    choose,
+    confirm,
+    create,
+    delete,
+    dialog_text,
+    finish,
+    names,
+    open_page,
+    protect,
+    prune,
+    revert,
+    row,
+    serve_process,
+)
 
 
 def current(browser) -> list[str]:
@@ -77,3 +91,31 @@ def test_edit_description_and_delete_choices(browser):
         assert not browser.find_element(By.ID, "f-mode-children").is_enabled()
         browser.find_element(By.ID, "dialog-cancel").click()
         assert names(browser) == ["root", "leaf"]
+
+
+def test_protect_and_prune(browser):
+    with serve_process("-c", "test:///default") as served:
+        open_page(browser, served, "test")
+        for name in ("a", "b", "c"):
+            create(browser, name)
+        revert(browser, "a")
+        create(browser, "d")  # current d; its ancestor a is kept by prune whatever the policy
+        assert protect(browser, "c") == "Snapshot c protected"
+        assert row(browser, "c").find_element(By.CSS_SELECTOR, ".badge.protected").text == "protected"
+        assert row(browser, "c").find_element(By.CSS_SELECTOR, ".size").text == "0 B"  # the test driver's size
+
+        doomed, result = prune(browser, keep_last=0)
+        assert doomed == ["b"] and result == "Pruned 1 snapshot"
+        assert sorted(names(browser)) == ["a", "c", "d"]
+
+        # A protected snapshot: a plain delete is refused in libvirt's words; FORCE, offered in the dialog, deletes it.
+        assert delete(browser, "c").startswith("error: Requested operation is not valid: snapshot 'c' is protected")
+        choose(browser, "c")
+
+        def forced() -> None:
+            browser.find_element(By.ID, "act-delete").click()
+            assert "Also delete protected snapshots (FORCE): c" in dialog_text(browser)
+            browser.find_element(By.ID, "f-force").click()
+            confirm(browser)
+        assert finish(browser, forced) == "Domain snapshot c deleted"
+        assert sorted(names(browser)) == ["a", "d"]

@@ -95,7 +95,15 @@ def row(driver: webdriver.Chrome, name: str):  # type: ignore[no-untyped-def]
 
 
 def names(driver: webdriver.Chrome) -> list[str]:
-    return [li.get_attribute("data-name") for li in driver.find_elements(By.CSS_SELECTOR, "#tree li[data-name]")]
+    """The tree's snapshot rows in order, read in one step (the page may redraw at any poll)."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "return [...document.querySelectorAll('#tree li[data-name]')].map((li) => li.dataset.name)")
+
+
+def text(driver: webdriver.Chrome, selector: str) -> str | None:
+    """An element's text read in one step, None when it is not there."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null", selector)
 
 
 def finish(driver: webdriver.Chrome, start_action) -> str:  # type: ignore[no-untyped-def]
@@ -181,3 +189,24 @@ def clear(dom) -> None:  # type: ignore[no-untyped-def]
     """Leave test:///default as found: every snapshot gone."""
     for root in dom.listAllSnapshots(1):  # VIR_DOMAIN_SNAPSHOT_LIST_ROOTS
         root.delete(1)  # VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN
+
+
+def protect(driver: webdriver.Chrome, name: str) -> str:
+    choose(driver, name)
+    return finish(driver, lambda: driver.find_element(By.ID, "act-protect").click())
+
+
+def prune(driver: webdriver.Chrome, **policy: int | str) -> tuple[list[str], str]:
+    """Preview then prune through the page: (the names the preview listed for removal, the result line)."""
+    def preview() -> None:
+        driver.find_element(By.ID, "prune").click()
+        dialog_text(driver)
+        for key, value in policy.items():
+            driver.find_element(By.ID, f"f-{key}").send_keys(str(value))
+        confirm(driver)
+    finish(driver, preview)
+    wait(driver, lambda d: d.find_element(By.ID, "dialog").get_attribute("open") is not None)
+    doomed = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#prune-list li")]
+    marked = [li.get_attribute("data-name") for li in driver.find_elements(By.CSS_SELECTOR, "#tree li.prune-remove")]
+    assert sorted(marked) == sorted(doomed)  # the tree shows the same verdicts as the list
+    return doomed, finish(driver, lambda: confirm(driver))

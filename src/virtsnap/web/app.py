@@ -124,8 +124,11 @@ class Guard(BaseHTTPMiddleware):
             response.set_cookie(s.session_cookie, secrets.token_urlsafe(24), httponly=True, samesite="strict")
 
 
+Outcome = tuple[str, Any]  # an action's result line and its structured result (or None)
+
+
 class Job:
-    __slots__ = ("code", "id", "label", "message", "progress", "state")
+    __slots__ = ("code", "id", "label", "message", "progress", "result", "state")
 
     def __init__(self, job_id: str, label: str) -> None:
         self.id = job_id
@@ -134,11 +137,12 @@ class Job:
         self.message = ""
         self.code = 0
         self.progress: tuple[str, int, int] | None = None
+        self.result: Any = None  # structured outcome, e.g. a prune plan
 
     def as_json(self) -> dict[str, Any]:
         shown = None if self.progress is None else dict(zip(("what", "done", "total"), self.progress, strict=True))
         return {"id": self.id, "label": self.label, "state": self.state, "message": self.message,
-                "code": self.code, "progress": shown}
+                "code": self.code, "progress": shown, "result": self.result}
 
 
 class Runner:
@@ -155,7 +159,7 @@ class Runner:
         with self.lock:
             return fn(self.conn)
 
-    def start(self, label: str, fn: Callable[[virtsnap.virConnect], str]) -> Job:
+    def start(self, label: str, fn: Callable[[virtsnap.virConnect], Outcome]) -> Job:
         job = Job(f"{next(self._ids)}-{secrets.token_hex(4)}", label)
         self.jobs[job.id] = job
         for old in list(self.jobs)[:-MAX_JOBS]:
@@ -163,13 +167,13 @@ class Runner:
         threading.Thread(target=self._run, args=(job, fn), daemon=True, name=f"job {job.id}").start()
         return job
 
-    def _run(self, job: Job, fn: Callable[[virtsnap.virConnect], str]) -> None:
+    def _run(self, job: Job, fn: Callable[[virtsnap.virConnect], Outcome]) -> None:
         def note(what: str, done: int, total: int) -> None:
             job.progress = (what, done, total)
 
         try:
             with self.lock, progress.reporting(note):
-                job.message = fn(self.conn)
+                job.message, job.result = fn(self.conn)
             job.state = "done"
         except virtsnap.libvirtError as exc:
             job.message, job.code, job.state = exc.get_error_message(), exc.get_error_code(), "failed"
@@ -189,6 +193,7 @@ def _param(request: Request, name: str) -> str:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+Action = Callable[[virtsnap.virConnect, dict[str, Any]], Outcome]
 
 
 def create_app(conn: virtsnap.virConnect, token: str, readonly: bool = False,
@@ -220,11 +225,16 @@ def create_app(conn: virtsnap.virConnect, token: str, readonly: bool = False,
             raise model.invalid("'what' must be revert or delete")
         return fn(c, _param(request, "domain"), _param(request, "snapshot"))
 
-    actions: dict[str, Callable[[virtsnap.virConnect, dict[str, Any]], str]] = {
-        "create": lambda c, f: model.create(c, f["domain"], f),
-        "revert": lambda c, f: model.revert(c, f["domain"], f["snapshot"], f),
-        "delete": lambda c, f: model.delete(c, f["domain"], f["snapshot"], f),
-        "describe": lambda c, f: model.edit_description(c, f["domain"], f["snapshot"], f),
+    def plain(fn: Callable[[virtsnap.virConnect, str, str, dict[str, Any]], str]) -> Action:
+        return lambda c, f: (fn(c, f["domain"], f["snapshot"], f), None)
+
+    actions: dict[str, Action] = {
+        "create": lambda c, f: (model.create(c, f["domain"], f), None),
+        "revert": plain(model.revert),
+        "delete": plain(model.delete),
+        "describe": plain(model.edit_description),
+        "protect": plain(model.protect),
+        "prune": lambda c, f: model.prune(c, f["domain"], f),
     }
 
     async def action(request: Request) -> Response:
@@ -239,7 +249,7 @@ def create_app(conn: virtsnap.virConnect, token: str, readonly: bool = False,
             name = form.get("action")
             if name not in actions:
                 raise model.invalid(f"unknown action {name!r}")
-            for key in ("domain",) if name == "create" else ("domain", "snapshot"):
+            for key in ("domain",) if name in ("create", "prune") else ("domain", "snapshot"):
                 if not isinstance(form.get(key), str):
                     raise model.invalid(f"'{key}' must be a string")
         except ValueError as exc:  # not JSON at all
@@ -264,6 +274,7 @@ def create_app(conn: virtsnap.virConnect, token: str, readonly: bool = False,
         Route("/api/tree", api(lambda r, c: model.tree(c, _param(r, "domain")))),
         Route("/api/fingerprint", api(lambda r, c: {"fingerprint": model.fingerprint(
             c, r.query_params.get("domain"))})),
+        Route("/api/sizes", api(lambda r, c: model.sizes(c, _param(r, "domain")))),
         Route("/api/xml", api(lambda r, c: {"xml": model.snapshot_xml(c, _param(r, "domain"),
                                                                         _param(r, "snapshot"))})),
         Route("/api/preview", api(preview)),

@@ -4,14 +4,22 @@ from form fields, what a revert or delete would lose, and the actions themselves
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lxml import etree
 
 import virtsnap
 from virtsnap.errors import ErrorCode, ErrorDomain, libvirtError
-from virtsnap.flags import DomainState, SnapshotCreate, SnapshotDelete, SnapshotList, SnapshotRevert, SnapshotXML
+from virtsnap.flags import (
+    DomainState,
+    SnapshotCreate,
+    SnapshotDelete,
+    SnapshotList,
+    SnapshotPrune,
+    SnapshotRevert,
+    SnapshotXML,
+)
 
 Json = dict[str, Any]
 
@@ -69,30 +77,39 @@ def _location(root: etree._Element) -> str:
     return places.pop() if len(places) == 1 else "mixed"
 
 
-def describe(snap: virtsnap.virDomainSnapshot, parent: str | None, state: str | None,
-             created: int | None, sizes: Callable[[virtsnap.virDomainSnapshot], Json | None]) -> Json:
+def describe(snap: virtsnap.virDomainSnapshot, parent: str | None, state: str | None, created: int | None) -> Json:
     root = etree.fromstring(snap.getXMLDesc().encode(), _PARSER)
     description = root.findtext("description")
     return {
         "name": snap.getName(), "parent": parent, "state": state, "time": created,
         "memory": state in MEMORY_STATES, "location": _location(root), "description": description or "",
-        "size": sizes(snap),
+        "protected": bool(snap.isProtected()),
     }
 
 
-def no_sizes(snap: virtsnap.virDomainSnapshot) -> Json | None:
-    return None
-
-
 def tree(conn: virtsnap.virConnect, domain: str) -> Json:
-    """The domain's snapshots in topological order with what each row shows, the current one, and the state."""
+    """The domain's snapshots in topological order with what each row shows, the current one, and the state.
+    Sizes come separately (sizes()): a driver may read image metadata for them, and the tree must not wait."""
     dom = conn.lookupByName(domain)
     summaries = dom.listAllSnapshotSummaries(int(SnapshotList.TOPOLOGICAL))
-    snapshots = [describe(dom.snapshotLookupByName(name), parent, state, created, no_sizes)
+    snapshots = [describe(dom.snapshotLookupByName(name), parent, state, created)
                  for name, parent, state, created in summaries]
     current = dom.snapshotCurrent().getName() if dom.hasCurrentSnapshot() else None
     return {"domain": domain, "state": state_name(dom), "current": current, "snapshots": snapshots,
             "fingerprint": fingerprint(conn, domain)}
+
+
+def sizes(conn: virtsnap.virConnect, domain: str) -> Json:
+    """{name: getSize() or None} for every snapshot; {} where the driver has no sizes at all."""
+    result: Json = {}
+    for snap in conn.lookupByName(domain).listAllSnapshots():
+        try:
+            result[snap.getName()] = snap.getSize()
+        except virtsnap.libvirtError as exc:
+            if exc.get_error_code() == ErrorCode.NO_SUPPORT:
+                return {}
+            result[snap.getName()] = None  # e.g. deleted meanwhile by another process
+    return result
 
 
 def snapshot_xml(conn: virtsnap.virConnect, domain: str, name: str) -> str:
@@ -199,7 +216,8 @@ def delete_preview(conn: virtsnap.virConnect, domain: str, name: str) -> Json:
     dom = conn.lookupByName(domain)
     snap = dom.snapshotLookupByName(name)
     below, children = _descendants(dom, name), snap.numChildren()
-    return {"descendants": len(below), "child_count": children,
+    guarded = [n for n in [name, *below] if dom.snapshotLookupByName(n).isProtected()]
+    return {"descendants": len(below), "child_count": children, "protected": guarded,
             "this": f"Deletes '{name}'; its {children} children move up to its parent." if children
             else f"Deletes '{name}'.",
             "children": f"Deletes '{name}' and all {len(below)} snapshots below it.",
@@ -207,9 +225,10 @@ def delete_preview(conn: virtsnap.virConnect, domain: str, name: str) -> Json:
 
 
 def delete(conn: virtsnap.virConnect, domain: str, name: str, form: Mapping[str, Any]) -> str:
-    _accept_only(form, {"action", "domain", "snapshot", "mode"})
+    _accept_only(form, {"action", "domain", "snapshot", "mode", "force"})
     mode = _choice(form, "mode", tuple(DELETE_MODES))
-    conn.lookupByName(domain).snapshotLookupByName(name).delete(int(DELETE_MODES[mode]))
+    flags = DELETE_MODES[mode] | (SnapshotDelete.FORCE if _flag(form, "force") else 0)
+    conn.lookupByName(domain).snapshotLookupByName(name).delete(int(flags))
     return {"this": f"Domain snapshot {name} deleted", "children": f"Domain snapshot {name} and its children deleted",
             "children-only": f"Domain snapshot {name} children deleted"}[mode]
 
@@ -234,3 +253,51 @@ def edit_description(conn: virtsnap.virConnect, domain: str, name: str, form: Ma
     flags = SnapshotCreate.REDEFINE | (SnapshotCreate.CURRENT if snap.isCurrent() else 0)
     dom.snapshotCreateXML(etree.tostring(root, encoding="unicode"), int(flags))
     return f"Snapshot {name} edited."
+
+
+def protect(conn: virtsnap.virConnect, domain: str, name: str, form: Mapping[str, Any]) -> str:
+    _accept_only(form, {"action", "domain", "snapshot", "protected"})
+    on = _flag(form, "protected")
+    conn.lookupByName(domain).snapshotLookupByName(name).setProtected(on)
+    return f"Snapshot {name} {'protected' if on else 'no longer protected'}"
+
+
+PRUNE_COUNTS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+
+
+def _policy(form: Mapping[str, Any]) -> Json:
+    """The policy the form asks for: counts given as non-negative integers, an optional glob; the API checks
+    the rest (at least one rule, and so on)."""
+    policy: Json = {}
+    for key in PRUNE_COUNTS:
+        value = form.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise invalid(f"'{key}' must be a non-negative integer")
+        policy[key] = value
+    match = _text(form, "match", 256)
+    if match:
+        policy["match"] = match
+    return policy
+
+
+def prune(conn: virtsnap.virConnect, domain: str, form: Mapping[str, Any]) -> tuple[str, Any]:
+    """Preview (dry run) or prune. A prune carries the names its preview showed for removal and is refused,
+    nothing removed, when the policy would now remove others: what the user confirmed is what happens."""
+    _accept_only(form, {"action", "domain", "dry_run", "expect", *PRUNE_COUNTS, "match"})
+    policy = _policy(form)
+    dom = conn.lookupByName(domain)
+    plan = dom.snapshotPrune(policy, int(SnapshotPrune.DRY_RUN))
+    doomed = [d["name"] for d in plan if d["action"] == "remove"]
+    if _flag(form, "dry_run"):
+        return f"Prune preview: {len(doomed)} to remove, {len(plan) - len(doomed)} kept", plan
+    expect = form.get("expect")
+    if not isinstance(expect, list) or sorted(doomed) != sorted(str(n) for n in expect):
+        raise libvirtError("operation invalid: the snapshots have changed since the preview; preview again",
+                           ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT)
+    result = dom.snapshotPrune(policy, 0)
+    removed = [d["name"] for d in result if d["action"] == "remove"]
+    return f"Pruned {len(removed)} snapshot{'' if len(removed) == 1 else 's'}", result

@@ -94,6 +94,8 @@ def main(argv: Sequence[str], uri: str | None = None, readonly: bool = False) ->
     except virtsnap.libvirtError as exc:
         print(f"error: failed to connect to the hypervisor\nerror: {exc.get_error_message()}", file=sys.stderr)
         return 1
+    # Errors reach the page as results; libvirt's default line on stderr for each would only be noise here.
+    virtsnap.registerErrorHandler(lambda ctx, err: None, None)
     token = secrets.token_urlsafe(32)
     hosts = None if args.allow_remote else LOOPBACK_NAMES | {host if ":" not in host else f"[{host}]"}
     app = create_app(conn, token, readonly=readonly, hosts=hosts)

@@ -9,6 +9,7 @@ const RISKY = 77;            // VIR_ERR_SNAPSHOT_REVERT_RISKY: libvirt wants FOR
 const state = {
   session: null, domain: null, data: null, nodes: new Map(), rows: [], selected: null,
   collapsed: new Set(), collapsedFor: null, query: "", busy: false, firstPaint: true,
+  sizes: {}, sizesFor: null, plan: null,
 };
 
 function el(tag, props = {}, ...children) {
@@ -118,7 +119,10 @@ async function loadTree() {
     if (nodes.size > COLLAPSE_ABOVE) collapseAll(true);
   }
   $("#tree-title").textContent = `${data.domain} — ${data.snapshots.length} snapshots, ${data.state}`;
+  if (state.sizesFor !== data.domain) { state.sizes = {}; state.sizesFor = data.domain; }
+  state.plan = null;
   render();
+  loadSizes(data);
   if (state.selected && !nodes.has(state.selected)) { state.selected = null; showDetails(null); }
   else if (state.selected) showDetails(state.selected);
   if (state.firstPaint) {
@@ -129,6 +133,18 @@ async function loadTree() {
       document.body.dataset.treePainted = "1";
     }, 0));
   }
+}
+
+// Sizes come after the tree is drawn: a driver may read image metadata for them.
+async function loadSizes(data) {
+  let sizes;
+  try { sizes = await api("sizes", { domain: data.domain }); } catch (err) { return; }
+  if (state.data !== data) return;
+  state.sizes = sizes;
+  for (const li of state.rows) {
+    if (li.dataset.name) li.querySelector(".size").textContent = formatSize(sizes[li.dataset.name]);
+  }
+  if (state.selected) { const dd = $("#size-value"); if (dd) dd.textContent = formatSize(sizes[state.selected]); }
 }
 
 // A history reads as a main line with side branches: a snapshot's last child (the newest; "now" when it is
@@ -239,10 +255,15 @@ function render() {
     cells[1].textContent = formatTime(node.time);
     cells[2].textContent = stateText(node);
     cells[3].textContent = node.location;
-    cells[4].textContent = formatSize(node.size);
+    cells[4].textContent = formatSize(state.sizes[node.name]);
     cells[5].textContent = node.description;
     cells[5].title = node.description;
-    if (node.protected) cells[0].append(el("span", { class: "badge", text: "protected" }));
+    if (node.protected) cells[0].append(el("span", { class: "badge protected", text: "protected" }));
+    const verdict = state.plan && state.plan.get(node.name);
+    if (verdict) {
+      li.classList.add(verdict.action === "remove" ? "prune-remove" : "prune-keep");
+      li.title = verdict.action === "remove" ? "prune would remove this" : `prune keeps this: ${verdict.reason}`;
+    }
     fragment.append(li);
     rows.push(li);
     return collapsed ? "main" : true;
@@ -316,6 +337,7 @@ function onTreeKey(event) {
     case "e": if (name && !state.session.readonly) describeDialog(name); break;
     case "Delete": if (name && !state.session.readonly) deleteDialog(name); break;
     case "n": if (!state.session.readonly) createDialog(); break;
+    case "p": if (name && !state.session.readonly) act({ action: "protect", domain: state.domain, snapshot: name, protected: !node.protected }); break;
     default: return;
   }
   event.preventDefault();
@@ -336,16 +358,21 @@ async function showDetails(name) {
   }
   const node = state.nodes.get(name);
   const facts = [["Name", name], ["Parent", node.parent || "—"], ["Created", formatTime(node.time)],
-    ["State", stateText(node)], ["Location", node.location], ["Size", formatSize(node.size)],
+    ["State", stateText(node)], ["Location", node.location], ["Size", formatSize(state.sizes[name])],
+    ["Protected", node.protected ? "yes" : "no"],
     ["Current", name === state.data.current ? "yes" : "no"], ["Description", node.description || "—"]];
   const dl = el("dl");
-  for (const [key, value] of facts) dl.append(el("dt", { text: key }), el("dd", { text: value }));
+  for (const [key, value] of facts) {
+    dl.append(el("dt", { text: key }), el("dd", { text: value, id: key === "Size" ? "size-value" : null }));
+  }
   const pre = el("pre", { id: "xml", text: "loading XML…" });
   const children = [el("h2", { text: name }), dl];
   if (!state.session.readonly) {
     children.push(el("div", { class: "actions" },
       el("button", { id: "act-revert", type: "button", class: "action", text: "Revert…", onclick: () => revertDialog(name) }),
       el("button", { id: "act-edit", type: "button", class: "action", text: "Edit description…", onclick: () => describeDialog(name) }),
+      el("button", { id: "act-protect", type: "button", class: "action", text: node.protected ? "Unprotect" : "Protect",
+        onclick: () => act({ action: "protect", domain: state.domain, snapshot: name, protected: !node.protected }) }),
       el("button", { id: "act-delete", type: "button", class: "action danger", text: "Delete…", onclick: () => deleteDialog(name) }),
       el("button", { id: "new-snapshot", type: "button", class: "action", text: "New snapshot…", onclick: () => createDialog() })));
   }
@@ -429,9 +456,11 @@ async function deleteDialog(name) {
     radio("mode", "this", preview.this, true),
     radio("mode", "children", preview.children, false, none),
     radio("mode", "children-only", preview["children-only"], false, none),
-  ], { danger: true });
+    preview.protected.length ? el("label", { class: "warn" }, el("input", { type: "checkbox", name: "force", id: "f-force" }),
+      ` Also delete protected snapshots (FORCE): ${preview.protected.join(", ")}`) : null,
+  ].filter(Boolean), { danger: true });
   if (!values) return;
-  await act({ action: "delete", domain: state.domain, snapshot: name, mode: values.mode });
+  await act({ action: "delete", domain: state.domain, snapshot: name, mode: values.mode, force: values.force === "on" });
 }
 
 async function describeDialog(name) {
@@ -443,6 +472,34 @@ async function describeDialog(name) {
   if (!values) return;
   await act({ action: "describe", domain: state.domain, snapshot: name, description: values.description });
   void node;
+}
+
+const KEEPS = [["keep_last", "Keep last"], ["keep_hourly", "Keep hourly"], ["keep_daily", "Keep daily"],
+  ["keep_weekly", "Keep weekly"], ["keep_monthly", "Keep monthly"], ["keep_yearly", "Keep yearly"]];
+
+// Prune in two steps: a dry run marks every row keep or remove (with the rule that kept it), then the removal
+// of exactly the previewed snapshots (the server refuses if the plan has changed meanwhile).
+async function pruneDialog() {
+  if (!state.domain || state.busy) return;
+  const body = KEEPS.map(([key, label]) => field(label, el("input", { type: "number", min: 0, name: key, id: `f-${key}` })));
+  body.push(field("Only names matching (glob)", el("input", { type: "text", name: "match", id: "f-match" })));
+  body.unshift(el("p", { text: "Protected snapshots, the current one and its ancestors are always kept." }));
+  const values = await ask(`Prune ${state.domain}: preview`, "Preview", body);
+  if (!values) return;
+  const policy = { domain: state.domain, match: values.match };
+  for (const [key] of KEEPS) if (values[key] !== "") policy[key] = Number(values[key]);
+  const job = await act({ action: "prune", dry_run: true, ...policy });
+  if (job.state !== "done") return;
+  state.plan = new Map(job.result.map((d) => [d.name, d]));
+  render();
+  const doomed = job.result.filter((d) => d.action === "remove").map((d) => d.name);
+  if (!doomed.length) return;
+  const confirmed = await ask(`Prune ${state.domain}`, `Remove ${doomed.length} snapshot${doomed.length === 1 ? "" : "s"}`, [
+    el("p", { class: "warn", text: `These ${doomed.length} snapshots will be deleted (children move to their parents):` }),
+    el("ul", { id: "prune-list" }, ...doomed.map((n) => el("li", { text: n }))),
+  ], { danger: true });
+  if (!confirmed) { state.plan = null; render(); return; }
+  await act({ action: "prune", ...policy, expect: doomed });
 }
 
 // ---- live updates --------------------------------------------------------------------------------------
@@ -474,6 +531,9 @@ async function start() {
   document.addEventListener("keydown", (event) => {
     if (event.key === "/" && !event.target.closest("input, textarea, dialog")) { event.preventDefault(); $("#search").focus(); }
   });
+  if (!state.session.readonly) {
+    $("#collapse-all").after(el("button", { id: "prune", type: "button", class: "action danger", text: "Prune…", onclick: () => pruneDialog() }));
+  }
   showDetails(null);
   await loadDomains();
   setInterval(() => { if (!state.busy && !$("#dialog").open) refresh(false); }, POLL_MS);
