@@ -119,3 +119,4 @@ def test_protect_and_prune(browser):
             confirm(browser)
         assert finish(browser, forced) == "Domain snapshot c deleted"
         assert sorted(names(browser)) == ["a", "d"]
+
