@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from .conftest import agent_for, domain_xml, guest_read, image_tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
-from selenium.webdriver.common.by import By
 from webtools import (
     choose,
     chromium,
