@@ -80,9 +80,11 @@ async function loadDomains() {
   body.replaceChildren(...domains.map((d) => el("tr", { class: d.name === state.domain ? "selected" : "" },
     el("td", {}, el("button", { type: "button", "data-domain": d.name, text: d.name, onclick: () => chooseDomain(d.name) })),
     el("td", { text: d.state }), el("td", { class: "count", text: String(d.snapshots) }))));
-  if (!state.domain && domains.length) {
-    const wanted = decodeURIComponent(location.hash.slice(1));
-    chooseDomain(domains.some((d) => d.name === wanted) ? wanted : domains[0].name);
+  // No domain chosen yet, or the shown one was undefined elsewhere: the one the address names, else the first.
+  if (domains.length && !domains.some((d) => d.name === state.domain)) {
+    let wanted = null;
+    try { wanted = decodeURIComponent(location.hash.slice(1)); } catch (err) { /* a malformed address */ }
+    await chooseDomain(domains.some((d) => d.name === wanted) ? wanted : domains[0].name);
   }
 }
 
