@@ -10,6 +10,7 @@ const state = {
   session: null, domain: null, data: null, nodes: new Map(), rows: [], selected: null,
   collapsed: new Set(), collapsedFor: null, query: "", busy: false, firstPaint: true,
   sizes: {}, sizesFor: null, plan: null,
+  generation: 0,  // bumped by every action: a poll that began before one must not redraw after it
 };
 
 function el(tag, props = {}, ...children) {
@@ -40,6 +41,7 @@ function setStatus(kind, text) {
 // Run one action as a server job: busy state with progress while it runs, then its result or error line.
 async function act(fields) {
   state.busy = true;
+  state.generation++;
   document.body.classList.add("busy");
   const label = `${fields.action} ${fields.snapshot || fields.name || ""}`.trim();
   setStatus("busy", `${label}…`);
@@ -66,6 +68,7 @@ async function act(fields) {
   } finally {
     state.busy = false;
     document.body.classList.remove("busy");
+    state.generation++;
     await refresh(true);
     // How many actions have finished and been redrawn: lets a test (or a script) wait for exactly this one.
     document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
@@ -101,10 +104,10 @@ async function chooseDomain(name) {
 
 // ---- the tree ------------------------------------------------------------------------------------------
 
-async function loadTree() {
+async function loadTree(generation = state.generation) {
   if (!state.domain) return;
   const data = await api("tree", { domain: state.domain });
-  if (data.domain !== state.domain) return;
+  if (data.domain !== state.domain || generation !== state.generation) return;  // superseded meanwhile
   state.data = data;
   const nodes = new Map();
   for (const s of data.snapshots) nodes.set(s.name, { ...s, children: [] });
@@ -507,11 +510,12 @@ async function pruneDialog() {
 // ---- live updates --------------------------------------------------------------------------------------
 
 async function refresh(force) {
+  const generation = state.generation;
   try {
     const { fingerprint } = await api("fingerprint", state.domain ? { domain: state.domain } : {});
-    if (!force && state.data && fingerprint === state.data.fingerprint) return;
+    if (!force && (generation !== state.generation || (state.data && fingerprint === state.data.fingerprint))) return;
     await loadDomains();
-    await loadTree();
+    await loadTree(generation);
   } catch (err) {
     setStatus("error", `error: ${err.message}`);
   }
