@@ -210,3 +210,12 @@ def prune(driver: webdriver.Chrome, **policy: int | str) -> tuple[list[str], str
     marked = [li.get_attribute("data-name") for li in driver.find_elements(By.CSS_SELECTOR, "#tree li.prune-remove")]
     assert sorted(marked) == sorted(doomed)  # the tree shows the same verdicts as the list
     return doomed, finish(driver, lambda: confirm(driver))
+
+
+def run_action(client: httpx.Client, csrf: str, served: Served, **fields: object) -> dict:  # type: ignore[type-arg]
+    """POST one action as the page does and wait for its job: the job's final state."""
+    response = client.post("/api/action", json=fields, headers={"Origin": served.base, "X-CSRF-Token": csrf})
+    job = response.json()
+    while job.get("state") == "running":
+        job = client.get("/api/job", params={"id": job["id"]}).json()
+    return job  # type: ignore[no-any-return]
