@@ -107,6 +107,18 @@ _MESSAGES: dict[ErrorCode, tuple[str, str]] = {
 }
 
 
+def redact(text: str) -> str:
+    """`text` with the password of every URI in it replaced by `***` (`scheme://user:***@host`, also when the
+    password holds `/` or `@`, and `password=***` in a query). Every libvirtError message passes through it,
+    so no driver can echo a URI's password into an error or a log line."""
+    if "@" not in text and "=" not in text:
+        return text  # the common case: no user part, no query
+    import re
+
+    text = re.sub(r"(?i)\b([a-z][a-z0-9+.-]*:(?://)?[^\s/@:'\"]*):[^\s'\"]*@", r"\1:***@", text)
+    return re.sub(r"(?i)([?&;](?:password|passwd|pass|pwd|secret)=)[^&#;\s'\"]*", r"\1***", text)
+
+
 def format_message(code: ErrorCode, detail: str | None) -> str:
     """The message libvirt's virErrorMsg builds for `code` with an optional detail."""
     bare, with_detail = _MESSAGES.get(code, ("unknown error", "{}"))
@@ -126,6 +138,8 @@ class libvirtError(Exception):  # noqa: N801 - the libvirt-python name
         str2: str | None = None,
         str3: str | None = None,
     ) -> None:
+        message = redact(message)
+        str1, str2, str3 = (None if x is None else redact(x) for x in (str1, str2, str3))
         super().__init__(message)
         self.message = message
         self.code = ErrorCode(code) if code in ErrorCode._value2member_map_ else code

@@ -6,10 +6,10 @@ Parsing only: which driver a scheme selects is decided in `drivers/__init__.py`.
 from __future__ import annotations
 
 import os
-import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ErrorCode, ErrorDomain, error
+from .errors import redact as redact_secrets
 from .records import Frozen
 
 
@@ -36,8 +36,8 @@ class URI(Frozen):
 
 
 def redact(text: str) -> str:
-    """A URI fit for messages: any password in its user part replaced, and at most 200 characters."""
-    text = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", text)
+    """A URI fit for messages: any password in it replaced (errors.redact), and at most 200 characters."""
+    text = redact_secrets(text)
     return text if len(text) <= 200 else text[:200] + "..."
 
 

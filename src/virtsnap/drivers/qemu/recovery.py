@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...conf.snapshot_xml import ParseMode, parse_snapshot
-from ...errors import libvirtError
+from ...errors import libvirtError, redact
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt
 from ...store.db import JournalEntry
@@ -60,7 +60,7 @@ def recover(drv: QemuDriver, uuid: str) -> list[str]:
             log.warning("finished an operation a dead process left undone: %s of pid %d: %s",
                         entry.op, entry.pid, outcome)
         except Exception as exc:  # whatever went wrong, later operations must still run
-            message = exc.get_error_message() if isinstance(exc, libvirtError) else repr(exc)
+            message = exc.get_error_message() if isinstance(exc, libvirtError) else redact(repr(exc))
             drv.recovery_errors[entry.id] = message
             log.warning("could not finish the %s left by pid %d: %s", entry.op, entry.pid, message)
     return done
