@@ -10,18 +10,26 @@ starts above every generation its uuid ever had, so a cached tree is never mista
 
 from __future__ import annotations
 
+import errno
+import functools
 import gc
 import os
 import sqlite3
+import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ..conf.tree import Moment, SnapshotTree
-from ..errors import ErrorCode, ErrorDomain, error
+from ..errors import ErrorCode, ErrorDomain, error, libvirtError
 from ..records import Frozen
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=type)
 
 SCHEMA_VERSION = 5  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
@@ -125,10 +133,19 @@ def _collector_paused() -> Iterator[None]:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable by the owner only; tighten an existing one."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
+    """Create `path` (and parents) readable by the owner only; tighten an existing one. A failure (a file in
+    the way, a read-only or full file system) is libvirt's one-line VIR_ERR_SYSTEM_ERROR."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = path.stat().st_mode
+        if not stat.S_ISDIR(mode):  # mkdir(exist_ok) accepts nothing else, but a race may put a file there
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        if mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:  # a file where the directory should be, or where one of its parents is
+            exc = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        raise system_error(f"cannot create directory '{path}'", exc) from exc
     return path
 
 
@@ -170,6 +187,75 @@ def verified_dir(path: Path) -> Path:
     return path
 
 
+def system_error(message: str, exc: OSError) -> libvirtError:
+    """virReportSystemError: `MESSAGE: strerror(errno)`, one line (VIR_ERR_SYSTEM_ERROR)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return error(ErrorCode.SYSTEM_ERROR, ErrorDomain.NONE, f"{message}: {reason}")
+
+
+# sqlite's primary result codes (the low byte of sqlite_errorcode) that name the cause of a store failure
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_READONLY = 5, 6, 13, 8
+_SQLITE_SYSTEM = frozenset({3, 10, 14, 15, 22})  # PERM, IOERR, CANTOPEN, PROTOCOL, NOLFS
+_SQLITE_DAMAGED = frozenset({11, 26})  # CORRUPT, NOTADB
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> libvirtError:
+    """A failed sqlite call as libvirt's kind of error: one line naming the database and sqlite's reason."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return error(ErrorCode.RESOURCE_BUSY, ErrorDomain.NONE,
+                     f"metadata database '{path}' is locked by another process (waited {busy_timeout():g} s)")
+    if code in (_SQLITE_FULL, _SQLITE_READONLY) or code in _SQLITE_SYSTEM:
+        return error(ErrorCode.SYSTEM_ERROR, ErrorDomain.NONE,
+                     f"cannot write metadata database '{path}': {_file_system_reason(path) or exc}")
+    if code in _SQLITE_DAMAGED:
+        return error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE, f"metadata database '{path}' is damaged: {exc}")
+    return error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE, f"metadata database '{path}': {exc}")
+
+
+def _file_system_reason(path: Path) -> str | None:
+    """What sqlite reports as a bare "disk I/O error" is often a full or read-only file system: say which."""
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return os.strerror(errno.EROFS)
+    if (fs.f_bavail == 0 and os.geteuid() != 0) or fs.f_bfree == 0:
+        return os.strerror(errno.ENOSPC)
+    return None
+
+
+def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` with sqlite's exceptions turned into store_error at the store's edge."""
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            assert isinstance(store, MetadataStore)
+            raise store_error(store.path, exc) from exc
+    return call
+
+
+def _translating(cls: C) -> C:
+    """Every public method of `cls` raises libvirtError, never sqlite3.Error (methods added later included)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and isinstance(member, types.FunctionType):
+            setattr(cls, name, _translated(member))
+    return cls
+
+
+def busy_timeout() -> float:
+    """How long a write waits for another process's transaction: $VIRTSNAP_STORE_TIMEOUT seconds, else 30."""
+    try:
+        value = float(os.environ.get("VIRTSNAP_STORE_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+    return value if 0 <= value <= 3600 else 30.0
+
+
 def state_dir(driver: str, system: bool) -> Path:
     """$XDG_STATE_HOME/virtsnap/<driver> for a session URI, /var/lib/virtsnap/<driver> for system."""
     if system:
@@ -204,34 +290,47 @@ class LedgerRow(Frozen):
 _LEDGER_COLUMNS = "path, device, inode, domain, snapshot, purpose, format, backing, backing_format"
 
 
+@_translating
 class MetadataStore:
     """A driver's metadata database. Thread-safe for use from one process through separate stores.
+
+    Every failure of the database (locked, read-only, full, damaged) is a one-line libvirtError naming it; a
+    failed change leaves the database as it was (its transaction is rolled back).
 
     `load_tree` may return the tree it returned (or saved) before for the domain, brought up to date in
     place, when that tree holds no unsaved change; otherwise it builds a new one.
     """
 
     def __init__(self, directory: Path) -> None:
+        self.path = directory / "metadata.db"
         self.directory = private_dir(directory)
-        self.path = self.directory / "metadata.db"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # create 0600 before sqlite opens it
-        os.close(fd)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # 0600 before sqlite opens it
+            os.close(fd)
+        except OSError as exc:
+            raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}  # uuid -> (generation, tree last handed out)
         self._depth = 0  # nesting of transaction()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout(), isolation_level=None,
+                                       check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
             self._db.execute("PRAGMA foreign_keys=ON")
             if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 self._create_or_upgrade()
         except sqlite3.Error as exc:
-            raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.NONE,
-                        f"cannot open metadata database {self.path}: {exc}") from exc
+            with suppress(NameError, sqlite3.Error):
+                self._db.close()
+            raise store_error(self.path, exc) from exc
         for suffix in ("-wal", "-shm"):
             side = Path(str(self.path) + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
+            with suppress(FileNotFoundError):
+                try:
+                    os.chmod(side, 0o600)
+                except OSError as exc:
+                    self._db.close()
+                    raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
 
     def _create_or_upgrade(self) -> None:
         """Create the schema, or upgrade schema 1 (no generations per row, no tombstones) in place."""
@@ -273,17 +372,24 @@ class MetadataStore:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from exc
         self._depth = 1
         try:
             yield self._db
-        except BaseException:
             self._depth = 0
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            self._depth = 0
+            if self._db.in_transaction:  # sqlite may have rolled back already (a full disk, an I/O error)
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             self._trees.clear()  # trees saved inside were marked clean: they no longer match the database
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(self.path, exc) from exc
             raise
-        self._depth = 0
-        self._db.execute("COMMIT")
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -291,11 +397,15 @@ class MetadataStore:
         if self._db.in_transaction:  # already inside one of ours
             yield self._db
             return
-        self._db.execute("BEGIN")
+        try:
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from exc
         try:
             yield self._db
         finally:
-            self._db.execute("COMMIT")
+            with suppress(sqlite3.Error):  # a read has nothing to lose; its own error, if any, is what counts
+                self._db.execute("COMMIT")
 
     # -- domains ------------------------------------------------------------------------------------
     def put_domain(self, uuid: str, name: str, xml: str) -> None:
@@ -370,8 +480,11 @@ class MetadataStore:
 
     def _xml_loader(self, uuid: str) -> Any:
         def load(moment: Moment) -> None:
-            row = self._db.execute("SELECT xml FROM snapshots WHERE domain=? AND name=?",
-                                   (uuid, moment.name)).fetchone()
+            try:  # called by the tree, later, outside any method of the store
+                row = self._db.execute("SELECT xml FROM snapshots WHERE domain=? AND name=?",
+                                       (uuid, moment.name)).fetchone()
+            except sqlite3.Error as exc:
+                raise store_error(self.path, exc) from exc
             if row is None:  # deleted by another process since the tree was read
                 raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ErrorDomain.NONE,
                             f"no domain snapshot with matching name '{moment.name}'")

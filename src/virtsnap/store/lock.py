@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Self
 
 from ..errors import ErrorCode, ErrorDomain, error
-from .db import private_dir
+from .db import private_dir, system_error
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -32,7 +32,10 @@ class DomainLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise system_error(f"cannot open lock file '{self.path}'", exc) from exc
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         while True:

@@ -578,10 +578,19 @@ class QemuDriver:
             except BaseException:
                 self.store.journal_end(entry)  # the call undid its own changes
                 raise
-            with self._atomic(uuid):  # the commit point
-                if not flags & C.NO_METADATA:
-                    self._record_new(uuid, tree, defn)
-                self.store.journal_end(entry)
+            try:
+                with self._atomic(uuid):  # the commit point
+                    if not flags & C.NO_METADATA:
+                        self._record_new(uuid, tree, defn)
+                    self.store.journal_end(entry)
+            except libvirtError:
+                # The store refused the record (full, read-only, locked): take the data back, so that the error
+                # is the whole outcome. An entry that cannot be ended either is rolled back by the next recovery.
+                with DeferredInterrupt():
+                    self._undo_create(uuid, qdom, targets, defn.name, status, flags)
+                with contextlib.suppress(libvirtError):
+                    self.store.journal_end(entry)
+                raise
             return defn.name
 
     def _check_outside_state(self, path: str, what: str) -> None:
