@@ -256,7 +256,7 @@ def cmd_list(ctl: Control, opts: Opts) -> bool:
                 continue
             parts.append(id_text)
         if opt_name:
-            parts.append(dom.name())
+            parts.append(ctl.value(dom.name()))
         lines.append(" ".join(parts) + "\n")
     if table_mode:
         ctl.out(table.render(header=not ctl.quiet, utf8=ctl.utf8_locale))
@@ -293,7 +293,7 @@ def cmd_dominfo(ctl: Control, opts: Opts) -> bool:
     out: list[str] = []
 
     def line(label: str, value: object) -> None:
-        out.append(f"{label:<15} {value}\n")
+        out.append(f"{label:<15} {ctl.value(str(value))}\n")
 
     ok = True
     ident = dom.ID()

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import virtsnap
+from virtsnap.conf.unsafe import json_text, terminal_text, xml_text
 from virtsnap.errors import ErrorCode
 from virtsnap.flags import SnapshotCreate, SnapshotDelete, SnapshotList, SnapshotRevert, SnapshotXML
 
@@ -126,7 +127,7 @@ def format_time(seconds: int) -> str | None:
 def print_json(ctl: Control, value: Any) -> None:
     import json  # only --json needs it
 
-    ctl.out(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    ctl.out(json_text(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
 
 
 def lookup_snapshot(ctl: Control, opts: Opts, arg: str, exclusive: bool,
@@ -392,9 +393,9 @@ def cmd_snapshot_current(ctl: Control, opts: Opts) -> bool:
                 result["xml"] = snap.getXMLDesc(xml_flags)
             print_json(ctl, result)
         elif opts.has("name"):
-            ctl.out(snap.getName())
+            ctl.out(ctl.value(snap.getName()))
         else:
-            ctl.out(snap.getXMLDesc(xml_flags))
+            ctl.out(xml_text(snap.getXMLDesc(xml_flags)))
         return True
     except virtsnap.libvirtError as exc:
         ctl.save_error(exc)
@@ -418,7 +419,7 @@ def cmd_snapshot_info(ctl: Control, opts: Opts) -> bool:
     lines: list[str] = []
 
     def emit(label: str, value: object) -> None:
-        line = f"{label:<15} {value}\n"
+        line = f"{label:<15} {ctl.value(str(value))}\n"
         if as_json:
             lines.append(line)
         else:
@@ -597,13 +598,14 @@ def cmd_snapshot_list(ctl: Control, opts: Opts) -> bool:
         start, _ = lookup_snapshot(ctl, opts, "from", True, dom)
     entries = _collect(ctl, dom, start, flags, tree)
     if tree:
-        ctl.out(render_forest([e[0] for e in entries], [e[1] for e in entries]))
+        names = [e[0] for e in entries]
+        ctl.out(render_forest(names, [e[1] for e in entries], [ctl.value(n) for n in names]))
         return True
     if name_only:
         if as_json:
             print_json(ctl, [e[0] for e in entries])
         else:
-            ctl.out("".join(e[0] + "\n" for e in entries))
+            ctl.out("".join(ctl.value(e[0]) + "\n" for e in entries))
         return True
     with_size = opts.has("size")
     sizes = {e[0]: virtsnap.virDomainSnapshot(dom, e[0]).getSize(0) for e in entries} if with_size else {}
@@ -670,7 +672,7 @@ def _list_json(ctl: Control, dom: virtsnap.virDomain, names: list[str],
 def dump_xml(ctl: Control, xml: str, xpath: str | None, wrap: bool) -> bool:
     """virshDumpXML: the document, or the nodes an --xpath selects (one per line, or wrapped)."""
     if xpath is None:
-        ctl.out(xml)
+        ctl.out(xml_text(xml))
         return True
     from lxml import etree
 
@@ -685,7 +687,7 @@ def dump_xml(ctl: Control, xml: str, xpath: str | None, wrap: bool) -> bool:
     except etree.XPathError as exc:
         # libxml2 reports a bad expression on stderr itself; libvirt then sees no nodes at all
         for entry in getattr(exc, "error_log", ()):
-            ctl.stderr.write(f"XPath error : {entry.message}\n{xpath}\n{' ' * entry.column}^\n")
+            ctl.stderr.write(terminal_text(f"XPath error : {entry.message}\n{xpath}\n{' ' * entry.column}^\n", "\n"))
         result = []
     if not isinstance(result, list):
         ctl.save_error(virtsnap.libvirtError(f"internal error: Incorrect xpath '{xpath}'", ErrorCode.INTERNAL_ERROR))
@@ -735,7 +737,7 @@ def cmd_snapshot_parent(ctl: Control, opts: Opts) -> bool:
     if parent is None:
         ctl.error(f"snapshot '{name}' has no parent")
         return False
-    ctl.out(parent)
+    ctl.out(ctl.value(parent))
     return True
 
 

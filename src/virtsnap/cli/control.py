@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 import virtsnap
+from virtsnap.conf.unsafe import terminal_text
 from virtsnap.errors import ErrorCode, ErrorDomain
 from virtsnap.flags import ConnectFlags, Cred
 
@@ -44,20 +45,28 @@ class Control:
         self._utf8: bool | None = None
 
     # -- output -------------------------------------------------------------------------------------
+    # Everything printed passes terminal_text: a name a hypervisor hands over (VirtualBox, ESX) may hold escape
+    # sequences or bidi overrides, and virsh would print them raw. Tables, trees, XML and JSON escape in their
+    # own syntax first (see `value`, unsafe.xml_text, unsafe.json_text); this is the net under all of them.
     def out(self, text: str) -> None:
         """vshPrint: always printed."""
-        self.stdout.write(text)
+        self.stdout.write(terminal_text(text, "\n\t"))
 
     def extra(self, text: str) -> None:
         """vshPrintExtra: informational output that -q suppresses."""
         if not self.quiet:
-            self.stdout.write(text)
+            self.stdout.write(terminal_text(text, "\n\t"))
 
     def error(self, message: str) -> None:
         """vshError: `error: MESSAGE` on stderr, stdout flushed first so 2>&1 interleaves correctly."""
         self.stdout.flush()
-        self.stderr.write(f"error: {message}\n")
+        self.stderr.write(f"error: {terminal_text(message, chr(10) + chr(9))}\n")
         self.stderr.flush()
+
+    @staticmethod
+    def value(text: str) -> str:
+        """One value (a name) printed on a line of its own or in a line: even a newline in it is escaped."""
+        return terminal_text(text)
 
     def save_error(self, exc: virtsnap.libvirtError) -> None:
         """Remember a libvirt error; the chain runner prints it if the command fails (last_error)."""

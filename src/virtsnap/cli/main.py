@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 import virtsnap
+from virtsnap.conf.unsafe import terminal_text
 
 from .control import CommandError, Control
 from .parser import ArgvTokenizer, Invocation, ParseError, StringTokenizer, parse_chain
@@ -59,7 +60,7 @@ class Options:
 
 def _err(message: str) -> None:
     sys.stdout.flush()
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {terminal_text(message, chr(10))}\n")
 
 
 def parse_global(argv: Sequence[str]) -> Options:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from virtsnap.conf.unsafe import hides_text
+
 
 def _hex(byte: int) -> str:
     # g_snprintf(buf, 5, "\\x%02x", (char)c): a byte >= 0x80 is a negative char, printed as ffffffNN
@@ -66,10 +68,12 @@ def _utf8_length(raw: bytes, i: int) -> int:
 
 
 def _printable(char: str) -> bool:
-    """glibc iswprint for a non-ASCII character: not a control, surrogate, unassigned or separator."""
+    """glibc iswprint for a non-ASCII character: not a control, surrogate, unassigned or separator; and not a
+    bidi override or invisible character either (virtsnap refuses them in names, but a hypervisor's may hold
+    them: virsh would print them raw)."""
     import unicodedata
 
-    return unicodedata.category(char) not in ("Cc", "Cs", "Cn", "Zl", "Zp", "Co")
+    return unicodedata.category(char) not in ("Cc", "Cs", "Cn", "Zl", "Zp", "Co") and not hides_text(char)
 
 
 def _char_width(char: str) -> int:
@@ -124,16 +128,17 @@ class Table:
         return "".join(lines)
 
 
-def render_forest(names: Sequence[str], parents: Sequence[str | None]) -> str:
+def render_forest(names: Sequence[str], parents: Sequence[str | None], shown: Sequence[str] | None = None) -> str:
     """vshTreePrint for every root (an entry whose parent is None), in list order, children in list order.
 
     One pass over the entries builds the child lists; an entry whose parent is not listed is not printed.
+    `shown`: what to print for each entry (its name escaped), when that differs from the name.
     """
     children = _child_index(names, parents)
     out: list[str] = []
     for index, parent in enumerate(parents):
         if parent is None:
-            _render_into(out, names, children, index)
+            _render_into(out, names if shown is None else shown, children, index)
     return "".join(out)
 
 

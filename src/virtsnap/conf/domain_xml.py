@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..errors import ErrorCode, ErrorDomain, error
 from ..records import Frozen
+from .unsafe import name_problem
 from .xmlutil import Node, format_node, parse, parse_trusted
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -44,6 +45,18 @@ class DiskView(Frozen):
         self.bus = bus
 
 
+def _check_name(name: str, err_domain: ErrorDomain) -> None:
+    if "\n" in name:
+        raise error(ErrorCode.XML_DETAIL, err_domain, "invalid char in name: 0x0a")  # libvirt's check
+    if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        # Names become file and socket names: refused where libvirt would only refuse some drivers.
+        raise error(ErrorCode.XML_ERROR, err_domain,
+                    f"invalid domain name {name!r}: it must not contain '/' or control characters")
+    problem = name_problem(name)  # C1 controls, bidi overrides, invisible characters: they forge listings
+    if problem is not None:
+        raise error(ErrorCode.XML_ERROR, err_domain, f"invalid domain name {name!r}: {problem}")
+
+
 class DomainDef:
     """A <domain> definition. The element tree is the source of truth; accessors read it."""
 
@@ -56,21 +69,19 @@ class DomainDef:
     def parse(cls, text: str, err_domain: ErrorDomain = ErrorDomain.DOMAIN, trusted: bool = False) -> DomainDef:
         """`trusted`: a document virtsnap wrote or ships itself (read by xmlutil.parse_trusted)."""
         reader = parse_trusted if trusted else parse
-        return cls.from_node(reader(text, "domain", "domain_definition", err_domain), err_domain)
+        return cls.from_node(reader(text, "domain", "domain_definition", err_domain), err_domain, trusted)
 
     @classmethod
-    def from_node(cls, node: Node, err_domain: ErrorDomain = ErrorDomain.DOMAIN) -> DomainDef:
+    def from_node(cls, node: Node, err_domain: ErrorDomain = ErrorDomain.DOMAIN, trusted: bool = False) -> DomainDef:
+        """`trusted`: a document virtsnap wrote itself (its store's, whose name an earlier virtsnap may have
+        accepted) or built from what a hypervisor reports (a name VirtualBox or ESX has cannot be refused)."""
         node = node.copy()
         node.tag = "domain"
         name = node.findtext("name")
         if not name:
             raise error(ErrorCode.NO_NAME, err_domain, "domain")
-        if "\n" in name:
-            raise error(ErrorCode.XML_DETAIL, err_domain, "invalid char in name: 0x0a")  # libvirt's check
-        if "/" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-            # Names become file and socket names: refused where libvirt would only refuse some drivers.
-            raise error(ErrorCode.XML_ERROR, err_domain,
-                        f"invalid domain name {name!r}: it must not contain '/' or control characters")
+        if not trusted:
+            _check_name(name, err_domain)
         if node.get("type") is None:
             raise error(ErrorCode.XML_ERROR, err_domain, "missing domain type attribute")
         uuid = node.findtext("uuid")

@@ -14,6 +14,7 @@ from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
 from ..records import Record
 from .domain_xml import DomainDef
+from .unsafe import name_problem, terminal_text
 from .xmlutil import Node, detached, escape, format_node, parse, parse_trusted
 
 ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
@@ -128,8 +129,9 @@ class SnapshotDef(Record):
                            self.cookie)
 
 
-def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
-    """Refuse names that cannot be file names or that hide characters; libvirt's check is weaker."""
+def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN, trusted: bool = False) -> None:
+    """Refuse names that cannot be file names or that hide characters; libvirt's check is weaker. `trusted`:
+    a name virtsnap stored itself, kept readable even if an earlier virtsnap accepted it (C1, bidi)."""
     if "\n" in name:
         # libvirt's own message for this one (virXMLCheckIllegalChars).
         raise error(ErrorCode.XML_DETAIL, domain, "invalid char in name: 0x0a")
@@ -142,6 +144,8 @@ def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
         problem = "it starts with '.'"
     elif any(ord(c) < 32 or ord(c) == 127 for c in name):
         problem = "it contains control characters"
+    elif not trusted and (unsafe := name_problem(name)) is not None:
+        problem = unsafe  # C1 controls, bidi overrides, invisible characters: they forge listings
     elif len(name.encode("utf-8")) > MAX_NAME_BYTES:
         problem = f"it is longer than {MAX_NAME_BYTES} bytes"
     if problem:
@@ -150,7 +154,7 @@ def check_name(name: str, domain: ErrorDomain = ERR_DOMAIN) -> None:
 
 
 def escape_for_message(text: str) -> str:
-    return "".join(c if ord(c) >= 32 and ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)
+    return terminal_text(text)
 
 
 def parse_snapshot(text: str, mode: ParseMode, now: float | None = None,
@@ -158,17 +162,17 @@ def parse_snapshot(text: str, mode: ParseMode, now: float | None = None,
     """Parse <domainsnapshot> XML. CREATE fills name and creationTime from the clock when absent. `trusted`: a
     document virtsnap wrote itself, e.g. read back from its metadata store (xmlutil.parse_trusted)."""
     root = (parse_trusted if trusted else parse)(text, "domainsnapshot", "domain_snapshot", ERR_DOMAIN)
-    return snapshot_from_node(root, mode, now, domain_parser)
+    return snapshot_from_node(root, mode, now, domain_parser, trusted)
 
 
 def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
-                       domain_parser: type[DomainDef] = DomainDef) -> SnapshotDef:
+                       domain_parser: type[DomainDef] = DomainDef, trusted: bool = False) -> SnapshotDef:
     redefine = mode is ParseMode.REDEFINE
     name = root.findtext("name") or None  # an empty <name/> counts as absent, as in libvirt
     if name is None and redefine:
         raise error(ErrorCode.XML_ERROR, ERR_DOMAIN, "a redefined snapshot must have a name")
     if name is not None:
-        check_name(name)
+        check_name(name, trusted=trusted)
     description = root.findtext("description") or None  # libvirt: an empty string reads as absent
     defn = SnapshotDef(name=name or "", description=description)
     offline = False
@@ -190,10 +194,10 @@ def snapshot_from_node(root: Node, mode: ParseMode, now: float | None = None,
         offline = state in (SnapshotState.SHUTOFF, SnapshotState.DISK_SNAPSHOT)
         dom = root.find("domain")
         if dom is not None and dom.get("type"):
-            defn.domain = domain_parser.from_node(detached(dom, root), ERR_DOMAIN)
+            defn.domain = domain_parser.from_node(detached(dom, root), ERR_DOMAIN, trusted)
         inactive = root.find("inactiveDomain")
         if inactive is not None:
-            defn.inactive_domain = domain_parser.from_node(detached(inactive, root), ERR_DOMAIN)
+            defn.inactive_domain = domain_parser.from_node(detached(inactive, root), ERR_DOMAIN, trusted)
     else:
         clock = time.time() if now is None else now
         defn.creation_time = int(clock)

@@ -822,4 +822,4 @@ def _domain_def(info: VmInfo) -> DomainDef:
             lines.append("      <readonly/>")
         lines.append("    </disk>")
     lines += ["  </devices>", "</domain>"]
-    return DomainDef.parse("\n".join(lines), ERR)
+    return DomainDef.parse("\n".join(lines), ERR, trusted=True)  # the name is VirtualBox's: never refused

@@ -1,0 +1,60 @@
+"""Characters that hide, reorder or forge text on a terminal, declared once: names holding them are refused
+(conf), and the CLI escapes them in whatever it prints (names a hypervisor hands over cannot be refused)."""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls, DEL; bidirectional marks, embeddings, overrides and isolates (Trojan Source); invisible
+# characters that make two names look alike (zero width space, word joiner and invisible operators, BOM);
+# line and paragraph separators and interlinear annotations; lone surrogates (bytes that were not UTF-8).
+# Joiners (U+200C, U+200D), soft hyphens and emoji tags stay: scripts and emoji need them.
+_FORMATTING = "\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMATTING}\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_FORMAT = re.compile(f"[{_FORMATTING}]")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a name (the end of an error message), or None."""
+    if _CONTROL.search(name):
+        return "it contains control characters"
+    if _FORMAT.search(name):
+        return "it contains invisible or bidirectional formatting characters"
+    if any("\ud800" <= c <= "\udfff" for c in name):
+        return "it is not valid UTF-8"
+    return None
+
+
+def hides_text(char: str) -> bool:
+    """Whether one character is one of those above."""
+    return _UNSAFE.match(char) is not None
+
+
+def _hex(match: re.Match[str]) -> str:
+    return "".join(f"\\x{b:02x}" for b in match.group().encode("utf-8", "surrogatepass"))
+
+
+def terminal_text(text: str, keep: str = "") -> str:
+    """`text` safe to print: every unsafe character except those in `keep` (say "\\n\\t" for a message of several
+    lines) as `\\xNN` per UTF-8 byte, as virsh's table escapes; once anything is escaped, a literal `\\x` is too,
+    so the result reads back unambiguously. Text with nothing to escape is returned as it is."""
+    if not any(m.group() not in keep for m in _UNSAFE.finditer(text)):
+        return text
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _hex(m), text.replace("\\x", "\\x5cx"))
+
+
+def xml_text(document: str) -> str:
+    """An XML document safe to print, with the same meaning: unsafe characters XML allows become character
+    references (`&#x202e;`); tab and newline stay."""
+    if not _UNSAFE.search(document):
+        return document
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\t\n" else f"&#x{ord(m.group()):x};", document)
+
+
+def json_text(document: str) -> str:
+    """A JSON document (json.dumps, ensure_ascii=False) safe to print, with the same meaning: unsafe characters,
+    which only occur inside its strings, become `\\uXXXX` escapes."""
+    if not _UNSAFE.search(document):
+        return document
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\t\n" else f"\\u{ord(m.group()):04x}", document)
