@@ -39,9 +39,22 @@ def terminal_text(text: str, keep: str = "") -> str:
     """`text` safe to print: every unsafe character except those in `keep` (say "\\n\\t" for a message of several
     lines) as `\\xNN` per UTF-8 byte, as virsh's table escapes; once anything is escaped, a literal `\\x` is too,
     so the result reads back unambiguously. Text with nothing to escape is returned as it is."""
-    if not any(m.group() not in keep for m in _UNSAFE.finditer(text)):
+    pattern = _pattern(keep)
+    if not pattern.search(text):
         return text
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _hex(m), text.replace("\\x", "\\x5cx"))
+    return pattern.sub(_hex, text.replace("\\x", "\\x5cx"))
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {"": _UNSAFE}
+
+
+def _pattern(keep: str) -> re.Pattern[str]:
+    """_UNSAFE without the characters in `keep` (built once per `keep`)."""
+    pattern = _PATTERNS.get(keep)
+    if pattern is None:
+        controls = "".join(f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in keep)
+        pattern = _PATTERNS[keep] = re.compile(f"[{controls}{_FORMATTING}\ud800-\udfff]")
+    return pattern
 
 
 def xml_text(document: str) -> str:
