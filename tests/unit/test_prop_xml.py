@@ -28,6 +28,7 @@ from virtsnap.conf.snapshot_xml import (
     format_snapshot,
     parse_snapshot,
 )
+from virtsnap.conf.unsafe import name_problem
 from virtsnap.conf.xmlutil import Node
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,12 +48,11 @@ attr_text = st.text(st.characters(**_LEGAL, include_characters=MARKUP + "\x85"),
 
 
 def _valid_name(name: str) -> bool:
-    return (name != "" and not name.startswith(".") and "/" not in name
-            and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+    return (name != "" and not name.startswith(".") and "/" not in name and name_problem(name) is None
             and len(name.encode("utf-8")) <= MAX_NAME_BYTES)
 
 
-names = st.text(st.characters(**_LEGAL, include_characters=MARKUP + "\x85\x9f"), min_size=1,
+names = st.text(st.characters(**_LEGAL, include_characters=MARKUP), min_size=1,  # C1 names are refused
                 max_size=40).filter(_valid_name)
 paths = attr_text.map(lambda s: "/" + s)
 ONLINE = [s for s in SnapshotState if s not in (SnapshotState.NOSTATE, SnapshotState.SHUTOFF,

@@ -69,7 +69,7 @@ def _utf8_length(raw: bytes, i: int) -> int:
 
 def _printable(char: str) -> bool:
     """glibc iswprint for a non-ASCII character: not a control, surrogate, unassigned or separator; and not a
-    bidi override or invisible character either (virtsnap refuses them in names, but a hypervisor's may hold
+    bidi override or line separator either (virtsnap refuses them in names, but a hypervisor's may hold
     them: virsh would print them raw)."""
     import unicodedata
 

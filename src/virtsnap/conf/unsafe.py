@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls, DEL; bidirectional marks, embeddings, overrides and isolates (Trojan Source); invisible
-# characters that make two names look alike (zero width space, word joiner and invisible operators, BOM);
-# line and paragraph separators and interlinear annotations; lone surrogates (bytes that were not UTF-8).
-# Joiners (U+200C, U+200D), soft hyphens and emoji tags stay: scripts and emoji need them.
-_FORMATTING = "\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb"
+# C0 and C1 controls, DEL; bidirectional marks, embeddings, overrides and isolates (Trojan Source); line and
+# paragraph separators; lone surrogates (bytes that were not UTF-8). Invisible characters (zero width space,
+# joiners, BOM) stay: like lookalike letters, they make names look alike but cannot reorder or forge text.
+_FORMATTING = "\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMATTING}\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _FORMAT = re.compile(f"[{_FORMATTING}]")
@@ -20,7 +19,7 @@ def name_problem(name: str) -> str | None:
     if _CONTROL.search(name):
         return "it contains control characters"
     if _FORMAT.search(name):
-        return "it contains invisible or bidirectional formatting characters"
+        return "it contains bidirectional formatting characters or line separators"
     if any("\ud800" <= c <= "\udfff" for c in name):
         return "it is not valid UTF-8"
     return None
