@@ -250,3 +250,16 @@ def test_preflight_refuses_then_override_goes_ahead(tmp_path, monkeypatch, full_
         assert overlay.exists() and d.snapshotNum() == 2
     finally:
         conn.close()
+
+
+def test_protected_delete_under_the_driver_lock_and_force(dom):
+    d, disk = dom
+    snap = d.snapshotCreateXML("<domainsnapshot><name>keep</name></domainsnapshot>")
+    snap.setProtected(True)
+    # the QEMU driver checks again under its own lock, whoever calls it
+    with pytest.raises(virtsnap.libvirtError) as info:
+        d.connect().driver.snapshot_delete(d.UUIDString(), "keep", 0)
+    assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert qemu_tags(disk) == ["keep"]
+    snap.delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)
+    assert qemu_tags(disk) == [] and d.snapshotNum() == 0

@@ -70,7 +70,7 @@ CAPABILITIES = Capabilities(
         | C.REUSE_EXT | C.QUIESCE | C.LIVE | C.NO_SPACE_CHECK,
         **SNAPSHOT_QUERIES,
         Op.REVERT: R.RUNNING | R.PAUSED | R.FORCE,
-        Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY,
+        Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY | D.FORCE,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,
         Op.DOMAIN_STATE: 0,
         Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE,
@@ -1171,7 +1171,25 @@ class QemuDriver:
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
         with self._operation(uuid, self._def(uuid).name):
+            if flags & D.FORCE:
+                flags &= ~int(D.FORCE)
+            else:  # api.py checked too; here it holds against another process protecting it meanwhile
+                self._refuse_protected(uuid, name, flags)
             self._delete(uuid, name, flags)
+
+    def _refuse_protected(self, uuid: str, name: str, flags: int) -> None:
+        protected = self.store.protected(uuid)
+        if not protected:
+            return
+        moment = self._moment(self._tree(uuid), name)
+        names = [] if flags & D.CHILDREN_ONLY else [name]
+        if flags & (D.CHILDREN | D.CHILDREN_ONLY):
+            names += [m.name for m in moment.visit_descendants()]
+        hits = [n for n in names if n in protected]
+        if hits:
+            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
+                        "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
 
     def _delete(self, uuid: str, name: str, flags: int) -> None:
         """snapshot_delete under the lock (also how a recovery finishes a delete a dead process began).
