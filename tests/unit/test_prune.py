@@ -183,3 +183,18 @@ def test_matches_reference(times: list[int], counts: dict[str, int], protected: 
     assert all(got[i] for i in protected)
     if set(counts) == {"keep_last"}:
         assert sum(got.values()) == len(protected) + min(counts["keep_last"], len(times) - len(protected))
+
+
+@settings(max_examples=300, deadline=None)
+@given(days=st.lists(st.integers(min_value=0, max_value=70), min_size=1, max_size=25, unique=True),
+       weekly=st.integers(min_value=0, max_value=4), monthly=st.integers(min_value=0, max_value=3),
+       daily=st.integers(min_value=0, max_value=3))
+def test_weeks_across_month_ends_match_reference(days: list[int], weekly: int, monthly: int, daily: int) -> None:
+    """Daily snapshots around month ends, where a week covered by keep-weekly spans two months: the case the
+    simulator's documentation calls out (keep-monthly must not see that week's removed snapshots)."""
+    start = _ts("2020-01-20T12:00:00Z")  # weeks that span January-February and February-March
+    times = [start + d * 86400 for d in days]
+    counts = {"keep_daily": daily, "keep_weekly": weekly, "keep_monthly": monthly}
+    cands = [Candidate(f"s{i}", t, seq=i) for i, t in enumerate(times)]
+    got = {int(d.name[1:]): d.action == "keep" for d in plan(cands, parse_policy(counts), tz=UTC)}
+    assert got == _reference(times, counts, set())
