@@ -282,9 +282,20 @@ def build_esx(result: dict) -> str:
     return "\n".join(lines)
 
 
+def build_web(result: dict) -> str:
+    """bench_web.py: time to first paint of a large tree in virtsnap serve's page (headless Chromium)."""
+    s = result["samples"]
+    rows = [["first contentful paint (page shell)", ms_cell(s["fcp"])], ["`/api/tree` request", ms_cell(s["api"])],
+            ["tree painted, from navigation start", ms_cell(s["tree"])]]
+    return "\n".join([f"## Web view: first paint of a {result['size']}-snapshot tree (`bench/bench_web.py`)", "",
+                      run_line(result["machine"], f"Median of {len(s['tree'])} loads in headless Chromium; "
+                               f"{result['rows_shown']} rows shown (branches collapsed)."), "",
+                      *table(["step", "median"], rows, "lr"), ""])
+
+
 # results file -> its section; the report lists them in this order, each only if its script has run
 SECTIONS = (("scale", build_markdown), ("test_driver", build_test_driver), ("qemu", build_qemu),
-            ("external", build_external), ("live_pause", build_live_pause), ("esx", build_esx))
+            ("external", build_external), ("live_pause", build_live_pause), ("esx", build_esx), ("web", build_web))
 
 
 def build_report(out: Path) -> tuple[str, dict | None]:
