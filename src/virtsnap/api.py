@@ -18,7 +18,7 @@ from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Drift, Driver, Op, SnapshotSize
-from .errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
+from .errors import ErrorCode, ErrorDomain, error, last_error, libvirtError, raw_error
 from .flags import (
     ConnectFlags,
     DomainState,
@@ -987,22 +987,22 @@ def registerErrorHandler(f: Any, ctx: Any) -> int:  # noqa: N802
 
 
 def virGetLastError() -> list[Any] | None:  # noqa: N802
-    last = dispatch.last_error()
+    last = last_error()
     return None if last is None else list(last)
 
 
 def virGetLastErrorCode() -> int:  # noqa: N802
-    last = dispatch.last_error()
+    last = last_error()
     return 0 if last is None else int(last[0])
 
 
 def virGetLastErrorDomain() -> int:  # noqa: N802
-    last = dispatch.last_error()
+    last = last_error()
     return 0 if last is None else int(last[1])
 
 
 def virGetLastErrorMessage() -> str:  # noqa: N802
-    last = dispatch.last_error()
+    last = last_error()
     return "no error" if last is None else str(last[2])
 
 

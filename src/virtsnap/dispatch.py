@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import FunctionType
 from typing import Any, TypeVar
 
-from .errors import libvirtError
+from .errors import libvirtError, set_last_error
 from .errors import not_supported as unsupported
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +45,6 @@ _local = threading.local()
 def _state() -> Any:
     if not hasattr(_local, "depth"):
         _local.depth = 0
-        _local.last = None
     return _local
 
 
@@ -67,22 +66,18 @@ def default_line(err: tuple[Any, ...]) -> str:
 
 def report(exc: libvirtError) -> None:
     """virDispatchError: remember `exc` as this thread's last error and hand it to the handler."""
-    _state().last = exc.err
+    err = exc.err or (int(exc.code), int(exc.domain), exc.message, int(exc.level), None, None, None, 0, 0)
+    set_last_error(err)
     f, ctx = _handler
     if f is None:
-        sys.stderr.write(default_line(exc.err))
+        sys.stderr.write(default_line(err))
         sys.stderr.flush()
     else:
-        f(ctx, list(exc.err))
-
-
-def last_error() -> tuple[Any, ...] | None:
-    last: tuple[Any, ...] | None = _state().last
-    return last
+        f(ctx, list(err))
 
 
 def reset_last_error() -> None:
-    _state().last = None
+    set_last_error(None)
 
 
 def public(fn: F) -> F:

@@ -6,7 +6,8 @@ Every failure that reaches a caller is a `libvirtError`; drivers translate their
 from __future__ import annotations
 
 import enum
-from typing import NoReturn
+import threading
+from typing import Any, NoReturn
 
 
 class ErrorCode(enum.IntEnum):
@@ -125,13 +126,26 @@ def format_message(code: ErrorCode, detail: str | None) -> str:
     return bare if detail is None else with_detail.format(detail)
 
 
+_local = threading.local()
+
+
+def last_error() -> tuple[Any, ...] | None:
+    """This thread's last reported error, as libvirt's virGetLastError keeps it (set at the API edge)."""
+    last: tuple[Any, ...] | None = getattr(_local, "last", None)
+    return last
+
+
+def set_last_error(err: tuple[Any, ...] | None) -> None:
+    _local.last = err
+
+
 class libvirtError(Exception):  # noqa: N801 - the libvirt-python name
     """A failed call: libvirt's code, domain and message, read with libvirt-python's getters."""
 
     def __init__(
         self,
         message: str,
-        code: int = ErrorCode.INTERNAL_ERROR,
+        code: int | None = None,
         domain: int = ErrorDomain.NONE,
         level: int = ErrorLevel.ERROR,
         str1: str | None = None,
@@ -140,25 +154,36 @@ class libvirtError(Exception):  # noqa: N801 - the libvirt-python name
     ) -> None:
         message = redact(message)
         str1, str2, str3 = (None if x is None else redact(x) for x in (str1, str2, str3))
+        # libvirtError(defmsg), as programs raise it: libvirt-python's, which carries the thread's last error
+        # (its message wins) or, without one, no error at all (the getters return None).
+        err: tuple[Any, ...] | None
+        if code is None:
+            err = last_error()
+            if err is not None:
+                message, domain, level, str1, str2, str3 = err[2], err[1], err[3], err[4], err[5], err[6]
+                code = int(err[0])
+        else:
+            err = (int(code), int(domain), message, int(level), str1, str2, str3, 0, 0)
         super().__init__(message)
+        code = ErrorCode.INTERNAL_ERROR if code is None else code
         self.message = message
         self.code = ErrorCode(code) if code in ErrorCode._value2member_map_ else code
         self.domain = ErrorDomain(domain) if domain in ErrorDomain._value2member_map_ else domain
         self.level = level
         self.str1, self.str2, self.str3 = str1, str2, str3
-        self.err = (int(code), int(domain), message, int(level), str1, str2, str3, 0, 0)
+        self.err = err
 
-    def get_error_code(self) -> int:
-        return int(self.code)
+    def get_error_code(self) -> Any:
+        return None if self.err is None else int(self.code)
 
-    def get_error_domain(self) -> int:
-        return int(self.domain)
+    def get_error_domain(self) -> Any:
+        return None if self.err is None else int(self.domain)
 
-    def get_error_message(self) -> str:
-        return self.message
+    def get_error_message(self) -> Any:
+        return None if self.err is None else self.message
 
-    def get_error_level(self) -> int:
-        return int(self.level)
+    def get_error_level(self) -> Any:
+        return None if self.err is None else int(self.level)
 
     def get_str1(self) -> str | None:
         return self.str1
@@ -169,11 +194,11 @@ class libvirtError(Exception):  # noqa: N801 - the libvirt-python name
     def get_str3(self) -> str | None:
         return self.str3
 
-    def get_int1(self) -> int:
-        return 0
+    def get_int1(self) -> Any:
+        return None if self.err is None else 0
 
-    def get_int2(self) -> int:
-        return 0
+    def get_int2(self) -> Any:
+        return None if self.err is None else 0
 
     def __str__(self) -> str:
         return self.message

@@ -110,3 +110,33 @@ def test_version_option():
     short = subprocess.run([sys.executable, "-m", "virtsnap.cli.main", "-v"], capture_output=True, text=True)
     assert short.stdout == virtsnap.__version__ + "\n"
     assert callable(main)
+
+
+def test_program_raised_libvirt_error_is_libvirt_pythons(tmp_path):
+    """libvirtError(defmsg) as programs raise it: the thread's last error, or none (getters return None)."""
+    program = r'''
+import libvirt
+libvirt.registerErrorHandler(lambda ctx, err: None, None)
+e = libvirt.libvirtError("my own failure")
+print(str(e), e.get_error_code(), e.get_error_domain(), e.get_error_message(), e.err)
+conn = libvirt.open("test:///default")
+try:
+    conn.lookupByName("nope")
+except libvirt.libvirtError:
+    pass
+e = libvirt.libvirtError("wrapped")
+print(str(e), e.get_error_code(), e.get_error_domain(), e.get_error_message())
+libvirt.virResetLastError()
+print(libvirt.libvirtError("again").get_error_code())
+'''
+    outs = []
+    for python, shim in (("/usr/bin/python3", None), (sys.executable, "shim")):
+        env = {"PATH": "/usr/bin:/bin"}
+        if shim:
+            (tmp_path / "libvirt.py").write_text(SHIM)
+            env["PYTHONPATH"] = f"{tmp_path}:{ROOT / 'src'}"
+        done = subprocess.run([python, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout)
+    assert outs[1] == outs[0]
+    assert outs[0].splitlines()[0] == "my own failure None None None None"
