@@ -8,6 +8,7 @@ Each test names the finding it proves fixed; each failed on the main branch befo
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import sqlite3
@@ -83,7 +84,7 @@ def fake_qemu_img(tmp_path: Path, monkeypatch, script: str) -> Path:
 # -- item 1: the ledger -----------------------------------------------------------------------------------
 def test_paths_that_arrived_by_redefine_are_never_deleted(tmp_path, state):
     """Finding: a REDEFINE'd snapshot may name any file as its memory file or overlay, and delete unlinked it."""
-    conn, dom, disk = define_offline(tmp_path, "led")
+    _conn, dom, disk = define_offline(tmp_path, "led")
     precious = tmp_path / "precious.save"
     precious.write_bytes(b"someone's data")
     victim = img(tmp_path / "victim.qcow2", backing=disk)  # someone's overlay on this disk
@@ -162,7 +163,7 @@ def test_revert_removes_its_own_overlays_and_never_a_user_disk_named_like_one(tm
 
 def test_a_file_replaced_after_it_was_made_is_not_removed(tmp_path, state):
     """The identity check: the ledger's path now names another file (same name, other inode): it stays."""
-    conn, dom, disk = define_offline(tmp_path, "db")
+    _conn, dom, _disk = define_offline(tmp_path, "db")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>S</name></domainsnapshot>", DISK_ONLY)
     dom.revertToSnapshot(snap)
     made = tmp_path / "d.S-revert1"
@@ -175,7 +176,7 @@ def test_a_file_replaced_after_it_was_made_is_not_removed(tmp_path, state):
 
 def test_an_upgraded_store_treats_older_files_as_not_its_own(tmp_path, state):
     """Schema 3 -> 4: a store from before the ledger gets an empty one, so files made before are never removed."""
-    conn, dom, disk = define_offline(tmp_path, "db")
+    conn, dom, _disk = define_offline(tmp_path, "db")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>S</name></domainsnapshot>", DISK_ONLY)
     dom.revertToSnapshot(snap)
     conn.close()
@@ -211,7 +212,7 @@ def test_a_raw_disk_holding_a_qcow2_header_is_read_as_raw(tmp_path, state):
 
 def test_hostile_tag_names_are_never_imported(tmp_path, state):
     """Finding: tags found in an image were imported as snapshots without the name checks of snapshot-create."""
-    conn, dom, disk = define_offline(tmp_path, "tags")
+    _conn, dom, disk = define_offline(tmp_path, "tags")
     for name in ("../../etc/passwd", "\x1b]0;owned\x07", "by-hand"):
         subprocess.run(["qemu-img", "snapshot", "-c", name, str(disk)], check=True)
     found = {f.subject: f for f in dom.snapshotCheck(REPAIR)}
@@ -224,7 +225,7 @@ def test_hostile_tag_names_are_never_imported(tmp_path, state):
 def test_every_qemu_img_call_names_the_format_and_check_reads_only_its_domain(tmp_path, state, monkeypatch):
     """Findings: chains were read without naming the format; snapshot-check of one domain ran qemu-img on every
     domain's disks, and blocked on a FIFO."""
-    conn, dom, disk = define_offline(tmp_path, "one")
+    conn, dom, _disk = define_offline(tmp_path, "one")
     other_disk = img(tmp_path / "two.qcow2")
     conn.defineXML(domain("two", other_disk))
     log = fake_qemu_img(tmp_path, monkeypatch, "")
@@ -234,7 +235,7 @@ def test_every_qemu_img_call_names_the_format_and_check_reads_only_its_domain(tm
     dom.snapshotCheck(REPAIR)
     e.delete(0)
     dom.revertToSnapshot(s)
-    calls = [eval(line) for line in log.read_text().splitlines()]  # noqa: S307 (our own repr lines)
+    calls = [ast.literal_eval(line) for line in log.read_text().splitlines()]
     assert calls
     for argv in calls:
         named = "-f" in argv or any(a.startswith("json:{\"driver\": \"qcow2\"") for a in argv)
@@ -246,12 +247,15 @@ def test_every_qemu_img_call_names_the_format_and_check_reads_only_its_domain(tm
     three = conn.defineXML(domain("three", fifo, fmt="raw"))
     found = three.snapshotCheck(0)  # returns: the FIFO is never opened
     assert [f.kind for f in found] == ["not-a-file"] and not log.exists()
+    four = conn.defineXML(domain("four", fifo))  # as qcow2: an internal snapshot reads its tags first
+    msg = refused(virtsnap.VIR_ERR_OPERATION_FAILED, four.snapshotCreateXML, "<domainsnapshot/>")
+    assert "not a regular file or block device" in msg and not log.exists()
 
 
 # -- item 5: read-only connections ---------------------------------------------------------------------------
 def test_a_read_only_connection_reports_a_pending_entry_and_changes_nothing(tmp_path, state):
     """Finding: recovery ran on a plain lookup, even over a read-only connection."""
-    conn, dom, disk = define_offline(tmp_path, "ro")
+    _conn, dom, disk = define_offline(tmp_path, "ro")
     env = dict(os.environ, VIRTSNAP_FAILPOINTS="create.data-done=sigkill")
     proc = subprocess.run([sys.executable, "-m", "virtsnap", "-c", "qemu:///session", "snapshot-create-as", "ro",
                            "s1"], env=env, capture_output=True, text=True, timeout=120)
@@ -271,7 +275,7 @@ def test_a_read_only_connection_reports_a_pending_entry_and_changes_nothing(tmp_
 def test_an_internal_snapshot_named_like_an_existing_tag_is_refused(tmp_path, state):
     """Finding: an offline internal snapshot was created although the image had a tag of that name already
     (another tool's), and a later delete removed the other tool's snapshot."""
-    conn, dom, disk = define_offline(tmp_path, "dup")
+    _conn, dom, disk = define_offline(tmp_path, "dup")
     subprocess.run(["qemu-img", "snapshot", "-c", "nightly", str(disk)], check=True)
     msg = refused(virtsnap.VIR_ERR_OPERATION_INVALID, dom.snapshotCreateXML,
                   "<domainsnapshot><name>nightly</name></domainsnapshot>")
@@ -311,7 +315,7 @@ def test_an_existing_overlay_file_even_empty_is_refused_unless_reuse_ext(tmp_pat
 def test_a_symlink_swapped_in_while_an_overlay_is_made_is_never_written(tmp_path, state, monkeypatch):
     """Finding: overlay creation closed its O_EXCL file and let qemu-img reopen it by path, so a symlink swapped
     in between got its target overwritten."""
-    conn, dom, disk = define_offline(tmp_path, "sw")
+    _conn, dom, disk = define_offline(tmp_path, "sw")
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     overlay = tmp_path / "new.qcow2"
@@ -354,7 +358,7 @@ def test_a_planted_log_symlink_is_never_written_through(monkeypatch):
     """Finding: a qemu.log symlink planted in the runtime directory was overwritten through by QEMU's -D."""
     tmp_path = Path(tempfile.mkdtemp(prefix="vs-", dir="/tmp"))  # short: QEMU's socket paths stay < 108 bytes
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
-    conn, dom, disk = define_offline(tmp_path, "log")
+    conn, dom, _disk = define_offline(tmp_path, "log")
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     rundir = conn.driver.runtime / dom.UUIDString()

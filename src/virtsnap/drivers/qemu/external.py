@@ -8,7 +8,6 @@ overlay it creates holds what changed afterwards. A file is needed while the dom
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -74,13 +73,7 @@ def _read_chain(path: str, format: str, timeout: float) -> list[Layer]:
             raise error(ErrorCode.OPERATION_FAILED, ERR,
                         f"the format of {current}, backing file of {layers[-1].path if layers else path}, is "
                         f"{'not recorded in its header' if fmt is None else repr(fmt)}: refusing to probe it")
-        try:
-            mode = os.stat(current).st_mode
-        except OSError as exc:
-            raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {current}: {exc.strerror}") from None
-        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):  # a FIFO would block qemu-img forever
-            raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {current} is not a regular file or block device")
-        item = images.info(current, fmt, force_share=True, timeout=timeout)
+        item = images.info(current, fmt, force_share=True, timeout=timeout)  # never a FIFO (images.openable)
         backing = item.get("full-backing-filename") or item.get("backing-filename")
         layers.append(Layer(path=current, format=fmt, backing=backing,
                             internal=tuple(s["name"] for s in item.get("snapshots", []))))

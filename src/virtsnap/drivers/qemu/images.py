@@ -37,10 +37,24 @@ def run(args: list[str], timeout: float = 600.0) -> str:
     return proc.stdout
 
 
+def openable(path: str) -> None:
+    """An image qemu-img may open: a regular file or a block device. A FIFO would block qemu-img until its
+    timeout, and a character device is no image: both refused before qemu-img runs."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {path}: {exc.strerror}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"image {path} is not a regular file or block device")
+
+
 def info(path: str, format: str, force_share: bool = False, timeout: float = 600.0) -> dict[str, Any]:
     """qemu-img info of this one file, read as `format` (its backing file is not opened)."""
     import json
 
+    openable(path)
     args = ["info", "-f", format, "--output=json"] + (["-U"] if force_share else []) + ["--", path]
     result: dict[str, Any] = json.loads(run(args, timeout))
     return result
@@ -60,6 +74,7 @@ def snapshots(path: str, force_share: bool = False) -> list[str]:
 
 
 def snapshot_create(path: str, tag: str) -> None:
+    openable(path)
     run(["snapshot", "-q", "-c", tag, qcow2_spec(path)])
 
 
@@ -83,4 +98,5 @@ def id_clash(path: str, tag: str, force_share: bool = True) -> str | None:
 
 
 def snapshot_delete(path: str, tag: str) -> None:
+    openable(path)
     run(["snapshot", "-q", "-d", tag, qcow2_spec(path)])
