@@ -578,6 +578,42 @@ class Generator:
         return ops
 
 
+# The tree profile: what an offline QEMU domain (never started, internal snapshots by qemu-img) and the test
+# driver's domain, shut off, must do alike.  Dropped: domain lifecycle calls (they would boot a guest),
+# creates whose flags or <memory>/<disks> are about a running guest or another disk layout, reverts that ask for
+# a running or paused guest, NO_METADATA creates and METADATA_ONLY deletes (the test driver refuses those flags;
+# QEMU supports them), and redefines that delete first or rename: they make metadata for a snapshot whose data
+# is gone, which QEMU refuses to revert to and the test driver (which has no data) does not.
+TREE_DROPPED_OPS = {"state", "info", "isActive", "ID", "XMLDesc", "suspend", "resume", "destroy", "create"}
+TREE_DROPPED_CREATE_FLAGS = set(flag("CREATE_HALT", "CREATE_DISK_ONLY", "CREATE_LIVE", "CREATE_QUIESCE",
+                                     "CREATE_ATOMIC", "CREATE_REUSE_EXT", "CREATE_NO_METADATA"))
+
+
+def tree_ops(ops):
+    """The ops of a sequence that the tree profile runs (see TREE_DROPPED_OPS)."""
+    out = []
+    for op in ops:
+        kind, flags = op["op"], set(op.get("flags", []))
+        if kind in TREE_DROPPED_OPS:
+            continue
+        if kind in ("snapshotCreateXML", "redefine_from") and flags & TREE_DROPPED_CREATE_FLAGS:
+            continue
+        if kind == "snapshotCreateXML" and ("<memory" in op["xml"] or "<disks" in op["xml"]):
+            continue
+        if kind == "redefine_from" and ("delete_flags" in op or any(sub[0] == OWN_NAME_RE
+                                                                    for sub in op.get("subs", []))):
+            continue
+        if kind == "revertToSnapshot":
+            guest = flags & set(flag("REVERT_RUNNING", "REVERT_PAUSED", "REVERT_RESET_NVRAM"))
+            if guest and guest != set(flag("REVERT_RUNNING", "REVERT_PAUSED")):  # both: refused up front
+                continue
+        if (kind == "delete" or "delete_flags" in op) and PREFIX + "DELETE_METADATA_ONLY" in (
+                flags if kind == "delete" else set(op["delete_flags"])):
+            continue
+        out.append(op)
+    return out
+
+
 def generate(seed, n_ops=300):
     """The op list for a seed (a constants probe plus n_ops ops)."""
     return Generator(seed, n_ops).generate()

@@ -135,20 +135,44 @@ def load_impl(name):
     return module
 
 
+def offline_qemu_domain(workdir):
+    """Define domain "test" on qemu:///session over a fresh qcow2 made by qemu-img; it is never started.
+
+    The state directory lives in workdir, so the run sees no other domain.  Returns the URI to open."""
+    import os
+    import subprocess
+
+    os.environ["VIRTSNAP_QEMU_STATE_DIR"] = os.path.join(workdir, "state")
+    disk = os.path.join(workdir, "test.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"], check=True)
+    import virtsnap
+
+    conn = virtsnap.open("qemu:///session")
+    conn.defineXML(
+        "<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+        "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>" % (DOMAIN, disk))
+    conn.close()
+    return "qemu:///session"
+
+
 class Runner:
     """Holds the connections and the handle cache for one op sequence."""
 
-    def __init__(self, libvirt):
+    def __init__(self, libvirt, uri=URI, shut_off=False):
         self.lv = libvirt
         # libvirt-python's default error handler prints every error to
         # stderr; silence it so stderr only carries real runner problems.
         # Guarded because it is not part of the API surface compared here.
         if hasattr(libvirt, "registerErrorHandler"):
             libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        self.conn = libvirt.open(URI)
-        self.ro_conn = libvirt.openReadOnly(URI)
+        self.conn = libvirt.open(uri)
+        self.ro_conn = libvirt.openReadOnly(uri)
         self.dom = self.conn.lookupByName(DOMAIN)
         self.ro_dom = self.ro_conn.lookupByName(DOMAIN)
+        if shut_off and self.dom.isActive():
+            # The tree profile compares with a guest that never runs: start the test driver's domain shut off too.
+            self.dom.destroy()
         # (ro, name) -> last snapshot handle seen with that name.  Handles
         # outlive the snapshot they name, which is what "via": "cache"
         # exercises (libvirt handles are just domain + name).
@@ -218,7 +242,15 @@ class Runner:
             if op.get("unnamed"):
                 self.wait_new_second()
             try:
-                return self.remember(ro, self.call(dom.snapshotCreateXML, op, op["xml"]))
+                start = int(time.time())
+                snap = self.call(dom.snapshotCreateXML, op, op["xml"])
+                end = int(time.time())
+                name = self.remember(ro, snap)
+                if not self.flags(op.get("flags", [])) & getattr(self.lv, "VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE"):
+                    # The stamp is masked in every XML result; checked here instead, against the call's window.
+                    stamp = re.search(r"<creationTime>(\d+)</creationTime>", snap.getXMLDesc())
+                    self.time_in_window = bool(stamp) and start <= int(stamp.group(1)) <= end
+                return name
             finally:
                 if op.get("unnamed"):
                     self.last_unnamed_second = int(time.time())
@@ -293,8 +325,12 @@ class Runner:
 
     def execute(self, op):
         """Run one op and wrap its outcome as an ok/err/exc result dict."""
+        self.time_in_window = None
         try:
-            return {"ok": self.run_op(op)}
+            result = {"ok": self.run_op(op)}
+            if self.time_in_window is not None:
+                result["time_in_window"] = self.time_in_window
+            return result
         except Exception as exc:  # noqa: BLE001 - recorded, then compared
             if isinstance(exc, self.lv.libvirtError):
                 result = {"err": [exc.get_error_code(), exc.get_error_domain(),
@@ -311,10 +347,24 @@ def main(argv=None):
     """Read ops from stdin, run them, write the results to stdout."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--impl", required=True, choices=["libvirt", "virtsnap"])
+    parser.add_argument("--target", default="test", choices=["test", "test-shutoff", "qemu-offline"],
+                        help="test:///default as it starts, its domain shut off first, or (virtsnap only) "
+                             "an offline QEMU domain over a real qcow2 image")
     args = parser.parse_args(argv)
     ops = json.load(sys.stdin)
-    runner = Runner(load_impl(args.impl))
-    results = [runner.execute(op) for op in ops]
+    if args.target == "qemu-offline":
+        if args.impl != "virtsnap":
+            raise SystemExit("--target qemu-offline runs virtsnap only")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="vs-diff-") as workdir:
+            runner = Runner(load_impl(args.impl), offline_qemu_domain(workdir))
+            results = [runner.execute(op) for op in ops]
+            runner.conn.close()
+            runner.ro_conn.close()
+    else:
+        runner = Runner(load_impl(args.impl), shut_off=args.target == "test-shutoff")
+        results = [runner.execute(op) for op in ops]
     # One result per line keeps large outputs diffable by eye.
     sys.stdout.write("[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in results)
                      + "\n]\n")

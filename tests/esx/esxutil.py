@@ -87,6 +87,19 @@ def raw_tree(vm: Any) -> list[Any]:
     return walk(vm.snapshot.rootSnapshotList) if vm.snapshot else []
 
 
+def raw_current(vm: Any) -> str | None:
+    """The name of vSphere's own current snapshot (vm.snapshot.currentSnapshot), read without virtsnap."""
+    if not vm.snapshot or vm.snapshot.currentSnapshot is None:
+        return None
+    todo = list(vm.snapshot.rootSnapshotList)
+    while todo:
+        node = todo.pop()
+        if node.snapshot == vm.snapshot.currentSnapshot:
+            return str(node.name)
+        todo.extend(node.childSnapshotList)
+    raise AssertionError("vSphere's current snapshot is not in its tree")
+
+
 def create(dom: Any, name: str, flags: int = 0, description: str | None = None) -> Any:
     desc = f"<description>{description}</description>" if description else ""
     return dom.snapshotCreateXML(f"<domainsnapshot><name>{name}</name>{desc}</domainsnapshot>", flags)

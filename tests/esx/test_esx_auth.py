@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("pyVmomi")
 from pyVmomi import vim, vmodl
 
 import virtsnap
@@ -136,6 +135,7 @@ def test_auth_file_parse_error_hides_content(tmp_path: Path) -> None:
     conf = write_conf(tmp_path, f"[credentials-x]\nusername=root\n{SECRET}\n")
     with pytest.raises(libvirtError) as exc:
         source(env={"VIRTSNAP_AUTH_CONFIG": str(conf)}).credentials("root")
+    assert exc.value.get_error_code() == ErrorCode.AUTH_FAILED
     assert "line 3" in str(exc.value) and SECRET not in str(exc.value)
 
 
@@ -163,6 +163,7 @@ def test_nothing_available() -> None:
     assert "VIRTSNAP_ESX_PASSWORD" in str(exc.value)
     with pytest.raises(libvirtError) as exc:
         source(env={"VIRTSNAP_ESX_PASSWORD": "x"}).credentials(None)
+    assert exc.value.get_error_code() == ErrorCode.AUTH_FAILED
     assert "Username request failed" in str(exc.value)
 
 
@@ -190,6 +191,7 @@ def test_bad_uris(text: str) -> None:
 def test_password_in_uri_never_echoed_through_open() -> None:
     with pytest.raises(libvirtError) as exc:
         virtsnap.open("esx://root:hunter2@127.0.0.1:1/?no_verify=1")
+    assert exc.value.get_error_code() == ErrorCode.INVALID_ARG  # a password in a URI is refused before connecting
     assert "hunter2" not in str(exc.value)
 
 

@@ -54,8 +54,9 @@ def test_untracked_and_lost_internal_snapshots(guest, workdir, conn):
     assert sorted(dom.snapshotListNames()) == ["by-hand", "s1"]
     imported = dom.snapshotLookupByName("by-hand")
     assert "<state>shutoff</state>" in imported.getXMLDesc()
-    with pytest.raises(virtsnap.libvirtError):
+    with pytest.raises(virtsnap.libvirtError) as exc:
         imported.getParent()  # imported as a root
+    assert exc.value.get_error_code() == virtsnap.VIR_ERR_NO_DOMAIN_SNAPSHOT
     after = dom.snapshotCheck(0)
     assert kinds(after) == [] and kinds(after, drift_only=False) == [("marked-lost", "s1")]
     out = cli(workdir, "snapshot-check", "demo")
@@ -63,6 +64,7 @@ def test_untracked_and_lost_internal_snapshots(guest, workdir, conn):
 
     with pytest.raises(virtsnap.libvirtError) as exc:
         dom.revertToSnapshot(s1)
+    assert exc.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
     assert "found lost by snapshot-check" in exc.value.get_error_message()
     dom.revertToSnapshot(imported)  # the imported one is a working snapshot
     s1.delete(METADATA_ONLY)

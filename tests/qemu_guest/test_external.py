@@ -149,7 +149,10 @@ def test_revert_and_delete_external_snapshots_anywhere(guest, workdir, conn):
     dom.destroy()
 
     s1.delete()  # non-leaf, offline: S1's overlay is merged into the base; S2 keeps working
-    assert dom.snapshotListNames() == ["S2"] and s2.getParent is not None
+    assert dom.snapshotListNames() == ["S2"]
+    with pytest.raises(virtsnap.libvirtError) as exc:
+        s2.getParent()  # S1 was a root: its child is a root now
+    assert exc.value.get_error_code() == virtsnap.VIR_ERR_NO_DOMAIN_SNAPSHOT
     assert not (workdir / "demo.S1").exists()
     assert chain(workdir / "demo.S2-revert1") == [str(workdir / "demo.S2-revert1"), str(workdir / "demo.qcow2")]
     assert f"<source file='{workdir / 'demo.qcow2'}'/>" in s2.getXMLDesc()

@@ -43,12 +43,14 @@ def test_revert_of_running_snapshot_restores_disk_and_memory_in_place(guest, wor
     s1 = dom.snapshotCreateXML(snap_xml("s1"))
     assert dom.state()[0] == RUNNING
     write_markers(conn, dom, "disk-2", "ram-2")
+    s2 = dom.snapshotCreateXML(snap_xml("s2"))
+    assert s2.isCurrent() and not s1.isCurrent()
     dom.revertToSnapshot(s1)
     assert dom.state()[0] == RUNNING
     assert conn.lookupByName("demo").ID() == pid_before  # loaded in place: QEMU was not restarted
     assert guest_read(conn, dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
-    assert image_tags(str(workdir / "demo.qcow2")) == ["s1"]
-    assert s1.isCurrent() and "<state>running</state>" in s1.getXMLDesc()
+    assert image_tags(str(workdir / "demo.qcow2")) == ["s1", "s2"]
+    assert s1.isCurrent() and not s2.isCurrent() and "<state>running</state>" in s1.getXMLDesc()
 
 
 def test_revert_flags_choose_running_or_paused(guest, workdir, conn):
@@ -141,7 +143,10 @@ def test_delete_flags_remove_tags_from_the_image(guest, workdir, conn):
     for name in ("a", "b", "c"):
         dom.snapshotCreateXML(snap_xml(name))  # offline chain a -> b -> c
     dom.revertToSnapshot(dom.snapshotLookupByName("a"))
+    assert dom.snapshotCurrent().getName() == "a"
     dom.snapshotCreateXML(snap_xml("d"))  # a branch: a -> d
+    assert dom.snapshotLookupByName("d").getParent().getName() == "a"
+    assert sorted(dom.snapshotLookupByName("a").listChildrenNames()) == ["b", "d"]
     image = str(workdir / "demo.qcow2")
     assert sorted(image_tags(image)) == ["a", "b", "c", "d"]
     dom.snapshotLookupByName("b").delete()  # c moves up to a

@@ -86,4 +86,4 @@ def test_snapshot_edit_matches_virsh(case, use_visual, quiet, tmp_path, monkeypa
 @pytest.fixture(scope="module")
 def reference_ready():
     if not any(os.access(os.path.join(d, "virsh"), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
-        pytest.skip("virsh not found: install libvirt-clients")
+        pytest.fail("virsh not found: `make setup` installs Debian's libvirt-clients")

@@ -5,6 +5,7 @@ nothing changes (no snapshot, no tag in the image, no unfinished journal entry).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,19 +80,24 @@ CODES = {virtsnap.VIR_ERR_OPERATION_FAILED, virtsnap.VIR_ERR_INTERNAL_ERROR, vir
 @pytest.fixture
 def fake_domain(request, monkeypatch):
     work = Path(tempfile.mkdtemp(prefix="vsq-", dir="/tmp"))
-    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
-    conn, dom, disk = define_offline(work, "fake")
-    rt = conn.driver._rt(dom.UUIDString())
-    proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile),
-                             dom.UUIDString()])
-    deadline = time.monotonic() + 10
-    while not (rt.monitor.exists() and rt.pidfile.exists() and rt.pidfile.read_text()):
-        assert time.monotonic() < deadline, "the fake monitor did not start"
-        time.sleep(0.01)  # waiting for another process to create its socket: no event to wait on
-    yield conn, dom, disk, work
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    conn.close()
+    try:
+        monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
+        conn, dom, disk = define_offline(work, "fake")
+        rt = conn.driver._rt(dom.UUIDString())
+        proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile),
+                                 dom.UUIDString()])
+        try:
+            deadline = time.monotonic() + 10
+            while not (rt.monitor.exists() and rt.pidfile.exists() and rt.pidfile.read_text()):
+                assert time.monotonic() < deadline, "the fake monitor did not start"
+                time.sleep(0.01)  # waiting for another process to create its socket: no event to wait on
+            yield conn, dom, disk, work
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+            conn.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the run leaves no /tmp/vsq-* behind
 
 
 def _tags(disk: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""Random snapshot operations on test:///default, mirrored in a tiny model written here (hypothesis).
+"""Random snapshot operations on every driver that owns a tree, mirrored in a tiny model written here (hypothesis):
+test:///default, and an offline QEMU domain (metadata plus real qemu-img internal snapshots, no guest).
 
 Operations: create (named or not), revert, delete with flags 0 / CHILDREN / CHILDREN_ONLY, redefine of an
 existing snapshot's own XML (with and without CURRENT), and redefine of a deleted snapshot's saved XML. The model
@@ -6,10 +7,18 @@ is a dict name -> parent plus the current name; it encodes libvirt's rules indep
 After every step the public API must agree with the model, and the tree invariants must hold: at most one
 current snapshot, no cycles, every parent exists, TOPOLOGICAL lists parents before children, and
 numChildren / listChildrenNames (with and without DESCENDANTS) are consistent.
+On QEMU a snapshot redefined after its delete has metadata but no data in the image: a revert to it is refused
+(VIR_ERR_OPERATION_INVALID) and changes nothing.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -18,6 +27,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import virtsnap
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from qemu_offline import define_offline  # noqa: E402  (a plain helper module beside this file)
 
 REDEFINE = virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
 CURRENT = virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
@@ -73,12 +85,16 @@ class Model:
 class SnapshotOps(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.conn = virtsnap.open("test:///default")
-        self.dom = self.conn.lookupByName("test")
+        self.conn, self.dom = self.open_domain()
         assert self.dom.snapshotNum() == 0, "state leaked from another connection"
         self.model = Model()
         self.graveyard: dict[str, str] = {}  # name -> XML saved just before it was deleted
+        self.without_data: set[str] = set()  # QEMU: redefined after a delete, so the image has no such snapshot
         self.clock = 1700000000
+
+    def open_domain(self) -> tuple[virtsnap.virConnect, virtsnap.virDomain]:
+        conn = virtsnap.open("test:///default")
+        return conn, conn.lookupByName("test")
 
     def teardown(self) -> None:
         self.conn.close()
@@ -97,6 +113,7 @@ class SnapshotOps(RuleBasedStateMachine):
             return
         assert self.dom.snapshotCreateXML(xml).getName() == name
         self.model.create(name)
+        self.without_data.discard(name)
 
     @rule(tick=st.booleans())
     def create_unnamed(self, tick: bool) -> None:
@@ -111,11 +128,15 @@ class SnapshotOps(RuleBasedStateMachine):
                 return
             assert self.dom.snapshotCreateXML("<domainsnapshot/>").getName() == name
         self.model.create(name)
+        self.without_data.discard(name)
 
     @precondition(lambda self: self.model.parent)
     @rule(data=st.data())
     def revert(self, data: st.DataObject) -> None:
         name = data.draw(st.sampled_from(sorted(self.model.parent)))
+        if name in self.without_data:
+            self._expect_error(55, lambda: self.dom.revertToSnapshot(self.dom.snapshotLookupByName(name)))
+            return
         self.dom.revertToSnapshot(self.dom.snapshotLookupByName(name))
         self.model.current = name
 
@@ -155,6 +176,8 @@ class SnapshotOps(RuleBasedStateMachine):
             return
         assert self.dom.snapshotCreateXML(xml, flags).getName() == name
         self.model.parent[name] = parent
+        if self.has_data:
+            self.without_data.add(name)
         if make_current:
             self.model.current = name
 
@@ -209,6 +232,42 @@ class SnapshotOps(RuleBasedStateMachine):
             assert [c.getName() for c in snap.listAllChildren()] == children
 
 
+    has_data = False  # the test driver keeps no snapshot data
+
+
+class QemuOfflineSnapshotOps(SnapshotOps):
+    """The same rules on a QEMU domain that is never started: metadata in the store, internal snapshots made,
+    applied and deleted by qemu-img in a real qcow2 image."""
+
+    has_data = True
+
+    def open_domain(self) -> tuple[virtsnap.virConnect, virtsnap.virDomain]:
+        self.work = Path(tempfile.mkdtemp(prefix="vs-prop-"))
+        self.env = mock.patch.dict("os.environ", {"VIRTSNAP_QEMU_STATE_DIR": str(self.work / "state")})
+        self.env.start()
+        conn, dom, self.disk = define_offline(self.work, "prop")
+        return conn, dom
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self.env.stop()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    @invariant()
+    def image_holds_the_snapshots_with_data(self) -> None:
+        """Every snapshot with data is a tag in the image, and no tag outlives its snapshot."""
+        out = subprocess.run(["qemu-img", "info", "-U", "--output=json", "-f", "qcow2", str(self.disk)],
+                             capture_output=True, text=True, check=True).stdout
+        tags = {snap["name"] for snap in json.loads(out).get("snapshots", [])}
+        assert tags == set(self.model.parent) - self.without_data
+
+
 SnapshotOps.TestCase.settings = settings(max_examples=100, stateful_step_count=25, deadline=None,
                                          suppress_health_check=[HealthCheck.too_slow])
 test_random_operation_sequences = SnapshotOps.TestCase
+# Every step forks qemu-img: fewer examples, the same depth.
+QemuOfflineSnapshotOps.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None,
+                                                    suppress_health_check=[HealthCheck.too_slow])
+test_random_operation_sequences_on_offline_qemu = QemuOfflineSnapshotOps.TestCase

@@ -9,7 +9,7 @@ import pytest
 
 from virtsnap.conf.snapshot_xml import SnapshotState
 from virtsnap.conf.tree import Moment, SnapshotTree
-from virtsnap.errors import libvirtError
+from virtsnap.errors import ErrorCode, libvirtError
 from virtsnap.flags import SnapshotList
 from virtsnap.store.db import MetadataStore
 from virtsnap.store.lock import DomainLock
@@ -143,5 +143,6 @@ def test_domain_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path)
 
 def test_domain_lock_excludes_threads_of_one_process(tmp_path):
     with DomainLock(tmp_path, UUID):
-        with pytest.raises(libvirtError):
+        with pytest.raises(libvirtError) as info:
             DomainLock(tmp_path, UUID, timeout=0.1).acquire()
+        assert info.value.get_error_code() == ErrorCode.RESOURCE_BUSY

@@ -249,8 +249,9 @@ def test_duplicate_names_made_outside_are_exposed_by_uuid(conn: virtsnap.virConn
     with pytest.raises(virtsnap.libvirtError) as exc:
         alpha.snapshotLookupByName("dup")
     assert code_of(exc) == virtsnap.VIR_ERR_NO_DOMAIN_SNAPSHOT
-    with pytest.raises(virtsnap.libvirtError):
+    with pytest.raises(virtsnap.libvirtError) as exc:
         alpha.snapshotCreateXML(snap_xml("dup"))
+    assert code_of(exc) == virtsnap.VIR_ERR_OPERATION_FAILED
     # Renaming one resolves the clash: both get their plain names back.
     driver(conn).snapshot_edit(ALPHA, names[0], new_name="dup-1")
     assert sorted(alpha.snapshotListNames()) == ["dup", "dup-1"]
@@ -607,6 +608,7 @@ def test_vboxmanage_found_on_path(fake_vbox: FakeVBox, monkeypatch: pytest.Monke
 def test_other_uris_are_refused(fake_vbox: FakeVBox) -> None:
     with pytest.raises(virtsnap.libvirtError) as exc:
         virtsnap.open("vbox:///system")
+    assert exc.value.get_error_code() == ErrorCode.INTERNAL_ERROR
     assert "try vbox:///session" in str(exc.value)
 
 

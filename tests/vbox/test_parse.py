@@ -1,4 +1,5 @@
-"""The VBoxManage output parsers against recorded formats, including the awkward cases.
+"""The VBoxManage output parsers against formats written from VirtualBox's documentation and source (not
+recorded from a real VBoxManage; see README.md), including the awkward cases.
 
 The samples follow what VBoxManage 7.0 prints (VBoxManageInfo.cpp, VBoxManageSnapshot.cpp): escaped values
 for most keys, raw snapshot names and descriptions, the `cpuid=` line without a newline, bare lines.
