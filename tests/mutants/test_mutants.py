@@ -4,6 +4,7 @@ copy of the repository; the working tree is never changed)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 _spec = importlib.util.spec_from_file_location("virtsnap_mutants", Path(__file__).with_name("mutants.py"))
 assert _spec is not None and _spec.loader is not None
 mutants = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = mutants  # dataclasses look their module up while the class is made
 _spec.loader.exec_module(mutants)
 
 
