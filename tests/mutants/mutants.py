@@ -80,6 +80,14 @@ MUTANTS = (
            "        dest = target if target is not None else source\n",
            ("tests/unit/test_prop_tree.py::test_random_operation_sequences",),
            "fast"),
+    Mutant("overlay-o-trunc",
+           "an external snapshot's overlay is opened with O_TRUNC instead of O_EXCL: a file already at the path "
+           "(even one that appears after the checks) is silently taken over",
+           "src/virtsnap/drivers/qemu/external.py",
+           "os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC",
+           "os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC",
+           ("tests/unit/test_ledger.py::test_an_existing_overlay_file_even_empty_is_refused_unless_reuse_ext",),
+           "fast"),
 )
 
 
