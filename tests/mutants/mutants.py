@@ -29,7 +29,7 @@ class Mutant:
     old: str        # text that must occur exactly once
     new: str
     tests: tuple[str, ...]  # pytest node ids; any one failing kills the mutant
-    layer: str      # fast (no guest), guest (real QEMU TCG guest)
+    layer: str      # fast (no guest, no simulator), vcsim (govmomi's simulator), guest (real QEMU TCG guest)
 
 
 MUTANTS = (
@@ -88,6 +88,13 @@ MUTANTS = (
            "os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC",
            ("tests/unit/test_ledger.py::test_an_existing_overlay_file_even_empty_is_refused_unless_reuse_ext",),
            "fast"),
+    Mutant("esx-tree-all-roots",
+           "ESX: the driver maps every vSphere snapshot as a root",
+           "src/virtsnap/drivers/esx/tree.py",
+           "tree.link(moment, by_moref[parent.snapshot._moId] if parent is not None else None)",
+           "tree.link(moment, None)",
+           ("tests/esx/test_esx_model.py::test_model_on_a_vsphere_vm",),
+           "vcsim"),
 )
 
 
