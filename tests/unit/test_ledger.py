@@ -175,7 +175,8 @@ def test_a_file_replaced_after_it_was_made_is_not_removed(tmp_path, state):
 
 
 def test_an_upgraded_store_treats_older_files_as_not_its_own(tmp_path, state):
-    """Schema 3 -> 4: a store from before the ledger gets an empty one, so files made before are never removed."""
+    """Schema 3 -> 4: a store from before the ledger gets an empty one, so files made before are never removed;
+    a read-only connection reads it without upgrading it (item 5: a read-only connection changes nothing)."""
     conn, dom, _disk = define_offline(tmp_path, "db")
     snap = dom.snapshotCreateXML("<domainsnapshot><name>S</name></domainsnapshot>", DISK_ONLY)
     dom.revertToSnapshot(snap)
@@ -184,6 +185,12 @@ def test_an_upgraded_store_treats_older_files_as_not_its_own(tmp_path, state):
     db.execute("DROP TABLE ledger")  # as a schema-3 store is
     db.execute("PRAGMA user_version = 3")
     db.commit()
+    db.close()
+    ro = virtsnap.openReadOnly("qemu:///session")  # reads the old store as it is: no upgrade, no write
+    assert ro.lookupByName("db").snapshotListNames() == ["S"] and ro.lookupByName("db").snapshotCheck(0) == []
+    ro.close()
+    db = sqlite3.connect(state / "metadata.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
     conn = virtsnap.open("qemu:///session")
     dom = conn.lookupByName("db")

@@ -301,16 +301,20 @@ class MetadataStore:
     place, when that tree holds no unsaved change; otherwise it builds a new one.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, read_only: bool = False) -> None:
         self.path = directory / "metadata.db"
+        self._trees: dict[str, tuple[int, SnapshotTree]] = {}  # uuid -> (generation, tree last handed out)
+        self._depth = 0  # nesting of transaction()
+        self.read_only = read_only and self._open_read_only()
+        if self.read_only:
+            self.directory = directory
+            return
         self.directory = private_dir(directory)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # 0600 before sqlite opens it
             os.close(fd)
         except OSError as exc:
             raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
-        self._trees: dict[str, tuple[int, SnapshotTree]] = {}  # uuid -> (generation, tree last handed out)
-        self._depth = 0  # nesting of transaction()
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout(), isolation_level=None,
                                        check_same_thread=False)
@@ -331,6 +335,27 @@ class MetadataStore:
                 except OSError as exc:
                     self._db.close()
                     raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
+
+    def _open_read_only(self) -> bool:
+        """For a read-only connection: the existing database opened read-only (sqlite refuses any write), and
+        never upgraded (a schema 3 store stays schema 3; it reads as having an empty ledger). False when there
+        is no database yet, or one too old to read without an upgrade: then the store opens as usual."""
+        if not self.path.is_file():
+            return False
+        try:
+            db = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=busy_timeout(),
+                                 isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return False
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error:
+            version = -1
+        if not 3 <= version <= SCHEMA_VERSION:
+            db.close()
+            return False
+        self._db = db
+        return True
 
     def _create_or_upgrade(self) -> None:
         """Create the schema, or upgrade schema 1 (no generations per row, no tombstones) in place."""
@@ -599,12 +624,21 @@ class MetadataStore:
     def ledger(self, domain: str | None = None) -> list[LedgerRow]:
         """The rows of one domain's files, or of every domain's."""
         where, args = ("WHERE domain=?", (domain,)) if domain is not None else ("", ())
+        if not self._has_ledger():
+            return []
         return [LedgerRow(*r) for r in self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger {where} ORDER BY path",
                                                         args)]
 
     def ledger_row(self, path: str) -> LedgerRow | None:
+        if not self._has_ledger():
+            return None
         row = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE path=?", (path,)).fetchone()
         return LedgerRow(*row) if row else None
+
+    def _has_ledger(self) -> bool:
+        """False only for a schema 3 store opened read-only (not upgraded): no file is virtsnap's there."""
+        return not self.read_only or self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name='ledger'").fetchone() is not None
 
     def ledger_forget(self, path: str) -> None:
         """Drop a row: its file was removed, or it is no longer virtsnap's to remove."""

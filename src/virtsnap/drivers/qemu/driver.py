@@ -122,7 +122,7 @@ class QemuDriver:
         self.read_only = read_only  # never replays the journal: it reports what is pending instead
         base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
         self.state_dir = Path(base) if base else state_dir("qemu", system)
-        self.store = MetadataStore(self.state_dir)
+        self.store = MetadataStore(self.state_dir, read_only=read_only)  # a read-only one never writes it
         self.runtime = runtime_root(system) if not base else verified_dir(Path(base) / "run")
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}
         self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
