@@ -95,6 +95,13 @@ MUTANTS = (
            "tree.link(moment, None)",
            ("tests/esx/test_esx_model.py::test_model_on_a_vsphere_vm",),
            "vcsim"),
+    Mutant("vbox-no-current",
+           "VirtualBox: the driver never reports the machine's current snapshot",
+           "src/virtsnap/drivers/vbox/driver.py",
+           "tree.set_current(by_uuid.get(listing.current_uuid))",
+           "tree.set_current(None)",
+           ("tests/vbox/test_model.py::test_model_on_a_virtualbox_machine",),
+           "fast"),
 )
 
 
