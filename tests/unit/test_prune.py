@@ -198,3 +198,13 @@ def test_weeks_across_month_ends_match_reference(days: list[int], weekly: int, m
     cands = [Candidate(f"s{i}", t, seq=i) for i, t in enumerate(times)]
     got = {int(d.name[1:]): d.action == "keep" for d in plan(cands, parse_policy(counts), tz=UTC)}
     assert got == _reference(times, counts, set())
+
+
+def test_times_outside_the_calendar() -> None:
+    # REDEFINE takes any creationTime; the ones the calendar cannot place sort as earliest or latest
+    cands = [Candidate("far-future", 10**15), Candidate("now", _ts("2024-01-01T00:00:00Z")),
+             Candidate("before-epoch", -10**15)]
+    for tz in (UTC, None):
+        decisions = plan(cands, parse_policy({"keep_daily": 2}), tz=tz)
+        assert [(d.name, d.action) for d in decisions] == [
+            ("far-future", "keep"), ("now", "keep"), ("before-epoch", "remove")]

@@ -31,6 +31,7 @@ CURRENT = "current"
 ANCESTOR = "ancestor-of-current"
 NOT_MATCHED = "not-matched"
 KEEP, REMOVE = "keep", "remove"
+RULE_REASONS = frozenset(name.replace("_", "-") for name in RULE_NAMES)
 
 
 class Policy(Frozen):
@@ -99,6 +100,16 @@ def parse_policy(policy: Mapping[str, object]) -> Policy:
     return Policy(counts, match if isinstance(match, str) else None)
 
 
+def _when(seconds: int, tz: tzinfo | None) -> datetime:
+    """The snapshot's time of day (tz None: the host's local time). A REDEFINE'd creation time outside what the
+    calendar functions take (negative, or beyond year 9999) counts as the earliest or the latest moment."""
+    try:
+        return datetime.fromtimestamp(seconds, tz)
+    except (OverflowError, OSError, ValueError):
+        edge = datetime.min if seconds < 0 else datetime.max
+        return edge.replace(tzinfo=tz) if tz is not None else edge
+
+
 def plan(candidates: Iterable[Candidate], policy: Policy, tz: tzinfo | None = None) -> list[Decision]:
     """One decision per candidate, newest first.
 
@@ -108,7 +119,7 @@ def plan(candidates: Iterable[Candidate], policy: Policy, tz: tzinfo | None = No
     and unmatched snapshots take no part. The current snapshot and its ancestors are kept whatever the rules say.
     """
     order = sorted(candidates, key=lambda c: (c.time, c.seq), reverse=True)
-    times = {c.name: datetime.fromtimestamp(c.time, tz) for c in order}  # tz None: the host's local time
+    times = {c.name: _when(c.time, tz) for c in order}
     decided: dict[str, tuple[str, str]] = {}
     for c in order:
         if policy.match is not None and not fnmatch.fnmatchcase(c.name, policy.match):
@@ -144,5 +155,3 @@ def plan(candidates: Iterable[Candidate], policy: Policy, tz: tzinfo | None = No
         out.append(Decision(c.name, action, reason))
     return out
 
-
-RULE_REASONS = frozenset(name.replace("_", "-") for name in RULE_NAMES)
