@@ -263,3 +263,36 @@ def test_protected_delete_under_the_driver_lock_and_force(dom):
     assert qemu_tags(disk) == ["keep"]
     snap.delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)
     assert qemu_tags(disk) == [] and d.snapshotNum() == 0
+
+
+def test_store_from_before_protection_read_only_then_upgraded(dom, tmp_path):
+    """A schema 4 store (no protection marks): a read-only connection reads no marks and upgrades nothing; a
+    read-write one upgrades it to schema 5 and marks work."""
+    import sqlite3
+
+    d, _disk = dom
+    d.snapshotCreateXML("<domainsnapshot><name>old</name></domainsnapshot>")
+    path = tmp_path / "state" / "metadata.db"
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE protected")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    ro = virtsnap.openReadOnly("qemu:///session")
+    try:
+        rodom = ro.lookupByName("space")
+        assert rodom.snapshotLookupByName("old").isProtected() == 0
+        assert rodom.snapshotPrune({"keep_last": 0}, virtsnap.VIR_DOMAIN_SNAPSHOT_PRUNE_DRY_RUN) == [
+            {"name": "old", "action": "keep", "reason": "current"}]
+    finally:
+        ro.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    db.close()
+    rw = virtsnap.open("qemu:///session")
+    try:
+        snap = rw.lookupByName("space").snapshotLookupByName("old")
+        snap.setProtected(True)
+        assert snap.isProtected() == 1
+    finally:
+        rw.close()

@@ -663,5 +663,8 @@ class MetadataStore:
                 db.execute("DELETE FROM protected WHERE domain=? AND name=?", (uuid, name))
 
     def protected(self, uuid: str) -> set[str]:
-        """Names of the domain's protected snapshots (a deleted snapshot's mark goes with it)."""
+        """Names of the domain's protected snapshots (a deleted snapshot's mark goes with it). A store older than
+        schema 5 opened read-only (not upgraded) has no marks."""
+        if self.read_only and self._db.execute("SELECT 1 FROM sqlite_master WHERE name='protected'").fetchone() is None:
+            return set()
         return {name for (name,) in self._db.execute("SELECT name FROM protected WHERE domain=?", (uuid,))}
