@@ -82,6 +82,7 @@ class Runtime(Frozen):
     def pid(self) -> int | None:
         """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
         process's start time too, so a recycled pid never matches."""
+        reap()
         try:
             pid_text, _, started = self.pidfile.read_text().strip().partition(" ")
             pid = int(pid_text)
@@ -108,6 +109,14 @@ def _start_time(pid: int) -> str | None:
 _children: dict[int, subprocess.Popen[bytes]] = {}  # QEMUs this process started, reaped when they exit
 
 
+def reap() -> None:
+    """Collect the QEMUs this process started that have exited (killed by another process, or quit by
+    themselves): without it each would stay a zombie until this process ends."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
 def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool = False,
            user: Identity | None = None, timeout: float = 60.0) -> int:
     """Start QEMU detached (its own session; it outlives this process) and return its pid once its monitor
@@ -118,6 +127,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
 
     from . import argv
 
+    reap()
     binary = qemu_binary()
     opened: list[int] = []
     sockets: list[socket.socket] = []
