@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -82,7 +83,10 @@ def chromium() -> webdriver.Chrome:
 
 
 def wait(driver: webdriver.Chrome, condition, timeout: float = WAIT):  # type: ignore[no-untyped-def]
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    # The page redraws the tree whenever its poll sees a change: an element found a moment ago may be replaced,
+    # so a condition that meets a replaced element is simply evaluated again.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def open_page(driver: webdriver.Chrome, served: Served, domain: str) -> None:
@@ -131,8 +135,17 @@ def create(driver: webdriver.Chrome, name: str, description: str = "", disk_only
     return finish(driver, go)
 
 
+def click_row(driver: webdriver.Chrome, name: str) -> None:
+    """Click a snapshot's row as a person would; a row replaced by a redraw between finding and clicking it is
+    found again (the click either reached the row or raised, so it is never sent twice)."""
+    def attempt(d: webdriver.Chrome) -> bool:
+        row(d, name).click()
+        return True
+    wait(driver, attempt)
+
+
 def choose(driver: webdriver.Chrome, name: str) -> None:
-    row(driver, name).click()
+    click_row(driver, name)
     wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#details h2").text == name)
 
 

@@ -66,10 +66,11 @@ async function act(fields) {
     setStatus("error", `error: ${err.message}`);
     return { state: "failed", message: err.message };
   } finally {
-    state.busy = false;
-    document.body.classList.remove("busy");
+    // Busy until the result is redrawn, so the periodic poll cannot start a second redraw of the same change.
     state.generation++;
     await refresh(true);
+    state.busy = false;
+    document.body.classList.remove("busy");
     // How many actions have finished and been redrawn: lets a test (or a script) wait for exactly this one.
     document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
   }
