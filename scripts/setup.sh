@@ -11,8 +11,9 @@ DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fspr
 # The tests add libvirt 9.0 as the oracle (virsh, libvirtd, python3-libvirt), Go + govmomi for the vcsim
 # simulator, man-db/groff to check that the man page renders, libvirt-dev for libvirt-api.xml
 # (scripts/gen_libvirt_surface.py and its test), and Chromium with its WebDriver for the browser tests of
-# `virtsnap serve`.
-TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu
+# `virtsnap serve`; gcc, pkg-config and python3-dev build libvirt-python into the venv (the libvirt+<URI> driver,
+# extra `libvirt`), since the venv does not see Debian's python3-libvirt.
+TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu gcc pkg-config python3-dev
                golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev
                chromium chromium-driver)
 PACKAGES=("${DEMO_PACKAGES[@]}")
@@ -39,7 +40,7 @@ fi
 # The demo needs virtsnap's core only (QEMU driver and CLI); the tests add their tools, pyvmomi, MkDocs and the
 # web view's Starlette and uvicorn.
 extras=""
-[[ $part == test ]] && extras="[test,esx,docs,web]"
+[[ $part == test ]] && extras="[test,esx,docs,web,libvirt]"
 stamp=.venv/.virtsnap-installed-$part
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"

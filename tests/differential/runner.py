@@ -347,9 +347,11 @@ def main(argv=None):
     """Read ops from stdin, run them, write the results to stdout."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--impl", required=True, choices=["libvirt", "virtsnap"])
-    parser.add_argument("--target", default="test", choices=["test", "test-shutoff", "qemu-offline"],
-                        help="test:///default as it starts, its domain shut off first, or (virtsnap only) "
-                             "an offline QEMU domain over a real qcow2 image")
+    parser.add_argument("--target", default="test",
+                        choices=["test", "test-shutoff", "qemu-offline", "libvirt+test"],
+                        help="test:///default as it starts, its domain shut off first, (virtsnap only) "
+                             "an offline QEMU domain over a real qcow2 image, or (virtsnap only) "
+                             "libvirt's own test driver through virtsnap's libvirt+ driver")
     args = parser.parse_args(argv)
     ops = json.load(sys.stdin)
     if args.target == "qemu-offline":
@@ -362,6 +364,11 @@ def main(argv=None):
             results = [runner.execute(op) for op in ops]
             runner.conn.close()
             runner.ro_conn.close()
+    elif args.target == "libvirt+test":
+        if args.impl != "virtsnap":
+            raise SystemExit("--target libvirt+test runs virtsnap only")
+        runner = Runner(load_impl(args.impl), "libvirt+" + URI)
+        results = [runner.execute(op) for op in ops]
     else:
         runner = Runner(load_impl(args.impl), shut_off=args.target == "test-shutoff")
         results = [runner.execute(op) for op in ops]

@@ -24,6 +24,7 @@ Environment knobs:
                                 libvirt with libvirt and must pass.
                                 Refused under CI (tests/conftest.py).
   VIRTSNAP_DIFF_TREE_SEEDS      seeds of the offline QEMU run (default 8)
+  VIRTSNAP_DIFF_LIBVIRTD_SEEDS  seeds of the libvirt+test:///default run (default 8)
 """
 
 import importlib.util
@@ -45,6 +46,7 @@ LIBVIRT_PYTHON = os.environ.get("VIRTSNAP_DIFF_LIBVIRT_PYTHON", "/usr/bin/python
 CANDIDATE_PYTHON = os.environ.get("VIRTSNAP_DIFF_PYTHON", sys.executable)
 CANDIDATE_IMPL = os.environ.get("VIRTSNAP_DIFF_IMPL", "virtsnap")
 TREE_SEEDS = int(os.environ.get("VIRTSNAP_DIFF_TREE_SEEDS", "8"))
+LIBVIRTD_SEEDS = int(os.environ.get("VIRTSNAP_DIFF_LIBVIRTD_SEEDS", "8"))
 TIMEOUT = 300
 
 
@@ -133,6 +135,19 @@ def test_offline_qemu_tree_matches_libvirt(seed, libvirt_ready):
     difference = diffcompare.first_difference(ops, expected, actual, gen.FLAG_VALUES, profile="tree")
     if difference:
         pytest.fail("seed %d, offline QEMU domain\n%s" % (seed, difference), pytrace=False)
+
+
+@pytest.mark.parametrize("seed", range(LIBVIRTD_SEEDS))
+def test_libvirt_passthrough_matches_libvirt(seed, libvirt_ready):
+    """virtsnap's libvirt+ driver over libvirt's own test driver gives python3-libvirt's results exactly, for
+    the raw ops: a pass-through returns what libvirt 9.0 returns, even where virtsnap's own drivers follow
+    libvirt's documentation instead (LEAVES|NO_LEAVES)."""
+    ops = gen.generate(seed, OPS)
+    expected = _run(LIBVIRT_PYTHON, "libvirt", ops)
+    actual = _run(sys.executable, "virtsnap", ops, target="libvirt+test")
+    difference = diffcompare.first_difference(ops, expected, actual, gen.FLAG_VALUES)
+    if difference:
+        pytest.fail("seed %d, libvirt+test:///default\n%s" % (seed, difference), pytrace=False)
 
 
 def test_creation_time_is_checked_not_only_masked():

@@ -22,12 +22,14 @@ _DRIVERS: dict[str, tuple[str, str | None]] = {
     "esx": ("virtsnap.drivers.esx.driver", "esx"),
     "vpx": ("virtsnap.drivers.esx.driver", "esx"),
     "vbox": ("virtsnap.drivers.vbox.driver", None),
+    # libvirt+<any libvirt URI>: the part after "+" is libvirt's URI, not a transport
+    "libvirt": ("virtsnap.drivers.libvirtd.driver", "libvirt"),
 }
 
 
 def open_driver(uri: URI, read_only: bool, auth: Any = None) -> Driver:
     entry = _DRIVERS.get(uri.scheme)
-    if entry is None or uri.transport not in (None, "unix"):
+    if entry is None or (uri.transport not in (None, "unix") and uri.scheme != "libvirt"):
         raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, redact(uri.text))
     module_name, extra = entry
     try:
