@@ -99,3 +99,28 @@ def image_tags(path: str) -> list[str]:
     out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()[2:]  # "Snapshot list:" and the header
     return [line.split()[1] for line in lines if line.strip()]
+
+
+def _libvirtd_ready() -> bool:
+    return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def libvirtd():
+    """Root libvirtd 9.0 (qemu:///system, TCG), started for the module when none is running."""
+    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run as root with Debian's libvirt-daemon-system installed")
+        pytest.skip("needs root and libvirtd")
+    started = []
+    if not _libvirtd_ready():
+        for daemon in ("virtlogd", "libvirtd"):  # the qemu driver logs through virtlogd
+            started.append(subprocess.Popen([daemon], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        while not _libvirtd_ready():
+            assert time.monotonic() < deadline, "libvirtd did not start"
+            time.sleep(0.1)
+    yield
+    for proc in reversed(started):
+        proc.terminate()
+        proc.wait(10)

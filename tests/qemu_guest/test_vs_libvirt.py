@@ -5,10 +5,8 @@ domain state must agree."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -61,30 +59,6 @@ finally:
     dom.undefine()
 print(json.dumps(out))
 """
-
-
-def _libvirtd_ready() -> bool:
-    return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def libvirtd():
-    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run as root with Debian's libvirt-daemon-system installed")
-        pytest.skip("needs root and libvirtd")
-    started = []
-    if not _libvirtd_ready():
-        for daemon in ("virtlogd", "libvirtd"):  # the qemu driver logs through virtlogd
-            started.append(subprocess.Popen([daemon], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 30
-        while not _libvirtd_ready():
-            assert time.monotonic() < deadline, "libvirtd did not start"
-            time.sleep(0.1)
-    yield
-    for proc in reversed(started):
-        proc.terminate()
-        proc.wait(10)
 
 
 def _observe(dom) -> dict:

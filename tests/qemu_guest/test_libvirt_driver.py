@@ -1,0 +1,116 @@
+"""virtsnap's libvirt+qemu:///system driver on the tiny guest run by a real root libvirtd 9.0 (TCG): internal
+snapshots created, listed, reverted and deleted through virtsnap, proved by a marker file on the disk and a value
+in RAM (read through libvirt's guest agent channel), and checked against libvirt-python and the qcow2 tags."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+
+import virtsnap
+import virtsnap.libvirt_qemu
+
+from .conftest import domain_xml, image_tags
+
+pytestmark = pytest.mark.qemu
+
+NAME = "virtsnap-libvirt-driver"
+IMAGES = Path("/var/lib/libvirt/images") / NAME  # libvirt's QEMU runs as libvirt-qemu: its own copies
+
+
+def agent(dom, command: str, arguments: dict | None = None) -> dict:
+    cmd = {"execute": command, **({"arguments": arguments} if arguments else {})}
+    return json.loads(virtsnap.libvirt_qemu.qemuAgentCommand(dom, json.dumps(cmd), 30, 0))["return"]
+
+
+def shell(dom, script: str) -> str:
+    pid = agent(dom, "guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"]
+    deadline = time.monotonic() + 60
+    while True:  # guest-exec-status is how the agent reports an end: polled until then
+        status = agent(dom, "guest-exec-status", {"pid": pid})
+        if status["exited"]:
+            break
+        assert time.monotonic() < deadline, f"guest command did not end: {script}"
+        time.sleep(0.1)
+    assert status["exitcode"] == 0, status
+    return base64.b64decode(status.get("out-data", "")).decode()
+
+
+def wait_for_agent(dom) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            agent(dom, "guest-ping")
+            return
+        except virtsnap.libvirtError:
+            assert time.monotonic() < deadline, "the guest agent never answered"
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def libvirt_domain(guest, workdir, libvirtd):
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    for name in ("kernel", "initrd"):
+        shutil.copy(getattr(guest, name), IMAGES / name)
+    disk = IMAGES / "disk.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
+    xml = domain_xml(guest, workdir, name=NAME)
+    xml = (xml.replace(guest.kernel, str(IMAGES / "kernel")).replace(guest.initrd, str(IMAGES / "initrd"))
+           .replace(str(workdir / f"{NAME}.qcow2"), str(disk))
+           .replace(f"<serial type='file'><source path='{workdir / (NAME + '.serial')}'/></serial>", ""))
+    conn = virtsnap.open("libvirt+qemu:///system")
+    dom = conn.defineXML(xml)
+    yield conn, dom, str(disk)
+    oracle = libvirt.open("qemu:///system")  # cleaned up with libvirt itself, whatever virtsnap did
+    try:
+        left = oracle.lookupByName(NAME)
+        if left.isActive():
+            left.destroy()
+        for snap in left.listAllSnapshots():
+            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+        left.undefine()
+    finally:
+        oracle.close()
+        conn.close()
+        shutil.rmtree(IMAGES, ignore_errors=True)
+
+
+def test_internal_snapshots_through_libvirtd(libvirt_domain):
+    conn, dom, disk = libvirt_domain
+    dom.create()
+    wait_for_agent(dom)
+    shell(dom, "echo disk-1 > /mnt/marker; echo ram-1 > /ram/value; sync")
+    dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+    shell(dom, "echo disk-2 > /mnt/marker; echo ram-2 > /ram/value; sync")
+    dom.snapshotCreateXML("<domainsnapshot><name>s2</name></domainsnapshot>")
+
+    oracle = libvirt.openReadOnly("qemu:///system")
+    theirs = oracle.lookupByName(NAME)
+    assert sorted(dom.snapshotListNames()) == sorted(theirs.snapshotListNames()) == ["s1", "s2"]
+    assert dom.snapshotLookupByName("s2").getParent().getName() == "s1"
+    assert dom.snapshotCurrent().getName() == theirs.snapshotCurrent().getName() == "s2"
+    assert sorted(image_tags(disk)) == ["s1", "s2"]
+
+    dom.revertToSnapshot(dom.snapshotLookupByName("s1"))
+    assert shell(dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
+    assert theirs.snapshotCurrent().getName() == "s1"
+
+    dom.snapshotLookupByName("s2").delete(0)
+    assert dom.snapshotListNames() == theirs.snapshotListNames() == ["s1"]
+    assert image_tags(disk) == ["s1"]
+
+    # libvirt's own error, code, domain and message, for the same mistake through both
+    with pytest.raises(virtsnap.libvirtError) as ours:
+        dom.snapshotLookupByName("s2")
+    with pytest.raises(libvirt.libvirtError) as direct:
+        theirs.snapshotLookupByName("s2")
+    assert ((ours.value.get_error_code(), ours.value.get_error_domain(), ours.value.get_error_message())
+            == (direct.value.get_error_code(), direct.value.get_error_domain(), direct.value.get_error_message()))
+    oracle.close()
