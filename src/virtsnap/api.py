@@ -28,6 +28,7 @@ from .flags import (
     SnapshotCheck,
     SnapshotCreate,
     SnapshotDelete,
+    SnapshotList,
     SnapshotPrune,
     SnapshotRevert,
     SnapshotXML,
@@ -610,6 +611,12 @@ class virDomain(surface.virDomain):  # noqa: N801
     def _snapshot(self, name: str) -> virDomainSnapshot:
         return virDomainSnapshot(self, name)
 
+    def _point(self, name: str | None) -> Any:
+        """The driver's reading of one snapshot alone (the current one when `name` is None), without loading
+        the tree, or None when the driver has no such reading (it answers through the tree instead)."""
+        fn = getattr(self._drv(), "snapshot_point", None)
+        return None if fn is None else _driver_call(lambda: fn(self._uuid, name))
+
     def snapshotCreateXML(self, xmlDesc: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802, N803
         self._check("virDomainSnapshotCreateXML", flags)
         if xmlDesc is None:
@@ -649,10 +656,14 @@ class virDomain(surface.virDomain):  # noqa: N801
 
     def snapshotLookupByName(self, name: str, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
         self._check("virDomainSnapshotLookupByName", flags)
+        if hasattr(self._drv(), "snapshot_point"):
+            return self._snapshot(self._point(name).name)
         return self._snapshot(self._query(lambda tree: self._moment(tree, name).name))
 
     def hasCurrentSnapshot(self, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainHasCurrentSnapshot", flags)
+        if hasattr(self._drv(), "snapshot_point"):
+            return 1 if self._point(None) is not None else 0
         return self._query(lambda tree: 1 if tree.current is not None else 0)
 
     def snapshotCurrent(self, flags: int = 0) -> virDomainSnapshot:  # noqa: N802
@@ -664,6 +675,12 @@ class virDomain(surface.virDomain):  # noqa: N801
                             "the domain does not have a current snapshot")
             return tree.current.name
 
+        if hasattr(self._drv(), "snapshot_point"):
+            point = self._point(None)
+            if point is None:
+                raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, self._drv().capabilities.error_domain,
+                            "the domain does not have a current snapshot")
+            return self._snapshot(point.name)
         return self._snapshot(self._query(current))
 
     def revertToSnapshot(self, snap: virDomainSnapshot, flags: int = 0) -> int:  # noqa: N802
@@ -817,18 +834,32 @@ class virDomainSnapshot(surface.virDomainSnapshot):  # noqa: N801
                             f"snapshot '{moment.name}' does not have a parent")
             return moment.parent_name
 
+        if hasattr(self._dom._drv(), "snapshot_point"):
+            point = self._dom._point(self._name)
+            if point.parent is None:
+                raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, self._dom._drv().capabilities.error_domain,
+                            f"snapshot '{point.name}' does not have a parent")
+            return virDomainSnapshot(self._dom, point.parent)
         return virDomainSnapshot(self._dom, self._with(parent))
 
     def isCurrent(self, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainSnapshotIsCurrent", flags)
+        if hasattr(self._dom._drv(), "snapshot_point"):
+            return 1 if self._dom._point(self._name).current else 0
         return self._with(lambda tree, moment: 1 if tree.current is moment else 0)
 
     def hasMetadata(self, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainSnapshotHasMetadata", flags)
+        if hasattr(self._dom._drv(), "snapshot_point"):  # a driver that reads one snapshot keeps the metadata
+            self._dom._point(self._name)
+            return 1
         return self._with(lambda tree, moment: 1 if tree.metadata else 0)
 
     def numChildren(self, flags: int = 0) -> int:  # noqa: N802
         self._check("virDomainSnapshotNumChildren", flags)
+        count = getattr(self._dom._drv(), "snapshot_children", None)
+        if count is not None and flags in (0, SnapshotList.DESCENDANTS):
+            return int(_driver_call(lambda: count(self._dom._uuid, self._name, bool(flags))))
         return self._with(lambda tree, moment: len(tree.select(moment, flags)))
 
     def listChildrenNames(self, flags: int = 0) -> list[str]:  # noqa: N802

@@ -205,3 +205,6 @@ class Driver(Protocol):
     #   snapshot_size(uuid, name) -> SnapshotSize
     #   snapshot_protected(uuid) -> set[str]             names of the domain's protected snapshots
     #   snapshot_set_protected(uuid, name, on: bool) -> None
+    # Optional (speed: one snapshot read without the tree; a driver without them is answered through the tree):
+    #   snapshot_point(uuid, name | None) -> store.db.PointRow | None    one snapshot, or the current (None: none)
+    #   snapshot_children(uuid, name, descendants: bool) -> int          numChildren with flags 0 / DESCENDANTS

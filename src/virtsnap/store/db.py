@@ -31,7 +31,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 C = TypeVar("C", bound=type)
 
-SCHEMA_VERSION = 5  # also PRAGMA user_version: checked on open without parsing the schema
+SCHEMA_VERSION = 6  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -112,6 +112,10 @@ _V5 = (
     since REAL NOT NULL,
     PRIMARY KEY (domain, name)
 ) WITHOUT ROWID""",
+)
+_V6 = (
+    # a snapshot's children without reading the tree (snapshot-info's Children and Descendants)
+    "CREATE INDEX IF NOT EXISTS snapshots_children ON snapshots(domain, parent)",
 )
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
@@ -287,6 +291,20 @@ class LedgerRow(Frozen):
         self.purpose, self.format, self.backing, self.backing_format = purpose, format, backing, backing_format
 
 
+class PointRow(Frozen):
+    """One snapshot as snapshot_row reads it: its name, its parent's (None for a root), whether it is the
+    domain's current snapshot, its stored XML (when asked for), the domain's generation when read, and
+    whether the snapshot exists at all."""
+
+    _fields = ("name", "parent", "current", "xml", "generation", "found")
+    __slots__ = _fields
+
+    def __init__(self, name: str | None, parent: str | None, current: bool, xml: str | None, generation: int,
+                 found: bool = True) -> None:
+        self.name, self.parent, self.current, self.xml = name, parent, current, xml
+        self.generation, self.found = generation, found
+
+
 _LEDGER_COLUMNS = "path, device, inode, domain, snapshot, purpose, format, backing, backing_format"
 
 
@@ -376,7 +394,7 @@ class MetadataStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
                 if "floor" not in columns:
                     db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
-            for statement in _V2 + _V3 + _V4 + _V5:
+            for statement in _V2 + _V3 + _V4 + _V5 + _V6:
                 db.execute(statement)
             db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -502,6 +520,35 @@ class MetadataStore:
                     tree.load_rows(rows, current, loader)
         self._trees[uuid] = (generation, tree)
         return tree
+
+    def snapshot_row(self, uuid: str, name: str | None, with_xml: bool = False) -> PointRow | None:
+        """One snapshot read alone, as the loaded tree would show it (the current one when `name` is None):
+        a few indexed rows, never the tree. None when the domain is gone; `found` False when the snapshot
+        is. A parent not on record reads as none (the tree links such a snapshot as a root)."""
+        xml_column = "s.xml" if with_xml else "NULL"
+        with self._snapshot() as db:
+            head = db.execute("SELECT current, generation FROM domains WHERE uuid=?", (uuid,)).fetchone()
+            if head is None:
+                return None
+            current, generation = head
+            wanted = current if name is None else name
+            row = None if wanted is None else db.execute(
+                f"SELECT s.name, p.name, {xml_column} FROM snapshots s LEFT JOIN snapshots p "
+                "ON p.domain=s.domain AND p.name=s.parent WHERE s.domain=? AND s.name=?", (uuid, wanted)).fetchone()
+        if row is None:
+            return PointRow(wanted, None, False, None, generation, found=False)
+        return PointRow(row[0], row[1], row[0] == current, row[2], generation)
+
+    def snapshot_children(self, uuid: str, name: str, descendants: bool) -> int:
+        """How many snapshots have `name` as parent (or, with `descendants`, below it), from the parent index."""
+        if not descendants:
+            return int(self._db.execute("SELECT count(*) FROM snapshots WHERE domain=? AND parent=?",
+                                        (uuid, name)).fetchone()[0])
+        # UNION (not UNION ALL): rows that loop back on themselves end the recursion instead of repeating
+        return int(self._db.execute(
+            "WITH RECURSIVE below(name) AS (SELECT name FROM snapshots WHERE domain=:d AND parent=:n "
+            "UNION SELECT s.name FROM snapshots s JOIN below b ON s.domain=:d AND s.parent=b.name) "
+            "SELECT count(*) FROM below", {"d": uuid, "n": name}).fetchone()[0])
 
     def _xml_loader(self, uuid: str) -> Any:
         def load(moment: Moment) -> None:
