@@ -9,11 +9,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import dispatch, events, surface
-from .conf.prune import Candidate, Decision, Policy, parse_policy
-from .conf.prune import plan as prune_plan
 from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
@@ -35,6 +33,9 @@ from .flags import (
 )
 from .records import Frozen
 from .uri import parse_uri
+
+if TYPE_CHECKING:
+    from .conf.prune import Candidate, Decision, Policy
 
 T = TypeVar("T")
 
@@ -715,11 +716,15 @@ class virDomain(surface.virDomain):  # noqa: N801
                 up = up.parent
             for name in reversed(line):
                 order[name] = len(order)
+        from .conf.prune import Candidate  # snapshot-prune only: datetime is not for every cold start
+
         return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors,
                           order[m.name]) for m in tree.moments()]
 
     def _prune_plan(self, policy: Policy) -> list[Decision]:
         protected = self._protected_names()
+        from .conf.prune import plan as prune_plan
+
         return prune_plan(self._query(lambda tree: self._prune_candidates(tree, protected)), policy)
 
     def _still_prunable(self, name: str) -> bool:
@@ -742,6 +747,8 @@ class virDomain(surface.virDomain):  # noqa: N801
         if flags < 0 or unknown:
             raise error(ErrorCode.INVALID_ARG, ErrorDomain.DOMAIN_SNAPSHOT,
                         f"unsupported flags (0x{unknown & 0xFFFFFFFF:x}) in function virDomainSnapshotPrune")
+        from .conf.prune import parse_policy
+
         parsed = parse_policy(policy)
         dry_run = bool(flags & SnapshotPrune.DRY_RUN)
         if not dry_run and self._conn.read_only:

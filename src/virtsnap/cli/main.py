@@ -18,7 +18,7 @@ from virtsnap.conf.unsafe import terminal_text
 from .control import CommandError, Control
 from .parser import ArgvTokenizer, Invocation, ParseError, StringTokenizer, parse_chain
 from .progress_display import progress_bar
-from .registry import COMMANDS, GROUPS, find_command
+from .registry import WHERE, find_command, groups
 
 PROGNAME = "virtsnap"
 # (long name, short letter, takes an argument: "required" | "optional" | "none")
@@ -178,7 +178,7 @@ def long_version() -> str:
             f"Implements the libvirt API of libvirt {api // 1_000_000}.{api // 1000 % 1000}.{api % 1000}\n"
             "A virsh-compatible front end to virtsnap's domain snapshot API.\n\n"
             " Drivers: test qemu esx vpx vbox\n"
-            " Commands: " + " ".join(sorted(COMMANDS)) + "\n")
+            " Commands: " + " ".join(sorted(WHERE)) + "\n")
 
 
 def usage() -> str:
@@ -202,7 +202,7 @@ def usage() -> str:
         "         --version[=TYPE]   version, TYPE is short or long (default long)\n",
         "  commands (non interactive mode):\n\n",
     ]
-    for group in GROUPS:
+    for group in groups():
         lines.append(f" {group.name} (help keyword '{group.keyword}')\n")
         lines += [f"    {cmd.name:<30} {cmd.help}\n" for cmd in group.commands if not cmd.hidden]
         lines.append("\n")

@@ -1,21 +1,73 @@
-"""Every command virtsnap's CLI knows, grouped as `help` lists them, and lookup by name."""
+"""Every command virtsnap's CLI knows, grouped as `help` lists them, and lookup by name.
+
+A command module (its option tables, and what it imports) loads only when one of its commands is looked up:
+a cold `snapshot-current` never imports the domain commands. `WHERE` says which module holds each command;
+tests/unit/test_cli_lazy.py checks it against the modules' own tables.
+"""
 
 from __future__ import annotations
 
-from . import cmd_check, cmd_complete, cmd_domain, cmd_snapshot, cmd_space, cmd_virsh
+import importlib
+from typing import Any
+
 from .parser import Command, Group
 
-GROUPS = (
-    Group("Domain Management", "domain", cmd_domain.MANAGEMENT),
-    Group("Domain Monitoring", "monitor", cmd_domain.MONITORING),
-    Group("Snapshot", "snapshot", cmd_snapshot.COMMANDS),
-    Group("Virsh itself", "virsh", cmd_complete.COMMANDS + cmd_virsh.COMMANDS),
-    # last: virsh's own groups print as virsh's
-    Group("Virtsnap extensions", "virtsnap", cmd_check.COMMANDS + cmd_space.COMMANDS),
+# (title, keyword, ((module, table), ...)) in `help` order; last: virsh's own groups print as virsh's
+_GROUPS = (
+    ("Domain Management", "domain", (("cmd_domain", "MANAGEMENT"),)),
+    ("Domain Monitoring", "monitor", (("cmd_domain", "MONITORING"),)),
+    ("Snapshot", "snapshot", (("cmd_snapshot", "COMMANDS"),)),
+    ("Virsh itself", "virsh", (("cmd_complete", "COMMANDS"), ("cmd_virsh", "COMMANDS"))),
+    ("Virtsnap extensions", "virtsnap", (("cmd_check", "COMMANDS"), ("cmd_space", "COMMANDS"))),
 )
+WHERE = {
+    **dict.fromkeys(("define", "destroy", "dumpxml", "resume", "shutdown", "start", "suspend", "undefine",
+                     "dominfo", "domstate", "list"), "cmd_domain"),
+    **dict.fromkeys(("snapshot-create", "snapshot-create-as", "snapshot-current", "snapshot-delete",
+                     "snapshot-dumpxml", "snapshot-edit", "snapshot-info", "snapshot-list", "snapshot-parent",
+                     "snapshot-revert"), "cmd_snapshot"),
+    "complete": "cmd_complete",
+    **dict.fromkeys(("connect", "echo", "exit", "help", "quit"), "cmd_virsh"),
+    "snapshot-check": "cmd_check",
+    **dict.fromkeys(("snapshot-prune", "snapshot-protect"), "cmd_space"),
+}
 
-COMMANDS: dict[str, Command] = {cmd.name: cmd for group in GROUPS for cmd in group.commands}
+
+_built: dict[str, Group] = {}  # keyword -> group, built on first use
+
+
+def _group(title: str, keyword: str, tables: tuple[tuple[str, str], ...]) -> Group:
+    if keyword not in _built:
+        commands: list[Command] = []
+        for module, table in tables:
+            commands += getattr(importlib.import_module(f".{module}", __package__), table)
+        _built[keyword] = Group(title, keyword, commands)
+    return _built[keyword]
 
 
 def find_command(name: str) -> Command | None:
-    return COMMANDS.get(name)
+    """The command `name`, importing only the module that holds it."""
+    module = WHERE.get(name)
+    for _, keyword, tables in _GROUPS:
+        for mod, table in tables:
+            if mod != module:
+                continue
+            for command in getattr(importlib.import_module(f".{mod}", __package__), table):
+                if command.name == name:
+                    command.group = keyword  # what Group() sets when the whole group is built
+                    return command  # type: ignore[no-any-return]
+    return None
+
+
+def groups() -> tuple[Group, ...]:
+    """Every group with its commands (imports every command module)."""
+    return tuple(_group(*spec) for spec in _GROUPS)
+
+
+def __getattr__(name: str) -> Any:
+    # GROUPS and COMMANDS, for the callers that need every command (help, completion, the reference pages)
+    if name == "GROUPS":
+        return groups()
+    if name == "COMMANDS":
+        return {cmd.name: cmd for group in groups() for cmd in group.commands}
+    raise AttributeError(name)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ... import failpoints
 from ...conf.domain_xml import DomainDef
-from ...conf.redefine import redefine as redefine_snapshot
 from ...conf.snapshot_xml import (
     Location,
     ParseMode,
@@ -50,12 +49,12 @@ from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
-from . import external, images, space
-from .agent import Agent
+from . import external, images
 from .domain import QemuDomain
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # and modules only some operations need, imported where they are used
     from . import extdelete
+    from .agent import Agent
     from .confine import Identity
     from .monitor import Monitor
 from .process import Runtime, kill, launch, qemu_binary, runtime_root
@@ -453,6 +452,8 @@ class QemuDriver:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"domain '{defn.name}' has no guest agent channel")
         self._require_running(uuid)
         path = qdom.agent_socket or str(self._rt(uuid).agent)
+        from .agent import Agent
+
         with Agent(path, timeout=timeout) as agent:
             return agent.command_json(command)
 
@@ -525,6 +526,8 @@ class QemuDriver:
         safely gives an estimate (the domain's memory, no disk)."""
         with self._lock:
             defn = _def_of(self._moment(self._tree(uuid), name))
+        from . import space
+
         return space.snapshot_size(defn, name, running=self._rt(uuid).pid() is not None)
 
     def snapshot_create(self, uuid: str, xml: str, flags: int) -> str:
@@ -545,6 +548,8 @@ class QemuDriver:
             self._check_domain_paths(dom_def)
             if redefine:
                 self._check_snapshot_paths(defn)  # before redefine_snapshot, which adds the moment to the tree
+                from ...conf.redefine import redefine as redefine_snapshot
+
                 moment = redefine_snapshot(tree, dom_def, defn, _regular_file)
                 parent = tree.get(defn.parent) if defn.parent else None
                 _attach(moment, defn)
@@ -582,6 +587,8 @@ class QemuDriver:
                             "looks snapshots up by ID first, so choose another name")
             self._refuse_existing_tag(uuid, qdom, targets, defn.name, status)
             if not flags & C.NO_SPACE_CHECK:
+                from . import space
+
                 paths = {d.target: d.path for d in qdom.disks}
                 needs = [(p, space.SMALL, f"disk {t}") for t in targets if (p := paths.get(t))]
                 if status is not None and needs:  # snapshot-save writes the VM state into the first image
@@ -761,6 +768,8 @@ class QemuDriver:
             if refusal is not None:
                 raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR, refusal)
         if not flags & C.NO_SPACE_CHECK:
+            from . import space
+
             needs = [(d.source, space.SMALL, f"overlay of {d.name}") for d in chosen if d.source]
             if with_memory:
                 assert defn.memory_file is not None
@@ -900,6 +909,8 @@ class QemuDriver:
 
     def _freeze(self, uuid: str, qdom: QemuDomain) -> Agent | None:
         """guest-fsfreeze-freeze; None when it failed and the opt-in crash-consistent fallback is on."""
+        from .agent import Agent
+
         agent = Agent(qdom.agent_socket or str(self._rt(uuid).agent), timeout=10.0)
         try:
             agent.connect()
@@ -1479,6 +1490,8 @@ def _thaw(agent: Agent) -> None:
         agent.execute("guest-fsfreeze-thaw")
     except libvirtError:
         agent.close()
+        from .agent import Agent
+
         with Agent(agent.path, timeout=10.0) as again:
             again.execute("guest-fsfreeze-thaw")
     finally:

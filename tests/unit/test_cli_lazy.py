@@ -1,0 +1,72 @@
+"""A read-only command imports only what it uses (issue 21): a cold `snapshot-current` does not load the
+domain commands' tables, the create/delete/space machinery of the QEMU driver, or the retention rules.
+
+Checked in a fresh interpreter by the modules present after the command ran, not by time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from qemu_offline import define_offline
+
+from virtsnap.cli import registry
+
+# What no read-only snapshot command needs: other commands' tables, creation (REDEFINE), the guest agent,
+# the space checks, the file ledger, retention rules, QMP.
+NOT_FOR_READING = ("virtsnap.cli.cmd_domain", "virtsnap.cli.cmd_space", "virtsnap.cli.cmd_check",
+                   "virtsnap.cli.cmd_complete", "virtsnap.conf.redefine", "virtsnap.conf.prune",
+                   "virtsnap.drivers.qemu.agent", "virtsnap.drivers.qemu.space", "virtsnap.drivers.qemu.monitor",
+                   "virtsnap.drivers.qemu.extdelete", "asyncio", "qemu.qmp", "json")
+PROBE = ("import sys, runpy\nsys.argv = ['virtsnap', *sys.argv[1:]]\n"
+         "from virtsnap.cli.main import main\nstatus = main(sys.argv[1:])\n"
+         "sys.stdout.flush()\nprint('\\n@@' + repr(sorted(sys.modules)))\nsys.exit(status)\n")
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("lazy")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
+        _, dom, _ = define_offline(work, "demo")
+        for name, parent in (("one", None), ("two", "one")):
+            parent_xml = f"<parent><name>{parent}</name></parent>" if parent else ""
+            dom.snapshotCreateXML(f"<domainsnapshot><name>{name}</name><state>shutoff</state>{parent_xml}"
+                                  "<creationTime>1700000000</creationTime><memory snapshot='no'/>"
+                                  "<disks><disk name='vda' snapshot='internal'/></disks>"
+                                  f"{dom.XMLDesc(0)}</domainsnapshot>", 1 | 2)  # REDEFINE | CURRENT
+    return work / "state"
+
+
+def modules_after(state: Path, *argv: str) -> set[str]:
+    env = dict(os.environ, VIRTSNAP_QEMU_STATE_DIR=str(state))
+    proc = subprocess.run([sys.executable, "-c", PROBE, "-c", "qemu:///session", *argv], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out, _, listing = proc.stdout.rpartition("\n@@")
+    assert out.strip(), "the command printed nothing"
+    return set(json.loads(listing.replace("'", '"')))
+
+
+@pytest.mark.parametrize("command", ["snapshot-current demo", "snapshot-current demo --name",
+                                     "snapshot-info demo two", "snapshot-parent demo two",
+                                     "snapshot-dumpxml demo two", "snapshot-list demo"])
+def test_read_only_commands_import_only_what_they_use(state, command):
+    loaded = modules_after(state, *command.split())
+    assert "virtsnap.cli.cmd_snapshot" in loaded  # the probe does see the modules a command uses
+    assert not loaded & set(NOT_FOR_READING), sorted(loaded & set(NOT_FOR_READING))
+
+
+def test_lazy_registry_index_matches_the_command_tables():
+    """WHERE (which module holds each command, read without importing any) agrees with the tables."""
+    for group in registry.groups():
+        for command in group.commands:
+            assert registry.find_command(command.name) is command
+            module = sys.modules[f"virtsnap.cli.{registry.WHERE[command.name]}"]
+            assert any(command in table for table in vars(module).values() if isinstance(table, tuple))
+    assert set(registry.WHERE) == set(registry.COMMANDS)
