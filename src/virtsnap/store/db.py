@@ -153,11 +153,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def verified_dir(path: Path) -> Path:
+def verified_dir(path: Path, create: bool = True) -> Path:
     """Create `path` (missing components 0700) and verify every component from the root down, as lstat sees
     it: a directory, not a symlink, owned by root or by us; one that others may write must be root's and
     sticky (like /tmp), and everything below it then ours and closed to others. Refused otherwise (a
-    /tmp/virtsnap-UID planted by another user, a symlink swapped in): OPERATION_FAILED naming the component."""
+    /tmp/virtsnap-UID planted by another user, a symlink swapped in): OPERATION_FAILED naming the component.
+    With create=False (a read-only connection) nothing is made: the components that exist are verified."""
     import stat
 
     uid = os.geteuid()
@@ -166,6 +167,8 @@ def verified_dir(path: Path) -> Path:
     for part in Path(os.path.realpath(path)).parts[1:]:
         current = current / part
         try:
+            if not create and not os.path.lexists(current):
+                return path
             os.mkdir(current, 0o700)
         except FileExistsError:
             pass
@@ -357,9 +360,13 @@ class MetadataStore:
     def _open_read_only(self) -> bool:
         """For a read-only connection: the existing database opened read-only (sqlite refuses any write), and
         never upgraded (a schema 3 store stays schema 3; it reads as having an empty ledger). False when there
-        is no database yet, or one too old to read without an upgrade: then the store opens as usual."""
+        is no database yet, or one too old to read without an upgrade: then an in-memory copy is read (a
+        new, empty store; or the old one copied and upgraded in memory), so nothing on disk is created or
+        changed."""
         if not self.path.is_file():
-            return False
+            if self.path.exists() or self.path.is_symlink():
+                return False  # not a regular file: the usual open reports it
+            return self._in_memory(None)
         try:
             db = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=busy_timeout(),
                                  isolation_level=None, check_same_thread=False)
@@ -369,10 +376,29 @@ class MetadataStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error:
             version = -1
+        if 0 <= version < 3:
+            try:
+                return self._in_memory(db)
+            finally:
+                db.close()
         if not 3 <= version <= SCHEMA_VERSION:
             db.close()
             return False
         self._db = db
+        return True
+
+    def _in_memory(self, source: sqlite3.Connection | None) -> bool:
+        """A private in-memory database holding `source`'s rows (or none), brought to the current schema."""
+        mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            if source is not None:
+                source.backup(mem)
+            self._db = mem
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._create_or_upgrade()
+        except sqlite3.Error:
+            mem.close()
+            return False
         return True
 
     def _create_or_upgrade(self) -> None:

@@ -122,7 +122,9 @@ class QemuDriver:
         base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
         self.state_dir = Path(base) if base else state_dir("qemu", system)
         self.store = MetadataStore(self.state_dir, read_only=read_only)  # a read-only one never writes it
-        self.runtime = runtime_root(system) if not base else verified_dir(Path(base) / "run")
+        # A read-only connection makes no directory: where none exists, no QEMU of ours runs.
+        create = not read_only
+        self.runtime = runtime_root(system, create) if not base else verified_dir(Path(base) / "run", create)
         self._trees: dict[str, tuple[int, SnapshotTree]] = {}
         self._lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
@@ -177,6 +179,8 @@ class QemuDriver:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
 
     def _rt(self, uuid: str) -> Runtime:
+        if self.read_only and not os.path.lexists(self.runtime / uuid):
+            return Runtime(self.runtime / uuid)  # nothing there to read: no pid file, no socket
         return Runtime.for_domain(self.runtime, uuid)
 
     @contextlib.contextmanager

@@ -35,13 +35,13 @@ def qemu_binary() -> str:
     return path
 
 
-def runtime_root(system: bool) -> Path:
+def runtime_root(system: bool, create: bool = True) -> Path:
     """Where sockets, pid files and logs go: every component verified (store.db.verified_dir), so a
     /tmp/virtsnap-UID made by someone else, or a symlink in the path, is refused rather than used."""
     if system:
-        return verified_dir(Path("/run/virtsnap/qemu"))
+        return verified_dir(Path("/run/virtsnap/qemu"), create)
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/virtsnap-{os.getuid()}"
-    return verified_dir(Path(base) / "virtsnap" / "qemu")
+    return verified_dir(Path(base) / "virtsnap" / "qemu", create)
 
 
 class Runtime(Frozen):

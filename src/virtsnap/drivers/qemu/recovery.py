@@ -67,18 +67,39 @@ def recover(drv: QemuDriver, uuid: str) -> list[str]:
 
 
 # -- state probes ------------------------------------------------------------------------------------
-def settle_jobs(mon: Monitor) -> None:
+def settle_jobs(mon: Monitor, timeout: float = 600.0) -> None:
     """Let virtsnap's jobs in QEMU end: a block commit waiting to pivot is cancelled (QEMU keeps writing the
-    image it wrote; the base merely holds a copy of some of its data), any other job runs to its end."""
+    image it wrote; the base merely holds a copy of some of its data), any other job runs to its end.
+
+    An active commit whose client died before it was ready reaches `ready` later and then waits for a pivot
+    that nobody will ask for: it is followed until it is ready (then cancelled) or concluded, never waited
+    on as if it could end by itself."""
     for job in mon.execute("query-jobs"):
         job_id = str(job.get("id", ""))
-        if not job_id.startswith(JOB_PREFIXES):
-            continue
-        if job.get("status") == "ready":
+        if job_id.startswith(JOB_PREFIXES):
             with contextlib.suppress(libvirtError):
-                mon.execute("job-cancel", {"id": job_id})
-        with contextlib.suppress(libvirtError):
-            mon.wait_job(job_id)
+                _settle_job(mon, job_id, time.monotonic() + timeout)
+
+
+def _settle_job(mon: Monitor, job_id: str, deadline: float) -> None:
+    cancelled = False
+    while True:
+        job = next((j for j in mon.execute("query-jobs") if j.get("id") == job_id), None)
+        if job is None:
+            return
+        status = job.get("status")
+        if status == "concluded":
+            mon.execute("job-dismiss", {"id": job_id})
+            return
+        if status == "ready" and not cancelled:
+            mon.execute("job-cancel", {"id": job_id})
+            cancelled = True
+            continue
+        if time.monotonic() > deadline:
+            return
+        with contextlib.suppress(Exception):  # wake on the job's next status change
+            mon.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
+                           and ev.get("data", {}).get("id") == job_id, 0.5)
 
 
 def settle_migration(mon: Monitor, timeout: float = 600.0) -> bool:
