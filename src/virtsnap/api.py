@@ -374,6 +374,13 @@ class virConnect(surface.virConnect):  # noqa: N801 - libvirt-python's name
             out.append(self._domain(rec))
         return out
 
+    def driverCapabilities(self) -> dict[str, Any]:  # noqa: N802
+        """virtsnap extension (for the rpc server): the flags this connection's driver accepts per entry point,
+        as plain data (its C function prefix, error domain, and {entry point: mask})."""
+        caps = self._drv().capabilities
+        return {"func_prefix": caps.func_prefix, "error_domain": int(caps.error_domain),
+                "flags": {op.value: int(mask) for op, mask in caps.flags.items()}}
+
     def getSecurityModel(self) -> list[str]:  # noqa: N802
         fn = getattr(self._drv(), "security_model", None)
         if fn is None:
@@ -643,6 +650,20 @@ class virDomain(surface.virDomain):  # noqa: N801
         self._check("virDomainListAllSnapshots", flags)
         names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
         return [self._snapshot(n) for n in names]
+
+    def snapshotForest(self) -> dict[str, Any]:  # noqa: N802
+        """virtsnap extension (for the rpc server): the whole snapshot forest as plain data, from which
+        `SnapshotTree.load_rows` rebuilds it: whether it is tracked, the current snapshot, the protected ones,
+        and one (name, parent, seq, creation time, state, external) row per snapshot in listing order."""
+
+        def rows(tree: SnapshotTree) -> dict[str, Any]:
+            return {"metadata": tree.metadata, "current": tree.current.name if tree.current is not None else None,
+                    "rows": [[m.name, m.parent_name, m.seq, m.creation_time, int(m.state), int(m.external)]
+                             for m in tree.moments()]}
+
+        forest = self._query(rows)
+        forest["protected"] = sorted(self._protected_names())
+        return forest
 
     def listAllSnapshotSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
         """virtsnap extension: what listAllSnapshots(flags) lists, as (name, parent, state, creation time) with

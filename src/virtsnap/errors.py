@@ -50,6 +50,7 @@ class ErrorDomain(enum.IntEnum):
 
     NONE = 0
     XML = 5
+    RPC = 7
     CONF = 9
     QEMU = 10
     TEST = 12

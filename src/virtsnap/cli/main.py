@@ -314,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from virtsnap.web.serve import main as serve
 
             return serve(options.args[1:], uri=options.uri, readonly=options.readonly)
+        if options.args[:1] == ["rpc"]:  # the far end of an ssh connection: protocol lines, not a virsh command
+            from virtsnap.rpc.server import main as rpc
+
+            return rpc(options.args[1:], readonly=options.readonly)
         chain: list[Invocation] = []
         if options.args:
             if options.args == [""]:

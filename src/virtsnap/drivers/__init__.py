@@ -29,7 +29,9 @@ _DRIVERS: dict[str, tuple[str, str | None]] = {
 
 def open_driver(uri: URI, read_only: bool, auth: Any = None) -> Driver:
     entry = _DRIVERS.get(uri.scheme)
-    if entry is None or (uri.transport not in (None, "unix") and uri.scheme != "libvirt"):
+    if uri.transport == "ssh" and uri.scheme != "libvirt":  # virtsnap on another host, over the system's ssh
+        entry = ("virtsnap.drivers.remote", None)
+    elif entry is None or (uri.transport not in (None, "unix") and uri.scheme != "libvirt"):
         raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, redact(uri.text))
     module_name, extra = entry
     try:
