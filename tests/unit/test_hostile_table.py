@@ -385,7 +385,7 @@ CASES: list[Case] = [
            secret=secret)
       for label, uri, codes, secret, bug in [
           ("unknown-scheme", "bogus://host/", {5}, None, None),
-          ("qemu+ssh", "qemu+ssh://host/system", {5}, None, None),
+          ("qemu+ssh-refused", "qemu+ssh://127.0.0.1:1/system", {38}, None, None),
           ("test+tcp", "test+tcp://host/default", {5}, None, None),
           ("garbage", "garbage", {8}, None, None),
           ("only-colons", ":::::", {8}, None, None),
