@@ -46,11 +46,14 @@ def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
 
 
-def start_host(base: Path, name: str, client_key: Path, extra_env: dict[str, str] | None = None) -> Host:
+def start_host(base: Path, name: str, client_key: Path, extra_env: dict[str, str] | None = None,
+               state: Path | None = None) -> Host:
+    """An sshd whose sessions run with VIRTSNAP_QEMU_STATE_DIR=`state` (a fresh directory unless given)."""
     d = base / name
     d.mkdir(mode=0o700)
-    state = d / "state"
-    state.mkdir()
+    if state is None:
+        state = d / "state"
+        state.mkdir()
     _keygen(d / "host_key")
     authorized = d / "authorized_keys"
     authorized.write_text(client_key.with_suffix(".pub").read_text())

@@ -1,0 +1,105 @@
+"""qemu+ssh://127.0.0.1:PORT/session on a real TCG guest: create, list, revert (a marker file read back through
+the guest agent), delete; and a connection that drops mid-create (a failpoint kills the ssh session at a known
+point): a typed error here, while the remote virtsnap finishes the snapshot under its journal."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import virtsnap
+from tests.qemu_guest.conftest import conn, domain_xml, guest, guest_read, image_tags, workdir  # noqa: F401
+from virtsnap.errors import ErrorCode, ErrorDomain
+
+from .conftest import VIRTSNAP, Host, _keygen, start_host, stop_host
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture
+def qemu_hosts(workdir: Path, tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Host]]:  # noqa: F811
+    """sshd hosts whose sessions use the test's QEMU state directory (and, if asked, failpoints)."""
+    client_key = tmp_path / "client_key"
+    _keygen(client_key)
+    started: list[Host] = []
+
+    def start(env: dict[str, str]) -> Host:
+        host = start_host(tmp_path, f"h{len(started)}", client_key, env, state=workdir / "state")
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        stop_host(host)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out.append(int(child))
+                todo.append(int(child))
+    return out
+
+
+def test_snapshot_lifecycle_over_ssh_on_a_real_guest(guest, workdir, conn, qemu_hosts) -> None:  # noqa: F811
+    host = qemu_hosts({})
+    local = conn.defineXML(domain_xml(guest, workdir))
+    uri = host.uri("qemu", "/session")
+    remote = virtsnap.open(uri)
+    try:
+        dom = remote.lookupByName("demo")
+        assert dom.UUIDString() == local.UUIDString()
+        dom.create()
+        assert guest_read(conn, local, "echo before > /mnt/marker && sync && cat /mnt/marker").strip() == "before"
+        s1 = dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+        guest_read(conn, local, "echo after > /mnt/marker && sync")
+        listed = subprocess.run([VIRTSNAP, "-c", uri, "snapshot-list", "demo", "--name"], capture_output=True,
+                                text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert (listed.returncode, listed.stdout.split()) == (0, ["s1"]), listed.stderr
+        assert dom.snapshotCurrent().getName() == "s1" and s1.getXMLDesc().count("<state>running</state>") == 1
+        dom.revertToSnapshot(s1)
+        assert guest_read(conn, local, "cat /mnt/marker").strip() == "before"
+        s1.delete()
+        assert dom.snapshotNum() == 0
+        assert image_tags(str(workdir / "demo.qcow2")) == []
+        dom.destroy()
+    finally:
+        remote.close()
+
+
+def test_dropped_connection_mid_create_finishes_remotely(guest, workdir, conn, qemu_hosts) -> None:  # noqa: F811
+    dropping = qemu_hosts({"VIRTSNAP_FAILPOINTS": "create.data-done=kill-parent"})
+    local = conn.defineXML(domain_xml(guest, workdir))
+    local.create()
+    guest_read(conn, local, "echo kept > /mnt/marker && sync")
+    remote = virtsnap.open(dropping.uri("qemu", "/session"))
+    try:
+        dom = remote.lookupByName("demo")
+        (server,) = [p for p in _descendants(dropping.proc.pid)
+                     if Path(f"/proc/{p}/comm").read_text().strip() == "virtsnap"]
+        pidfd = os.pidfd_open(server)  # to wait for the remote virtsnap's exit without polling
+        with pytest.raises(virtsnap.libvirtError) as info:
+            dom.snapshotCreateXML("<domainsnapshot><name>s2</name></domainsnapshot>")
+        err = info.value
+        assert (err.get_error_code(), err.get_error_domain()) == (ErrorCode.SYSTEM_ERROR, ErrorDomain.RPC)
+        assert err.get_error_message().startswith("End of file while reading data")
+        select.select([pidfd], [], [])  # the remote call runs to its end, then its server exits
+        os.close(pidfd)
+    finally:
+        remote.close()
+    # The host finished the snapshot: it is listed, current, in the image, and a revert works.
+    assert local.snapshotListNames() == ["s2"]
+    assert local.snapshotCurrent().getName() == "s2"
+    assert image_tags(str(workdir / "demo.qcow2")) == ["s2"]
+    assert local.snapshotCheck() == []
+    guest_read(conn, local, "echo changed > /mnt/marker && sync")
+    local.revertToSnapshot(local.snapshotLookupByName("s2"))
+    assert guest_read(conn, local, "cat /mnt/marker").strip() == "kept"
