@@ -103,3 +103,21 @@ def test_dropped_connection_mid_create_finishes_remotely(guest, workdir, conn, q
     guest_read(conn, local, "echo changed > /mnt/marker && sync")
     local.revertToSnapshot(local.snapshotLookupByName("s2"))
     assert guest_read(conn, local, "cat /mnt/marker").strip() == "kept"
+
+
+def test_interrupt_on_the_host_reaches_the_local_cli(guest, workdir, conn, qemu_hosts) -> None:  # noqa: F811
+    # The host's virtsnap is interrupted at a known point (as a cancel from a local Ctrl-C interrupts it):
+    # its journal rolls the snapshot back and the local command reports it as a local one would.
+    host = qemu_hosts({"VIRTSNAP_FAILPOINTS": "create.save-started=sigint"})
+    local = conn.defineXML(domain_xml(guest, workdir))
+    local.create()
+    guest_read(conn, local, "echo alive > /ram/value")
+    done = subprocess.run([VIRTSNAP, "-c", host.uri("qemu", "/session"), "snapshot-create-as", "demo", "s1"],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: operation aborted: snapshot 's1' cancelled; nothing was kept and the domain is as before")
+    assert local.snapshotNum() == 0
+    assert image_tags(str(workdir / "demo.qcow2")) == []
+    assert local.state()[0] == 1
+    assert guest_read(conn, local, "cat /ram/value").strip() == "alive"

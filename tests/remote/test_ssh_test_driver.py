@@ -172,3 +172,16 @@ def test_server_speaks_versioned_json_lines() -> None:
     assert '"func_prefix":"test"' in out[1]
     assert out[2:] == ['{"id":1,"result":"s1"}',
                        '{"id":2,"error":{"code":1,"domain":7,"message":"internal error: unknown rpc call \'nope\'"}}']
+
+
+def test_server_cancel_before_start_runs_nothing() -> None:
+    uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+    lines = ('{"cancel":1}\n'
+             f'{{"id":1,"method":"snapshot_create","params":["{uuid}","<domainsnapshot/>",0]}}\n'
+             f'{{"id":2,"method":"snapshot_forest","params":["{uuid}"]}}\n')
+    done = subprocess.run([sys.executable, "-m", "virtsnap", "rpc", "--stdio", "test:///default"], input=lines,
+                          capture_output=True, text=True, timeout=60)
+    out = done.stdout.splitlines()
+    assert out[2] == ('{"id":1,"interrupted":true,"error":{"code":78,"domain":0,'
+                      '"message":"operation aborted: interrupted"}}')
+    assert '"rows":[]' in out[3]

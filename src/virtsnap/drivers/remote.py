@@ -191,12 +191,10 @@ class RemoteDriver:
             return self._read(ident)
         except KeyboardInterrupt:
             # Ctrl-C: the remote call is interrupted as a local one would be (its journal rolls it forward or
-            # back); wait for its answer, then stop here too. A second Ctrl-C stops waiting.
+            # back) and its answer is this call's outcome: the driver's "operation aborted" error, as locally.
+            # A call that had finished anyway still stops here. A second Ctrl-C stops waiting.
             self._send({"cancel": ident})
-            try:
-                self._read(ident)
-            except libvirtError:
-                pass
+            self._read(ident)
             raise
 
     def close(self) -> None:

@@ -96,6 +96,7 @@ class Server:
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.lock = threading.Lock()
         self.running: Any = None  # the id of the call in progress
+        self.cancelled: set[Any] = set()  # cancels that arrived before their call started
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(protocol.encode(message))
@@ -115,6 +116,8 @@ class Server:
                     with self.lock:
                         if self.running is not None and message["cancel"] == self.running:
                             os.kill(os.getpid(), signal.SIGINT)  # the call stops as a local Ctrl-C stops it
+                        else:
+                            self.cancelled.add(message["cancel"])
                     continue
                 self.requests.put(message)
         finally:
@@ -137,6 +140,9 @@ class Server:
         try:
             try:
                 with self.lock:
+                    if ident in self.cancelled:
+                        self.cancelled.discard(ident)
+                        raise KeyboardInterrupt  # cancelled before it started: nothing ran
                     self.running = ident
                 fn = table.get(str(request.get("method")))
                 params = request.get("params", [])
