@@ -78,3 +78,33 @@ def test_uri_without_inner_scheme_is_refused() -> None:
     with pytest.raises(virtsnap.libvirtError) as bad:
         virtsnap.open("libvirt+://x")
     assert bad.value.get_error_code() in (virtsnap.VIR_ERR_INVALID_ARG, virtsnap.VIR_ERR_NO_CONNECT)
+
+
+def test_check_compares_libvirts_metadata_with_qcow2_tags_and_changes_nothing(tmp_path) -> None:
+    """libvirt's test driver records internal snapshots without touching the image: the check sees that."""
+    disk, fifo = tmp_path / "d.qcow2", tmp_path / "fifo"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    subprocess.run(["qemu-img", "snapshot", "-c", "stray", str(disk)], check=True)
+    os.mkfifo(fifo)
+    node = tmp_path / "node.xml"
+    node.write_text(
+        "<node><domain type='test'><name>t</name><memory>1024</memory><os><type>hvm</type></os><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+        "<target dev='vda'/></disk>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{fifo}'/>"
+        "<target dev='vdb'/></disk></devices></domain></node>")
+    conn = virtsnap.open(f"libvirt+test://{node}")
+    dom = conn.lookupByName("t")
+    dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+    before = disk.read_bytes()
+    for flags in (0, virtsnap.VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR):
+        found = [(d.kind, d.subject, d.repaired) for d in dom.snapshotCheck(flags)]
+        assert found == [("lost-snapshot", "s1", False), ("untracked-snapshot", "stray", False),
+                         ("unreadable-image", str(fifo), False)]
+    assert disk.read_bytes() == before and dom.snapshotListNames() == ["s1"]
+    conn.close()
+    ro = virtsnap.openReadOnly(f"libvirt+test://{node}")
+    with pytest.raises(virtsnap.libvirtError) as denied:
+        ro.lookupByName("t").snapshotCheck(virtsnap.VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR)
+    assert denied.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_DENIED
+    ro.close()

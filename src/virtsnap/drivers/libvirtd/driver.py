@@ -13,9 +13,9 @@ from lxml import etree
 
 from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
-from ...flags import DomainState, SnapshotList
+from ...flags import DomainState, SnapshotCheck, SnapshotList
 from ...uri import URI, redact
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
 
 T = TypeVar("T")
 
@@ -255,6 +255,12 @@ class LibvirtDriver:
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
         self._call(self._snapshot(uuid, name).delete, flags)
+
+    def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
+        """libvirt's snapshot metadata against the qcow2 tags (check.py); report only, even with REPAIR."""
+        from . import check
+
+        return check.check(self._dom(uuid), self._call, bool(flags & SnapshotCheck.REPAIR))
 
 
 def open_driver(uri: URI, read_only: bool, auth: Any = None) -> LibvirtDriver:
