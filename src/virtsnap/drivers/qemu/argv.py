@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
-from .domain import QemuDomain
+from .domain import CACHE, QemuDomain
 
 ERR = ErrorDomain.QEMU
 AGENT_PORT = "org.qemu.guest_agent.0"
@@ -49,9 +49,10 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
     """QEMU's argument list. It always starts paused (-S): the caller finishes setting it up through the
     monitor (VNC password, incoming memory) and then lets the guest run."""
     check_machine(binary, dom.machine)
+    hw = dom.hw
     argv = [binary, "-name", f"guest={opt(dom.defn.name)}", "-uuid", dom.defn.uuid,
-            "-nodefaults", "-no-user-config", "-machine", dom.machine,
-            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", "host" if dom.kvm else "max",
+            "-nodefaults", "-no-user-config", "-machine", _machine(dom),
+            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", hw.cpu or ("host" if dom.kvm else "max"),
             "-m", str(int(dom.memory_mib)), "-smp", str(max(int(dom.vcpus), 1)),
             "-chardev", f"socket,id=monitor,fd={int(fds.monitor)},server=on,wait=off",
             "-mon", "chardev=monitor,mode=control", "-S"]
@@ -65,14 +66,22 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         argv += ["-initrd", dom.initrd]
     if dom.cmdline:
         argv += ["-append", dom.cmdline]
-    if dom.boot_dev == "cdrom":
-        argv += ["-boot", "d"]
+    if dom.boot_dev:
+        argv += ["-boot", "order=" + "".join(BOOT_LETTERS[d] for d in dom.boot_dev.split(","))]
+    argv += ["-rtc", f"base={hw.rtc_base}" + (",driftfix=slew" if hw.rtc_slew else "")]
+    if hw.pit_delay and dom.kvm:  # libvirt's tickpolicy='delay': KVM's in-kernel PIT only (TCG's has no choice)
+        argv += ["-global", "kvm-pit.lost_tick_policy=delay"]
+    pm_device = "ICH9-LPC" if "q35" in dom.machine else "PIIX4_PM"
+    for prop, off in (("disable_s3", hw.disable_s3), ("disable_s4", hw.disable_s4)):
+        if off is not None:
+            argv += ["-global", f"{pm_device}.{prop}={int(off)}"]
     argv += _disks(dom)
+    if dom.agent_socket is not None or hw.virtio_serial:
+        argv += ["-device", _json({"driver": "virtio-serial-pci", "id": "vser0"})]
     if dom.agent_socket is not None:
         if fds.agent is None:
             raise error(ErrorCode.INTERNAL_ERROR, ERR, "the guest agent channel has no socket")
         argv += ["-chardev", f"socket,id=qga0,fd={int(fds.agent)},server=on,wait=off",
-                 "-device", _json({"driver": "virtio-serial-pci", "id": "vser0"}),
                  "-device", _json({"driver": "virtserialport", "bus": "vser0.0", "chardev": "qga0",
                                    "name": AGENT_PORT})]
     if dom.serial is not None:
@@ -85,16 +94,59 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         else:
             argv += ["-chardev", "pty,id=serial0"]
         argv += ["-device", _json({"driver": "isa-serial", "chardev": "serial0"})]
-    for i, mac in enumerate(dom.user_net):
-        device: dict[str, Any] = {"driver": "virtio-net-pci", "netdev": f"net{i}", "id": f"net{i}"}
+    for port in range(1, hw.serials):  # further serial ports: pseudo-terminals (domain.py refused files)
+        argv += ["-chardev", f"pty,id=serial{port}",
+                 "-device", _json({"driver": "isa-serial", "chardev": f"serial{port}", "index": port})]
+    for i, (mac, model) in enumerate(zip(dom.user_net, hw.nic_models, strict=True)):
+        device: dict[str, Any] = {"driver": model, "netdev": f"net{i}", "id": f"net{i}"}
         if mac:
             device["mac"] = mac
         argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _json(device)]
-    argv += _display(dom)
+    argv += _display(dom) + _devices(dom)
     if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
         argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
     if incoming:
         argv += ["-incoming", "defer"]  # memory comes later through migrate-incoming
+    return argv
+
+
+BOOT_LETTERS = {"hd": "c", "cdrom": "d", "network": "n", "fd": "a"}
+
+
+def _machine(dom: QemuDomain) -> str:
+    """-machine: the checked type name, then libvirt's <features> that are machine properties."""
+    # libvirt gives a guest ACPI only when <features><acpi/> asks for it
+    value = f"{dom.machine},acpi={'on' if dom.hw.acpi else 'off'}"
+    if not dom.hw.hpet:
+        value += ",hpet=off"
+    if dom.hw.vmport is not None:
+        value += f",vmport={'on' if dom.hw.vmport == 'on' else 'off'}"
+    return value
+
+
+def _devices(dom: QemuDomain) -> list[str]:
+    """Video, USB and its inputs, other inputs, the balloon and random number generators."""
+    hw = dom.hw
+    argv: list[str] = []
+    for n, (driver, props) in enumerate(hw.videos):
+        argv += ["-device", _json({"driver": driver, "id": f"video{n}", **props})]
+    if hw.usb is not None:
+        usb: dict[str, Any] = {"driver": hw.usb, "id": "usb"}
+        if hw.usb_ports and hw.usb == "qemu-xhci":
+            usb["p2"] = usb["p3"] = int(hw.usb_ports)
+        argv += ["-device", _json(usb)]
+    for n, driver in enumerate(hw.inputs):
+        device: dict[str, Any] = {"driver": driver, "id": f"input{n}"}
+        if driver.startswith("usb-"):
+            device["bus"] = "usb.0"
+        argv += ["-device", _json(device)]
+    if hw.balloon:
+        argv += ["-device", _json({"driver": "virtio-balloon-pci", "id": "balloon0"})]
+    for n, path in enumerate(hw.rngs):
+        backend: dict[str, Any] = ({"qom-type": "rng-builtin", "id": f"objrng{n}"} if path is None
+                                   else {"qom-type": "rng-random", "id": f"objrng{n}", "filename": path})
+        argv += ["-object", _json(backend),
+                 "-device", _json({"driver": "virtio-rng-pci", "rng": f"objrng{n}", "id": f"rng{n}"})]
     return argv
 
 
@@ -105,13 +157,19 @@ def _disks(dom: QemuDomain) -> list[str]:
     for disk in dom.disks:
         device: dict[str, Any] = {"id": disk.target}
         if disk.path:
-            file_node = {"driver": "host_device" if disk.source_type == "block" else "file",
-                         "filename": disk.path, "node-name": f"{disk.node_name}-file",
-                         "read-only": disk.readonly}
+            direct, no_flush, write_cache = CACHE[disk.cache]
+            cache = {"direct": direct, "no-flush": no_flush}
+            discard = "unmap" if disk.discard == "unmap" else "ignore"
+            file_node: dict[str, Any] = {"driver": "host_device" if disk.source_type == "block" else "file",
+                                         "filename": disk.path, "node-name": f"{disk.node_name}-file",
+                                         "read-only": disk.readonly, "cache": cache, "discard": discard}
+            if disk.io:
+                file_node["aio"] = disk.io
             fmt_node = {"driver": disk.format, "file": f"{disk.node_name}-file", "node-name": disk.node_name,
-                        "read-only": disk.readonly}
+                        "read-only": disk.readonly, "cache": cache, "discard": discard}
             argv += ["-blockdev", _json(file_node), "-blockdev", _json(fmt_node)]
             device["drive"] = disk.node_name
+            device["write-cache"] = "on" if write_cache else "off"  # libvirt's writethrough/directsync
             if disk.device == "disk":
                 # A guest whose disk fails (its host filesystem full) pauses on the error and never sees it:
                 # domstate says "paused (I/O error)", snapshot-check names the image, resume retries the request.
@@ -131,7 +189,11 @@ def _disks(dom: QemuDomain) -> list[str]:
                 controllers.add("scsi")
             device["bus"] = "scsi0.0"
             device["driver"] = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
+        if disk.boot_order is not None:
+            device["bootindex"] = int(disk.boot_order)
         argv += ["-device", _json(device)]
+    if dom.hw.scsi and "scsi" not in controllers:
+        argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0"})]
     return argv
 
 

@@ -15,6 +15,19 @@ from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 
 ERR = ErrorDomain.QEMU
+# libvirt's disk cache modes as QEMU block options: (cache.direct, cache.no-flush, the device's write-cache)
+CACHE = {"default": (False, False, True), "writeback": (False, False, True), "none": (True, False, True),
+         "writethrough": (False, False, False), "directsync": (True, False, False), "unsafe": (False, True, True)}
+NIC_MODELS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+# video model -> (QEMU device when primary, when secondary); none: no display adapter
+VIDEO_MODELS = {"vga": ("VGA", None), "cirrus": ("cirrus-vga", None), "virtio": ("virtio-vga", "virtio-gpu-pci"),
+                "qxl": ("qxl-vga", "qxl"), "bochs": ("bochs-display", "bochs-display"), "ramfb": ("ramfb", None),
+                "none": (None, None)}
+# input (type, bus) -> QEMU device; PS/2 devices are the i8042 every pc/q35 machine has, so they need none
+INPUTS = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse", ("keyboard", "usb"): "usb-kbd",
+          ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
+          ("keyboard", "virtio"): "virtio-keyboard-pci", ("mouse", "ps2"): None, ("keyboard", "ps2"): None}
+USB_MODELS = {"qemu-xhci": "qemu-xhci", "piix3-uhci": "piix3-usb-uhci"}
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
 
 # element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
@@ -48,7 +61,7 @@ SUBSET: dict[str, Spec] = {
         "metadata": _s(ANY, ANY),
         "memory": _s("unit", text=True),
         "currentMemory": _s("unit", text=True),
-        "vcpu": _s("placement current", text=True),
+        "vcpu": _s("placement", text=True),
         "resource": _s("", {"partition": _s(text=True)}),
         "os": _s("", {
             "type": _s("arch machine", text=True),
@@ -67,8 +80,7 @@ SUBSET: dict[str, Spec] = {
         "devices": _s("", {
             "emulator": _s(text=True),
             "disk": _DISK,
-            "controller": _s("type index model ports vectors", {"address": _ADDRESS, "alias": _ALIAS,
-                                                               "model": _s("name"), "target": _s(ANY)}),
+            "controller": _s("type index model ports", {"address": _ADDRESS, "alias": _ALIAS}),
             "channel": _s("type", {
                 "source": _s("mode path"),
                 "target": _s("type name state"),
@@ -82,7 +94,8 @@ SUBSET: dict[str, Spec] = {
                                      "alias": _ALIAS}),
             "graphics": _s("type port autoport listen passwd", {"listen": _s("type address")}),
             "input": _s("type bus", {"address": _ADDRESS, "alias": _ALIAS}),
-            "video": _s("", {"model": _s("type vram heads primary"), "address": _ADDRESS, "alias": _ALIAS}),
+            "video": _s("", {"model": _s("type vram heads primary ram vgamem"), "address": _ADDRESS,
+                             "alias": _ALIAS}),
             "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
             "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
         }),
@@ -93,11 +106,18 @@ SUBSET: dict[str, Spec] = {
 # Values the driver knows how to turn into QEMU options; others are refused like unknown elements.
 VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("domain", "type"): frozenset({"qemu", "kvm"}),
+    ("type", "arch"): frozenset({"x86_64"}),  # the one emulator the driver runs is qemu-system-x86_64
+    ("boot", "dev"): frozenset({"hd", "cdrom", "network", "fd"}),
     ("disk", "type"): frozenset({"file", "block"}),
     ("disk", "device"): frozenset({"disk", "cdrom"}),
     ("target", "bus"): frozenset({"virtio", "sata", "scsi", "ide"}),
+    ("driver", "name"): frozenset({"qemu"}),
     ("driver", "type"): frozenset({"qcow2", "raw"}),
+    ("driver", "cache"): frozenset(CACHE),
+    ("driver", "discard"): frozenset({"unmap", "ignore"}),
+    ("driver", "io"): frozenset({"threads", "native", "io_uring"}),
     ("interface", "type"): frozenset({"user"}),
+    ("model", "type"): frozenset(NIC_MODELS) | frozenset(VIDEO_MODELS),
     ("graphics", "type"): frozenset({"vnc"}),
     ("serial", "type"): frozenset({"file", "pty"}),
     ("console", "type"): frozenset({"file", "pty"}),
@@ -109,34 +129,63 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("seclabel", "model"): frozenset({"dac"}),
     ("seclabel", "type"): frozenset({"static", "dynamic"}),
     ("seclabel", "relabel"): frozenset({"yes", "no"}),
+    ("memballoon", "model"): frozenset({"virtio", "none"}),
+    ("rng", "model"): frozenset({"virtio"}),
+    ("backend", "model"): frozenset({"random", "builtin"}),
+    ("input", "type"): frozenset({"tablet", "mouse", "keyboard"}),
+    ("input", "bus"): frozenset({"usb", "ps2", "virtio"}),
+    ("controller", "type"): frozenset({"usb", "pci", "sata", "ide", "scsi", "virtio-serial"}),
+    ("controller", "model"): frozenset({"qemu-xhci", "piix3-uhci", "none", "pci-root", "pcie-root",
+                                        "virtio-scsi"}),
+    ("clock", "offset"): frozenset({"utc", "localtime"}),
+    ("timer", "name"): frozenset({"rtc", "pit", "hpet"}),
+    ("timer", "tickpolicy"): frozenset({"catchup", "delay"}),
+    ("timer", "present"): frozenset({"yes", "no"}),
+    ("vmport", "state"): frozenset({"on", "off"}),
+    ("cpu", "mode"): frozenset({"host-passthrough", "maximum", "custom"}),
+    ("cpu", "check"): frozenset({"none", "partial"}),
+    ("cpu", "match"): frozenset({"exact"}),
+    ("cpu", "migratable"): frozenset({"on"}),
+    ("model", "fallback"): frozenset({"forbid", "allow"}),
+    ("suspend-to-mem", "enabled"): frozenset({"yes", "no"}),
+    ("suspend-to-disk", "enabled"): frozenset({"yes", "no"}),
 }
 
 
-def check_subset(node: Node, spec: Spec | None = None, path: str = "") -> None:
-    """Refuse any element or attribute outside SUBSET, naming it by its path."""
+def check_subset(node: Node) -> None:
+    """Refuse any element, attribute or value outside SUBSET/VALUES, naming every one of them at once (a user
+    fixing a `virsh dumpxml` learns the whole list from one define, not one item per try)."""
+    problems = subset_problems(node)
+    if problems:
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
+
+
+def subset_problems(node: Node, spec: Spec | None = None, path: str = "") -> list[str]:
+    """Every element, attribute and value of the document outside the table, each named by its path."""
     spec = spec or SUBSET[node.tag]
     where = f"{path}/{node.tag}" if path else node.tag
     attrs, children, _text = spec
+    problems: list[str] = []
     if attrs != ANY:
         for attr in node.attrs:
             # A prefix declaration (e.g. xmlns:qemu on <domain>) configures nothing: what uses the prefix is
             # checked where it is. A default namespace (xmlns=) would put elements out of libvirt's vocabulary.
             if attr not in attrs and not attr.startswith("xmlns:"):
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                            f"attribute '{attr}' of <{where}> is not supported by the virtsnap QEMU driver")
+                problems.append(f"attribute '{attr}' of <{where}>")
     for attr, value in node.attrs.items():
         allowed = VALUES.get((node.tag, attr))
         if allowed is not None and value not in allowed:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        f"{attr}='{value}' of <{where}> is not supported (supported: {', '.join(sorted(allowed))})")
+            problems.append(f"{attr}='{value}' of <{where}> (supported: {', '.join(sorted(allowed))})")
     if children == ANY:
-        return
+        return problems
     assert isinstance(children, dict)
     for child in node.children:
         if child.tag not in children:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        f"element <{where}/{child.tag}> is not supported by the virtsnap QEMU driver")
-        check_subset(child, children[child.tag], where)
+            problems.append(f"element <{where}/{child.tag}>")
+        else:
+            problems += subset_problems(child, children[child.tag], where)
+    return problems
 
 
 def _refuse(what: str, value: str, expected: str) -> Exception:
@@ -250,11 +299,17 @@ class SecLabel(Frozen):
 
 
 class Disk(Frozen):
-    _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot")
+    _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot", "cache",
+               "discard", "io", "boot_order")
     __slots__ = _fields
 
     def __init__(self, target: str, device: str, source_type: str, path: str | None, format: str, bus: str,
-                 readonly: bool, snapshot: str | None) -> None:
+                 readonly: bool, snapshot: str | None, cache: str = "default", discard: str = "ignore",
+                 io: str | None = None, boot_order: int | None = None) -> None:
+        self.cache = cache  # a key of CACHE
+        self.discard = discard  # unmap | ignore
+        self.io = io  # threads | native | io_uring (None: QEMU's default, threads)
+        self.boot_order = boot_order
         self.target = target
         self.device = device  # disk | cdrom
         self.source_type = source_type  # file | block
@@ -270,19 +325,192 @@ class Disk(Frozen):
         return f"drive-{self.target}"
 
 
+def _text_problems(node: Node) -> list[str]:
+    """Element contents and combinations outside what is applied (VALUES covers single attributes)."""
+    problems = []
+    texts = {"os/type": {"hvm"}, "on_poweroff": {"destroy"}, "on_crash": {"destroy"},
+             "on_reboot": {"restart", "destroy"}}
+    for path, allowed in texts.items():
+        for el in node.findall(path):
+            value = (el.text or "").strip()
+            if value not in allowed:
+                problems.append(f"<domain/{path}> {value!r} (supported: {', '.join(sorted(allowed))})")
+    for rng in node.findall("devices/rng"):
+        backend = rng.find("backend")
+        if backend is not None and backend.get("model") == "random" and \
+                (backend.text or "/dev/urandom").strip() not in ("/dev/urandom", "/dev/random"):
+            problems.append(f"rng backend {backend.text!r} (supported: /dev/random, /dev/urandom)")
+    for inp in node.findall("devices/input"):
+        key = (inp.get("type") or "", inp.get("bus") or "ps2")
+        if key not in INPUTS:
+            problems.append(f"<input type='{key[0]}' bus='{key[1]}'>")
+    for ctl in node.findall("devices/controller"):
+        kind, model = ctl.get("type"), ctl.get("model")
+        models: dict[str, set[str | None]] = {"usb": {*USB_MODELS, "none", None},
+                                              "pci": {"pci-root", "pcie-root"}, "scsi": {"virtio-scsi", None}}
+        fits = models.get(kind or "")
+        if (fits is not None and model not in fits) or (fits is None and model is not None):
+            problems.append(f"<controller type='{kind}' model='{model}'>")
+    cpu = node.find("cpu")
+    if cpu is not None:
+        named = (cpu.findtext("model") or "").strip()
+        if (cpu.get("mode") or "custom") == "custom" and not named:
+            problems.append("<cpu mode='custom'> without a <model>")
+        elif named and not all(c.isalnum() or c in "-_." for c in named):
+            problems.append(f"cpu model {named!r}")
+    return problems
+
+
+class Hardware(Frozen):
+    """The devices and machine settings beyond disks, NICs, serial, agent and VNC, as QEMU is to get them."""
+
+    _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
+               "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
+               "serials")
+    __slots__ = _fields
+
+    def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
+                 balloon: bool = False, rngs: Sequence[str | None] = (), inputs: Sequence[str] = (),
+                 usb: str | None = None, usb_ports: int | None = None, virtio_serial: bool = False,
+                 scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
+                 hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
+                 disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0) -> None:
+        self.nic_models = nic_models  # QEMU device names, one per <interface>
+        self.videos = videos  # (QEMU device, its properties)
+        self.balloon = balloon
+        self.rngs = rngs  # the random backend's file, or None for rng-builtin
+        self.inputs = inputs  # QEMU devices (PS/2 needs none)
+        self.usb = usb  # the USB controller's QEMU device, or None
+        self.usb_ports = usb_ports
+        self.virtio_serial = virtio_serial
+        self.scsi = scsi
+        self.rtc_base = rtc_base
+        self.rtc_slew = rtc_slew
+        self.pit_delay = pit_delay
+        self.hpet = hpet
+        self.acpi = acpi
+        self.vmport = vmport
+        self.cpu = cpu  # QEMU's -cpu model, or None: host under KVM, max under TCG
+        self.disable_s3 = disable_s3
+        self.disable_s4 = disable_s4
+        self.serials = serials  # serial ports in all (the first is QemuDomain.serial)
+
+    @staticmethod
+    def problems(node: Node) -> list[str]:
+        return _text_problems(node)
+
+    @classmethod
+    def from_node(cls, node: Node, serials: int, machine: str) -> Hardware:
+        devices = node.find("devices") or Node("devices")
+        nics = []
+        for i in devices.findall("interface"):
+            model = i.find("model")
+            kind = (model.get("type") if model is not None else None) or "rtl8139"  # libvirt's x86 default
+            if kind not in NIC_MODELS:
+                raise _refuse("NIC model", kind, f"one of {', '.join(sorted(NIC_MODELS))}")
+            nics.append(NIC_MODELS[kind])
+        videos: list[tuple[str, dict[str, int]]] = []
+        for n, v in enumerate(devices.findall("video")):
+            m = v.find("model") or Node("model")
+            kind = m.get("type") or "vga"
+            if kind not in VIDEO_MODELS:
+                raise _refuse("video model", kind, f"one of {', '.join(sorted(VIDEO_MODELS))}")
+            if kind == "none":
+                continue
+            dev = VIDEO_MODELS[kind][0 if n == 0 else 1]
+            if dev is None:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"a {kind} video device can only be the primary one")
+            nums = {}
+            for k in ("vram", "heads", "ram", "vgamem"):
+                raw = m.get(k)
+                if raw is not None:
+                    if not (raw.isdigit() and 0 < int(raw) <= 1 << 22):
+                        raise _refuse(f"video {k}", raw, "a positive number")
+                    nums[k] = int(raw)
+            props: dict[str, int] = {}
+            if kind in ("vga", "cirrus") and "vram" in nums:
+                props["vgamem_mb"] = max(nums["vram"] // 1024, 1)
+            if kind in ("virtio", "qxl") and "heads" in nums:
+                props["max_outputs"] = nums["heads"]
+            if kind == "qxl":
+                for attr, prop in (("ram", "ram_size"), ("vram", "vram_size")):
+                    if attr in nums:
+                        props[prop] = nums[attr] * 1024
+                if "vgamem" in nums:
+                    props["vgamem_mb"] = max(nums["vgamem"] // 1024, 1)
+            videos.append((dev, props))
+        rngs: list[str | None] = []
+        for r in devices.findall("rng"):
+            backend = r.find("backend")
+            rngs.append(None if backend is not None and backend.get("model") == "builtin"
+                        else ((backend.text if backend is not None else None) or "/dev/urandom").strip())
+        inputs = [d for d in (INPUTS[(i.get("type") or "", i.get("bus") or "ps2")]
+                              for i in devices.findall("input")) if d]
+        usb, usb_ports = None, None
+        usbs = [c for c in devices.findall("controller") if c.get("type") == "usb"]
+        if len(usbs) > 1:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one USB controller is supported")
+        if usbs:
+            usb_model = usbs[0].get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
+            usb = USB_MODELS.get(usb_model)
+            raw = usbs[0].get("ports")
+            if raw is not None and not (raw.isdigit() and 0 < int(raw) <= 15):
+                raise _refuse("USB ports", raw, "a number from 1 to 15")
+            usb_ports = int(raw) if raw else None
+        if any(i.startswith("usb-") for i in inputs) and usb is None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a USB input device needs a USB controller")
+        clock = node.find("clock")
+        timers = {t.get("name"): t for t in clock.findall("timer")} if clock is not None else {}
+        features = node.find("features")
+        vmport = features.find("vmport") if features is not None else None
+        cpu = node.find("cpu")
+        mode = (cpu.get("mode") or "custom") if cpu is not None else None
+        cpu_model = None
+        if mode == "host-passthrough":
+            if node.get("type") != "kvm":
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "<cpu mode='host-passthrough'> needs a KVM domain")
+            cpu_model = "host"
+        elif mode == "maximum":
+            cpu_model = "max"
+        elif mode == "custom" and cpu is not None:
+            cpu_model = (cpu.findtext("model") or "").strip()
+        pm = node.find("pm")
+
+        def pm_off(name: str) -> bool | None:
+            el = pm.find(name) if pm is not None else None
+            return None if el is None else el.get("enabled") == "no"
+
+        return cls(
+            nic_models=nics, videos=videos,
+            balloon=any(b.get("model") == "virtio" for b in devices.findall("memballoon")),
+            rngs=rngs, inputs=inputs, usb=usb, usb_ports=usb_ports,
+            virtio_serial=any(c.get("type") == "virtio-serial" for c in devices.findall("controller")),
+            scsi=any(c.get("type") == "scsi" for c in devices.findall("controller")),
+            rtc_base=(clock.get("offset") if clock is not None else None) or "utc",
+            rtc_slew="rtc" in timers and timers["rtc"].get("tickpolicy") == "catchup",
+            pit_delay="pit" in timers and timers["pit"].get("tickpolicy") == "delay",
+            hpet=not ("hpet" in timers and timers["hpet"].get("present") == "no"),
+            acpi=features is not None and features.find("acpi") is not None,
+            vmport=vmport.get("state") if vmport is not None else None,
+            cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
+            serials=serials,
+        )
+
+
 class QemuDomain(Frozen):
     """What the command line needs, read from a checked DomainDef; every string argv.py writes into an
     option of QEMU's own key=value syntax is checked here first (the JSON options need no such care)."""
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
-               "agent_socket", "serial", "user_net", "vnc", "seclabel")
+               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
                  initrd: str | None, cmdline: str | None, boot_dev: str | None, disks: Sequence[Disk] = (),
                  agent_socket: str | None = None, serial: tuple[str, str | None, bool] | None = None,
                  user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
-                 seclabel: SecLabel | None = None) -> None:
+                 seclabel: SecLabel | None = None, hw: Hardware | None = None) -> None:
+        self.hw = hw or Hardware()
         self.defn = defn
         self.kvm = kvm
         self.machine = machine
@@ -291,21 +519,23 @@ class QemuDomain(Frozen):
         self.kernel = kernel
         self.initrd = initrd
         self.cmdline = cmdline
-        self.boot_dev = boot_dev
+        self.boot_dev = boot_dev  # the os/boot devices in order, joined by commas
         self.disks = disks
         self.agent_socket = agent_socket  # None: no agent channel; "": one on the runtime directory's socket
         self.serial = serial  # ("file", path, append) or ("pty", None, False)
-        self.user_net = user_net  # MAC addresses
+        self.user_net = user_net  # MAC addresses (their models: hw.nic_models)
         self.vnc = vnc
         self.seclabel = seclabel
 
     @classmethod
     def from_def(cls, defn: DomainDef) -> QemuDomain:
         node = defn.node
-        check_subset(node)
+        problems = subset_problems(node) + Hardware.problems(node)
+        if problems:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
         os_node = node.find("os")
         os_type = os_node.find("type") if os_node is not None else None
-        boot = os_node.find("boot") if os_node is not None else None
         devices = node.find("devices") or Node("devices")
         disks = []
         for d in devices.findall("disk"):
@@ -318,10 +548,18 @@ class QemuDomain(Frozen):
                 raise error(ErrorCode.XML_ERROR, ERR, "a <disk> needs <target dev='...'/>")
             if device == "disk" and not path:
                 raise error(ErrorCode.XML_ERROR, ERR, f"disk '{target.get('dev')}' has no source")
+            order = d.find("boot")
+            raw_order = order.get("order") if order is not None else None
+            if raw_order is not None and not (raw_order.isdigit() and 0 < int(raw_order) < 1000):
+                raise _refuse("boot order", raw_order, "a number from 1 to 999")
             disks.append(Disk(target=check_target(target.get("dev") or ""), device=device, source_type=stype,
                               path=check_path("disk source", path), format=fmt, bus=target.get("bus") or "virtio",
                               readonly=d.find("readonly") is not None or device == "cdrom",
-                              snapshot=d.get("snapshot")))
+                              snapshot=d.get("snapshot"),
+                              cache=(driver.get("cache") if driver is not None else None) or "default",
+                              discard=(driver.get("discard") if driver is not None else None) or "ignore",
+                              io=driver.get("io") if driver is not None else None,
+                              boot_order=int(raw_order) if raw_order else None))
         targets = [d.target for d in disks]
         if len(set(targets)) != len(targets):
             raise error(ErrorCode.XML_ERROR, ERR, "two disks use the same target dev")
@@ -334,7 +572,12 @@ class QemuDomain(Frozen):
                 raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                             "only one guest agent channel (org.qemu.guest_agent.0) is supported")
         serial = None
-        chardevs = devices.findall("serial") + devices.findall("console")
+        # A <console> with a serial target is libvirt's second view of the first <serial>: the first of them
+        # is serial port 0; further serials (pty only: their files would need descriptors) are ports 1, 2...
+        chardevs = devices.findall("serial") or devices.findall("console")
+        for s in chardevs[1:]:
+            if (s.get("type") or "pty") != "pty":
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only the first serial port may be a file")
         for s in chardevs[:1]:
             src = s.find("source")
             kind = s.get("type") or "pty"
@@ -357,6 +600,13 @@ class QemuDomain(Frozen):
         for i in devices.findall("interface"):
             mac = i.find("mac")
             macs.append(check_mac(mac.get("address") or "") if mac is not None else None)
+        for c in devices.findall("console"):
+            ctarget = c.find("target")
+            if ctarget is not None and ctarget.get("type") not in (None, "serial"):
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only serial consoles are supported")
+        boot_devs = [b.get("dev") or "hd" for b in os_node.findall("boot")] if os_node is not None else []
+        if boot_devs and any(d.find("boot") is not None for d in devices.findall("disk")):
+            raise error(ErrorCode.XML_ERROR, ERR, "per-device boot elements cannot be used together with os/boot")
         return cls(
             defn=defn,
             kvm=defn.type == "kvm",
@@ -366,11 +616,12 @@ class QemuDomain(Frozen):
             kernel=check_path("kernel", os_node.findtext("kernel") if os_node is not None else None),
             initrd=initrd,
             cmdline=os_node.findtext("cmdline") if os_node is not None else None,
-            boot_dev=boot.get("dev") if boot is not None else None,
+            boot_dev=",".join(boot_devs) or None,
             disks=disks,
             agent_socket=agent,
             serial=serial,
             user_net=macs,
             vnc=Vnc.from_node(graphics[0]) if graphics else None,
             seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
+            hw=Hardware.from_node(node, len(chardevs), machine),
         )

@@ -1,0 +1,206 @@
+"""Every element and value of the QEMU driver's domain table has an effect QEMU itself reports, on a paused
+QEMU (nothing boots): devices through qom-list and HMP `info qtree`, block options through
+query-named-block-nodes, machine properties through qom-get, chardevs through query-chardev. What the table
+does not apply is refused, naming every item at once."""
+
+from __future__ import annotations
+
+import pytest
+
+import virtsnap
+from virtsnap.drivers.qemu.domain import INPUTS, NIC_MODELS, SUBSET, VALUES, VIDEO_MODELS
+
+from .test_argv_injection import domain, qcow2, qemu_view, run_and_view
+
+pytestmark = pytest.mark.qemu
+
+
+def _with(xml: str, devices: str = "", features: str = "", extra: str = "", machine: str = "pc") -> str:
+    xml = xml.replace("machine='pc'", f"machine='{machine}'")
+    return xml.replace("</devices>", devices + "</devices>").replace("</os>", "</os>" + features + extra)
+
+
+@pytest.fixture
+def plain(workdir):
+    qcow2(workdir / "disk")
+    return domain("table", workdir / "disk")
+
+
+def _qom(conn, dom, path: str, prop: str):
+    from pathlib import Path
+
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+    try:
+        return mon.execute("qom-get", {"path": path, "property": prop})
+    finally:
+        mon.close()
+
+
+def _running(conn, xml: str):
+    dom = conn.defineXML(xml)
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    return dom
+
+
+def test_devices_reach_qemu(conn, plain):
+    """Video, USB controller and inputs, balloon, rng, NIC model, virtio-serial, several serials."""
+    xml = _with(plain, devices=(
+        "<controller type='usb' index='0' model='qemu-xhci' ports='15'/>"
+        "<controller type='virtio-serial' index='0'/>"
+        "<input type='tablet' bus='usb'/><input type='keyboard' bus='virtio'/><input type='mouse' bus='ps2'/>"
+        "<video><model type='virtio' heads='1' primary='yes'/></video>"
+        "<memballoon model='virtio'/>"
+        "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
+        "<serial type='pty'/><serial type='pty'/>"
+    )).replace("<model type='virtio'/></interface>", "<model type='e1000'/></interface>")
+    view = run_and_view(conn, xml)
+    assert isinstance(view, dict), view
+    qtree = view["qtree"]
+    for driver in ("qemu-xhci", "usb-tablet", "virtio-keyboard-pci", "virtio-vga", "virtio-balloon-pci",
+                   "virtio-rng-pci", "virtio-serial-pci", "e1000"):
+        assert f'dev: {driver}, id "' in qtree, driver
+    assert 'dev: virtio-net-pci' not in qtree  # the NIC model is e1000, not the old always-virtio
+    assert view["qtree"].count("dev: isa-serial") == 2
+    assert {"serial0", "serial1"} <= set(view["chardevs"])
+    dom = conn.defineXML(xml)
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    try:
+        assert _qom(conn, dom, "/machine/peripheral/usb", "p2") == 15
+    finally:
+        dom.destroy()
+        dom.undefine()
+
+
+@pytest.mark.parametrize("model", sorted(NIC_MODELS))
+def test_nic_models(conn, plain, model):
+    view = run_and_view(conn, plain.replace("<model type='virtio'/>", f"<model type='{model}'/>"))
+    assert isinstance(view, dict), view
+    assert f'dev: {NIC_MODELS[model]}, id "net0"' in view["qtree"]
+
+
+def test_nic_without_model_is_libvirts_default(conn, plain):
+    view = run_and_view(conn, plain.replace("<model type='virtio'/>", ""))
+    assert isinstance(view, dict), view
+    assert 'dev: rtl8139, id "net0"' in view["qtree"]
+
+
+@pytest.mark.parametrize("model", sorted(m for m in VIDEO_MODELS if m != "none"))
+def test_video_models(conn, plain, model):
+    extra = " vram='16384' heads='1'" if model in ("vga", "virtio", "qxl") else ""
+    view = run_and_view(conn, _with(plain, devices=f"<video><model type='{model}'{extra}/></video>"))
+    assert isinstance(view, dict), view
+    assert f'dev: {VIDEO_MODELS[model][0]}, id "video0"' in view["qtree"]
+    if model == "vga":
+        assert "vgamem_mb = 16" in view["qtree"]
+
+
+def test_video_none_and_balloon_none_add_nothing(conn, plain):
+    base = run_and_view(conn, plain)
+    view = run_and_view(conn, _with(plain, devices="<video><model type='none'/></video><memballoon model='none'/>"))
+    assert isinstance(view, dict) and isinstance(base, dict)
+    assert view["peripherals"] == base["peripherals"] and view["anonymous"] == base["anonymous"]
+
+
+@pytest.mark.parametrize("key", sorted(k for k, v in INPUTS.items() if v))
+def test_inputs(conn, plain, key):
+    kind, bus = key
+    usb = "<controller type='usb' model='piix3-uhci'/>" if bus == "usb" else ""
+    view = run_and_view(conn, _with(plain, devices=f"{usb}<input type='{kind}' bus='{bus}'/>"))
+    assert isinstance(view, dict), view
+    assert f'dev: {INPUTS[key]}, id "input0"' in view["qtree"]
+
+
+def test_machine_features_clock_pm_and_cpu(conn, plain):
+    xml = _with(plain, features="<features><vmport state='off'/></features>",
+                extra="<cpu mode='custom' match='exact'><model fallback='forbid'>Westmere</model></cpu>"
+                      "<clock offset='localtime'><timer name='rtc' tickpolicy='catchup'/>"
+                      "<timer name='hpet' present='no'/></clock>"
+                      "<pm><suspend-to-mem enabled='no'/><suspend-to-disk enabled='yes'/></pm>")
+    dom = _running(conn, xml)
+    try:
+        assert _qom(conn, dom, "/machine", "acpi") == "off"  # no <acpi/>: libvirt gives no ACPI
+        assert _qom(conn, dom, "/machine", "vmport") == "off"
+        assert _qom(conn, dom, "/machine", "hpet") is False
+        assert _qom(conn, dom, "/machine/unattached/device[0]", "type") == "Westmere-x86_64-cpu"
+    finally:
+        dom.destroy()
+        dom.undefine()
+    dom = _running(conn, _with(plain, features="<features><acpi/><apic/><pae/></features>",
+                               extra="<pm><suspend-to-mem enabled='no'/><suspend-to-disk enabled='no'/></pm>"))
+    try:
+        assert _qom(conn, dom, "/machine", "acpi") == "on"
+        assert "disable_s3 = 1" in qemu_view(conn, dom)["qtree"]
+    finally:
+        dom.destroy()
+        dom.undefine()
+
+
+def test_disk_cache_discard_io_and_boot_order(conn, workdir, plain):
+    qcow2(workdir / "second")
+    xml = plain.replace("<driver name='qemu' type='qcow2'/>",
+                        "<driver name='qemu' type='qcow2' cache='unsafe' discard='unmap' io='threads'/>")
+    xml = xml.replace("<target dev='vda' bus='virtio'/>", "<target dev='vda' bus='virtio'/><boot order='2'/>")
+    xml = _with(xml, devices=(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2' "
+                              f"cache='writethrough'/><source file='{workdir / 'second'}'/>"
+                              "<target dev='sda' bus='sata'/><boot order='1'/></disk>"))
+    dom = _running(conn, xml)
+    try:
+        from pathlib import Path
+
+        from virtsnap.drivers.qemu.monitor import Monitor
+
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+        try:
+            nodes = {n["node-name"]: n for n in mon.execute("query-named-block-nodes")}
+            qtree = mon.hmp("info", "qtree")
+        finally:
+            mon.close()
+        assert nodes["drive-vda"]["cache"]["no-flush"] is True
+        assert nodes["drive-sda"]["cache"]["no-flush"] is False
+        assert _qom(conn, dom, "/machine/peripheral/sda", "write-cache") == "off"  # writethrough
+        assert _qom(conn, dom, "/machine/peripheral/vda", "write-cache") == "on"
+        assert _qom(conn, dom, "/machine/peripheral/vda", "bootindex") == 2
+        assert _qom(conn, dom, "/machine/peripheral/sda", "bootindex") == 1
+        assert "discard_granularity" in qtree
+    finally:
+        dom.destroy()
+        dom.undefine()
+
+
+def test_unapplied_items_are_refused_all_at_once(conn, plain):
+    xml = _with(plain, devices="<audio id='1' type='none'/><sound model='ich9'/>"
+                               "<video><model type='vga'><acceleration accel3d='no'/></model></video>",
+                extra="<on_crash>restart</on_crash>").replace("arch='x86_64'", "arch='aarch64'")
+    with pytest.raises(virtsnap.libvirtError) as err:
+        conn.defineXML(xml)
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    message = str(err.value)
+    for item in ("<domain/devices/audio>", "<domain/devices/sound>", "<domain/devices/video/model/acceleration>",
+                 "arch='aarch64'", "on_crash> 'restart'"):
+        assert item in message, item
+    assert conn.listAllDomains() == []
+
+
+def test_the_table_is_walked():
+    """Every element of the table is named in this file (its effect is asserted above or it is bookkeeping)."""
+    text = open(__file__).read()
+    bookkeeping = {"name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu",
+                   "resource", "partition", "os", "type", "kernel", "initrd", "cmdline", "devices", "emulator",
+                   "disk", "source", "backingStore", "target", "readonly", "shareable", "serial", "address",
+                   "alias", "channel", "console", "interface", "mac", "graphics", "listen", "seclabel", "label",
+                   "on_poweroff", "on_reboot", "boot", "driver", "backend"}
+
+    def walk(spec, out):
+        children = spec[1]
+        if isinstance(children, dict):
+            for tag, sub in children.items():
+                out.add(tag)
+                walk(sub, out)
+        return out
+
+    tags = walk(SUBSET["domain"], set())
+    missing = sorted(t for t in tags - bookkeeping if f"<{t}" not in text)
+    assert missing == []
+    assert ("cpu", "mode") in VALUES
