@@ -169,6 +169,20 @@ def test_disk_cache_discard_io_and_boot_order(conn, workdir, plain):
         dom.undefine()
 
 
+def test_pcie_root_ports_on_q35(conn, plain):
+    ports = "".join(f"<controller type='pci' index='{i}' model='pcie-root-port'><model name='pcie-root-port'/>"
+                    f"<target chassis='{i}' port='0x{0x10 + i:x}'/></controller>" for i in (1, 2))
+    xml = _with(plain, devices="<controller type='pci' index='0' model='pcie-root'/>" + ports, machine="q35")
+    dom = _running(conn, xml)
+    try:
+        assert _qom(conn, dom, "/machine/peripheral/pci.2", "chassis") == 2
+        assert _qom(conn, dom, "/machine/peripheral/pci.2", "port") == 0x12
+        assert 'dev: pcie-root-port, id "pci.1"' in qemu_view(conn, dom)["qtree"]
+    finally:
+        dom.destroy()
+        dom.undefine()
+
+
 def test_unapplied_items_are_refused_all_at_once(conn, plain):
     xml = _with(plain, devices="<audio id='1' type='none'/><sound model='ich9'/>"
                                "<video><model type='vga'><acceleration accel3d='no'/></model></video>",

@@ -128,6 +128,10 @@ def _devices(dom: QemuDomain) -> list[str]:
     """Video, USB and its inputs, other inputs, the balloon and random number generators."""
     hw = dom.hw
     argv: list[str] = []
+    # libvirt's pcie-root-port controllers, as libvirt names them (pci.<index>); devices are placed by QEMU
+    for index, chassis, port in hw.root_ports:
+        argv += ["-device", _json({"driver": "pcie-root-port", "id": f"pci.{int(index)}", "bus": "pcie.0",
+                                   "chassis": int(chassis), "port": int(port)})]
     for n, (driver, props) in enumerate(hw.videos):
         argv += ["-device", _json({"driver": driver, "id": f"video{n}", **props})]
     if hw.usb is not None:

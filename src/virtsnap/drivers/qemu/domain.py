@@ -80,7 +80,8 @@ SUBSET: dict[str, Spec] = {
         "devices": _s("", {
             "emulator": _s(text=True),
             "disk": _DISK,
-            "controller": _s("type index model ports", {"address": _ADDRESS, "alias": _ALIAS}),
+            "controller": _s("type index model ports", {"address": _ADDRESS, "alias": _ALIAS, "model": _s("name"),
+                                                         "target": _s("chassis port")}),
             "channel": _s("type", {
                 "source": _s("mode path"),
                 "target": _s("type name state"),
@@ -136,7 +137,8 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("input", "bus"): frozenset({"usb", "ps2", "virtio"}),
     ("controller", "type"): frozenset({"usb", "pci", "sata", "ide", "scsi", "virtio-serial"}),
     ("controller", "model"): frozenset({"qemu-xhci", "piix3-uhci", "none", "pci-root", "pcie-root",
-                                        "virtio-scsi"}),
+                                        "pcie-root-port", "virtio-scsi"}),
+    ("model", "name"): frozenset({"pcie-root-port"}),
     ("clock", "offset"): frozenset({"utc", "localtime"}),
     ("timer", "name"): frozenset({"rtc", "pit", "hpet"}),
     ("timer", "tickpolicy"): frozenset({"catchup", "delay"}),
@@ -155,7 +157,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
 def check_subset(node: Node) -> None:
     """Refuse any element, attribute or value outside SUBSET/VALUES, naming every one of them at once (a user
     fixing a `virsh dumpxml` learns the whole list from one define, not one item per try)."""
-    problems = subset_problems(node)
+    problems = list(dict.fromkeys(subset_problems(node)))  # each item once, in document order
     if problems:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                     f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
@@ -347,7 +349,8 @@ def _text_problems(node: Node) -> list[str]:
     for ctl in node.findall("devices/controller"):
         kind, model = ctl.get("type"), ctl.get("model")
         models: dict[str, set[str | None]] = {"usb": {*USB_MODELS, "none", None},
-                                              "pci": {"pci-root", "pcie-root"}, "scsi": {"virtio-scsi", None}}
+                                              "pci": {"pci-root", "pcie-root", "pcie-root-port"},
+                                              "scsi": {"virtio-scsi", None}}
         fits = models.get(kind or "")
         if (fits is not None and model not in fits) or (fits is None and model is not None):
             problems.append(f"<controller type='{kind}' model='{model}'>")
@@ -366,7 +369,7 @@ class Hardware(Frozen):
 
     _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
                "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
-               "serials")
+               "serials", "root_ports")
     __slots__ = _fields
 
     def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
@@ -374,7 +377,9 @@ class Hardware(Frozen):
                  usb: str | None = None, usb_ports: int | None = None, virtio_serial: bool = False,
                  scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
-                 disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0) -> None:
+                 disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
+                 root_ports: Sequence[tuple[int, int, int]] = ()) -> None:
+        self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
         self.nic_models = nic_models  # QEMU device names, one per <interface>
         self.videos = videos  # (QEMU device, its properties)
         self.balloon = balloon
@@ -459,6 +464,26 @@ class Hardware(Frozen):
             usb_ports = int(raw) if raw else None
         if any(i.startswith("usb-") for i in inputs) and usb is None:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a USB input device needs a USB controller")
+        root_ports = []
+        pci = [c for c in devices.findall("controller") if c.get("type") == "pci"]
+        for position, c in enumerate(pci):
+            if c.get("model") == "pcie-root-port":
+                target = c.find("target") or Node("target")
+                index = c.get("index") or str(position)  # libvirt numbers unindexed PCI controllers in order
+                values: list[int] = []
+                for raw in (index, target.get("chassis") or index, target.get("port") or "0"):
+                    try:
+                        value = int(raw, 0)
+                    except ValueError:
+                        value = -1
+                    if not 0 <= value <= 255:
+                        raise _refuse("pcie-root-port index/chassis/port", raw, "a number from 0 to 255")
+                    values.append(value)
+                if values[0] == 0:
+                    raise _refuse("pcie-root-port index", "0", "above 0 (index 0 is the root bus)")
+                root_ports.append((values[0], values[1], values[2]))
+        if root_ports and "q35" not in machine:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "pcie-root-port controllers need a q35 machine")
         clock = node.find("clock")
         timers = {t.get("name"): t for t in clock.findall("timer")} if clock is not None else {}
         features = node.find("features")
@@ -493,7 +518,7 @@ class Hardware(Frozen):
             acpi=features is not None and features.find("acpi") is not None,
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
-            serials=serials,
+            serials=serials, root_ports=root_ports,
         )
 
 
@@ -530,7 +555,7 @@ class QemuDomain(Frozen):
     @classmethod
     def from_def(cls, defn: DomainDef) -> QemuDomain:
         node = defn.node
-        problems = subset_problems(node) + Hardware.problems(node)
+        problems = list(dict.fromkeys(subset_problems(node) + Hardware.problems(node)))
         if problems:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                         f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
