@@ -48,11 +48,16 @@ def _strip(xml: str, items: list[str]) -> str:
         elif m := re.fullmatch(r"attribute '([^']+)' of <(.+)>", item):
             for el in at(m[2]):
                 el.attrib.pop(m[1], None)
-        elif m := re.fullmatch(r"([\w:-]+)='([^']*)' of <(.+)> \(supported: .*\)", item):
+        elif m := re.fullmatch(r"([\w:-]+)='([^']*)' of <(.+)> \(supported.*\)", item):
             parent_path, tag = m[3].rsplit("/", 1)
             for parent in at(parent_path):
                 for child in parent.findall(tag):
                     if child.get(m[1]) == m[2]:
+                        parent.remove(child)
+        elif m := re.fullmatch(r"<(.+)/([^/]+)> '(.*)' \(supported: .*\)", item):  # element text
+            for parent in at(m[1]):
+                for child in parent.findall(m[2]):
+                    if (child.text or "").strip() == m[3]:
                         parent.remove(child)
         else:
             raise AssertionError(f"an item the test cannot read: {item!r}")

@@ -184,7 +184,7 @@ def test_pcie_root_ports_on_q35(conn, plain):
 
 
 def test_unapplied_items_are_refused_all_at_once(conn, plain):
-    xml = _with(plain, devices="<audio id='1' type='none'/><sound model='ich9'/>"
+    xml = _with(plain, devices="<audio id='1' type='none'/><sound model='ich9'/><input type='tablet' bus='ps2'/>"
                                "<video><model type='vga'><acceleration accel3d='no'/></model></video>",
                 extra="<on_crash>restart</on_crash>").replace("arch='x86_64'", "arch='aarch64'")
     with pytest.raises(virtsnap.libvirtError) as err:
@@ -192,7 +192,7 @@ def test_unapplied_items_are_refused_all_at_once(conn, plain):
     assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
     message = str(err.value)
     for item in ("<domain/devices/audio>", "<domain/devices/sound>", "<domain/devices/video/model/acceleration>",
-                 "arch='aarch64'", "on_crash> 'restart'"):
+                 "arch='aarch64'", "<domain/on_crash> 'restart'", "type='tablet' of <domain/devices/input>"):
         assert item in message, item
     assert conn.listAllDomains() == []
 

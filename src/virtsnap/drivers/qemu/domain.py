@@ -327,40 +327,50 @@ class Disk(Frozen):
         return f"drive-{self.target}"
 
 
+def _all(node: Node, path: str) -> list[Node]:
+    """Every element at a '/'-separated path (Node.findall looks at direct children only)."""
+    found = [node]
+    for part in path.split("/"):
+        found = [child for parent in found for child in parent.findall(part)]
+    return found
+
+
 def _text_problems(node: Node) -> list[str]:
     """Element contents and combinations outside what is applied (VALUES covers single attributes)."""
     problems = []
     texts = {"os/type": {"hvm"}, "on_poweroff": {"destroy"}, "on_crash": {"destroy"},
              "on_reboot": {"restart", "destroy"}}
     for path, allowed in texts.items():
-        for el in node.findall(path):
+        for el in _all(node, path):
             value = (el.text or "").strip()
             if value not in allowed:
                 problems.append(f"<domain/{path}> {value!r} (supported: {', '.join(sorted(allowed))})")
-    for rng in node.findall("devices/rng"):
+    for rng in _all(node, "devices/rng"):
         backend = rng.find("backend")
         if backend is not None and backend.get("model") == "random" and \
                 (backend.text or "/dev/urandom").strip() not in ("/dev/urandom", "/dev/random"):
-            problems.append(f"rng backend {backend.text!r} (supported: /dev/random, /dev/urandom)")
-    for inp in node.findall("devices/input"):
+            problems.append(f"<domain/devices/rng/backend> {backend.text!r} (supported: /dev/random, /dev/urandom)")
+    for inp in _all(node, "devices/input"):
         key = (inp.get("type") or "", inp.get("bus") or "ps2")
         if key not in INPUTS:
-            problems.append(f"<input type='{key[0]}' bus='{key[1]}'>")
-    for ctl in node.findall("devices/controller"):
+            buses = sorted(b for t, b in INPUTS if t == key[0])
+            problems.append(f"type='{key[0]}' of <domain/devices/input> (supported on buses: {', '.join(buses)})")
+    for ctl in _all(node, "devices/controller"):
         kind, model = ctl.get("type"), ctl.get("model")
         models: dict[str, set[str | None]] = {"usb": {*USB_MODELS, "none", None},
                                               "pci": {"pci-root", "pcie-root", "pcie-root-port"},
                                               "scsi": {"virtio-scsi", None}}
         fits = models.get(kind or "")
         if (fits is not None and model not in fits) or (fits is None and model is not None):
-            problems.append(f"<controller type='{kind}' model='{model}'>")
+            problems.append(f"model='{model}' of <domain/devices/controller> (supported for type='{kind}': "
+                            f"{', '.join(sorted(str(m) for m in fits or ()))})")
     cpu = node.find("cpu")
     if cpu is not None:
         named = (cpu.findtext("model") or "").strip()
         if (cpu.get("mode") or "custom") == "custom" and not named:
-            problems.append("<cpu mode='custom'> without a <model>")
+            problems.append("<domain/cpu> '' (supported: a custom CPU names its <model>)")
         elif named and not all(c.isalnum() or c in "-_." for c in named):
-            problems.append(f"cpu model {named!r}")
+            problems.append(f"<domain/cpu/model> {named!r} (supported: a QEMU CPU model name)")
     return problems
 
 
