@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -21,7 +22,8 @@ from .conftest import domain_xml, image_tags
 
 pytestmark = pytest.mark.qemu
 
-NAME = "virtsnap-libvirt-driver"
+# Per run: two runs on one host (the shared libvirtd) must not share a domain or an image
+NAME = f"virtsnap-libvirt-driver-{os.getpid()}"
 IMAGES = Path("/var/lib/libvirt/images") / NAME  # libvirt's QEMU runs as libvirt-qemu: its own copies
 
 
