@@ -79,7 +79,12 @@ def build() -> dict[str, str]:
 
     def one(guest: tuple[str, str, str, str, str, str | None]) -> tuple[str, str]:
         name = guest[0]
-        return name, _dumpxml(name, _virt_install(*guest, disk=disk), where)
+        dump = where / f"{name}.dump.xml"  # each guest kept as it is made: a define can take minutes
+        if not dump.exists():
+            tmp = dump.with_suffix(".tmp")
+            tmp.write_text(_dumpxml(name, _virt_install(*guest, disk=disk), where))
+            tmp.replace(dump)
+        return name, dump.read_text()
 
     corpus = dict(one(guest) for guest in GUESTS)  # one at a time: libvirtd probes QEMU on the first define
     tmp = done.with_suffix(".tmp")

@@ -38,7 +38,7 @@ def _strip(xml: str, items: list[str]) -> str:
     def at(path: str) -> list[ET.Element]:
         parts = path.split("/")
         assert parts[0] == root.tag
-        return root.findall("/".join(["."] + parts[1:])) if len(parts) > 1 else [root]
+        return root.findall("/".join([".", *parts[1:]])) if len(parts) > 1 else [root]
 
     for item in items:
         if m := re.fullmatch(r"element <(.+)/([^/]+)>", item):
