@@ -144,6 +144,8 @@ def _devices(dom: QemuDomain) -> list[str]:
         if driver.startswith("usb-"):
             device["bus"] = "usb.0"
         argv += ["-device", _json(device)]
+    for audio_id in hw.audio:  # libvirt's <audio type='none'>: a backend that plays nothing
+        argv += ["-audiodev", _json({"driver": "none", "id": f"audio{int(audio_id)}"})]
     if hw.balloon:
         argv += ["-device", _json({"driver": "virtio-balloon-pci", "id": "balloon0"})]
     for n, path in enumerate(hw.rngs):

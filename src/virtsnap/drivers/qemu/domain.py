@@ -99,6 +99,7 @@ SUBSET: dict[str, Spec] = {
                              "alias": _ALIAS}),
             "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
             "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
+            "audio": _s("id type"),
         }),
         "seclabel": _s("type model relabel", {"label": _s(text=True)}),
     }),
@@ -131,6 +132,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("seclabel", "type"): frozenset({"static", "dynamic"}),
     ("seclabel", "relabel"): frozenset({"yes", "no"}),
     ("memballoon", "model"): frozenset({"virtio", "none"}),
+    ("audio", "type"): frozenset({"none"}),  # the only backend; no <sound> device is applied yet
     ("rng", "model"): frozenset({"virtio"}),
     ("backend", "model"): frozenset({"random", "builtin"}),
     ("input", "type"): frozenset({"tablet", "mouse", "keyboard"}),
@@ -379,7 +381,7 @@ class Hardware(Frozen):
 
     _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
                "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
-               "serials", "root_ports")
+               "serials", "root_ports", "audio")
     __slots__ = _fields
 
     def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
@@ -388,7 +390,8 @@ class Hardware(Frozen):
                  scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
                  disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
-                 root_ports: Sequence[tuple[int, int, int]] = ()) -> None:
+                 root_ports: Sequence[tuple[int, int, int]] = (), audio: Sequence[int] = ()) -> None:
+        self.audio = audio  # the ids of <audio type='none'> backends
         self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
         self.nic_models = nic_models  # QEMU device names, one per <interface>
         self.videos = videos  # (QEMU device, its properties)
@@ -494,6 +497,12 @@ class Hardware(Frozen):
                 root_ports.append((values[0], values[1], values[2]))
         if root_ports and "q35" not in machine:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "pcie-root-port controllers need a q35 machine")
+        audio = []
+        for a in devices.findall("audio"):
+            raw = a.get("id") or "1"
+            if not (raw.isdigit() and 0 < int(raw) < 1000):
+                raise _refuse("audio id", raw, "a number from 1 to 999")
+            audio.append(int(raw))
         clock = node.find("clock")
         timers = {t.get("name"): t for t in clock.findall("timer")} if clock is not None else {}
         features = node.find("features")
@@ -528,7 +537,7 @@ class Hardware(Frozen):
             acpi=features is not None and features.find("acpi") is not None,
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
-            serials=serials, root_ports=root_ports,
+            serials=serials, root_ports=root_ports, audio=audio,
         )
 
 
