@@ -24,7 +24,7 @@ Environment knobs:
                                 libvirt with libvirt and must pass.
                                 Refused under CI (tests/conftest.py).
   VIRTSNAP_DIFF_TREE_SEEDS      seeds of the offline QEMU run (default 8)
-  VIRTSNAP_DIFF_LIBVIRTD_SEEDS  seeds of the libvirt+test:///default run (default 8)
+  VIRTSNAP_DIFF_LIBVIRTD_SEEDS  seeds of the libvirt+test:///default run (default 20)
 """
 
 import importlib.util
@@ -46,7 +46,7 @@ LIBVIRT_PYTHON = os.environ.get("VIRTSNAP_DIFF_LIBVIRT_PYTHON", "/usr/bin/python
 CANDIDATE_PYTHON = os.environ.get("VIRTSNAP_DIFF_PYTHON", sys.executable)
 CANDIDATE_IMPL = os.environ.get("VIRTSNAP_DIFF_IMPL", "virtsnap")
 TREE_SEEDS = int(os.environ.get("VIRTSNAP_DIFF_TREE_SEEDS", "8"))
-LIBVIRTD_SEEDS = int(os.environ.get("VIRTSNAP_DIFF_LIBVIRTD_SEEDS", "8"))
+LIBVIRTD_SEEDS = int(os.environ.get("VIRTSNAP_DIFF_LIBVIRTD_SEEDS", "20"))
 TIMEOUT = 300
 
 

@@ -25,6 +25,9 @@ PREFIX = "libvirt+"
 # listAllSnapshots, so their flags are checked by api.py against libvirt's own sets (base.SNAPSHOT_QUERIES),
 # whose messages name the function libvirt names.
 ALL_FLAGS = 0xFFFFFFFF
+# Calls whose flags the Driver protocol does not carry to the driver: checked by api.py against libvirt's sets
+# (virDomainGetState takes none; listAllDomains filters in api.py: VIR_CONNECT_LIST_DOMAINS_FILTERS_ALL)
+NOT_CARRIED = {Op.DOMAIN_STATE: 0, Op.LIST_ALL_DOMAINS: 0xFFFF}
 # The error domain of the driver underneath, for the errors api.py raises itself (unsupported flags, ...)
 _DRIVER_DOMAINS = {"test": ErrorDomain.TEST, "qemu": ErrorDomain.QEMU, "esx": ErrorDomain.ESX,
                    "vpx": ErrorDomain.ESX, "vbox": ErrorDomain.VBOX}
@@ -141,7 +144,8 @@ class LibvirtDriver:
         # are a domain and a name, checked again on every call: a handle whose snapshot is gone still reaches
         # libvirtd, which then checks the flags before the name, in its own order.
         self._handles: dict[tuple[str, str], Any] = {}
-        self.capabilities = Capabilities(scheme, domain, {op: SNAPSHOT_QUERIES.get(op, ALL_FLAGS) for op in Op})
+        self.capabilities = Capabilities(scheme, domain, {op: SNAPSHOT_QUERIES.get(op, NOT_CARRIED.get(op, ALL_FLAGS))
+                                                               for op in Op})
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Call libvirt-python; its libvirtError becomes virtsnap's with the same code, domain and message."""
