@@ -105,9 +105,10 @@ def _libvirtd_ready() -> bool:
     return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def libvirtd():
-    """Root libvirtd 9.0 (qemu:///system, TCG), started for the module when none is running."""
+    """Root libvirtd 9.0 (qemu:///system, TCG), started once for the run when none is running (its first
+    start probes QEMU's capabilities, which takes tens of seconds on a loaded machine)."""
     if os.geteuid() != 0 or shutil.which("libvirtd") is None:
         if os.environ.get("CI"):
             pytest.fail("CI must run as root with Debian's libvirt-daemon-system installed")
@@ -116,7 +117,7 @@ def libvirtd():
     if not _libvirtd_ready():
         for daemon in ("virtlogd", "libvirtd"):  # the qemu driver logs through virtlogd
             started.append(subprocess.Popen([daemon], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180
         while not _libvirtd_ready():
             assert time.monotonic() < deadline, "libvirtd did not start"
             time.sleep(0.1)
