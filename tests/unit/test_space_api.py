@@ -197,3 +197,17 @@ def test_cli_prune_protect_and_sizes(capsys, conn):
     status = cli_main.main(["-q", "-c", URI, "snapshot-prune test --keep-last nine"])
     assert status == 1
     assert "Numeric value 'nine' for <keep-last> option is malformed" in capsys.readouterr().err
+
+
+def test_test_driver_forgets_the_mark_of_a_deleted_snapshot_among_many(conn):
+    """A protected snapshot deleted with FORCE takes its mark along; the marks of others stay (test driver)."""
+    dom = conn.lookupByName("test")
+    for name in ("keep", "gone", "other"):
+        dom.snapshotCreateXML(f"<domainsnapshot><name>{name}</name></domainsnapshot>", 0)
+    dom.snapshotLookupByName("keep").setProtected(True)
+    dom.snapshotLookupByName("gone").setProtected(True)
+    dom.snapshotLookupByName("gone").delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)
+    dom.snapshotLookupByName("other").delete(0)
+    again = dom.snapshotCreateXML("<domainsnapshot><name>gone</name></domainsnapshot>", 0)
+    assert again.isProtected() == 0
+    assert dom.snapshotLookupByName("keep").isProtected() == 1

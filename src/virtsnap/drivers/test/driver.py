@@ -414,7 +414,8 @@ class TestDriver:
             moment = self._snap(dom, name)
             dom.snapshots.delete(moment, children=bool(flags & D.CHILDREN),
                                  children_only=bool(flags & D.CHILDREN_ONLY))
-            dom.protected &= set(dom.snapshots.names())  # a deleted snapshot's mark goes with it
+            # a deleted snapshot's mark goes with it (O(marks), not O(snapshots): flat at 100,000)
+            dom.protected -= {n for n in dom.protected if n not in dom.snapshots}
 
     def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
         """The test driver's snapshots hold no data: nothing to free, exactly."""
