@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from virtsnap.drivers.qemu.monitor import Monitor
 from virtsnap.drivers.qemu.recovery import settle_jobs
 
 
@@ -39,6 +40,8 @@ class ScriptedQemu:
     def wait_event(self, accept: Any, timeout: float) -> dict[str, Any]:
         self._advance()  # time passes: each job moves one status on (a ready commit stays ready)
         return {"event": "JOB_STATUS_CHANGE"}
+
+    wait_job = Monitor.wait_job  # the real loop, over this QEMU
 
 
 def test_an_active_commit_not_yet_ready_is_cancelled_once_ready():

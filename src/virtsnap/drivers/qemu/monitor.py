@@ -153,15 +153,21 @@ class Monitor:
                     return event
         return self._run(asyncio.wait_for(go(), timeout), timeout + 1)
 
-    def wait_job(self, job_id: str, timeout: float = 600.0) -> None:
-        """Wait for a QMP job to conclude, report its error, and dismiss it."""
+    def wait_job(self, job_id: str, timeout: float = 600.0, cancel_when_ready: bool = False) -> None:
+        """Wait for a QMP job to conclude, report its error, and dismiss it. With `cancel_when_ready`, a job
+        that reaches `ready` (a block job waiting for its pivot) is cancelled there, once, and then awaited."""
         deadline = time.monotonic() + timeout
+        cancelled = False
         while True:
             jobs = {j["id"]: j for j in self.execute("query-jobs")}
             job = jobs.get(job_id)
             if job is None:
                 raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU job {job_id} vanished")
             report(job_id.split("-")[0], int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
+            if cancel_when_ready and job["status"] == "ready" and not cancelled:
+                self.execute("job-cancel", {"id": job_id})
+                cancelled = True
+                continue
             if job["status"] == "concluded":
                 self.execute("job-dismiss", {"id": job_id})
                 if job.get("error"):

@@ -78,28 +78,7 @@ def settle_jobs(mon: Monitor, timeout: float = 600.0) -> None:
         job_id = str(job.get("id", ""))
         if job_id.startswith(JOB_PREFIXES):
             with contextlib.suppress(libvirtError):
-                _settle_job(mon, job_id, time.monotonic() + timeout)
-
-
-def _settle_job(mon: Monitor, job_id: str, deadline: float) -> None:
-    cancelled = False
-    while True:
-        job = next((j for j in mon.execute("query-jobs") if j.get("id") == job_id), None)
-        if job is None:
-            return
-        status = job.get("status")
-        if status == "concluded":
-            mon.execute("job-dismiss", {"id": job_id})
-            return
-        if status == "ready" and not cancelled:
-            mon.execute("job-cancel", {"id": job_id})
-            cancelled = True
-            continue
-        if time.monotonic() > deadline:
-            return
-        with contextlib.suppress(Exception):  # wake on the job's next status change
-            mon.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
-                           and ev.get("data", {}).get("id") == job_id, 0.5)
+                mon.wait_job(job_id, timeout, cancel_when_ready=True)
 
 
 def settle_migration(mon: Monitor, timeout: float = 600.0) -> bool:
