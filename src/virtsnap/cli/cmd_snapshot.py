@@ -859,6 +859,9 @@ def cmd_snapshot_edit(ctl: Control, opts: Opts) -> bool:
         define_flags |= SnapshotCreate.CURRENT
     dom, _ = ctl.domain(opts)
     snap, name = lookup_snapshot(ctl, opts, "snapshotname", False, dom)
+    # a rename keeps the snapshot's protection (snapshot-protect): the mark moves to the new name first,
+    # then the old name goes with FORCE, which the protection would otherwise refuse
+    protected = rename_ok and _is_protected(snap)
     try:
         edited = _edit(ctl, dom, snap, name, define_flags, rename_ok)
     except virtsnap.libvirtError as exc:
@@ -876,10 +879,20 @@ def cmd_snapshot_edit(ctl: Control, opts: Opts) -> bool:
     if clone_ok:
         ctl.extra(f"Snapshot {name} cloned to {edited_name}.\n")
         return True
+    if protected and not _is_protected(edited):
+        try:
+            edited.setProtected(True)
+        except virtsnap.libvirtError as exc:
+            ctl.save_error(exc)
+            ctl.report_error()
+            ctl.error(f"Failed to protect {edited_name}")
+            ctl.error(f"Failed to update {name}")
+            return False
     if rename_ok and not _exists(dom, name):
         return True  # the hypervisor renamed it in place: nothing left to clean up
     try:
-        (snap if rename_ok else edited).delete(SnapshotDelete.METADATA_ONLY)
+        (snap if rename_ok else edited).delete(SnapshotDelete.METADATA_ONLY
+                                               | (SnapshotDelete.FORCE if protected else 0))
     except virtsnap.libvirtError as exc:
         ctl.save_error(exc)
         ctl.report_error()
@@ -904,6 +917,14 @@ def _temp_file(directory: str) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise virtsnap.libvirtError("internal error: cannot create a temporary file", ErrorCode.INTERNAL_ERROR)
+
+
+def _is_protected(snap: virtsnap.virDomainSnapshot) -> bool:
+    """Whether snapshot-protect marked it; False where the driver keeps no marks."""
+    try:
+        return bool(snap.isProtected(0))
+    except virtsnap.libvirtError:
+        return False
 
 
 def _exists(dom: virtsnap.virDomain, name: str) -> bool:

@@ -1,0 +1,51 @@
+"""snapshot-edit --rename keeps what snapshot-protect said: the renamed snapshot is still protected, the old
+name is gone, and nothing else in the tree changed (QEMU driver, a domain that never runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+from qemu_offline import define_offline
+
+import virtsnap
+from virtsnap.cli import main as cli_main
+
+
+def virsh(*commands: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli_main.main(["-c", "qemu:///session", "; ".join(commands)])
+    return rc, out.getvalue() + err.getvalue()
+
+
+@pytest.fixture
+def domain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+    editor = tmp_path / "editor"
+    editor.write_text('#!/bin/sh\nsed -i "s|<name>old</name>|<name>new</name>|" "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.setenv("VISUAL", str(editor))
+    conn, dom, _disk = define_offline(tmp_path, "ren")
+    dom.snapshotCreateXML(f"<domainsnapshot><name>old</name><disks><disk name='vda' snapshot='external'>"
+                          f"<source file='{tmp_path / 'old.qcow2'}'/></disk></disks></domainsnapshot>",
+                          virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
+    yield dom
+    conn.close()
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_a_renamed_snapshot_keeps_its_protection(domain: virtsnap.virDomain, protect: bool) -> None:
+    if protect:
+        domain.snapshotLookupByName("old").setProtected(True)
+    rc, text = virsh("snapshot-edit ren old --rename")
+    assert rc == 0, text
+    assert domain.snapshotListNames() == ["new"]
+    assert domain.snapshotLookupByName("new").isProtected() == (1 if protect else 0)
+    if protect:  # and the protection still holds against a plain delete
+        rc, text = virsh("snapshot-delete ren new --metadata")
+        assert rc != 0 and "is protected" in text
+        assert domain.snapshotListNames() == ["new"]
