@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -124,6 +126,22 @@ def test_existing_files_are_never_replaced(reachable_guest, workdir, sysconn):
     assert not dom.isActive() and owner(image)[:2] == (0, 0)
     dom.undefine()
 
+    # a dead socket someone else bound there (no one listens) is not virtsnap's to remove either
+    rendezvous = workdir / "rendezvous"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(rendezvous))
+    before = os.lstat(rendezvous)
+    dom = sysconn.defineXML(with_channel(xml, f"<channel type='unix'><source mode='bind' path='{rendezvous}'/>"
+                                              "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"))
+    with pytest.raises(virtsnap.libvirtError) as exc:
+        dom.create()
+    assert exc.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert "did not create it" in exc.value.get_error_message()
+    after = os.lstat(rendezvous)
+    assert stat.S_ISSOCK(after.st_mode) and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert not dom.isActive() and owner(image)[:2] == (0, 0)
+    dom.undefine()
+
     serial = workdir / "demo.serial"  # the serial file domain_xml names
     serial.write_text("root's log")
     os.chmod(serial, 0o644)
@@ -200,3 +218,20 @@ def test_live_snapshot_follows_the_host_userfaultfd_setting(reachable_guest, wor
         assert ids(dom.ID())["Uid"][0] != 0
         dom.snapshotCreateXML(xml)  # without LIVE it works confined
         assert dom.snapshotNum() == 1 and memory.exists()
+
+
+def test_the_agent_socket_of_a_killed_run_is_removed_at_the_next_start(reachable_guest, workdir, sysconn):
+    """The one socket that may be removed is the one virtsnap bound and recorded: after QEMU is killed, the
+    next start replaces it, and a clean stop removes it."""
+    path = workdir / "agent.sock"
+    xml = domain_xml(reachable_guest, workdir, agent=False)
+    dom = sysconn.defineXML(with_channel(xml, f"<channel type='unix'><source mode='bind' path='{path}'/>"
+                                              "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"))
+    dom.create()
+    os.kill(dom.ID(), signal.SIGKILL)
+    dom.create() if not dom.isActive() else pytest.fail("a killed QEMU still counts as running")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.connect(str(path))  # the new QEMU's agent socket listens there
+    dom.destroy()
+    assert not os.path.lexists(path)
+    dom.undefine()

@@ -183,14 +183,11 @@ def _listen(path: str, sockets: list[socket.socket], user_path: bool = False) ->
     import socket
 
     if user_path and os.path.lexists(path):
-        import stat
-
-        st = os.lstat(path)
-        if not stat.S_ISSOCK(st.st_mode) or _listening(path):
-            raise error(ErrorCode.OPERATION_INVALID, ERR,
-                        f"guest agent socket path {path} already exists and is not a stale socket; nothing was "
-                        "removed")
-        os.unlink(path)  # a socket no one listens on any more (a QEMU that ended): holds no data
+        # whatever is there is not virtsnap's: a socket it bound in an earlier run was recorded and removed
+        # by remove_sockets before this start; even a dead socket may be someone else's rendezvous point
+        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                    f"guest agent socket path {path} already exists and virtsnap did not create it; nothing was "
+                    "removed (remove it or choose another path)")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sockets.append(sock)
     try:
@@ -228,17 +225,6 @@ def remove_sockets(rt: Runtime) -> None:
         if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == (dev, ino):
             os.unlink(path)
     rt.sockets.unlink(missing_ok=True)
-
-
-def _listening(path: str) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-        return True
 
 
 def open_serial(path: str, append: bool, user: Identity | None) -> int:
