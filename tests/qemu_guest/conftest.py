@@ -105,18 +105,39 @@ def _libvirtd_ready() -> bool:
     return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
 
 
+def _without_kvm(argv: list[str], where: Path) -> list[str]:
+    """argv run in a private mount namespace where /dev/kvm is an empty root-only file and qemu.conf is
+    this run's own (`namespaces = []`: libvirt cannot carry a file bind mount into a guest's private /dev).
+
+    Why: libvirtd 9.0 probes QEMU as root with accel=kvm:tcg (KVM comes up) but judges /dev/kvm (0600 root)
+    unusable for its QEMU user, so virQEMUCapsIsValid finds "KVM was enabled when probing, but it is not
+    available now" on every lookup and re-probes QEMU on every define (tens of seconds each). Without a usable
+    /dev/kvm both views agree (TCG only, which is all these tests run) and the capabilities cache holds. Only
+    this daemon's view changes: the host's /dev/kvm and /etc/libvirt are untouched."""
+    if not Path("/dev/kvm").exists():
+        return argv
+    blank, conf = where / "no-kvm", where / "qemu.conf"
+    blank.touch(mode=0o600)
+    conf.write_text("namespaces = []\n")
+    script = 'mount --bind "$0" /dev/kvm && mount --bind "$1" /etc/libvirt/qemu.conf && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, str(blank), str(conf),
+            *argv]
+
+
 @pytest.fixture(scope="session")
-def libvirtd():
+def libvirtd(tmp_path_factory):
     """Root libvirtd 9.0 (qemu:///system, TCG), started once for the run when none is running (its first
-    start probes QEMU's capabilities, which takes tens of seconds on a loaded machine)."""
+    start probes QEMU's capabilities, which takes seconds on a loaded machine). A daemon started here sees no
+    usable /dev/kvm (see _without_kvm); one already running is used as it is."""
     if os.geteuid() != 0 or shutil.which("libvirtd") is None:
         if os.environ.get("CI"):
             pytest.fail("CI must run as root with Debian's libvirt-daemon-system installed")
         pytest.skip("needs root and libvirtd")
     started = []
     if not _libvirtd_ready():
-        for daemon in ("virtlogd", "libvirtd"):  # the qemu driver logs through virtlogd
-            started.append(subprocess.Popen([daemon], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        where = tmp_path_factory.mktemp("libvirtd")
+        for argv in (["virtlogd"], _without_kvm(["libvirtd"], where)):  # the qemu driver logs through virtlogd
+            started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 180
         while not _libvirtd_ready():
             assert time.monotonic() < deadline, "libvirtd did not start"
