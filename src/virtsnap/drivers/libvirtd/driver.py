@@ -135,10 +135,14 @@ class LibvirtView(SnapshotTree):
 class LibvirtDriver:
     """A connection to libvirtd at the URI after `libvirt+`, opened read-only when virtsnap's is."""
 
-    def __init__(self, uri: URI, lv: Any, conn: Any, scheme: str) -> None:
+    def __init__(self, uri: URI, lv: Any, conn: Any, scheme: str, read_only: bool = False, inner: str = "") -> None:
         self.uri = uri
         self._lv = lv
         self._conn = conn
+        self._scheme = scheme
+        self._read_only = read_only
+        self._inner = inner
+        self._context: Any = None  # beyond.Context, made by the first operation virtsnap does itself
         domain = _DRIVER_DOMAINS.get(scheme, ErrorDomain.DOMAIN)
         # (domain UUID, snapshot name) -> the libvirt-python handle last seen for it. libvirt's snapshot handles
         # are a domain and a name, checked again on every call: a handle whose snapshot is gone still reaches
@@ -159,6 +163,8 @@ class LibvirtDriver:
                                exc.get_str1(), exc.get_str2(), exc.get_str3()) from None
 
     def close(self) -> None:
+        if self._context is not None:
+            self._context.close()
         try:
             self._call(self._conn.close)
         except libvirtError:
@@ -254,11 +260,46 @@ class LibvirtDriver:
     def snapshot_xml(self, uuid: str, name: str, flags: int) -> str:
         return str(self._call(self._snapshot(uuid, name).getXMLDesc, flags))
 
+    def _beyond(self) -> Any:
+        """virtsnap's own operations (beyond.py) where they may run: a read-write connection to a QEMU
+        libvirtd (libvirt's test driver keeps no image files; a read-only connection changes nothing)."""
+        if self._read_only or self._scheme != "qemu":
+            return None
+        if self._context is None:
+            from . import beyond
+
+            self._context = beyond.Context(self._lv, self._conn, self._call,
+                                           beyond.state_directory(self._inner.rstrip("/").endswith("/system")))
+        return self._context
+
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
-        self._call(self._dom(uuid).revertToSnapshot, self._snapshot(uuid, name), flags)
+        snap = self._snapshot(uuid, name)
+        ctx = self._beyond()
+        if ctx is not None:
+            from . import beyond
+
+            if beyond.own_revert(ctx.version()) and beyond.is_external(
+                    beyond.parse(str(self._call(snap.getXMLDesc, 0)))):
+                beyond.local_only(self._inner)
+                from . import revert
+
+                with ctx.operation(uuid, name):
+                    revert.revert(ctx, uuid, snap, flags)
+                return
+        self._call(self._dom(uuid).revertToSnapshot, snap, flags)
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
-        self._call(self._snapshot(uuid, name).delete, flags)
+        snap = self._snapshot(uuid, name)
+        ctx = self._beyond()
+        if ctx is not None:
+            from . import beyond, delete
+
+            if beyond.own_delete(ctx.version(), flags) and delete.wanted(ctx, self._dom(uuid), name, flags):
+                beyond.local_only(self._inner)
+                with ctx.operation(uuid, name):
+                    delete.delete(ctx, uuid, name, flags)
+                return
+        self._call(snap.delete, flags)
 
     def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
         """libvirt's snapshot metadata against the qcow2 tags (check.py); report only, even with REPAIR."""
@@ -281,4 +322,4 @@ def open_driver(uri: URI, read_only: bool, auth: Any = None) -> LibvirtDriver:
     except lv.libvirtError as exc:
         raise libvirtError(exc.get_error_message() or str(exc), int(exc.get_error_code() or 5),
                            int(exc.get_error_domain() or 0)) from None
-    return LibvirtDriver(uri, lv, conn, scheme)
+    return LibvirtDriver(uri, lv, conn, scheme, read_only, inner)

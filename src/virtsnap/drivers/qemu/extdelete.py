@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...conf.domain_xml import DomainDef
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
-from . import external
+from . import external, images
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -324,6 +324,17 @@ class _Planner:
             plan.steps.append(Step("stream", child, base, below, below_format, how="stream", target=target))
         for child in dependents:
             self.graph[child].backing = below
+
+
+def image_step(step: Step) -> None:
+    """Carry out a qemu-img step of a plan on the files (QEMU does not have them open), formats named."""
+    if step.kind == "commit":
+        images.run(["commit", "-q", "-f", step.image_format, "-d", "--", step.image])
+    elif step.kind == "set-backing":  # header only: the same data through another file
+        images.run(["rebase", "-u", "-f", step.image_format, "-F", step.format, "-b", step.base, "--", step.image])
+    else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
+        images.run(["rebase", "-q", "-f", step.image_format, "-b", step.below or ""]
+                   + (["-F", step.format] if step.below else []) + ["--", step.image])
 
 
 # -- QEMU's side -------------------------------------------------------------------------------------------
