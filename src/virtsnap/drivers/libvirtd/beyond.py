@@ -127,15 +127,26 @@ class Context:
         return self.call(self.conn.lookupByUUIDString, uuid)
 
     @contextlib.contextmanager
-    def operation(self, uuid: str, name: str) -> Iterator[None]:
+    def operation(self, uuid: str, name: str, timeout: float = 30.0) -> Iterator[None]:
         """The domain's lock (virtsnap's own operations exclude each other) with anything a killed operation
         left unfinished finished first."""
-        with DomainLock(self.directory, uuid, what=name):
+        with DomainLock(self.directory, uuid, timeout=timeout, what=name):
             self.recover(uuid)
             try:
                 yield
             finally:
                 external.forget_chains()
+
+    def settle(self, uuid: str) -> None:
+        """Before any call on the domain: finish what a killed operation left (one indexed probe when there
+        is nothing). A recovery that fails stays in the journal and is tried again by the next call."""
+        if not self.directory.joinpath("metadata.db").exists() or not self.store.journal_pending(uuid):
+            return
+        try:
+            with self.operation(uuid, uuid, timeout=0):  # held: a live operation, not a killed one
+                pass
+        except libvirtError as exc:
+            log.warning("could not finish an operation a killed process left: %s", exc.get_error_message())
 
     def recover(self, uuid: str) -> list[str]:
         """Roll forward every operation of the domain a killed process left in the journal; returns what was

@@ -188,7 +188,11 @@ class LibvirtDriver:
                             bool(self._call(dom.isPersistent)))
 
     def _dom(self, uuid: str) -> Any:
-        return self._call(self._conn.lookupByUUIDString, uuid)
+        dom = self._call(self._conn.lookupByUUIDString, uuid)
+        ctx = self._beyond()
+        if ctx is not None:
+            ctx.settle(uuid)  # an operation of virtsnap's own that a killed process left: finished first
+        return dom
 
     def list_domains(self) -> list[DomainRecord]:
         return [self._record(d) for d in self._call(self._conn.listAllDomains, 0)]
