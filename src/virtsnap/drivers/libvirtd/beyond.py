@@ -176,10 +176,11 @@ class Context:
 
 
 def local_only(uri_text: str) -> None:
-    """virtsnap's own operations read and write the image files: only where libvirtd runs on this host."""
-    inner = uri_text.split("+", 1)[1] if "+" in uri_text else uri_text
-    scheme, _, rest = inner.partition(":")
-    if "+" in scheme or (rest.startswith("//") and rest[2:].split("/", 1)[0] not in ("", "localhost")):
+    """virtsnap's own operations read and write the image files: only where libvirtd runs on this host (the
+    libvirt URI, after `libvirt+`, names no other host)."""
+    _scheme, _, rest = uri_text.partition(":")
+    host = rest[2:].split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0] if rest.startswith("//") else ""
+    if host not in ("", "localhost"):
         raise error(ErrorCode.NO_SUPPORT, ERR, "reverting to and deleting external snapshots with a libvirt older "
                     "than the operation needs works only on the host where libvirtd runs (run virtsnap there)")
 
