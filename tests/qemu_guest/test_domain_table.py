@@ -232,3 +232,49 @@ def test_the_table_is_walked():
     missing = sorted(t for t in tags - bookkeeping if f"<{t}" not in text)
     assert missing == []
     assert ("cpu", "mode") in VALUES
+
+
+@pytest.mark.parametrize("model", ["tpm-crb", "tpm-tis"])
+def test_tpm_emulator(conn, plain, model):
+    """<tpm> with an emulator backend: QEMU's own query-tpm shows the model on swtpm (whose PCR banks,
+    <active_pcr_banks>, a booted guest reads in test_tpm.py); everything else about a TPM is refused."""
+    banks = "<active_pcr_banks><sha1/><sha256/><sha384/><sha512/></active_pcr_banks>"
+    dom = _running(conn, _with(plain, devices=f"<tpm model='{model}'><backend type='emulator' version='2.0'>"
+                                              f"{banks}</backend></tpm>"))
+    try:
+        from pathlib import Path
+
+        from virtsnap.drivers.qemu.monitor import Monitor
+
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+        try:
+            tpms = mon.execute("query-tpm")
+        finally:
+            mon.close()
+        assert [(t["id"], t["model"], t["options"]["type"]) for t in tpms] == [("tpm-tpm0", model, "emulator")]
+    finally:
+        dom.destroy()
+        dom.undefine()
+
+
+def test_tpm_refusals(conn, plain):
+    cases = {
+        "<tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>":
+            ["type='passthrough' of <domain/devices/tpm/backend>", "element <domain/devices/tpm/backend/device>"],
+        "<tpm model='tpm-crb'><backend type='emulator' version='1.2'/></tpm>":
+            ["version='1.2' of <domain/devices/tpm/backend>"],
+        "<tpm model='tpm-spapr'><backend type='emulator' version='2.0' persistent_state='yes'/></tpm>":
+            ["model='tpm-spapr' of <domain/devices/tpm>", "attribute 'persistent_state' of <domain/devices/tpm/backend>"],
+        "<tpm model='tpm-crb'><backend type='emulator' version='2.0'><encryption secret='x'/></backend></tpm>":
+            ["element <domain/devices/tpm/backend/encryption>"],
+        "<tpm model='tpm-crb'><backend type='emulator'/></tpm><tpm model='tpm-tis'><backend type='emulator'/></tpm>":
+            ["only one <tpm> device"],
+        "<tpm model='tpm-crb'/>": ["needs <backend type='emulator'"],
+    }
+    for devices, items in cases.items():
+        with pytest.raises(virtsnap.libvirtError) as err:
+            conn.defineXML(_with(plain, devices=devices))
+        assert err.value.get_error_code() in (virtsnap.VIR_ERR_CONFIG_UNSUPPORTED, virtsnap.VIR_ERR_XML_ERROR)
+        for item in items:
+            assert item in str(err.value), (devices, item)
+    assert conn.listAllDomains() == []

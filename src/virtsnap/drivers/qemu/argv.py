@@ -26,13 +26,15 @@ VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
 class Descriptors(Frozen):
     """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
 
-    _fields = ("monitor", "agent", "serial")
+    _fields = ("monitor", "agent", "serial", "tpm")
     __slots__ = _fields
 
-    def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None) -> None:
+    def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None,
+                 tpm: int | None = None) -> None:
         self.monitor = monitor  # a listening unix socket: QMP
         self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
         self.serial = serial  # a file open for writing: the serial console's output
+        self.tpm = tpm  # a connected unix socket: swtpm's control channel
 
 
 def opt(value: str) -> str:
@@ -102,6 +104,13 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         if mac:
             device["mac"] = mac
         argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _json(device)]
+    if dom.hw.tpm is not None:
+        if fds.tpm is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, "the TPM has no swtpm control channel")
+        # libvirt's ids; the chardev is swtpm's control channel, already connected (fd=: no socket file)
+        argv += ["-chardev", f"socket,id=chrtpm,fd={int(fds.tpm)}",
+                 "-tpmdev", "emulator,id=tpm-tpm0,chardev=chrtpm",
+                 "-device", _json({"driver": dom.hw.tpm.device, "tpmdev": "tpm-tpm0", "id": "tpm0"})]
     argv += _display(dom) + _devices(dom)
     if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
         argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU

@@ -23,7 +23,7 @@ from ...conf.tree import Moment
 from ...errors import libvirtError
 from ...store import ledger
 from ..base import Drift
-from . import external, images, recovery
+from . import external, images, recovery, tpm
 
 if TYPE_CHECKING:
     from .driver import QemuDriver
@@ -186,7 +186,7 @@ def _orphans(drv: QemuDriver, uuid: str, layers: dict[str, external.Layer], repa
     needed |= {row.backing for row in drv.store.ledger() if row.domain != uuid and row.backing}
     out = []
     for row in drv.store.ledger(uuid):
-        if row.path in needed:
+        if row.path in needed or row.purpose == tpm.PURPOSE:  # the TPM state: the domain's as long as it exists
             continue
         if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
             if repair:

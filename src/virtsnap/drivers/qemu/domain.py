@@ -28,6 +28,8 @@ INPUTS = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse", ("keyb
           ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
           ("keyboard", "virtio"): "virtio-keyboard-pci", ("mouse", "ps2"): None, ("keyboard", "ps2"): None}
 USB_MODELS = {"qemu-xhci": "qemu-xhci", "piix3-uhci": "piix3-usb-uhci"}
+TPM_MODELS = {"tpm-crb": "tpm-crb", "tpm-tis": "tpm-tis"}  # <tpm model> -> QEMU device (swtpm behind it)
+TPM_PCR_BANKS = ("sha1", "sha256", "sha384", "sha512")  # <active_pcr_banks> children, swtpm_setup's names
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
 
 # element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
@@ -100,6 +102,8 @@ SUBSET: dict[str, Spec] = {
             "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
             "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
             "audio": _s("id type"),
+            "tpm": _s("model", {"backend": _s("type version", {"active_pcr_banks": _s("", {
+                bank: _s() for bank in TPM_PCR_BANKS})}), "alias": _ALIAS}),
         }),
         "seclabel": _s("type model relabel", {"label": _s(text=True)}),
     }),
@@ -132,7 +136,10 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("seclabel", "type"): frozenset({"static", "dynamic"}),
     ("seclabel", "relabel"): frozenset({"yes", "no"}),
     ("memballoon", "model"): frozenset({"virtio", "none"}),
-    ("audio", "type"): frozenset({"none"}),  # the only backend; no <sound> device is applied yet
+    ("audio", "type"): frozenset({"none"}),
+    ("tpm", "model"): frozenset(TPM_MODELS),
+    ("backend", "type"): frozenset({"emulator"}),  # <tpm><backend>: swtpm (passthrough of a host TPM is not)
+    ("backend", "version"): frozenset({"2.0"}),  # the only backend; no <sound> device is applied yet
     ("rng", "model"): frozenset({"virtio"}),
     ("backend", "model"): frozenset({"random", "builtin"}),
     ("input", "type"): frozenset({"tablet", "mouse", "keyboard"}),
@@ -302,6 +309,32 @@ class SecLabel(Frozen):
         return cls(label, node.get("relabel") != "no")
 
 
+class Tpm(Frozen):
+    """<tpm model='tpm-crb|tpm-tis'><backend type='emulator' version='2.0'/>: a TPM 2.0 that swtpm emulates
+    (drivers/qemu/tpm.py), with the PCR banks swtpm_setup activates (None: swtpm_setup's default, sha256)."""
+
+    _fields = ("device", "pcr_banks")
+    __slots__ = _fields
+
+    def __init__(self, device: str, pcr_banks: tuple[str, ...] | None = None) -> None:
+        self.device = device  # QEMU's device: tpm-crb or tpm-tis
+        self.pcr_banks = pcr_banks
+
+    @classmethod
+    def from_node(cls, node: Node) -> Tpm:
+        backend = node.find("backend")
+        if backend is None or backend.get("type") != "emulator":  # the type is checked by VALUES when given
+            raise error(ErrorCode.XML_ERROR, ERR, "a <tpm> needs <backend type='emulator' version='2.0'/>")
+        banks_node = backend.find("active_pcr_banks")
+        banks = None
+        if banks_node is not None:
+            banks = tuple(b for b in TPM_PCR_BANKS if banks_node.find(b) is not None)
+            if not banks:
+                raise error(ErrorCode.XML_ERROR, ERR, "<active_pcr_banks> names no PCR bank")
+        # libvirt's default model on x86 is tpm-tis; an absent version is 2.0 (swtpm's TPM 1.2 is not offered)
+        return cls(TPM_MODELS[node.get("model") or "tpm-tis"], banks)
+
+
 class Disk(Frozen):
     _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot", "cache",
                "discard", "io", "boot_order")
@@ -381,7 +414,7 @@ class Hardware(Frozen):
 
     _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
                "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
-               "serials", "root_ports", "audio")
+               "serials", "root_ports", "audio", "tpm")
     __slots__ = _fields
 
     def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
@@ -390,7 +423,9 @@ class Hardware(Frozen):
                  scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
                  disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
-                 root_ports: Sequence[tuple[int, int, int]] = (), audio: Sequence[int] = ()) -> None:
+                 root_ports: Sequence[tuple[int, int, int]] = (), audio: Sequence[int] = (),
+                 tpm: Tpm | None = None) -> None:
+        self.tpm = tpm  # the emulated TPM (swtpm), or None
         self.audio = audio  # the ids of <audio type='none'> backends
         self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
         self.nic_models = nic_models  # QEMU device names, one per <interface>
@@ -503,6 +538,9 @@ class Hardware(Frozen):
             if not (raw.isdigit() and 0 < int(raw) < 1000):
                 raise _refuse("audio id", raw, "a number from 1 to 999")
             audio.append(int(raw))
+        tpms = devices.findall("tpm")
+        if len(tpms) > 1:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <tpm> device is supported")
         clock = node.find("clock")
         timers = {t.get("name"): t for t in clock.findall("timer")} if clock is not None else {}
         features = node.find("features")
@@ -538,6 +576,7 @@ class Hardware(Frozen):
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
             serials=serials, root_ports=root_ports, audio=audio,
+            tpm=Tpm.from_node(tpms[0]) if tpms else None,
         )
 
 

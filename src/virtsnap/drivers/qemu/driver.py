@@ -49,7 +49,7 @@ from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
-from . import external, images
+from . import external, images, tpm
 from .domain import QemuDomain
 
 if TYPE_CHECKING:  # and modules only some operations need, imported where they are used
@@ -408,7 +408,8 @@ class QemuDriver:
         _refuse_probing(dom)
         user = self._qemu_user(dom)
         self._hand_over(uuid, dom, user)
-        launch(dom, self._rt(uuid), paused=paused, incoming=incoming, user=user)
+        tpm_state = tpm.prepare(self.store, self.state_dir, uuid, dom.hw.tpm, user) if dom.hw.tpm else None
+        launch(dom, self._rt(uuid), paused=paused, incoming=incoming, user=user, tpm_state=tpm_state)
 
     def start(self, uuid: str, flags: int) -> None:
         defn = self._def(uuid)

@@ -75,6 +75,24 @@ class Runtime(Frozen):
         return self.directory / "qemu.log"
 
     @property
+    def swtpm_pidfile(self) -> Path:
+        return self.directory / "swtpm.pid"
+
+    @property
+    def swtpm_log(self) -> Path:
+        return self.directory / "swtpm.log"
+
+    def swtpm_pid(self) -> int | None:
+        """The domain's swtpm while it runs (pid and start time as recorded at launch; never a recycled pid)."""
+        reap()
+        try:
+            pid_text, _, started = self.swtpm_pidfile.read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        return pid if start_time(pid) == started and _state(pid) not in (None, "Z") else None
+
+    @property
     def sockets(self) -> Path:
         """The sockets virtsnap bound for QEMU outside this directory (path, device, inode), removed at stop."""
         return self.directory / "sockets.json"
@@ -88,7 +106,7 @@ class Runtime(Frozen):
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        if _start_time(pid) != started:
+        if start_time(pid) != started:
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -99,7 +117,14 @@ class Runtime(Frozen):
         return pid
 
 
-def _start_time(pid: int) -> str | None:
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
@@ -118,11 +143,12 @@ def reap() -> None:
 
 
 def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool = False,
-           user: Identity | None = None, timeout: float = 60.0) -> int:
+           user: Identity | None = None, timeout: float = 60.0, tpm_state: Path | None = None) -> int:
     """Start QEMU detached (its own session; it outlives this process) and return its pid once its monitor
     answers; it runs unless `paused` or `incoming`. `user`: the unprivileged user it runs as from its first
-    instruction (qemu:///system), with the seccomp sandbox. On failure nothing runs and QEMU's own error
-    output is the message."""
+    instruction (qemu:///system), with the seccomp sandbox. `tpm_state`: the prepared state directory of the
+    domain's <tpm>, whose swtpm starts first (tpm.py) and ends with QEMU. On failure nothing runs and QEMU's
+    own error output is the message."""
     import subprocess
 
     from . import argv
@@ -133,8 +159,12 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     sockets: list[socket.socket] = []
     try:
         remove_sockets(rt)
-        for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent):  # virtsnap's own files, in its own directory
-            stale.unlink(missing_ok=True)
+        for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
+            stale.unlink(missing_ok=True)  # virtsnap's own files, in its own directory
+        tpm_fd = None
+        if dom.hw.tpm is not None:
+            tpm_fd = _start_swtpm(rt, tpm_state, user)
+            opened.append(tpm_fd)  # QEMU holds its copy; if QEMU never starts, closing ours ends swtpm
         monitor = _listen(str(rt.monitor), sockets)
         agent = None
         if dom.agent_socket is not None:
@@ -148,9 +178,9 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
             opened.append(serial)
         log = os.open(rt.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         opened.append(log)
-        fds = argv.Descriptors(monitor, agent, serial)
+        fds = argv.Descriptors(monitor, agent, serial, tpm_fd)
         args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
-        keep = [fd for fd in (monitor, agent, serial) if fd is not None]
+        keep = [fd for fd in (monitor, agent, serial, tpm_fd) if fd is not None]
         ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,
@@ -163,7 +193,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     _children[proc.pid] = proc
     started = None
     while started is None and proc.poll() is None:
-        started = _start_time(proc.pid)
+        started = start_time(proc.pid)
     if started is not None:
         fd = os.open(rt.pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -176,6 +206,28 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
         proc.wait()
         raise
     return proc.pid
+
+
+def _start_swtpm(rt: Runtime, state: Path | None, user: Identity | None) -> int:
+    """The domain's swtpm, started and recorded (pid and start time); QEMU's end of its control channel."""
+    from . import tpm
+
+    if state is None:
+        raise error(ErrorCode.INTERNAL_ERROR, ERR, "the TPM state directory was not prepared")
+    log = os.open(rt.swtpm_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if user is not None:
+            os.fchown(log, user.uid, user.gid)
+        fd, proc = tpm.start(state, log, user)
+    finally:
+        os.close(log)
+    _children[proc.pid] = proc
+    started = start_time(proc.pid)
+    if started is not None:
+        pidfd = os.open(rt.swtpm_pidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(pidfd, "w") as f:
+            f.write(f"{proc.pid} {started}\n")
+    return fd
 
 
 def _listen(path: str, sockets: list[socket.socket], user_path: bool = False) -> int:
@@ -289,6 +341,7 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
 
     pid = rt.pid()
     if pid is None:
+        stop_swtpm(rt)
         return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
@@ -297,10 +350,29 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
             break
         if wait_gone(pid, wait):
             break
+    stop_swtpm(rt)
     rt.pidfile.unlink(missing_ok=True)
     rt.monitor.unlink(missing_ok=True)
     rt.agent.unlink(missing_ok=True)
     remove_sockets(rt)
+
+
+def stop_swtpm(rt: Runtime, timeout: float = 10.0) -> None:
+    """Once QEMU is gone: wait for the domain's swtpm to end (its control channel closed with QEMU, so it saves
+    and exits by itself), and stop it only if it does not."""
+    import signal
+
+    pid = rt.swtpm_pid()
+    if pid is not None:
+        for sig, wait in ((None, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+            if wait_gone(pid, wait):
+                break
+    rt.swtpm_pidfile.unlink(missing_ok=True)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
