@@ -15,9 +15,9 @@ DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fspr
 # extra `libvirt`), since the venv does not see Debian's python3-libvirt; OpenSSH (client and server) for the
 # `+ssh` remote tests; virtinst (virt-install), ovmf and swtpm-tools make the corpus of typical guests that
 # tests/qemu_guest/test_corpus.py defines; debian-archive-keyring lets apt check libvirt's source package,
-# whose own test vectors the tests fetch (tests/libvirt_source.py).
+# whose own test vectors the tests fetch (tests/libvirt_source.py); swtpm runs the emulated <tpm> (docs/tpm.md).
 TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu gcc pkg-config python3-dev
-               virtinst ovmf swtpm-tools
+               virtinst ovmf swtpm swtpm-tools
                golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev
                chromium chromium-driver openssh-client openssh-server debian-archive-keyring)
 PACKAGES=("${DEMO_PACKAGES[@]}")

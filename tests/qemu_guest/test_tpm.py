@@ -16,6 +16,7 @@ import virtsnap
 from virtsnap.drivers.qemu import process, tpm
 
 from .conftest import agent_for, domain_xml, guest_read
+from .test_confine import reachable_guest, sysconn  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.qemu
 
@@ -136,5 +137,31 @@ def test_swtpm_ends_with_qemu(guest, workdir, conn):
     dom.create()
     swtpm = rt.swtpm_pid()
     assert swtpm is not None
+    dom.destroy()
+    assert rt.swtpm_pid() is None and gone(swtpm)
+
+
+def test_system_swtpm_runs_as_qemus_user(reachable_guest, workdir, sysconn):
+    """qemu:///system: swtpm is confined like QEMU (its unprivileged user from the first instruction), the TPM
+    state is that user's alone while the driver's state directory stays root's, and swtpm ends with QEMU."""
+    from virtsnap.drivers.qemu.confine import qemu_user
+
+    user = qemu_user(None)
+    xml = domain_xml(reachable_guest, workdir, "systpm")
+    dom = sysconn.defineXML(xml.replace("</devices>", "<tpm model='tpm-crb'><backend type='emulator' "
+                                                      "version='2.0'/></tpm></devices>"))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    rt = runtime(sysconn, dom)
+    swtpm = rt.swtpm_pid()
+    assert swtpm is not None
+    status = {k: v.split() for k, _, v in (line.partition(":") for line in
+                                           Path(f"/proc/{swtpm}/status").read_text().splitlines())}
+    assert status["Uid"] == [str(user.uid)] * 4 and status["Gid"] == [str(user.gid)] * 4
+    state = tpm.state_path(Path(sysconn.driver.state_dir), dom.UUIDString())
+    st = os.lstat(state)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o700)
+    assert (state / tpm.STATE_FILE).stat().st_uid == user.uid  # swtpm_setup ran as that user too
+    parent = os.lstat(state.parent)
+    assert (parent.st_uid, stat.S_IMODE(parent.st_mode)) == (0, 0o700)
     dom.destroy()
     assert rt.swtpm_pid() is None and gone(swtpm)
