@@ -165,3 +165,20 @@ def test_system_swtpm_runs_as_qemus_user(reachable_guest, workdir, sysconn):
     assert (parent.st_uid, stat.S_IMODE(parent.st_mode)) == (0, 0o700)
     dom.destroy()
     assert rt.swtpm_pid() is None and gone(swtpm)
+
+
+def test_a_planted_state_directory_is_refused(guest, workdir, conn):
+    """A symbolic link where the domain's TPM state directory goes (someone else's directory behind it) is
+    refused at start: nothing runs, nothing there is created, chowned or chmodded."""
+    dom = conn.defineXML(tpm_domain(guest, workdir, "planted"))
+    state = tpm.state_path(Path(conn.driver.state_dir), dom.UUIDString())
+    state.parent.mkdir(parents=True, exist_ok=True)
+    victim = workdir / "victim"
+    victim.mkdir(mode=0o755)
+    state.symlink_to(victim)
+    with pytest.raises(virtsnap.libvirtError) as err:
+        dom.create()
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_FAILED
+    assert "is not a directory virtsnap made" in str(err.value)
+    assert not dom.isActive() and list(victim.iterdir()) == [] and stat.S_IMODE(victim.stat().st_mode) == 0o755
+    assert [r for r in conn.driver.store.ledger(dom.UUIDString()) if r.purpose == tpm.PURPOSE] == []

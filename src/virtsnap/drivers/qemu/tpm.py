@@ -71,7 +71,11 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
         raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot create TPM state directory {path}: {exc.strerror}") \
             from exc
     owner = os.geteuid() if user is None else user.uid
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a symbolic link or a file where the directory should be
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"TPM state directory {path} is not a directory virtsnap "
+                    f"made ({exc.strerror}); nothing was changed") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (owner, os.geteuid()):
