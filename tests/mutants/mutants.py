@@ -35,17 +35,17 @@ class Mutant:
 MUTANTS = (
     Mutant("qemu-revert-keeps-current",
            "QEMU: a revert to an internal snapshot does not make it current",
-           "src/virtsnap/drivers/qemu/driver.py",
-           "                    self.store.put_domain(uuid, dom_def.name, _stored(defn.domain))\n"
-           "                tree.set_current(moment)\n",
-           "                    self.store.put_domain(uuid, dom_def.name, _stored(defn.domain))\n"
-           "                pass\n",
+           "src/virtsnap/drivers/qemu/revert.py",
+           "                ctx.store.put_domain(uuid, dom_def.name, moments.stored(defn.domain))\n"
+           "            tree.set_current(moment)\n",
+           "                ctx.store.put_domain(uuid, dom_def.name, moments.stored(defn.domain))\n"
+           "            pass\n",
            ("tests/differential/test_differential.py::test_offline_qemu_tree_matches_libvirt[0]",
             "tests/unit/test_prop_tree.py::test_random_operation_sequences_on_offline_qemu"),
            "fast"),
     Mutant("qemu-create-links-roots",
            "QEMU: every new snapshot is linked as a root instead of a child of the current one",
-           "src/virtsnap/drivers/qemu/driver.py",
+           "src/virtsnap/drivers/qemu/context.py",
            'parent = tree.current if parent_name == "" else',
            'parent = None if parent_name == "" else',
            ("tests/differential/test_differential.py::test_offline_qemu_tree_matches_libvirt[0]",

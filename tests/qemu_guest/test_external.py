@@ -216,11 +216,11 @@ def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
 
 @pytest.mark.parametrize("live", [True, False], ids=["live", "paused-save"])
 def test_external_memory_snapshot_restores_ram_and_disk(guest, workdir, conn, live, monkeypatch):
-    from virtsnap.drivers.qemu import driver
+    from virtsnap.drivers.qemu import migration
 
     seen: list[list[dict]] = []
-    pause_ms = driver._pause_ms
-    monkeypatch.setattr(driver, "_pause_ms", lambda events: seen.append(events) or pause_ms(events))
+    pause_ms = migration.pause_ms
+    monkeypatch.setattr(migration, "pause_ms", lambda events: seen.append(events) or pause_ms(events))
     dom = conn.defineXML(domain_xml(guest, workdir))
     dom.create()
     with agent_for(conn, dom) as agent:

@@ -83,7 +83,7 @@ def fake_domain(request, monkeypatch):
     try:
         monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(work / "state"))
         conn, dom, disk = define_offline(work, "fake")
-        rt = conn.driver._rt(dom.UUIDString())
+        rt = conn.driver.ctx.rt(dom.UUIDString())
         proc = subprocess.Popen([sys.executable, "-c", FAKE_QMP, str(rt.monitor), request.param, str(rt.pidfile),
                                  dom.UUIDString()])
         try:

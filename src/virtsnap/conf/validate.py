@@ -12,26 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorCode, ErrorDomain, error
-from .xmlutil import _lxml, _parser, parse
+from .xmlutil import lxml_etree, parse, safe_parser
 
 LIBVIRT_SCHEMA = Path("/usr/share/libvirt/schemas/domainsnapshot.rng")
 
 
 @functools.cache
 def _snapshot_schema() -> tuple[Any, str]:
-    etree = _lxml()
+    etree = lxml_etree()
     if LIBVIRT_SCHEMA.is_file():  # libvirt's, with its includes (domaincommon.rng ...) beside it
-        return etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA), _parser())), str(LIBVIRT_SCHEMA)
+        return etree.RelaxNG(etree.parse(str(LIBVIRT_SCHEMA), safe_parser())), str(LIBVIRT_SCHEMA)
     path = resources.files(__package__).joinpath("schemas/domainsnapshot.rng")
-    return etree.RelaxNG(etree.fromstring(path.read_bytes(), _parser())), str(path)
+    return etree.RelaxNG(etree.fromstring(path.read_bytes(), safe_parser())), str(path)
 
 
 def validate_snapshot(xml: str) -> None:
     """Raise VIR_ERR_XML_INVALID_SCHEMA if `xml` does not follow the domainsnapshot schema."""
     parse(xml, "domainsnapshot", "domain_snapshot", ErrorDomain.DOMAIN_SNAPSHOT)  # safety checks first
-    etree = _lxml()
+    etree = lxml_etree()
     data = xml.encode("utf-8") if xml.lstrip().startswith("<?xml") else xml
-    doc = etree.fromstring(data, _parser())
+    doc = etree.fromstring(data, safe_parser())
     schema, path = _snapshot_schema()
     if not schema.validate(doc):
         messages = "".join(f"{entry.message}\n" for entry in schema.error_log)

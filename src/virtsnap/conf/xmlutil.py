@@ -193,14 +193,14 @@ def _dump_attribute(name: str, value: str) -> str:
     return f' {name}="{out}"'
 
 
-def _lxml() -> Any:
+def lxml_etree() -> Any:
     from lxml import etree  # heavy: imported only when XML is parsed
 
     return etree
 
 
-def _parser() -> etree.XMLParser:
-    etree = _lxml()
+def safe_parser() -> etree.XMLParser:
+    etree = lxml_etree()
     # No entity expansion, no DTD loading, no network, no huge-tree mode: hostile input stays inert.
     return etree.XMLParser(
         resolve_entities=False,
@@ -243,7 +243,7 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
         raise error(ErrorCode.XML_ERROR, domain, f"document is larger than {MAX_XML_BYTES} bytes")
     if "\x00" in text:
         raise error(ErrorCode.XML_ERROR, domain, "document contains a NUL character")
-    etree = _lxml()
+    etree = lxml_etree()
     if not text.strip():
         raise raw_error(ErrorCode.XML_DETAIL, domain, f"({url}):1: Document is empty\n(null)\n^")
     stripped = text.lstrip()
@@ -257,7 +257,7 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
             raise error(ErrorCode.XML_ERROR, domain, f"document is not valid UTF-8: {exc.reason}") from exc
     else:
         data = text
-    parser = _parser()
+    parser = safe_parser()
     try:
         element = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
@@ -403,7 +403,7 @@ def _qualified(name: str) -> str:
 
 
 def _convert(element: Any, domain: ErrorDomain, depth: int, declared: dict[Any, list[tuple[str, str]]]) -> Node:
-    etree = _lxml()
+    etree = lxml_etree()
     if depth > MAX_DEPTH:
         raise error(ErrorCode.XML_ERROR, domain, f"document is nested deeper than {MAX_DEPTH} levels")
     tag = element.tag

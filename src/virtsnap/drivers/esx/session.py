@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...conf.xmlutil import _lxml, _parser
+from ...conf.xmlutil import lxml_etree, safe_parser
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from ...uri import URI
 from .auth import CredentialSource
@@ -346,9 +346,9 @@ class Session:
         return self._parse_props(data)
 
     def _parse_props(self, data: bytes) -> dict[str, Any] | None:
-        etree = _lxml()
+        etree = lxml_etree()
         try:
-            root = etree.fromstring(data, _parser())
+            root = etree.fromstring(data, safe_parser())
         except etree.XMLSyntaxError:
             return None
         stub = self.si._stub

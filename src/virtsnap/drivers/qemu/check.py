@@ -23,25 +23,24 @@ from ...conf.tree import Moment
 from ...errors import libvirtError
 from ...store import ledger
 from ..base import Drift
-from . import external, images, recovery, tpm
+from . import external, images, moments, recovery, tpm
 
 if TYPE_CHECKING:
-    from .driver import QemuDriver
+    from .context import Context
 
 TIMEOUT = 10.0  # seconds per qemu-img call: an image on a hung mount must not hang the check
 
 
-def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
+def check(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
     """Caller holds the domain's lock (and the journal was replayed when it took it)."""
-    from .driver import _def_of
 
     found: list[Drift] = []
-    found += _journal(drv, uuid, repair)
-    dom_def = drv._def(uuid)
-    tree = drv._tree(uuid)
-    lost = drv.store.lost(uuid)
+    found += _journal(ctx, uuid, repair)
+    dom_def = ctx.domain_def(uuid)
+    tree = ctx.tree(uuid)
+    lost = ctx.store.lost(uuid)
     roots: list[tuple[str, DomainDef]] = [("the domain", dom_def)]
-    roots += [(f"snapshot '{m.name}'", d) for m, d in ((m, _def_of(m).domain) for m in tree.moments()) if d]
+    roots += [(f"snapshot '{m.name}'", d) for m, d in ((m, moments.def_of(m).domain) for m in tree.moments()) if d]
     external.forget_chains()
     layers: dict[str, external.Layer] = {}  # every image reachable from a definition
     for owner, root in roots:
@@ -58,7 +57,7 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
                                    "restore the image or its backing files; nothing is changed automatically"))
     # Internal snapshots: which images should hold which tags, and which tags the images hold.
     for moment in tree.moments():
-        defn = _def_of(moment)
+        defn = moments.def_of(moment)
         if moment.name in lost:
             found.append(Drift("marked-lost", moment.name, lost[moment.name],
                                "kept on record; delete it with snapshot-delete --metadata", drift=False))
@@ -66,7 +65,7 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
         problem = _missing_data(defn, layers)
         if problem:
             if repair:
-                drv.store.mark_lost(uuid, moment.name, problem)
+                ctx.store.mark_lost(uuid, moment.name, problem)
             found.append(Drift("lost-snapshot", moment.name, problem,
                                "marked lost: kept on record, never reverted to" if repair
                                else "--repair marks it lost", repaired=repair))
@@ -84,13 +83,13 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
         except libvirtError as exc:
             why = exc.get_error_message()
         if repair and not why:
-            fixed = _import(drv, uuid, dom_def, tag, paths)
+            fixed = _import(ctx, uuid, dom_def, tag, paths)
         found.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in "
                            f"{', '.join(sorted(paths))} has no metadata",
                            f"never imported: {why}" if why else "imported as a root snapshot" if fixed
                            else "--repair imports it as a root", repaired=fixed))
-    found += _orphans(drv, uuid, layers, repair)
-    found += _process(drv, uuid, repair)
+    found += _orphans(ctx, uuid, layers, repair)
+    found += _process(ctx, uuid, repair)
     try:
         tree.check_invariants()
     except (AssertionError, ValueError) as exc:
@@ -98,18 +97,18 @@ def check(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
     return found
 
 
-def _journal(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
-    entries = drv.store.journal_unfinished(uuid)
+def _journal(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
+    entries = ctx.store.journal_unfinished(uuid)
     if entries and repair:
         for entry in entries:
-            drv.recovery_errors.pop(entry.id, None)
-        recovery.recover(drv, uuid)
-        left = {e.id for e in drv.store.journal_unfinished(uuid)}
+            ctx.recovery_errors.pop(entry.id, None)
+        recovery.recover(ctx, uuid)
+        left = {e.id for e in ctx.store.journal_unfinished(uuid)}
     else:
         left = {e.id for e in entries}
     out = []
     for entry in entries:
-        why = drv.recovery_errors.get(entry.id, "not finished yet")
+        why = ctx.recovery_errors.get(entry.id, "not finished yet")
         done = entry.id not in left
         out.append(Drift("unfinished-operation", f"{entry.op} by pid {entry.pid}",
                          f"{json.dumps(entry.intent.get('name'))}: {why}",
@@ -138,11 +137,10 @@ def _missing_data(defn: SnapshotDef, layers: dict[str, external.Layer]) -> str |
     return None
 
 
-def _import(drv: QemuDriver, uuid: str, dom_def: DomainDef, tag: str, paths: list[str]) -> bool:
+def _import(ctx: Context, uuid: str, dom_def: DomainDef, tag: str, paths: list[str]) -> bool:
     """Record an internal snapshot found in the images as a root: state from whether it saved memory. A tag
     is a name the image's writer chose (a guest can write a raw disk's bytes): it passes the same checks as a
     name given to snapshot-create, or it is not imported."""
-    from .driver import _attach
 
     try:
         check_name(tag)
@@ -164,37 +162,36 @@ def _import(drv: QemuDriver, uuid: str, dom_def: DomainDef, tag: str, paths: lis
                        disks=[DiskSnapshot(t, Location.INTERNAL if t in holding else Location.NO)
                               for t in sources],
                        domain=dom_def.copy())
-    tree = drv._tree(uuid)
+    tree = ctx.tree(uuid)
     moment = tree.add(Moment(tag))
-    _attach(moment, defn)
+    moments.attach(moment, defn)
     tree.link(moment, None)
-    drv._commit(uuid, tree)
+    ctx.commit(uuid, tree)
     return True
 
 
-def _orphans(drv: QemuDriver, uuid: str, layers: dict[str, external.Layer], repair: bool) -> list[Drift]:
+def _orphans(ctx: Context, uuid: str, layers: dict[str, external.Layer], repair: bool) -> list[Drift]:
     """Files the ledger says virtsnap made for this domain that no definition reaches any more. No directory
     is scanned and no other domain's image is read: another domain's definition or ledger naming the file
     (a disk on it, an overlay on top of it) keeps it, judged from the store alone."""
-    from .driver import _def_of
 
-    tree = drv._tree(uuid)
-    needed = set(layers) | {m for m in (_def_of(x).memory_file for x in tree.moments()) if m}
-    for other, _name, xml in drv.store.domains():
+    tree = ctx.tree(uuid)
+    needed = set(layers) | {m for m in (moments.def_of(x).memory_file for x in tree.moments()) if m}
+    for other, _name, xml in ctx.store.domains():
         if other != uuid:
             needed |= {p for p, _f in external.disk_sources(DomainDef.parse(xml, trusted=True)).values()}
-    needed |= {row.backing for row in drv.store.ledger() if row.domain != uuid and row.backing}
+    needed |= {row.backing for row in ctx.store.ledger() if row.domain != uuid and row.backing}
     out = []
-    for row in drv.store.ledger(uuid):
+    for row in ctx.store.ledger(uuid):
         if row.path in needed or row.purpose == tpm.PURPOSE:  # the TPM state: the domain's as long as it exists
             continue
         if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
             if repair:
-                drv.store.ledger_forget(row.path)
+                ctx.store.ledger_forget(row.path)
             continue
         empty = row.purpose == "memory" or not _has_own_data(row.path, row.format)
         if repair and empty:
-            removed = ledger.remove(drv.store, row)
+            removed = ledger.remove(ctx.store, row)
             out.append(Drift("orphaned-overlay", row.path, "no definition reaches it", "removed" if removed
                              else "left in place: it changed since the check read it", repaired=removed))
         else:
@@ -213,11 +210,11 @@ def _has_own_data(path: str, fmt: str) -> bool:
     return any(e.get("data") and e.get("depth") == 0 for e in extents)
 
 
-def _io_errors(drv: QemuDriver, uuid: str) -> list[Drift]:
+def _io_errors(ctx: Context, uuid: str) -> list[Drift]:
     """Why the guest is paused on an I/O error: each disk whose io-status is not ok, with the free space left
     on its image's filesystem. A note, not drift: the metadata is fine and resuming is the user's call."""
     out = []
-    with drv._monitor(uuid) as mon:
+    with ctx.monitor(uuid) as mon:
         devices = mon.execute("query-block")
     for dev in devices:
         io_status = dev.get("io-status", "ok")
@@ -238,13 +235,13 @@ def _io_errors(drv: QemuDriver, uuid: str) -> list[Drift]:
     return out
 
 
-def _process(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
+def _process(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
     """A QEMU left paused by an operation; a guest left frozen."""
     out = []
-    status = drv._status(uuid)
+    status = ctx.status(uuid)
     if status in recovery.PAUSED_BY_US:
         if repair:
-            with drv._monitor(uuid) as mon:
+            with ctx.monitor(uuid) as mon:
                 mon.execute("cont")
         out.append(Drift("paused-by-operation", "QEMU", f"the guest is paused in state '{status}', which only an "
                          "interrupted snapshot operation leaves", "resumed" if repair else "--repair resumes it",
@@ -254,10 +251,10 @@ def _process(drv: QemuDriver, uuid: str, repair: bool) -> list[Drift]:
                          "memory did not finish, so its memory is incomplete",
                          "not resumed (unsafe): revert to a snapshot again, or destroy the domain"))
     if status == "io-error":
-        out.extend(_io_errors(drv, uuid))
-    if status in ("running", "paused") and recovery.thaw_if_frozen(drv, uuid, thaw=False):
+        out.extend(_io_errors(ctx, uuid))
+    if status in ("running", "paused") and recovery.thaw_if_frozen(ctx, uuid, thaw=False):
         if repair:
-            recovery.thaw_if_frozen(drv, uuid, thaw=True)
+            recovery.thaw_if_frozen(ctx, uuid, thaw=True)
         out.append(Drift("guest-frozen", "guest file systems", "frozen (guest-fsfreeze-status), and no operation "
                          "is running", "thawed" if repair else "--repair thaws them", repaired=repair))
     return out

@@ -29,13 +29,13 @@ from ...errors import libvirtError, redact
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt
 from ...store.db import JournalEntry
-from . import external
+from . import delete, external, moments, revert
 from .agent import Agent
 from .domain import QemuDomain
 from .process import kill
 
 if TYPE_CHECKING:
-    from .driver import QemuDriver
+    from .context import Context
     from .monitor import Monitor
 
 log = logging.getLogger("virtsnap.recovery")
@@ -45,23 +45,23 @@ _MIGRATING = ("setup", "active", "pre-switchover", "device", "wait-unplug", "can
 PAUSED_BY_US = ("postmigrate", "finish-migrate", "save-vm")
 
 
-def recover(drv: QemuDriver, uuid: str) -> list[str]:
+def recover(ctx: Context, uuid: str) -> list[str]:
     """Roll every unfinished operation of the domain forward or back; the caller holds the domain's lock.
     Returns what was done, one line per entry. An entry whose recovery fails stays in the journal (and
     snapshot-check reports it) instead of blocking every later operation."""
     done = []
-    for entry in drv.store.journal_unfinished(uuid):
-        if entry.id in drv.recovery_errors:
+    for entry in ctx.store.journal_unfinished(uuid):
+        if entry.id in ctx.recovery_errors:
             continue  # tried once in this process already; snapshot-check --repair tries again
         try:
             with DeferredInterrupt():  # a recovery half done would need a recovery of its own
-                outcome = _HANDLERS[entry.op](drv, uuid, entry)
+                outcome = _HANDLERS[entry.op](ctx, uuid, entry)
             done.append(f"{entry.op} of pid {entry.pid}: {outcome}")
             log.warning("finished an operation a dead process left undone: %s of pid %d: %s",
                         entry.op, entry.pid, outcome)
         except Exception as exc:  # whatever went wrong, later operations must still run
             message = exc.get_error_message() if isinstance(exc, libvirtError) else redact(repr(exc))
-            drv.recovery_errors[entry.id] = message
+            ctx.recovery_errors[entry.id] = message
             log.warning("could not finish the %s left by pid %d: %s", entry.op, entry.pid, message)
     return done
 
@@ -102,12 +102,12 @@ def drop_nodes(mon: Monitor, paths: Iterable[str]) -> None:
     to delete a node in use, and that refusal is expected for the ones still in a chain)."""
     wanted = set(paths)
     nodes = [n for n in mon.execute("query-named-block-nodes") if n.get("file") in wanted]
-    for node in sorted(nodes, key=lambda n: n.get("drv") == "file"):
+    for node in sorted(nodes, key=lambda n: n.get("ctx") == "file"):
         with contextlib.suppress(libvirtError):
             mon.execute("blockdev-del", {"node-name": node["node-name"]})
 
 
-def unswitch(drv: QemuDriver, mon: Monitor, overlays: dict[str, str]) -> None:
+def unswitch(ctx: Context, mon: Monitor, overlays: dict[str, str]) -> None:
     """Undo a disk switch whose snapshot cannot be kept: every overlay QEMU writes is merged back into its
     base (active commit and pivot), so the guest loses nothing and the overlays are no longer used."""
     active = active_files(mon)
@@ -116,19 +116,19 @@ def unswitch(drv: QemuDriver, mon: Monitor, overlays: dict[str, str]) -> None:
             external.forget_chains()
             base = external.chain(overlay, "qcow2")[0].backing  # an overlay virtsnap made: qcow2
             if base:
-                drv._block_commit(mon, overlay, base, target)
+                delete.block_commit(mon, overlay, base, target)
     drop_nodes(mon, overlays.values())
 
 
-def thaw_if_frozen(drv: QemuDriver, uuid: str, thaw: bool = True) -> bool | None:
+def thaw_if_frozen(ctx: Context, uuid: str, thaw: bool = True) -> bool | None:
     """Whether the guest's file systems are frozen (None: no agent, or it does not answer); thawed if asked."""
-    if drv._rt(uuid).pid() is None:
+    if ctx.rt(uuid).pid() is None:
         return None
-    qdom = QemuDomain.from_def(drv._def(uuid))
+    qdom = QemuDomain.from_def(ctx.domain_def(uuid))
     if qdom.agent_socket is None:
         return None
     try:
-        with Agent(qdom.agent_socket or str(drv._rt(uuid).agent), timeout=3.0) as agent:
+        with Agent(qdom.agent_socket or str(ctx.rt(uuid).agent), timeout=3.0) as agent:
             frozen = bool(agent.execute("guest-fsfreeze-status") == "frozen")
             if frozen and thaw:
                 agent.execute("guest-fsfreeze-thaw")
@@ -144,20 +144,20 @@ def resume_if_paused_by_us(mon: Monitor, was: str | None) -> None:
 
 
 # -- per operation ------------------------------------------------------------------------------------
-def _create(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+def _create(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     intent = entry.intent
     name, flags, disks = intent["name"], int(intent["flags"]), list(intent["disks"])
-    tree = drv._tree(uuid)
+    tree = ctx.tree(uuid)
     if name in tree:
-        drv.store.journal_end(entry.id)
+        ctx.store.journal_end(entry.id)
         return "already committed"
-    qdom = QemuDomain.from_def(drv._def(uuid))
-    running = drv._rt(uuid).pid() is not None
+    qdom = QemuDomain.from_def(ctx.domain_def(uuid))
+    running = ctx.rt(uuid).pid() is not None
     with contextlib.ExitStack() as stack:
-        mon = stack.enter_context(drv._monitor(uuid)) if running else None
+        mon = stack.enter_context(ctx.monitor(uuid)) if running else None
         if mon is not None:
             settle_jobs(mon)  # a snapshot-save job runs to its end inside QEMU even when its client died
-        tags = drv._tags(qdom, mon)
+        tags = ctx.tags(qdom, mon)
         holders = [t for t in disks if name in tags.get(t, set())]
         if holders and len(holders) == len(disks):
             if flags & C.HALT and mon is not None:
@@ -168,43 +168,42 @@ def _create(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
             forward = False
             for disk in qdom.disks:
                 if disk.target in holders and disk.path:
-                    _delete_tag(drv, mon, disk.target, disk.path, name)
+                    _delete_tag(ctx, mon, disk.target, disk.path, name)
     if forward and flags & C.HALT:
-        kill(drv._rt(uuid))
+        kill(ctx.rt(uuid))
     if not forward:
-        drv.store.journal_end(entry.id)
+        ctx.store.journal_end(entry.id)
         return f"rolled back: snapshot '{name}' was in {len(holders)} of {len(disks)} disks; removed"
     defn = parse_snapshot(intent["xml"], ParseMode.REDEFINE)
-    with drv._atomic(uuid):
+    with ctx.atomic(uuid):
         if not flags & C.NO_METADATA:
-            drv._record_new(uuid, tree, defn, parent_name=intent.get("parent"))
-        drv.store.journal_end(entry.id)
+            ctx.record_new(uuid, tree, defn, parent_name=intent.get("parent"))
+        ctx.store.journal_end(entry.id)
     return f"rolled forward: snapshot '{name}' was complete in every disk; recorded"
 
 
-def _delete_tag(drv: QemuDriver, mon: Monitor | None, target: str, path: str, tag: str) -> None:
+def _delete_tag(ctx: Context, mon: Monitor | None, target: str, path: str, tag: str) -> None:
     from . import images
-    from .driver import _active_nodes
 
     if mon is None:
         images.snapshot_delete(path, tag)
         return
     job = f"delete-{os.getpid()}"
-    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [_active_nodes(mon)[target]]})
+    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [moments.active_nodes(mon)[target]]})
     mon.wait_job(job)
 
 
-def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     intent = entry.intent
     name, flags, status = intent["name"], int(intent["flags"]), intent["status"]
     overlays: dict[str, str] = dict(intent["overlays"])
     memory_file: str | None = intent.get("memory_file")
     if flags & C.QUIESCE:
-        thaw_if_frozen(drv, uuid)  # the dead process froze the guest and never thawed it
-    running = drv._rt(uuid).pid() is not None
+        thaw_if_frozen(ctx, uuid)  # the dead process froze the guest and never thawed it
+    running = ctx.rt(uuid).pid() is not None
     forward = False
     if status is not None and running:
-        with drv._monitor(uuid) as mon:
+        with ctx.monitor(uuid) as mon:
             settle_jobs(mon)
             memory_ok = settle_migration(mon) if memory_file else True
             switched = all(active_files(mon).get(t) == p for t, p in overlays.items())
@@ -212,7 +211,7 @@ def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
                 forward = True
             else:
                 if switched:  # the memory never reached its file: no snapshot; the guest keeps its writes
-                    unswitch(drv, mon, overlays)
+                    unswitch(ctx, mon, overlays)
                 drop_nodes(mon, overlays.values())
             with contextlib.suppress(libvirtError):
                 mon.execute("migrate-set-capabilities", {"capabilities": [
@@ -220,15 +219,15 @@ def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
             resume_if_paused_by_us(mon, status)
     if forward:
         defn = parse_snapshot(intent["xml"], ParseMode.REDEFINE)
-        tree = drv._tree(uuid)
-        dom_name = drv._def(uuid).name
-        with drv._atomic(uuid):
-            drv.store.put_domain(uuid, dom_name, intent["domain_xml"])
+        tree = ctx.tree(uuid)
+        dom_name = ctx.domain_def(uuid).name
+        with ctx.atomic(uuid):
+            ctx.store.put_domain(uuid, dom_name, intent["domain_xml"])
             if not flags & C.NO_METADATA and name not in tree:
-                drv._record_new(uuid, tree, defn, parent_name=intent.get("parent"))
-            drv.store.journal_end(entry.id)
+                ctx.record_new(uuid, tree, defn, parent_name=intent.get("parent"))
+            ctx.store.journal_end(entry.id)
         if flags & C.HALT:
-            kill(drv._rt(uuid))
+            kill(ctx.rt(uuid))
         return f"rolled forward: QEMU writes the overlays of '{name}'; recorded"
     kept = []
     if status is not None and not running:
@@ -236,69 +235,69 @@ def _create_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
         # lists them) rather than risk the guest's last writes.
         kept = [p for p in overlays.values() if os.path.exists(p)]
     elif not intent.get("reuse"):
-        drv._remove_ours(uuid, list(overlays.values()), name)  # the ledger's files of this call, none other
+        ctx.remove_ours(uuid, list(overlays.values()), name)  # the ledger's files of this call, none other
     if memory_file:
-        drv._remove_ours(uuid, [memory_file], name)
-    drv.store.journal_end(entry.id)
+        ctx.remove_ours(uuid, [memory_file], name)
+    ctx.store.journal_end(entry.id)
     return f"rolled back: snapshot '{name}' was not taken" + (f"; kept {', '.join(kept)}" if kept else "")
 
 
-def _revert(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+def _revert(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     name, flags = entry.intent["name"], int(entry.intent["flags"])
-    if drv._rt(uuid).pid() is not None:
-        with drv._monitor(uuid) as mon:
+    if ctx.rt(uuid).pid() is not None:
+        with ctx.monitor(uuid) as mon:
             settle_jobs(mon)  # a snapshot-load job ends inside QEMU even when its client died
-    return _revert_again(drv, uuid, entry, name, flags)
+    return _revert_again(ctx, uuid, entry, name, flags)
 
 
-def _revert_again(drv: QemuDriver, uuid: str, entry: JournalEntry, name: str, flags: int) -> str:
+def _revert_again(ctx: Context, uuid: str, entry: JournalEntry, name: str, flags: int) -> str:
     """The revert runs again from the start (with an entry of its own); this entry ends only once it has
     succeeded, so a revert that cannot be finished stays on record for snapshot-check."""
-    if name not in drv._tree(uuid):
-        drv.store.journal_end(entry.id)
+    if name not in ctx.tree(uuid):
+        ctx.store.journal_end(entry.id)
         return f"snapshot '{name}' is gone; nothing to finish"
-    drv._revert(uuid, name, flags)
-    drv.store.journal_end(entry.id)
+    revert.revert(ctx, uuid, name, flags)
+    ctx.store.journal_end(entry.id)
     return f"rolled forward: reverted to '{name}' again"
 
 
-def _revert_external(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+def _revert_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     intent = entry.intent
     name, flags = intent["name"], int(intent["flags"])
     if "committed" in entry.steps:
-        drv._finish_revert_external(uuid, name, flags, list(intent["old_tops"]))
-        drv.store.journal_end(entry.id)
+        revert.finish_revert_external(ctx, uuid, name, flags, list(intent["old_tops"]))
+        ctx.store.journal_end(entry.id)
         return f"finished the revert to '{name}' (unneeded overlays removed, guest started as asked)"
-    used = {path for path, _ in external.disk_sources(drv._def(uuid)).values()}
-    drv._remove_ours(uuid, [p for p in dict(intent["overlays"]).values() if p not in used], name)
-    return _revert_again(drv, uuid, entry, name, flags)
+    used = {path for path, _ in external.disk_sources(ctx.domain_def(uuid)).values()}
+    ctx.remove_ours(uuid, [p for p in dict(intent["overlays"]).values() if p not in used], name)
+    return _revert_again(ctx, uuid, entry, name, flags)
 
 
-def _delete(drv: QemuDriver, uuid: str, entry: JournalEntry) -> str:
+def _delete(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     intent = entry.intent
     name, flags = intent["name"], int(intent["flags"])
     if "committed" in entry.steps:
-        drv._remove_unneeded(uuid, list(intent.get("unlink", [])))
-        drv.store.journal_end(entry.id)
+        ctx.remove_unneeded(uuid, list(intent.get("unlink", [])))
+        ctx.store.journal_end(entry.id)
         return f"finished deleting '{name}' (files no one needs removed)"
     merged: list[str] = []
-    if drv._rt(uuid).pid() is not None:
-        with drv._monitor(uuid) as mon:
+    if ctx.rt(uuid).pid() is not None:
+        with ctx.monitor(uuid) as mon:
             settle_jobs(mon)
-            merged = adopt_active_images(drv, uuid, mon)
-    if name in drv._tree(uuid):
-        drv._delete(uuid, name, flags)  # this entry ends only once that has succeeded
+            merged = adopt_active_images(ctx, uuid, mon)
+    if name in ctx.tree(uuid):
+        delete.delete(ctx, uuid, name, flags)  # this entry ends only once that has succeeded
     if merged:
-        drv._remove_unneeded(uuid, merged)
-    drv.store.journal_end(entry.id)
+        ctx.remove_unneeded(uuid, merged)
+    ctx.store.journal_end(entry.id)
     return f"rolled forward: deleted '{name}'"
 
 
-def adopt_active_images(drv: QemuDriver, uuid: str, mon: Monitor) -> list[str]:
+def adopt_active_images(ctx: Context, uuid: str, mon: Monitor) -> list[str]:
     """Where QEMU pivoted to the image a file was merged into (a block commit that finished before its
     client died), the definitions follow QEMU. Returns the merged files virtsnap made (now unneeded)."""
-    dom_def = drv._def(uuid)
-    tree = drv._tree(uuid)
+    dom_def = ctx.domain_def(uuid)
+    tree = ctx.tree(uuid)
     moved: dict[str, tuple[str, str]] = {}
     active = active_files(mon)
     for target, (path, fmt) in external.disk_sources(dom_def).items():
@@ -310,14 +309,14 @@ def adopt_active_images(drv: QemuDriver, uuid: str, mon: Monitor) -> list[str]:
             moved[path] = (now, layers[now])
     if not moved:
         return []
-    ours = drv._ours(uuid)
-    with drv._atomic(uuid):
-        drv._repoint(uuid, tree, moved)
-        drv._commit(uuid, tree)
+    ours = ctx.ours(uuid)
+    with ctx.atomic(uuid):
+        delete.repoint(ctx, uuid, tree, moved)
+        ctx.commit(uuid, tree)
     return [p for p in moved if p in ours]
 
 
-_HANDLERS: dict[str, Callable[[QemuDriver, str, JournalEntry], Any]] = {
+_HANDLERS: dict[str, Callable[[Context, str, JournalEntry], Any]] = {
     "create": _create,
     "create-external": _create_external,
     "revert": _revert,

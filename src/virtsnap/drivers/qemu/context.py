@@ -1,0 +1,294 @@
+"""The context every verb of the QEMU driver works in: the metadata store, state and runtime directories,
+the per-domain lock, QEMU's monitor and the files virtsnap made (ledger), shared by lifecycle, create,
+revert, delete, check and recovery.
+
+One Context per connection; QemuDriver owns it and hands it to each verb module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ... import failpoints
+from ...conf.domain_xml import DomainDef
+from ...conf.snapshot_xml import SnapshotDef
+from ...conf.tree import Moment, SnapshotTree
+from ...errors import ErrorCode, ErrorDomain, error, libvirtError
+from ...store import ledger
+from ...store.db import MetadataStore, state_dir, verified_dir
+from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
+from ...store.lock import DomainLock
+from . import external, images, moments
+from .domain import QemuDomain
+from .process import Runtime, qemu_binary, runtime_root
+
+if TYPE_CHECKING:
+    from .confine import Identity
+    from .monitor import Monitor
+
+ERR = ErrorDomain.QEMU
+
+
+class Context:
+    """What the verbs share: one connection's store, directories, lock and caches."""
+
+    def __init__(self, system: bool, read_only: bool) -> None:
+        self.system = system  # QEMU confined: an unprivileged user, its files handed over (confine.py)
+        self.read_only = read_only  # never replays the journal: it reports what is pending instead
+        base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
+        self.state_dir = Path(base) if base else state_dir("qemu", system)
+        self.store = MetadataStore(self.state_dir, read_only=read_only)  # a read-only one never writes it
+        # A read-only connection makes no directory: where none exists, no QEMU of ours runs.
+        create = not read_only
+        self.runtime = runtime_root(system, create) if not base else verified_dir(Path(base) / "run", create)
+        self.trees: dict[str, tuple[int, SnapshotTree]] = {}
+        self.lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
+        self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
+        self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
+
+    def domain_def(self, uuid: str) -> DomainDef:
+        row = self.store.domain(uuid)
+        if row is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        return moments.parse_domain(row[1]).copy()  # a copy: callers may edit their definition
+
+    def exists(self, uuid: str) -> None:
+        """The cheap check of queries that need no definition (no XML parse)."""
+        if self.store.domain(uuid) is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+
+    def rt(self, uuid: str) -> Runtime:
+        if self.read_only and not os.path.lexists(self.runtime / uuid):
+            return Runtime(self.runtime / uuid)  # nothing there to read: no pid file, no socket
+        return Runtime.for_domain(self.runtime, uuid)
+
+    @contextlib.contextmanager
+    def operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[DomainLock]:
+        """The per-domain lock, across threads and processes. An operation a dead process left unfinished is
+        rolled forward or back first (it holds no lock any more: the kernel released its flock)."""
+        with self.lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
+            external.forget_chains()  # images may have changed since the last operation
+            try:
+                self.hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
+                if self.store.journal_pending(uuid) and not self.read_only:
+                    from . import recovery
+
+                    recovery.recover(self, uuid)
+                yield lock
+            finally:
+                external.forget_chains()
+                self.hand_back_if_stopped(uuid)
+
+
+    # -- confinement (qemu:///system) ----------------------------------------------------------------
+    def qemu_user(self, qdom: QemuDomain) -> Identity | None:
+        """Who QEMU runs as: None under qemu:///session (the caller itself), else the unprivileged user."""
+        from . import confine
+
+        if not self.system:
+            if qdom.seclabel is not None:
+                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                            "<seclabel> applies to qemu:///system; qemu:///session runs QEMU as the connecting user")
+            return None
+        return confine.qemu_user(qdom.seclabel)
+
+    def hand_over(self, uuid: str, qdom: QemuDomain, user: Identity | None, paths: list[str] | None = None) -> None:
+        """Give QEMU's user the files it opens (every disk's backing chain, kernel, initrd) or `paths`, as
+        libvirt's DAC driver does; given back when the domain stops. Not with <seclabel relabel='no'>."""
+        from . import confine
+
+        if user is None or (qdom.seclabel is not None and not qdom.seclabel.relabel):
+            return
+        if paths is None:
+            paths = [p for p in (qdom.kernel, qdom.initrd) if p]
+            for disk in qdom.disks:
+                if disk.path:
+                    paths.append(disk.path)
+                    if disk.format == "qcow2" and os.path.exists(disk.path):
+                        paths += [layer.path for layer in external.chain(disk.path, "qcow2")]
+        confine.check_reachable(user, paths)
+        confine.hand_over(self.state_dir, uuid, user, paths)
+
+    def hand_back_if_stopped(self, uuid: str) -> None:
+        from . import confine
+
+        if self.system and confine.holds(self.state_dir, uuid) and self.rt(uuid).pid() is None:
+            confine.hand_back(self.state_dir, uuid)
+
+    def live_refusal(self, uuid: str) -> str | None:
+        """Why the running QEMU cannot take a LIVE snapshot (userfaultfd denied to its user), if it cannot."""
+        from . import argv, confine
+
+        pid = self.rt(uuid).pid()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            uid, gid = (int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
+                        for key in ("Uid:", "Gid:"))
+        except (OSError, StopIteration, ValueError):
+            return None
+        if uid == 0:
+            return None
+        return confine.userfaultfd_refusal(confine.resolve(f"+{uid}:+{gid}"), argv.facts(qemu_binary()).version)
+
+    def recover_on_open(self, uuid: str) -> None:
+        """Opening a domain finishes what a dead process left undone, unless someone holds the lock now (or
+        the connection is read-only: snapshot-check then reports the pending entry)."""
+        if self.read_only or not self.store.journal_pending(uuid):
+            return
+        with contextlib.suppress(libvirtError), self.operation(uuid, uuid, timeout=0):
+            pass
+
+    @contextlib.contextmanager
+    def atomic(self, uuid: str) -> Iterator[None]:
+        """One sqlite transaction for an operation's commit point: definition, tree and journal together."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self.trees.pop(uuid, None)
+            raise
+
+    @contextlib.contextmanager
+    def monitor(self, uuid: str) -> Iterator[Monitor]:
+        from .monitor import Monitor  # qemu.qmp and asyncio: only for operations that talk to QEMU
+
+        mon = Monitor(str(self.rt(uuid).monitor), uuid[:8])
+        try:
+            yield mon
+        finally:
+            mon.close()
+
+    def status(self, uuid: str) -> str | None:
+        """QEMU's run status, or None when no QEMU runs for the domain."""
+        rt = self.rt(uuid)
+        if rt.pid() is None:
+            return None
+        try:
+            with self.monitor(uuid) as mon:
+                return str(mon.execute("query-status")["status"])
+        except libvirtError:
+            return None if rt.pid() is None else "unknown"
+
+    def tags(self, qdom: QemuDomain, mon: Monitor | None) -> dict[str, set[str]]:
+        """Internal snapshot tags per disk target: from QEMU when it runs (one query), else qemu-img."""
+        tags: dict[str, set[str]] = {}
+        if mon is not None:
+            for target, inserted in mon.block_devices().items():
+                image = inserted.get("image") or {}
+                tags[target] = {snap["name"] for snap in image.get("snapshots", [])}
+            return tags
+        for disk in qdom.disks:
+            if disk.path and disk.format == "qcow2" and os.path.exists(disk.path):
+                tags[disk.target] = set(images.snapshots(disk.path, force_share=True))
+        return tags
+
+    def tree(self, uuid: str) -> SnapshotTree:
+        generation = self.store.generation(uuid)
+        if generation < 0:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        cached = self.trees.get(uuid)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        tree = self.store.load_tree(uuid)
+        self.trees[uuid] = (generation, tree)
+        return tree
+
+    def commit(self, uuid: str, tree: SnapshotTree) -> None:
+        self.store.save_tree(uuid, tree, moments.xml_of)
+        self.trees[uuid] = (self.store.generation(uuid), tree)
+
+    def moment(self, tree: SnapshotTree, name: str) -> Moment:
+        moment = tree.get(name)
+        if moment is None:
+            raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ERR, f"no domain snapshot with matching name '{name}'")
+        return moment
+
+    # One snapshot read alone: a few indexed rows, never the whole tree (a cold snapshot-current, -info,
+    def check_outside_state(self, path: str, what: str) -> None:
+        """No disk, overlay, memory file, socket or log is ever inside virtsnap's own state or runtime
+        directories (metadata.db, locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
+        private = ledger.inside(path, [self.state_dir, self.runtime])
+        if private is not None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {path} is inside virtsnap's private directory "
+                        f"{private}")
+
+    def check_domain_paths(self, defn: DomainDef) -> None:
+        """Every file a domain definition names for QEMU to open or create (disks, sockets, serial files and
+        their logs) lies outside virtsnap's own directories: checked at define, create, redefine and revert."""
+        devices = defn.node.find("devices")
+        for dev in devices.children if devices is not None else []:
+            for child in dev.children:
+                for attr in ("file", "dev", "path") if child.tag == "source" else ("file",) if child.tag == "log" \
+                        else ():
+                    value = child.get(attr)
+                    if value:
+                        self.check_outside_state(value, f"<{dev.tag}> file")
+
+    def check_snapshot_paths(self, defn: SnapshotDef) -> None:
+        """A snapshot definition's memory file, overlays and <domain> (REDEFINE takes any of them as given)."""
+        if defn.memory_file:
+            self.check_outside_state(defn.memory_file, "memory file")
+        for disk in defn.disks:
+            if disk.source:
+                self.check_outside_state(disk.source, f"overlay for disk {disk.name}")
+        for domain in (defn.domain, defn.inactive_domain):
+            if domain is not None:
+                self.check_domain_paths(domain)
+    def record_file(self, uuid: str, snapshot: str, purpose: str, path: str, fmt: str, backing: str | None = None,
+                     backing_format: str | None = None) -> Callable[[int], object]:
+        """The callback that records a file in the ledger the moment it is created (before data goes in)."""
+        def made(fd: int) -> None:
+            ledger.record(self.store, path, fd, uuid, snapshot, purpose, fmt, backing, backing_format)
+            failpoints.hit("ledger.recorded")  # a crash here leaves an empty file that only the ledger knows
+
+        return made
+
+    def remove_ours(self, uuid: str, paths: list[str] | set[str], snapshot: str | None = None) -> None:
+        """Remove these files where the ledger says this domain made them and they are still those files;
+        every other path is left alone (the one way any file is removed)."""
+        for path in sorted(paths):
+            with contextlib.suppress(OSError):
+                ledger.remove_path(self.store, path, uuid, snapshot)
+
+    def ours(self, uuid: str) -> set[str]:
+        """Paths of the domain's ledger files that are still the files virtsnap made."""
+        return set(ledger.ours(self.store, uuid))
+    def record_new(self, uuid: str, tree: SnapshotTree, defn: SnapshotDef, parent_name: str | None = "") -> None:
+        """The metadata commit of a create: the new snapshot is current, a child of the previous current
+        (or of `parent_name`, when a recovery finishes a create)."""
+        moment = tree.add(Moment(defn.name))
+        moments.attach(moment, defn)
+        parent = tree.current if parent_name == "" else tree.get(parent_name) if parent_name else None
+        tree.set_current(moment)
+        tree.link(moment, parent)
+        self.commit(uuid, tree)
+    def collect(self, uuid: str, tree: SnapshotTree, current: DomainDef, candidates: set[str]) -> None:
+        """Remove candidate files that no snapshot and not the domain reach, and that the ledger says virtsnap
+        made (whatever their names: a user's disk named like a revert overlay is the user's)."""
+        needed = self.needed(tree, current)
+        if needed is not None:
+            self.remove_ours(uuid, candidates - needed)
+
+    def needed(self, tree: SnapshotTree, current: DomainDef) -> set[str] | None:
+        """Every file the domain or a snapshot reaches, or None when a chain cannot be read (then nothing is
+        removed: a file is never judged unneeded on a partial view)."""
+        try:
+            needed = external.needed_files([current, *moments.snapshot_domains(tree)])
+        except libvirtError:
+            return None
+        return needed | {m for m in (moments.def_of(moment).memory_file for moment in tree.moments()) if m}
+    def remove_unneeded(self, uuid: str, paths: list[str]) -> None:
+        """Remove these files unless the domain or a snapshot still reaches them, and only those the ledger
+        says virtsnap made (checked again: safe to run after a crash, when the files may be gone already)."""
+        external.forget_chains()
+        needed = self.needed(self.tree(uuid), self.domain_def(uuid))
+        if needed is not None:
+            self.remove_ours(uuid, set(paths) - needed)
+    def require_running(self, uuid: str) -> None:
+        if self.rt(uuid).pid() is None:
+            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN, "domain is not running")

@@ -1,0 +1,277 @@
+"""Snapshot delete on the QEMU engine: internal tags removed (snapshot-delete job or qemu-img), external
+snapshots merged away by the plan extdelete.py makes (block jobs while QEMU runs, qemu-img otherwise).
+
+Data first, then one metadata commit, then the files no one needs any more: a crash leaves before or after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+from ... import failpoints
+from ...conf.domain_xml import DomainDef
+from ...conf.snapshot_xml import Location, SnapshotDef
+from ...conf.tree import Moment, SnapshotTree
+from ...errors import ErrorCode, ErrorDomain, error
+from ...flags import SnapshotDelete as D
+from . import external, images, moments
+from .domain import QemuDomain
+
+if TYPE_CHECKING:
+    from . import extdelete
+    from .context import Context
+    from .monitor import Monitor
+
+ERR = ErrorDomain.QEMU
+
+
+def snapshot_delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
+    with ctx.operation(uuid, ctx.domain_def(uuid).name):
+        if flags & D.FORCE:
+            flags &= ~int(D.FORCE)
+        else:  # api.py checked too; here it holds against another process protecting it meanwhile
+            _refuse_protected(ctx, uuid, name, flags)
+        delete(ctx, uuid, name, flags)
+
+
+def _refuse_protected(ctx: Context, uuid: str, name: str, flags: int) -> None:
+    protected = ctx.store.protected(uuid)
+    if not protected:
+        return
+    moment = ctx.moment(ctx.tree(uuid), name)
+    names = [] if flags & D.CHILDREN_ONLY else [name]
+    if flags & (D.CHILDREN | D.CHILDREN_ONLY):
+        names += [m.name for m in moment.visit_descendants()]
+    hits = [n for n in names if n in protected]
+    if hits:
+        raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                    "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
+                    "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+
+
+def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
+    """snapshot_delete under the lock (also how a recovery finishes a delete a dead process began).
+    Data first (tags, merges), then one commit of definition, tree and journal, then the files no one
+    needs any more are removed: a crash at any point leaves the before or the after state."""
+    dom_def = ctx.domain_def(uuid)
+    tree = ctx.tree(uuid)
+    moment = ctx.moment(tree, name)
+    victims = list(moment.visit_descendants()) if flags & (D.CHILDREN | D.CHILDREN_ONLY) else []
+    if not flags & D.CHILDREN_ONLY:
+        victims.append(moment)
+    if flags & D.METADATA_ONLY:
+        with ctx.atomic(uuid):  # forgotten: their files are the user's from now on, never removed by us
+            tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
+            ctx.commit(uuid, tree)
+            ctx.store.ledger_release(uuid, [m.name for m in victims])
+        return
+    qdom = QemuDomain.from_def(dom_def)
+    ctx.check_domain_paths(dom_def)  # definitions stored before these checks existed: nothing rewritten
+    for victim in victims:  # or removed inside virtsnap's own directories
+        ctx.check_snapshot_paths(moments.def_of(victim))
+    running = ctx.rt(uuid).pid() is not None
+    internal_victims = [m for m in victims if not moments.def_of(m).is_external]
+    external_victims = [m for m in victims if moments.def_of(m).is_external]
+    plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
+             for m in external_victims]  # every plan is checked before anything changes
+    entry = ctx.store.journal_begin(uuid, "delete", {"name": name, "flags": flags})
+    removed: dict[str, tuple[str, str]] = {}
+    drop: set[str] = set()
+    try:
+        failpoints.hit("delete.journaled")
+        with contextlib.ExitStack() as stack:
+            mon = stack.enter_context(ctx.monitor(uuid)) if running else None
+            # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
+            tags = (ctx.tags(qdom, None) if mon is None
+                    else _tags_from_metadata(qdom, internal_victims))
+            for victim in internal_victims:
+                _delete_data(qdom, moments.def_of(victim), mon, tags)
+            for plan in plans:
+                merged, dropped = _run_external_delete(ctx, uuid, tree, plan, mon)
+                removed.update(merged)
+                drop |= dropped
+        failpoints.hit("delete.data-done")
+    except BaseException:
+        ctx.store.journal_end(entry)
+        raise
+    # Files to remove once the metadata no longer names them: merged or rebased-away images virtsnap
+    # made, and the memory files of the deleted snapshots (a memory file serves its snapshot alone).
+    unlink = sorted(drop)  # the plan removes only files virtsnap made, never the user's own base image
+    unlink += sorted(m for m in (moments.def_of(v).memory_file for v in external_victims) if m)
+    with ctx.atomic(uuid):  # the commit point
+        if removed:
+            repoint(ctx, uuid, tree, removed)
+        tree.delete(moment, children=bool(flags & D.CHILDREN), children_only=bool(flags & D.CHILDREN_ONLY))
+        ctx.commit(uuid, tree)
+        if unlink:
+            ctx.store.journal_step(entry, "committed", unlink=unlink)
+        else:
+            ctx.store.journal_end(entry)
+    failpoints.hit("delete.committed")
+    if unlink:
+        ctx.remove_unneeded(uuid, unlink)
+        ctx.store.journal_end(entry)
+
+
+def _plan_external_delete(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: DomainDef, victim: Moment,
+                          going: set[Moment], running: bool) -> extdelete.Plan:
+    """How to drop the external snapshots of this delete, decided before any change (extdelete.py): one
+    plan for every external snapshot in `going`, leaf first, on a model of the image files and, while the
+    domain runs, of QEMU's block graph. Each victim's call returns that same plan, which runs once."""
+    from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+    key = (uuid, frozenset(m.name for m in going))
+    plan = extdelete.operation_plan(key)
+    if plan is not None:
+        return plan
+    snapshots = []
+    for moment in tree.moments():
+        defn = moments.def_of(moment)
+        disks = [d for d in defn.disks if d.snapshot == Location.EXTERNAL]
+        snapshots.append(extdelete.Snapshot(moment.name, defn.domain, [d.name for d in disks],
+                                            [d.source for d in disks if d.source], moment in going))
+
+    def depth(moment: Moment) -> int:
+        n = 0
+        while moment.parent is not None:
+            n, moment = n + 1, moment.parent
+        return n
+
+    order = sorted((m for m in going if moments.def_of(m).is_external), key=lambda m: (-depth(m), m.name))
+    view = None
+    if running:
+        with ctx.monitor(uuid) as mon:
+            view = extdelete.qemu_view(mon)
+    plan = extdelete.plan_delete(dom_def, snapshots, [m.name for m in order], view, ctx.ours(uuid))
+    extdelete.remember_plan(key, plan)
+    return plan
+
+
+def _run_external_delete(ctx: Context, uuid: str, tree: SnapshotTree, plan: extdelete.Plan,
+                         mon: Monitor | None) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """Carry out the plan once (whichever victim's call comes first): block jobs and qemu-img in order, QEMU
+    lets go of files that left its graph. Returns the merged files (old path -> (the file it was merged
+    into, its format)) for the definitions to follow at the commit, and the files to remove after it."""
+    from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+    if plan.done:
+        return {}, set()
+    plan.done = True
+    done: list[extdelete.Step] = []
+    try:
+        for step in plan.steps:
+            if step.how != "qemu-img":
+                assert mon is not None
+                if step.how == "stream":
+                    extdelete.block_stream(mon, step, extdelete.job_id("stream"))
+                else:
+                    block_commit(mon, step.image, step.base, step.target)
+                extdelete.release_nodes(mon, plan.released)
+            elif step.kind == "commit":
+                images.run(["commit", "-q", "-f", step.image_format, "-d", "--", step.image])
+            elif step.kind == "set-backing":  # header only: the same data through another file
+                images.run(["rebase", "-u", "-f", step.image_format, "-F", step.format, "-b", step.base, "--",
+                            step.image])
+            else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
+                images.run(["rebase", "-q", "-f", step.image_format, "-b", step.below or ""]
+                           + (["-F", step.format] if step.below else []) + ["--", step.image])
+            external.forget_chains()
+            done.append(step)
+            failpoints.hit("external-delete.step-done")
+    except BaseException:
+        # A merge cannot be taken back, but every image still reads as before (a merged image is kept):
+        # the definitions follow the merges done so far, so that they name what QEMU and the files use.
+        moved = extdelete.moved_by(done)
+        if moved:
+            repoint(ctx, uuid, tree, moved)
+            ctx.commit(uuid, tree)
+        raise
+    return dict(plan.moved), set(plan.remove)
+
+
+def block_commit(mon: Monitor, top: str, base: str, target: str) -> None:
+    """Merge `top` into `base` inside QEMU. The image the guest writes: active commit, READY, then
+    job-complete pivots the disk to `base`. An image inside the chain: top-node/base-node, and QEMU
+    completes it by itself, rewriting the backing of the image above."""
+    from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+    nodes = extdelete.format_nodes(mon)
+    root = moments.active_nodes(mon).get(target)
+    if top not in nodes or base not in nodes or root is None:
+        raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU does not have {top} and {base} open for disk '{target}'")
+    job = extdelete.job_id("commit")
+    if nodes[top] == root:
+        mon.execute("block-commit", {"job-id": job, "device": root, "base-node": nodes[base],
+                                     "auto-dismiss": False})
+        failpoints.hit("delete.job-started")
+        event = mon.wait_event(lambda ev: ev.get("event") == "JOB_STATUS_CHANGE"
+                               and ev["data"].get("id") == job
+                               and ev["data"].get("status") in ("ready", "aborting", "concluded"), 600)
+        if event["data"]["status"] == "ready":
+            mon.execute("job-complete", {"id": job})
+    else:
+        mon.execute("block-commit", {"job-id": job, "device": root, "top-node": nodes[top],
+                                     "base-node": nodes[base], "auto-dismiss": False})
+        failpoints.hit("delete.job-started")
+    mon.wait_job(job)
+
+
+def repoint(ctx: Context, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[str, str]]) -> None:
+    """Every definition that named a merged file now names the file it was merged into."""
+    dom_def = ctx.domain_def(uuid)
+    ctx.store.put_domain(uuid, dom_def.name, moments.stored(_moved(dom_def, moved)))
+    for moment in tree.moments():
+        defn = moments.def_of(moment)
+        if defn.domain is not None:
+            defn.domain = _moved(defn.domain, moved)
+            tree.touch(moment)
+
+
+def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
+                 tags: dict[str, set[str]]) -> None:
+    """Remove the snapshot's tag from every current disk image that holds it."""
+    holders = [d for d in qdom.disks
+               if any(x.name == d.target and x.snapshot == Location.INTERNAL for x in defn.disks)
+               and defn.name in tags.get(d.target, set()) and d.path]
+    if not holders:
+        return
+    if mon is not None:
+        job = f"delete-{os.getpid()}"
+        active = moments.active_nodes(mon)
+        mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
+                                        "devices": [active[d.target] for d in holders]})
+        failpoints.hit("delete.tag-job-started")
+        mon.wait_job(job)
+    else:
+        for disk in holders:
+            assert disk.path is not None
+            images.snapshot_delete(disk.path, defn.name)
+    for disk in holders:
+        tags[disk.target].discard(defn.name)
+
+
+def _moved(domain: DomainDef, moved: dict[str, tuple[str, str]]) -> DomainDef:
+    sources = external.disk_sources(domain)
+    changes = {target: moved[path] for target, (path, _) in sources.items() if path in moved}
+    if not changes:
+        return domain
+    copy = external.with_sources(domain, {t: p for t, (p, _) in changes.items()})
+    for disk in (copy.node.find("devices") or copy.node).findall("disk"):
+        target = disk.find("target")
+        dev = target.get("dev") if target is not None else None
+        driver = disk.find("driver")
+        if dev in changes and driver is not None:
+            driver.attrs["type"] = changes[dev][1]
+    return copy
+
+
+def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, set[str]]:
+    """Which disks should hold which tags, according to the metadata alone."""
+    tags: dict[str, set[str]] = {d.target: set() for d in qdom.disks}
+    for victim in victims:
+        for disk in moments.def_of(victim).disks:
+            if disk.snapshot == Location.INTERNAL and disk.name in tags:
+                tags[disk.name].add(victim.name)
+    return tags

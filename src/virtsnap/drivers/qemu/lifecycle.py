@@ -1,0 +1,122 @@
+"""Domain lifecycle on the QEMU engine: define, undefine, start, shutdown, destroy, suspend, resume, and the
+guest agent pass-through.
+
+Each function takes the connection's Context; QemuDriver delegates to them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...conf.domain_xml import DomainDef
+from ...errors import ErrorCode, ErrorDomain, error
+from ...flags import DomainCreate, DomainUndefine
+from . import moments, tpm
+from .domain import QemuDomain
+from .process import kill, launch, qemu_binary
+
+if TYPE_CHECKING:
+    from .context import Context
+
+ERR = ErrorDomain.QEMU
+
+
+def define_xml(ctx: Context, xml: str, flags: int) -> DomainDef:
+    """Check and store a definition; returns it as stored."""
+    defn = DomainDef.parse(xml, ERR)
+    qdom = QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+    ctx.check_domain_paths(defn)
+    if qdom.seclabel is not None:
+        ctx.qemu_user(qdom)  # a DAC label names an existing unprivileged user, under qemu:///system only
+    from . import argv
+
+    argv.check_machine(qemu_binary(), qdom.machine)
+    with ctx.lock:
+        for uuid, name, _ in ctx.store.domains():
+            if name == defn.name and uuid != defn.uuid:
+                raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                            f"domain '{name}' already exists with uuid {uuid}")
+            if uuid == defn.uuid and name != defn.name:
+                raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
+                            f"domain '{name}' is already defined with uuid {uuid}")
+        with ctx.operation(defn.uuid, defn.name):
+            ctx.store.put_domain(defn.uuid, defn.name, moments.stored(defn))
+    return defn
+
+
+def undefine(ctx: Context, uuid: str, flags: int) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name) as lock:
+        if ctx.rt(uuid).pid() is not None:
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        f"domain '{defn.name}' is running; destroy it before undefining it")
+        count = ctx.store.snapshot_count(uuid)
+        if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
+            raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
+        ctx.store.delete_domain(uuid)
+        ctx.store.ledger_release(uuid)  # the files stay, and are the user's now
+        ctx.trees.pop(uuid, None)
+        lock.discard()  # the lock file goes with its domain
+
+
+def boot(ctx: Context, uuid: str, defn: DomainDef, paused: bool, incoming: bool = False) -> None:
+    dom = QemuDomain.from_def(defn)
+    ctx.check_domain_paths(defn)  # a definition stored before these checks existed
+    moments.refuse_probing(dom)
+    user = ctx.qemu_user(dom)
+    ctx.hand_over(uuid, dom, user)
+    tpm_state = tpm.prepare(ctx.store, ctx.state_dir, uuid, dom.hw.tpm, user) if dom.hw.tpm else None
+    launch(dom, ctx.rt(uuid), paused=paused, incoming=incoming, user=user, tpm_state=tpm_state)
+
+
+def start(ctx: Context, uuid: str, flags: int) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name):
+        if ctx.rt(uuid).pid() is not None:
+            raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is already running")
+        boot(ctx, uuid, defn, paused=bool(flags & DomainCreate.START_PAUSED))
+
+
+def shutdown(ctx: Context, uuid: str, flags: int) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name):
+        ctx.require_running(uuid)
+        with ctx.monitor(uuid) as mon:
+            mon.execute("system_powerdown")
+
+
+def destroy(ctx: Context, uuid: str, flags: int) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name):
+        ctx.require_running(uuid)
+        kill(ctx.rt(uuid))
+
+
+def suspend(ctx: Context, uuid: str) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name):
+        ctx.require_running(uuid)
+        with ctx.monitor(uuid) as mon:
+            mon.execute("stop")
+
+
+def resume(ctx: Context, uuid: str) -> None:
+    defn = ctx.domain_def(uuid)
+    with ctx.operation(uuid, defn.name):
+        ctx.require_running(uuid)
+        with ctx.monitor(uuid) as mon:
+            mon.execute("cont")
+
+
+def agent_command(ctx: Context, uuid: str, command: str, timeout: float) -> str:
+    """libvirt_qemu.qemuAgentCommand: pass one JSON command to the guest agent."""
+    defn = ctx.domain_def(uuid)
+    qdom = QemuDomain.from_def(defn)
+    if qdom.agent_socket is None:
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"domain '{defn.name}' has no guest agent channel")
+    ctx.require_running(uuid)
+    path = qdom.agent_socket or str(ctx.rt(uuid).agent)
+    from .agent import Agent
+
+    with Agent(path, timeout=timeout) as agent:
+        return agent.command_json(command)
