@@ -139,6 +139,9 @@ def test_summaries_of_qemu_metadata_are_what_the_xml_says(tmp_path, monkeypatch)
                 assert d.listAllSnapshotSummaries(flags) == [from_xml(s) for s in d.listAllSnapshots(flags)]
             assert d.snapshotLookupByName("s3").listAllChildrenSummaries() == [
                 ("s4", "s3", "shutoff", 1700000004)]
+            # the whole listing again, now from the tree this connection has loaded (the first came from the
+            # store's rows without a tree)
+            assert d.listAllSnapshotSummaries(0) == [from_xml(s) for s in d.listAllSnapshots(0)]
 
 
 def test_summaries_refuse_what_the_listings_refuse(dom):

@@ -8,14 +8,16 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
 
 import virtsnap
 from virtsnap.conf.unsafe import terminal_text
 from virtsnap.errors import ErrorCode, ErrorDomain
 from virtsnap.flags import ConnectFlags, Cred
 
+TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from .parser import Opts
 
 BY_ID, BY_UUID, BY_NAME = 1, 2, 4
@@ -52,6 +54,11 @@ class Control:
         """vshPrint: always printed."""
         self.stdout.write(terminal_text(text, "\n\t"))
 
+    def out_escaped(self, text: str) -> None:
+        """vshPrint of text whose every variable part already passed `value`/`values` and whose layout is
+        ASCII the command wrote itself: not scanned again (a tree of 100,000 snapshots prints ~40 MB)."""
+        self.stdout.write(text)
+
     def extra(self, text: str) -> None:
         """vshPrintExtra: informational output that -q suppresses."""
         if not self.quiet:
@@ -67,6 +74,14 @@ class Control:
     def value(text: str) -> str:
         """One value (a name) printed on a line of its own or in a line: even a newline in it is escaped."""
         return terminal_text(text)
+
+    @staticmethod
+    def values(texts: list[str]) -> list[str]:
+        """`value` of each text, in one scan of them all when none needs escaping (100,000 names in a tree)."""
+        joined = "".join(texts)
+        if terminal_text(joined) is joined:
+            return texts
+        return [terminal_text(text) for text in texts]
 
     def save_error(self, exc: virtsnap.libvirtError) -> None:
         """Remember a libvirt error; the chain runner prints it if the command fails (last_error)."""

@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 from .. import progress
+
+TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
+if TYPE_CHECKING:
+    from typing import Any
 
 _LABELS = {"save": "saving snapshot", "load": "loading snapshot", "delete": "deleting snapshot"}
 

@@ -7,12 +7,18 @@ never dropped; `virsh dumpxml` output of a guest that stays inside the subset de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
+
+TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
+if TYPE_CHECKING:
+    from typing import Any
+
+    # element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
+    Spec = tuple[frozenset[str] | str, dict[str, Any] | str, bool]
 
 ERR = ErrorDomain.QEMU
 # libvirt's disk cache modes as QEMU block options: (cache.direct, cache.no-flush, the device's write-cache)
@@ -31,9 +37,6 @@ USB_MODELS = {"qemu-xhci": "qemu-xhci", "piix3-uhci": "piix3-usb-uhci"}
 TPM_MODELS = {"tpm-crb": "tpm-crb", "tpm-tis": "tpm-tis"}  # <tpm model> -> QEMU device (swtpm behind it)
 TPM_PCR_BANKS = ("sha1", "sha256", "sha384", "sha512")  # <active_pcr_banks> children, swtpm_setup's names
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
-
-# element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
-Spec = tuple[frozenset[str] | str, dict[str, Any] | str, bool]
 
 
 def _s(attrs: str = "", children: dict[str, Any] | str | None = None, text: bool = False) -> Spec:

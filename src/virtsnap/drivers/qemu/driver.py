@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...conf.snapshot_xml import format_snapshot
-from ...conf.tree import Moment, SnapshotTree
+from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
     DomainCreate,
@@ -252,6 +252,17 @@ class QemuDriver:
                 return None
             raise error(ErrorCode.NO_DOMAIN_SNAPSHOT, ERR, f"no domain snapshot with matching name '{name}'")
         return row
+
+    def snapshot_summaries(self, uuid: str) -> list[Summary]:
+        """listAllSnapshotSummaries(0): the tree this connection holds when it is current, else the stored rows."""
+        with self.ctx.lock:
+            cached = self.ctx.trees.get(uuid)
+            if cached is not None and cached[0] == self.ctx.store.generation(uuid):
+                return cached[1].summaries(cached[1].moments())
+            rows = self.ctx.store.snapshot_summaries(uuid)
+        if rows is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        return rows
 
     def snapshot_children(self, uuid: str, name: str, descendants: bool) -> int:
         """How many children (or descendants) the snapshot has: numChildren with flags 0 or DESCENDANTS."""
