@@ -22,7 +22,9 @@ from virtsnap.cli import registry
 NOT_FOR_READING = ("virtsnap.cli.cmd_domain", "virtsnap.cli.cmd_space", "virtsnap.cli.cmd_check",
                    "virtsnap.cli.cmd_complete", "virtsnap.conf.redefine", "virtsnap.conf.prune",
                    "virtsnap.drivers.qemu.agent", "virtsnap.drivers.qemu.space", "virtsnap.drivers.qemu.monitor",
-                   "virtsnap.drivers.qemu.extdelete", "asyncio", "qemu.qmp", "json")
+                   "virtsnap.drivers.qemu.extdelete", "asyncio", "qemu.qmp", "json",
+                   # typing is for the checker only (~3 ms of a cold start)
+                   "typing")
 PROBE = ("import sys, runpy\nsys.argv = ['virtsnap', *sys.argv[1:]]\n"
          "from virtsnap.cli.main import main\nstatus = main(sys.argv[1:])\n"
          "sys.stdout.flush()\nprint('\\n@@' + repr(sorted(sys.modules)))\nsys.exit(status)\n")
