@@ -28,6 +28,7 @@ import virtsnap
 from virtsnap import (
     VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY as DISK_ONLY,
 )
+from virtsnap.drivers.qemu import tpm
 
 from .conftest import agent_for, domain_xml
 
@@ -125,6 +126,8 @@ class Crash:
         assert marker in expected, f"{failpoint}: marker {marker!r}, expected {expected} ({outcome})"
         drift = [f for f in dom.snapshotCheck(0) if f.drift and not f.repaired]
         assert not drift, f"{failpoint}: snapshot-check reports {drift}"
+        # the domain's swtpm lives exactly as long as its QEMU: none orphaned by the crash, none missing
+        assert len(swtpms(self.state, dom.UUIDString())) == int(dom.isActive()), failpoint
         if op == "create" and outcome == "after":
             self.markers[target] = live
         RESULTS.setdefault(failpoint, []).append(outcome)
@@ -150,11 +153,28 @@ class Crash:
         self.markers[name] = read_marker(self.conn, self.dom)
 
 
+def swtpms(state: Path, uuid: str) -> list[int]:
+    """The live swtpm processes working on the domain's TPM state directory (zombies have no cwd)."""
+    where = str(tpm.state_path(state, uuid))
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "swtpm" and \
+                    os.readlink(proc / "cwd") == where:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.fixture
 def crash(guest, workdir, conn):
     state = workdir / "state"
     c = Crash(conn, state)
-    conn.defineXML(domain_xml(guest, workdir, name=c.name))
+    # with an emulated TPM: its swtpm must start and end with QEMU through every crash (the PVH guest does not
+    # look for it; the device and its state are there all the same, and in every memory snapshot)
+    conn.defineXML(domain_xml(guest, workdir, name=c.name).replace(
+        "</devices>", "<tpm model='tpm-tis'><backend type='emulator' version='2.0'/></tpm></devices>"))
     yield c
     RAN.add(os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0])
     for dom in c.conn.listAllDomains():
