@@ -182,3 +182,32 @@ def test_a_planted_state_directory_is_refused(guest, workdir, conn):
     assert "is not a directory virtsnap made" in str(err.value)
     assert not dom.isActive() and list(victim.iterdir()) == [] and stat.S_IMODE(victim.stat().st_mode) == 0o755
     assert [r for r in conn.driver.store.ledger(dom.UUIDString()) if r.purpose == tpm.PURPOSE] == []
+
+
+def test_undefine_removes_the_tpm_state_unless_kept(guest, workdir, conn):
+    """As libvirt: undefine removes an emulated TPM's state; --keep-tpm keeps it, and a domain defined again
+    with the same uuid gets the same TPM back; --tpm with --keep-tpm is refused, changing nothing."""
+    xml = tpm_domain(guest, workdir, "gone")
+    dom = conn.defineXML(xml)
+    uuid = dom.UUIDString()
+    state = tpm.state_path(Path(conn.driver.state_dir), uuid)
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    dom.destroy()
+    made = (state / tpm.STATE_FILE).read_bytes()
+    with pytest.raises(virtsnap.libvirtError) as err:
+        dom.undefineFlags(virtsnap.VIR_DOMAIN_UNDEFINE_TPM | virtsnap.VIR_DOMAIN_UNDEFINE_KEEP_TPM)
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert conn.lookupByUUIDString(uuid) and (state / tpm.STATE_FILE).exists()
+
+    dom.undefineFlags(virtsnap.VIR_DOMAIN_UNDEFINE_KEEP_TPM)
+    assert (state / tpm.STATE_FILE).read_bytes() == made
+    (state / "kept").write_text("the same directory")
+    again = conn.defineXML(xml.replace("<name>gone</name>", f"<name>gone</name><uuid>{uuid}</uuid>"))
+    again.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    again.destroy()
+    assert (state / "kept").exists() and (state / tpm.STATE_FILE).exists()  # the kept TPM, not a new one
+    assert [r.path for r in conn.driver.store.ledger(uuid) if r.purpose == tpm.PURPOSE] == [str(state)]
+
+    again.undefine()
+    assert not state.exists()
+    assert conn.driver.store.ledger(uuid) == []

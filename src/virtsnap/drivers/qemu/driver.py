@@ -52,7 +52,8 @@ CAPABILITIES = Capabilities(
         Op.SNAPSHOT_DELETE: D.CHILDREN | D.CHILDREN_ONLY | D.METADATA_ONLY | D.FORCE,
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,
         Op.DOMAIN_STATE: 0,
-        Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE,
+        Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE | DomainUndefine.TPM
+        | DomainUndefine.KEEP_TPM,
         Op.DOMAIN_DEFINE: 0,
         Op.DOMAIN_CREATE: DomainCreate.START_PAUSED,
         Op.DOMAIN_SHUTDOWN: 0,

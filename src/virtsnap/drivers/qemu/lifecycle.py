@@ -46,6 +46,8 @@ def define_xml(ctx: Context, xml: str, flags: int) -> DomainDef:
 
 def undefine(ctx: Context, uuid: str, flags: int) -> None:
     defn = ctx.domain_def(uuid)
+    if flags & DomainUndefine.TPM and flags & DomainUndefine.KEEP_TPM:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, "cannot both keep and delete TPM state")
     with ctx.operation(uuid, defn.name) as lock:
         if ctx.rt(uuid).pid() is not None:
             raise error(ErrorCode.OPERATION_INVALID, ERR,
@@ -53,6 +55,8 @@ def undefine(ctx: Context, uuid: str, flags: int) -> None:
         count = ctx.store.snapshot_count(uuid)
         if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
             raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
+        if not flags & DomainUndefine.KEEP_TPM:  # libvirt removes an emulated TPM's state unless kept
+            tpm.remove_state(ctx.store, ctx.state_dir, uuid)
         ctx.store.delete_domain(uuid)
         ctx.store.ledger_release(uuid)  # the files stay, and are the user's now
         ctx.trees.pop(uuid, None)

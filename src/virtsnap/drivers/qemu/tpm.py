@@ -56,7 +56,8 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
     qemu:///system) and recorded in the ledger the first time, then manufactured by swtpm_setup as libvirt does
     (TPM 2.0, EK created, NVRAM locked); an existing TPM is kept, its PCR banks reconfigured when the
     definition names them. On failure no swtpm runs; a directory made here stays recorded (it holds no secret
-    until swtpm_setup succeeds, and the next start manufactures it again)."""
+    until swtpm_setup succeeds, and the next start manufactures it again). Undefine removes it (remove_state)
+    unless asked to keep it."""
     import subprocess
 
     _swtpm, setup = binaries()
@@ -81,7 +82,7 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
         if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (owner, os.geteuid()):
             raise error(ErrorCode.OPERATION_FAILED, ERR,
                         f"TPM state directory {path} is not a directory virtsnap made; nothing was changed")
-        if made:
+        if made or store.ledger_row(str(path)) is None:  # also a state kept by undefine --keep-tpm, reused
             ledger.record(store, str(path), fd, uuid, None, PURPOSE, "dir")
         if st.st_uid != owner:
             os.fchown(fd, owner, user.gid if user is not None else os.getegid())  # swtpm writes it as QEMU's user
@@ -128,3 +129,37 @@ def start(path: Path, log: int, user: Identity | None) -> tuple[int, subprocess.
         ours.close()
         theirs.close()  # swtpm holds its copy
     return qemu_end, proc
+
+
+def remove_state(store: MetadataStore, base: Path, uuid: str) -> bool:
+    """Remove the domain's TPM state directory (libvirt's undefine without --keep-tpm): only while the ledger
+    records it for this domain and the path still leads to that very directory, and only the regular files
+    swtpm keeps there; anything else inside keeps the directory (and the row) where they are. Whether the
+    state is gone."""
+    path = state_path(base, uuid)
+    row = store.ledger_row(str(path))
+    if row is None or row.domain != uuid or row.purpose != PURPOSE:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        store.ledger_forget(str(path))  # gone, or replaced by something that is not ours
+        return False
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (row.device, row.inode):
+            store.ledger_forget(str(path))
+            return False
+        kept = False
+        for name in os.listdir(fd):
+            if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=fd)
+            else:
+                kept = True
+    finally:
+        os.close(fd)
+    if kept:
+        return False
+    os.rmdir(path)
+    store.ledger_forget(str(path))
+    return True
