@@ -101,6 +101,16 @@ def test_tpm_state_comes_back_with_internal_and_external_memory_snapshots(guest,
     assert pcr(conn, dom) == extended
     assert rt.swtpm_pid() is not None and rt.swtpm_pid() != swtpm  # the revert started QEMU and swtpm anew
 
+    # a --live memory snapshot (background-snapshot: the guest runs while its memory is written) as well
+    twice = extend(conn, dom)
+    dom.snapshotCreateXML(f"<domainsnapshot><name>live</name><memory snapshot='external' "
+                          f"file='{workdir}/live.mem'/><disks><disk name='vda' snapshot='external' "
+                          f"file='{workdir}/live.qcow2'/></disks></domainsnapshot>",
+                          virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE)
+    assert extend(conn, dom) != twice
+    dom.revertToSnapshot(dom.snapshotLookupByName("live"))
+    assert pcr(conn, dom) == twice
+
     # snapshot-check takes the recorded TPM state for the domain's own, not for an orphan
     assert [d for d in conn.driver.snapshot_check(dom.UUIDString(), 0) if str(state) in d.subject] == []
     last = rt.swtpm_pid()
