@@ -28,6 +28,11 @@ def reporting(fn: ProgressFn) -> Iterator[None]:
         _current.reset(token)
 
 
+def listening() -> bool:
+    """Whether a caller installed a callback (so that a remote call asks its server for progress)."""
+    return _current.get() is not None
+
+
 def report(what: str, done: int, total: int) -> None:
     fn = _current.get()
     if fn is not None:

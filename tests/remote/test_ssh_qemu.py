@@ -1,11 +1,15 @@
 """qemu+ssh://127.0.0.1:PORT/session on a real TCG guest: create, list, revert (a marker file read back through
-the guest agent), delete; and a connection that drops mid-create (a failpoint kills the ssh session at a known
-point): a typed error here, while the remote virtsnap finishes the snapshot under its journal."""
+the guest agent), delete, with the host's progress reports arriving here; a connection that drops mid-create (a
+failpoint kills the ssh session at a known point): a typed error here, while the remote virtsnap finishes the
+snapshot under its journal; and a local Ctrl-C (SIGINT to the local CLI, its progress on a terminal) mid-save,
+which the host undoes as a local Ctrl-C would be undone."""
 
 from __future__ import annotations
 
 import os
+import pty
 import select
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import virtsnap
+from virtsnap import progress
 from tests.qemu_guest.conftest import conn, domain_xml, guest, guest_read, image_tags, workdir  # noqa: F401
 from virtsnap.errors import ErrorCode, ErrorDomain
 
@@ -59,7 +64,11 @@ def test_snapshot_lifecycle_over_ssh_on_a_real_guest(guest, workdir, conn, qemu_
         assert dom.UUIDString() == local.UUIDString()
         dom.create()
         assert guest_read(conn, local, "echo before > /mnt/marker && sync && cat /mnt/marker").strip() == "before"
-        s1 = dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+        reports: list[tuple[str, int, int]] = []
+        with progress.reporting(lambda *event: reports.append(event)):  # as the CLI's progress bar listens
+            s1 = dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
+        assert [r for r in reports if r[0] == "save" and r[2] > 0], reports  # the host's save job, step by step
+        assert reports[-1][1] == reports[-1][2], reports
         guest_read(conn, local, "echo after > /mnt/marker && sync")
         listed = subprocess.run([VIRTSNAP, "-c", uri, "snapshot-list", "demo", "--name"], capture_output=True,
                                 text=True, timeout=120, stdin=subprocess.DEVNULL)
@@ -121,3 +130,51 @@ def test_interrupt_on_the_host_reaches_the_local_cli(guest, workdir, conn, qemu_
     assert image_tags(str(workdir / "demo.qcow2")) == []
     assert local.state()[0] == 1
     assert guest_read(conn, local, "cat /ram/value").strip() == "alive"
+
+
+def _read_until(fd: int, text: str, seen: bytearray) -> str:
+    """What a terminal showed, up to and including `text` (120 s bound: a failure, not a timing)."""
+    while text.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], 120)
+        assert ready, f"no {text!r} on the terminal; it showed: {seen.decode(errors='replace')}"
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal's other side is closed (the command ended)
+            chunk = b""
+        assert chunk, f"no {text!r} on the terminal; it showed: {seen.decode(errors='replace')}"
+        seen += chunk
+    return seen.decode(errors="replace")
+
+
+def test_local_ctrl_c_mid_save_cancels_on_the_host(guest, workdir, conn, qemu_hosts) -> None:  # noqa: F811
+    # The host pauses its memory save at a known point and says so as progress; that report reaching this
+    # terminal is the cue for a SIGINT to the local command, which cancels the remote call as Ctrl-C would.
+    host = qemu_hosts({"VIRTSNAP_FAILPOINTS": "create.save-started=pause"})
+    local = conn.defineXML(domain_xml(guest, workdir))
+    local.create()
+    guest_read(conn, local, "echo alive > /ram/value")
+    before = sorted(p.name for p in workdir.rglob("*"))
+    primary, terminal = pty.openpty()
+    try:
+        cli = subprocess.Popen([VIRTSNAP, "-c", host.uri("qemu", "/session"), "snapshot-create-as", "demo", "s1"],
+                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
+                               env={**os.environ, "TERM": "xterm", "COLUMNS": "200"})
+        os.close(terminal)
+        seen = bytearray()
+        _read_until(primary, "failpoint create.save-started: paused until interrupted", seen)
+        cli.send_signal(signal.SIGINT)
+        shown = _read_until(primary, "domain is as before", seen)
+        assert cli.wait(timeout=120) == 1, shown
+    finally:
+        os.close(primary)
+    # The host said it was finishing its step, undid the snapshot and answered as a local call answers.
+    assert "interrupt noted: finishing the current step first" in shown
+    assert "error: operation aborted: snapshot 's1' cancelled; nothing was kept and the domain is as before" in shown
+    assert local.snapshotNum() == 0
+    assert image_tags(str(workdir / "demo.qcow2")) == []
+    assert local.snapshotCheck() == []
+    assert local.state()[0] == 1
+    assert guest_read(conn, local, "cat /ram/value").strip() == "alive"
+    assert sorted(p.name for p in workdir.rglob("*")) == before  # nothing left over
+    servers = [p for p in _descendants(host.proc.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "virtsnap"]
+    assert servers == []  # the remote virtsnap ended with its connection

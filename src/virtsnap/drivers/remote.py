@@ -12,6 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
+from .. import progress
 from ..conf.tree import Moment, SnapshotTree
 from ..errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from ..flags import DomainState
@@ -160,8 +161,11 @@ class RemoteDriver:
 
     def _read(self, ident: int) -> Any:
         message = self._readline()
-        while message is not None and message.get("id") != ident:
-            message = self._readline()  # an answer to a call abandoned by a second Ctrl-C
+        while message is not None and (message.get("id") != ident or "progress" in message):
+            if message.get("id") == ident:  # the call's progress, shown as a local call shows it
+                what, done, total = message["progress"]
+                progress.report(str(what), int(done), int(total))
+            message = self._readline()  # else an answer to a call abandoned by a second Ctrl-C
         if message is None:
             raise self._eof()
         if "error" in message:
@@ -186,7 +190,10 @@ class RemoteDriver:
             raise error(ErrorCode.INTERNAL_ERROR, ErrorDomain.RPC, "client socket is closed")
         self._next += 1
         ident = self._next
-        self._send({"id": ident, "method": method, "params": list(params)})
+        request: dict[str, Any] = {"id": ident, "method": method, "params": list(params)}
+        if progress.listening():
+            request["progress"] = True  # servers before progress ignore it; they are never sent it otherwise
+        self._send(request)
         try:
             return self._read(ident)
         except KeyboardInterrupt:

@@ -9,7 +9,8 @@ from typing import Any
 # Bumped on any incompatible change; the client refuses a server that says another number.
 PROTOCOL = 1
 HELLO = "virtsnap-rpc"  # the hello line: {"virtsnap-rpc": PROTOCOL, "version": "<virtsnap version>"}
-# Requests:  {"id": N, "method": NAME, "params": [...]}
+# Requests:  {"id": N, "method": NAME, "params": [...], "progress": true}  (progress optional: the caller listens)
+# Progress:  {"id": N, "progress": [WHAT, DONE, TOTAL]}  zero or more before the response, only when asked
 # Responses: {"id": N, "result": ...} or {"id": N, "error": {"code": C, "domain": D, "message": M},
 #            "interrupted": bool}
 # Cancel:    {"cancel": N}  the server interrupts call N as Ctrl-C would (SIGINT to itself)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import virtsnap
+from virtsnap import progress
 from virtsnap.api import virConnect, virDomain, virDomainSnapshot
 
 from . import protocol
@@ -102,6 +103,15 @@ class Server:
         self.out.write(protocol.encode(message))
         self.out.flush()
 
+    def progress_to(self, ident: Any) -> progress.ProgressFn:
+        """A progress callback that forwards each report of call `ident` to the client."""
+        def forward(what: str, done: int, total: int) -> None:
+            try:
+                self.send({"id": ident, "progress": [what, done, total]})
+            except OSError:
+                pass  # the client is gone: the operation still runs to its end (or its journal's)
+        return forward
+
     def reader(self, stream: IO[bytes]) -> None:
         try:
             while True:
@@ -149,7 +159,11 @@ class Server:
                 if fn is None or not isinstance(params, list):
                     raise virtsnap.libvirtError(f"internal error: unknown rpc call {request.get('method')!r}",
                                                 _INTERNAL_ERROR, _FROM_RPC)
-                response = {"id": ident, "result": fn(*params)}
+                if request.get("progress") is True:
+                    with progress.reporting(self.progress_to(ident)):
+                        response = {"id": ident, "result": fn(*params)}
+                else:
+                    response = {"id": ident, "result": fn(*params)}
             finally:
                 with self.lock:
                     self.running = None
