@@ -30,6 +30,8 @@ bench: setup
 	.venv/bin/python bench/bench_live_pause.py
 	.venv/bin/python bench/bench_scale.py
 	.venv/bin/python bench/bench_web.py
+	.venv/bin/python bench/bench_remote.py
+	.venv/bin/python bench/bench_ansible.py
 	.venv/bin/python bench/report.py
 
 lint: setup

@@ -17,7 +17,7 @@ from common import machine, write_results
 import virtsnap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.remote.conftest import _keygen, start_host, stop_host
+from tests.remote.conftest import _keygen, start_host, stop_host, write_inventory
 from tests.remote.test_ansible import _domain, _play
 
 
@@ -33,12 +33,7 @@ def main() -> None:
             for name in ("d1", "d2"):
                 conn.defineXML(_domain(host.state.parent, name))
             conn.close()
-        inventory = base / "hosts.ini"
-        inventory.write_text("[hv]\n" + "".join(
-            f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user={os.environ.get('USER', 'root')} "
-            f"ansible_ssh_private_key_file={h.client_key} "
-            f"ansible_ssh_common_args='-o UserKnownHostsFile={h.known_hosts} -o BatchMode=yes' "
-            f"ansible_python_interpreter={sys.executable}\n" for h in hosts))
+        inventory = write_inventory(base / "hosts.ini", hosts)
         rows = {}
         for label in ("create_s", "unchanged_s"):
             start = time.perf_counter()

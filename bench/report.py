@@ -341,9 +341,32 @@ def build_web(result: dict) -> str:
                       *table(["step", "median"], rows, "lr"), ""])
 
 
+def build_remote(result: dict) -> str:
+    """bench_remote.py: a call over test+ssh:// against the same call on test:///default, and opening it."""
+    rows = [["`snapshotNum()` on test:///default", fmt(result["call_local_ms"])],
+            ["the same over test+ssh:// (sshd on loopback)", fmt(result["call_remote_ms"])],
+            ["overhead of a remote call", fmt(result["overhead_ms"])],
+            ["opening the ssh connection (ssh, remote Python start, hello)", fmt(result["open_ssh_ms"])]]
+    return "\n".join(["## Remote: the cost of a call over ssh (`bench/bench_remote.py`)", "",
+                      run_line(result["machine"], f"Median of {result['samples']} connections, "
+                               f"{result['calls']} calls each."), "",
+                      *table(["measure", "median ms"], rows, "lr"), ""])
+
+
+def build_ansible(result: dict) -> str:
+    """bench_ansible.py: the wall time of a 3-host ansible-playbook run."""
+    rows = [["snapshot two domains on each host", f"{result['create_s']:.2f}"],
+            ["the same play again (changed=0)", f"{result['unchanged_s']:.2f}"]]
+    return "\n".join([f"## Ansible: a {result['hosts']}-host playbook (`bench/bench_ansible.py`)", "",
+                      run_line(result["machine"], f"{result['domains_per_host']} domains per host, sshd hosts on "
+                               "loopback; one run each."), "",
+                      *table(["play", "wall time s"], rows, "lr"), ""])
+
+
 # results file -> its section; the report lists them in this order, each only if its script has run
 SECTIONS = (("scale", build_markdown), ("test_driver", build_test_driver), ("qemu", build_qemu),
-            ("external", build_external), ("live_pause", build_live_pause), ("esx", build_esx), ("web", build_web))
+            ("external", build_external), ("live_pause", build_live_pause), ("esx", build_esx), ("web", build_web),
+            ("remote", build_remote), ("ansible", build_ansible))
 
 
 def build_report(out: Path) -> tuple[str, dict | None]:

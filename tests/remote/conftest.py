@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -13,12 +14,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
 SSHD = "/usr/sbin/sshd"
 VIRTSNAP = str(Path(sys.executable).with_name("virtsnap"))
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
 
 class Host:
@@ -119,3 +122,40 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Host]]:
         gc.collect()  # connections whose last handle is gone hang up now, ending their sessions
         for host in started:
             stop_host(host)
+
+
+def write_inventory(path: Path, hosts: list[Host], group: str = "hv") -> Path:
+    """An Ansible inventory of the sshd hosts (this interpreter, with virtsnap, runs the modules there)."""
+    path.write_text(f"[{group}]\n" + "".join(
+        f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user={getpass.getuser()} "
+        f"ansible_ssh_private_key_file={h.client_key} "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={h.known_hosts} -o BatchMode=yes' "
+        f"ansible_python_interpreter={sys.executable}\n" for h in hosts))
+    return path
+
+
+def ansible_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """ansible-playbook's environment: the repository's collection, private temporary directories."""
+    return {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT), "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
+            "ANSIBLE_LOCAL_TEMP": str(tmp / "atmp"), "ANSIBLE_REMOTE_TEMP": str(tmp / "rtmp"),
+            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORKS": "3", **extra}
+
+
+def play_json(tmp: Path, inventory: Path, playbook: str, *extra: str) -> dict[str, Any]:
+    """Run `playbook` with the results_json callback (callback_plugins/): {"plays": [{"tasks": [{"hosts": {HOST: result}}]}],
+    "stats": {HOST: {"changed": N, "failures": N, ...}}}."""
+    path = tmp / "play.yml"
+    path.write_text(playbook)
+    done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(path), *extra], capture_output=True,
+                          text=True, env=ansible_env(tmp, ANSIBLE_STDOUT_CALLBACK="results_json",
+                                             ANSIBLE_CALLBACK_PLUGINS=str(Path(__file__).with_name("callback_plugins"))),
+                          timeout=300, stdin=subprocess.DEVNULL)
+    try:
+        return dict(json.loads(done.stdout))
+    except ValueError:
+        raise AssertionError(done.stdout + done.stderr) from None
+
+
+def task_results(run: dict[str, Any], host: str) -> list[dict[str, Any]]:
+    """One host's result of every task, in order."""
+    return [task["hosts"][host] for play in run["plays"] for task in play["tasks"] if host in task["hosts"]]

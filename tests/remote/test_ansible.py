@@ -4,7 +4,6 @@ nothing, a host that fails leaves the others done."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,9 +13,8 @@ import pytest
 
 import virtsnap
 
-from .conftest import Host
+from .conftest import ANSIBLE_PLAYBOOK, ROOT, Host, ansible_env, write_inventory
 
-ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = """
 - hosts: hv
   gather_facts: false
@@ -54,14 +52,10 @@ def _names(host: Host, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 
 def _play(tmp_path: Path, inventory: Path, *extra: str) -> dict[str, dict[str, int]]:
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT), "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "atmp"), "ANSIBLE_REMOTE_TEMP": str(tmp_path / "rtmp"),
-           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORKS": "3"}
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAYBOOK)
-    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-                           str(playbook), *extra], capture_output=True, text=True, env=env, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook), *extra], capture_output=True,
+                          text=True, env=ansible_env(tmp_path), timeout=300, stdin=subprocess.DEVNULL)
     recap = {m[0]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m[1])}
              for m in re.findall(r"^(\w+)\s+:\s+(ok=.*)$", done.stdout, re.M)}
     assert recap, done.stdout + done.stderr
@@ -74,12 +68,7 @@ def test_playbook_snapshots_idempotent_check_mode_and_failures(hosts, tmp_path, 
         for name in ("d1", "d2") if host.name != "gamma" else ("d1",):  # gamma lacks d2: its task fails
             conn.defineXML(_domain(host.state.parent, name))
         conn.close()
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text("[hv]\n" + "".join(
-        f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user={os.environ.get('USER', 'root')} "
-        f"ansible_ssh_private_key_file={h.client_key} "
-        f"ansible_ssh_common_args='-o UserKnownHostsFile={h.known_hosts} -o BatchMode=yes' "
-        f"ansible_python_interpreter={sys.executable}\n" for h in hosts))
+    inventory = write_inventory(tmp_path / "hosts.ini", hosts)
 
     first = _play(tmp_path, inventory)
     assert first["alpha"]["changed"] == first["beta"]["changed"] == 1

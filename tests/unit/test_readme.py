@@ -1,7 +1,8 @@
 """The README's examples run as written: the Python block against test:///default, the `sh` blocks through
 the installed `virtsnap` command (the qemu tour on a real qcow2 image and a QEMU process, with its paths moved
 into a private directory), each compared with the output block that follows it, if any. `console` blocks need
-what a test machine has not (make's apt-get, an ESX host, VirtualBox) and are shown, not run."""
+what a test machine has not (make's apt-get, an ESX host, VirtualBox) and are shown, not run. The `yaml` block
+(the Ansible playbook) runs with ansible-playbook against three sshd hosts in tests/remote/test_readme_playbook.py."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def _normal(text: str) -> str:
 def test_readme_has_the_tour() -> None:
     kinds = [kind for kind, _ in _blocks()]
     assert kinds.count("python") == 1 and kinds.count("sh") == 2 and kinds.count("xml") == 1
-    assert set(kinds) <= {"python", "sh", "xml", "text", "console"}
+    assert kinds.count("yaml") == 1
+    assert set(kinds) <= {"python", "sh", "xml", "text", "console", "yaml"}
 
 
 def test_python_block_runs_against_the_test_driver() -> None:

@@ -50,7 +50,7 @@ options:
     description: Save memory state of a running domain (the default for a running domain, as in libvirt).
     type: bool
     default: true
-author: virtsnap developers
+author: virtsnap developers (@virtsnap)
 """
 
 EXAMPLES = r"""
