@@ -55,9 +55,9 @@ def undefine(ctx: Context, uuid: str, flags: int) -> None:
         count = ctx.store.snapshot_count(uuid)
         if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
             raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
-        if not flags & DomainUndefine.KEEP_TPM:  # libvirt removes an emulated TPM's state unless kept
-            tpm.remove_state(ctx.store, ctx.state_dir, uuid)
         ctx.store.delete_domain(uuid)
+        if not flags & DomainUndefine.KEEP_TPM:  # libvirt removes an emulated TPM's state unless kept; after
+            tpm.remove_state(ctx.store, ctx.state_dir, uuid)  # every refusal, so a refused undefine keeps it
         ctx.store.ledger_release(uuid)  # the files stay, and are the user's now
         ctx.trees.pop(uuid, None)
         lock.discard()  # the lock file goes with its domain

@@ -152,14 +152,22 @@ def remove_state(store: MetadataStore, base: Path, uuid: str) -> bool:
             return False
         kept = False
         for name in os.listdir(fd):
-            if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                os.unlink(name, dir_fd=fd)
-            else:
-                kept = True
+            try:
+                if stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    os.unlink(name, dir_fd=fd)
+                else:
+                    kept = True
+            except FileNotFoundError:
+                continue
+    except OSError:  # a file system that refuses: what is left stays, released with the domain's other files
+        return False
     finally:
         os.close(fd)
     if kept:
         return False
-    os.rmdir(path)
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
     store.ledger_forget(str(path))
     return True
