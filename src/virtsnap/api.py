@@ -726,6 +726,7 @@ class virDomain(surface.virDomain):  # noqa: N801
         return set() if fn is None else set(_driver_call(lambda: fn(self._uuid)))
 
     def _prune_candidates(self, tree: SnapshotTree, protected: set[str]) -> list[Candidate]:
+        moments = tree.moments()  # first: a driver's view may link parents only when it lists them all
         ancestors: set[str] = set()
         node = tree.current.parent if tree.current is not None else None
         while node is not None and node.parent is not None:  # the forest's hidden root has no parent
@@ -734,7 +735,7 @@ class virDomain(surface.virDomain):  # noqa: N801
         # Snapshots made in the same second: in link order (`seq`), except that a parent always comes before its
         # children (a delete re-links the children it moves, giving them a later seq than their descendants)
         order: dict[str, int] = {}
-        for m in sorted(tree.moments(), key=lambda m: m.seq):
+        for m in sorted(moments, key=lambda m: m.seq):
             line = []
             up: Moment | None = m
             while up is not None and up.parent is not None and up.name not in order:
@@ -745,7 +746,7 @@ class virDomain(surface.virDomain):  # noqa: N801
         from .conf.prune import Candidate  # snapshot-prune only: datetime is not for every cold start
 
         return [Candidate(m.name, m.creation_time, m.name in protected, m is tree.current, m.name in ancestors,
-                          order[m.name]) for m in tree.moments()]
+                          order[m.name]) for m in moments]
 
     def _prune_plan(self, policy: Policy) -> list[Decision]:
         protected = self._protected_names()

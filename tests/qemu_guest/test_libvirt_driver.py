@@ -99,6 +99,10 @@ def test_internal_snapshots_through_libvirtd(libvirt_domain):
     assert dom.snapshotLookupByName("s2").getParent().getName() == "s1"
     assert dom.snapshotCurrent().getName() == theirs.snapshotCurrent().getName() == "s2"
     assert sorted(image_tags(disk)) == ["s1", "s2"]
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "-f", "qcow2", "--output=json", disk],
+                                     capture_output=True, text=True, check=True).stdout)
+    vmstate = {s["name"]: s["vm-state-size"] for s in info["snapshots"]}
+    assert dom.snapshotLookupByName("s1").getSize(0)["memory"] == vmstate["s1"] > 0  # the saved RAM, per qemu-img
 
     dom.revertToSnapshot(dom.snapshotLookupByName("s1"))
     assert shell(dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]

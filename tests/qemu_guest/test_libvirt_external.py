@@ -15,7 +15,6 @@ import libvirt
 import pytest
 
 import virtsnap
-from virtsnap.store import ledger
 from virtsnap.store.db import MetadataStore
 
 from .conftest import domain_xml
@@ -83,11 +82,15 @@ def mark(dom, value: str) -> None:
 
 
 def test_running_memory_revert_and_delete(setup):
-    conn, dom, theirs, disk, state = setup
+    _conn, dom, theirs, disk, state = setup
     dom.create()
     wait_for_agent(dom)
     mark(dom, "1")
     dom.snapshotCreateXML(ext("m1", memory=True))  # libvirt's own create (external, memory, live guest)
+    size = dom.snapshotLookupByName("m1").getSize(0)  # what `du` says of the memory file and the overlay
+    assert size == {"memory": os.stat(IMAGES / "m1.mem").st_blocks * 512, "memory_exact": True,
+                    "disk": os.stat(IMAGES / "m1.qcow2").st_blocks * 512, "disk_exact": True}
+    assert size["memory"] > 1 << 20  # the guest's RAM really is in there
     mark(dom, "2")
     with pytest.raises(libvirt.libvirtError, match="not supported yet"):  # what libvirt 9.0 itself says
         theirs.revertToSnapshot(theirs.snapshotLookupByName("m1"))
@@ -128,7 +131,7 @@ def test_running_memory_revert_and_delete(setup):
 
 
 def test_shut_off_revert_delete_children_and_internal_refusal(setup):
-    conn, dom, theirs, disk, state = setup
+    _conn, dom, theirs, disk, _state = setup
     dom.create()
     wait_for_agent(dom)
     mark(dom, "a")
@@ -139,6 +142,16 @@ def test_shut_off_revert_delete_children_and_internal_refusal(setup):
     dom.snapshotCreateXML(ext("e3"), virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
     mark(dom, "d")
     dom.destroy()
+
+    # a snapshot whose image is gone: refused naming it, before any change
+    os.rename(disk, disk + ".away")
+    before = (theirs.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), sorted(os.listdir(IMAGES)))
+    with pytest.raises(virtsnap.libvirtError) as refused:
+        dom.revertToSnapshot(dom.snapshotLookupByName("e1"))
+    assert refused.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    assert f"disk vda (its image {disk} is missing)" in refused.value.get_error_message()
+    assert (theirs.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), sorted(os.listdir(IMAGES))) == before
+    os.rename(disk + ".away", disk)
 
     # revert to e1 (two descendants) while shut off: the domain stays off, on a new overlay on disk.qcow2
     dom.revertToSnapshot(dom.snapshotLookupByName("e1"))

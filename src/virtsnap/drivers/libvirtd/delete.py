@@ -160,7 +160,16 @@ def _finish(ctx: Context, uuid: str, entry: int, order: list[str], steps: list[e
     for index, step in enumerate(steps):
         if index in done:
             continue
-        _run_step(ctx, dom, step)
+        try:
+            _run_step(ctx, dom, step)
+        except Exception:
+            # Failed in this process (a kill skips this): a merge cannot be taken back, but every image still
+            # reads as before; the definitions follow the merges done so far, and the delete ends here.
+            finished = [s for i, s in enumerate(steps) if i in done]
+            _repoint(ctx, dom, {old: new for old, (new, _f) in extdelete.moved_by(finished).items()}, set())
+            ctx.store.journal_end(entry)
+            raise
+        done.add(index)
         external.forget_chains()
         ctx.store.journal_step(entry, f"step-{index}")
         hit("libvirt-delete.step-done")

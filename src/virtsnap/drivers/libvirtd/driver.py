@@ -15,7 +15,7 @@ from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import DomainState, SnapshotCheck, SnapshotList
 from ...uri import URI, redact
-from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op
+from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 
 T = TypeVar("T")
 
@@ -124,9 +124,17 @@ class LibvirtView(SnapshotTree):
         return out
 
     def moments(self) -> list[Moment]:
-        # api.py's prune walks parent links this view does not build: refused rather than guessed
-        raise error(ErrorCode.NO_SUPPORT, ErrorDomain.DOMAIN_SNAPSHOT,
-                    "virDomainSnapshotPrune is not built yet for libvirt+ connections")
+        """Every snapshot, parents before children, linked as api.py's prune walks them (parent links under one
+        hidden root, creation times, link order), read from libvirtd in one listing."""
+        hidden = Moment("")
+        ordered = self.select(None, int(SnapshotList.TOPOLOGICAL))
+        by_name = {m.name: m for m in ordered}
+        for seq, (moment, (_name, parent, _state, created)) in enumerate(zip(ordered, self.summaries(ordered),
+                                                                                strict=True)):
+            moment.parent = by_name.get(parent or "", hidden)
+            moment.seq = seq
+            moment.creation_time = created or 0
+        return ordered
 
     def topological(self) -> list[Moment]:
         return self.select(None, int(SnapshotList.TOPOLOGICAL))
@@ -304,6 +312,14 @@ class LibvirtDriver:
                     delete.delete(ctx, uuid, name, flags)
                 return
         self._call(snap.delete, flags)
+
+    def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
+        """What the snapshot takes, read from the files libvirt's snapshot XML names (space.py)."""
+        from . import space
+
+        dom = self._dom(uuid)
+        xml = str(self._call(self._snapshot(uuid, name).getXMLDesc, 0))
+        return space.snapshot_size(xml, name, bool(self._call(dom.isActive)))
 
     def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
         """libvirt's snapshot metadata against the qcow2 tags (check.py); report only, even with REPAIR."""

@@ -126,40 +126,63 @@ def _run(ctx: Context, uuid: str, dom: Any, target: Target, earlier: list[str] |
                       | set(earlier or ()))
     entry = ctx.store.journal_begin(uuid, OP, {"snapshot": target.name, "flags": target.flags,
                                                "overlays": overlays, "old_tops": old_tops})
-    hit("libvirt-revert.begun")
-    for disk, path in overlays.items():
-        base, fmt = target.bases[disk]
+    try:
+        hit("libvirt-revert.begun")
+        for disk, path in overlays.items():
+            base, fmt = target.bases[disk]
 
-        def made(fd: int, path: str = path, base: str = base, fmt: str = fmt) -> object:
-            return ledger.record(ctx.store, path, fd, uuid, target.name, "revert-overlay", "qcow2", base, fmt)
+            def made(fd: int, path: str = path, base: str = base, fmt: str = fmt) -> object:
+                return ledger.record(ctx.store, path, fd, uuid, target.name, "revert-overlay", "qcow2", base, fmt)
 
-        external.create_overlay(path, base, fmt, False, disk, made=made)
-    ctx.store.journal_step(entry, "overlays")
-    hit("libvirt-revert.overlays-made")
-    if ctx.call(dom.isActive):
-        ctx.call(dom.destroyFlags, 0)  # the current state is dropped, as a revert drops it
-    ctx.store.journal_step(entry, "stopped")
-    hit("libvirt-revert.stopped")
-    persistent = external.with_sources(target.persistent, overlays)
-    ctx.call(ctx.conn.defineXML, persistent.format(secure=True))
-    ctx.store.journal_step(entry, "defined")
-    hit("libvirt-revert.defined")
-    mode = target.start_mode()
-    if mode.startswith("restore"):
-        live = external.with_sources(target.live, overlays)
-        ctx.call(ctx.conn.restoreFlags, target.memory, live.format(secure=True),
-                 SAVE_PAUSED if mode == "restore-paused" else SAVE_RUNNING)
-    elif mode == "start":
-        ctx.call(dom.createWithFlags, 0)
-    elif mode == "start-paused":
-        ctx.call(dom.createWithFlags, START_PAUSED)
-    ctx.store.journal_step(entry, "started")
-    hit("libvirt-revert.started")
-    ctx.call(dom.snapshotCreateXML, target.xml, REDEFINE | CURRENT)
-    ctx.store.journal_step(entry, "redefined")
-    hit("libvirt-revert.redefined")
+            external.create_overlay(path, base, fmt, False, disk, made=made)
+        ctx.store.journal_step(entry, "overlays")
+        hit("libvirt-revert.overlays-made")
+        if ctx.call(dom.isActive):
+            ctx.call(dom.destroyFlags, 0)  # the current state is dropped, as a revert drops it
+        ctx.store.journal_step(entry, "stopped")
+        hit("libvirt-revert.stopped")
+        persistent = external.with_sources(target.persistent, overlays)
+        ctx.call(ctx.conn.defineXML, persistent.format(secure=True))
+        ctx.store.journal_step(entry, "defined")
+        hit("libvirt-revert.defined")
+        mode = target.start_mode()
+        if mode.startswith("restore"):
+            live = external.with_sources(target.live, overlays)
+            ctx.call(ctx.conn.restoreFlags, target.memory, live.format(secure=True),
+                     SAVE_PAUSED if mode == "restore-paused" else SAVE_RUNNING)
+        elif mode == "start":
+            ctx.call(dom.createWithFlags, 0)
+        elif mode == "start-paused":
+            ctx.call(dom.createWithFlags, START_PAUSED)
+        ctx.store.journal_step(entry, "started")
+        hit("libvirt-revert.started")
+        ctx.call(dom.snapshotCreateXML, target.xml, REDEFINE | CURRENT)
+        ctx.store.journal_step(entry, "redefined")
+        hit("libvirt-revert.redefined")
+    except Exception:
+        _undo(ctx, uuid, entry, target, overlays)
+        raise
     _tidy(ctx, uuid, old_tops)
     ctx.store.journal_end(entry)
+
+
+def _undo(ctx: Context, uuid: str, entry: int, target: Target, overlays: dict[str, str]) -> None:
+    """A step failed in this process (it was not killed): the domain is put back on its definition before the
+    revert, shut off if the revert had stopped it (its running state is gone, as with libvirt's own revert),
+    and the overlays made are removed; the journal entry ends. A kill skips this: recovery rolls forward."""
+    try:
+        steps = next((e.steps for e in ctx.store.journal_unfinished(uuid) if e.id == entry), [])
+        if "redefined" in steps:
+            return  # the revert is done; only the tidy-up failed
+        dom = ctx.dom(uuid)
+        if "stopped" in steps:
+            if ctx.call(dom.isActive):
+                ctx.call(dom.destroyFlags, 0)
+            ctx.call(ctx.conn.defineXML, target.old.format(secure=True))
+        for path in overlays.values():
+            ledger.remove_path(ctx.store, path, uuid)
+    finally:
+        ctx.store.journal_end(entry)
 
 
 def _tidy(ctx: Context, uuid: str, old_tops: list[str]) -> list[str]:
