@@ -169,14 +169,8 @@ def _run_external_delete(ctx: Context, uuid: str, tree: SnapshotTree, plan: extd
                 else:
                     block_commit(mon, step.image, step.base, step.target)
                 extdelete.release_nodes(mon, plan.released)
-            elif step.kind == "commit":
-                images.run(["commit", "-q", "-f", step.image_format, "-d", "--", step.image])
-            elif step.kind == "set-backing":  # header only: the same data through another file
-                images.run(["rebase", "-u", "-f", step.image_format, "-F", step.format, "-b", step.base, "--",
-                            step.image])
-            else:  # rebase: the image gets the old backing's data, so it reads the same through the new one
-                images.run(["rebase", "-q", "-f", step.image_format, "-b", step.below or ""]
-                           + (["-F", step.format] if step.below else []) + ["--", step.image])
+            else:
+                extdelete.image_step(step)  # qemu-img, shared with the libvirt+ driver
             external.forget_chains()
             done.append(step)
             failpoints.hit("external-delete.step-done")
