@@ -97,6 +97,7 @@ def test_running_memory_revert_and_delete(setup):
 
     dom.revertToSnapshot(dom.snapshotLookupByName("m1"))
     assert theirs.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    wait_for_agent(dom)  # the restored guest's agent channel reconnects in its own time
     assert markers(dom) == ["disk-1", "ram-1"]  # the disk as it was, and the RAM from the memory file
     assert theirs.snapshotCurrent().getName() == "m1"
     first = source(theirs)
@@ -110,6 +111,7 @@ def test_running_memory_revert_and_delete(setup):
     dom.revertToSnapshot(dom.snapshotLookupByName("m1"), virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED)
     assert theirs.state()[0] == libvirt.VIR_DOMAIN_PAUSED
     dom.resume()
+    wait_for_agent(dom)
     assert markers(dom) == ["disk-1", "ram-1"]
     second = source(theirs)
     assert second != first and os.path.exists(first)  # d2's image stays: d2 needs it
