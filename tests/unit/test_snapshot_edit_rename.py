@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,28 @@ def test_a_renamed_snapshot_keeps_its_protection(domain: virtsnap.virDomain, pro
         rc, text = virsh("snapshot-delete ren new --metadata")
         assert rc != 0 and "is protected" in text
         assert domain.snapshotListNames() == ["new"]
+
+
+def test_an_internal_snapshot_is_not_renamed_away_from_its_qcow2_tag(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvirt's snapshot-edit --rename renames an internal snapshot's metadata only; its qcow2 tag keeps the old
+    name and no revert finds it again. virtsnap refuses the rename and changes nothing."""
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+    editor = tmp_path / "editor"
+    editor.write_text('#!/bin/sh\nsed -i "s|<name>old</name>|<name>new</name>|" "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.setenv("VISUAL", str(editor))
+    conn, dom, disk = define_offline(tmp_path, "ren")
+    try:
+        dom.snapshotCreateXML("<domainsnapshot><name>old</name></domainsnapshot>")
+        rc, text = virsh("snapshot-edit ren old --rename")
+        assert rc != 0 and "cannot rename a tag" in text, text
+        assert dom.snapshotListNames() == ["old"]
+        tags = subprocess.run(["qemu-img", "snapshot", "-l", "--image-opts", f"driver=qcow2,file.filename={disk}"],
+                              check=True, capture_output=True, text=True).stdout
+        assert " old " in tags and " new " not in tags
+        rc, text = virsh("snapshot-revert ren old")
+        assert rc == 0, text
+    finally:
+        conn.close()

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ...conf.snapshot_xml import format_snapshot
+from ...conf.snapshot_xml import Location, format_snapshot
 from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
@@ -293,6 +293,22 @@ class QemuDriver:
         with self.ctx.operation(uuid, self.ctx.domain_def(uuid).name):
             self.ctx.moment(self.ctx.tree(uuid), name)
             self.ctx.store.set_protected(uuid, name, on)
+
+    def snapshot_rename(self, uuid: str, name: str, new_name: str) -> str:
+        """virDomainSnapshot.rename: an internal snapshot is a qcow2 tag named after the snapshot, and qcow2
+        cannot rename a tag, so renaming its metadata (libvirt's snapshot-edit --rename does) would leave a
+        snapshot no revert finds: refused. External snapshots name no file after themselves: NO_SUPPORT, so
+        the caller's redefine-and-forget (snapshot-edit --rename) is right for them."""
+        with self.ctx.lock:
+            defn = moments.def_of(self.ctx.moment(self.ctx.tree(uuid), name))
+        stored = [d.name for d in defn.disks if d.snapshot == Location.INTERNAL]
+        if defn.memory == Location.INTERNAL:
+            stored.insert(0, "memory")
+        if stored:
+            raise error(ErrorCode.OPERATION_UNSUPPORTED, ERR,
+                        f"snapshot '{name}' is stored under the qcow2 tag '{name}' ({', '.join(stored)}), and qcow2 "
+                        f"cannot rename a tag: it cannot become '{new_name}'; nothing was changed")
+        raise error(ErrorCode.NO_SUPPORT, ERR, "virDomainSnapshotRename")
 
     def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
         """External: the overlays' allocation and the memory file's size (exact). Internal: per qcow2 image,
