@@ -273,7 +273,7 @@ def test_vnc_listen_port_and_password_are_honoured(conn, workdir):
         dom.undefine()
     for bad in ("<graphics type='vnc' listen='0.0.0.0,password=off'/>", "<graphics type='vnc' port='80'/>",
                 "<graphics type='vnc' port='5901,to=99'/>", "<graphics type='vnc'><listen type='network' "
-                "network='default'/></graphics>", "<graphics type='spice'/>"):
+                "network='default'/></graphics>", "<graphics type='spice' autoport='no' port='5901,to=99'/>"):
         view = run_and_view(conn, plain.replace("</devices>", bad + "</devices>"))
         assert isinstance(view, virtsnap.libvirtError), bad
         assert view.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED, bad

@@ -13,6 +13,7 @@ from typing import Any
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
+from .devices import SPICE_PORT
 from .domain import CACHE, QemuDomain
 
 ERR = ErrorDomain.QEMU
@@ -26,15 +27,19 @@ VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
 class Descriptors(Frozen):
     """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
 
-    _fields = ("monitor", "agent", "serial", "tpm")
+    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket")
     __slots__ = _fields
 
     def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None,
-                 tpm: int | None = None) -> None:
+                 tpm: int | None = None, spice_secret: int | None = None, spice_port: int | None = None,
+                 spice_socket: str | None = None) -> None:
         self.monitor = monitor  # a listening unix socket: QMP
         self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
         self.serial = serial  # a file open for writing: the serial console's output
         self.tpm = tpm  # a connected unix socket: swtpm's control channel
+        self.spice_secret = spice_secret  # a memfd holding the SPICE password
+        self.spice_port = spice_port  # the SPICE TCP port (autoport: the free one process.py found)
+        self.spice_socket = spice_socket  # the SPICE unix socket QEMU binds, in the domain's runtime directory
 
 
 def opt(value: str) -> str:
@@ -54,8 +59,8 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
     hw = dom.hw
     argv = [binary, "-name", f"guest={opt(dom.defn.name)}", "-uuid", dom.defn.uuid,
             "-nodefaults", "-no-user-config", "-machine", _machine(dom),
-            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", hw.cpu or ("host" if dom.kvm else "max"),
-            "-m", str(int(dom.memory_mib)), "-smp", str(max(int(dom.vcpus), 1)),
+            "-accel", "kvm" if dom.kvm else "tcg", "-cpu", _cpu(dom),
+            "-m", str(int(dom.memory_mib)), "-smp", _smp(dom),
             "-chardev", f"socket,id=monitor,fd={int(fds.monitor)},server=on,wait=off",
             "-mon", "chardev=monitor,mode=control", "-S"]
     if sandbox:
@@ -78,7 +83,7 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         if off is not None:
             argv += ["-global", f"{pm_device}.{prop}={int(off)}"]
     argv += _disks(dom)
-    if dom.agent_socket is not None or hw.virtio_serial:
+    if dom.agent_socket is not None or hw.virtio_serial or hw.extra.spice_channels:
         argv += ["-device", _json({"driver": "virtio-serial-pci", "id": "vser0"})]
     if dom.agent_socket is not None:
         if fds.agent is None:
@@ -111,7 +116,7 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         argv += ["-chardev", f"socket,id=chrtpm,fd={int(fds.tpm)}",
                  "-tpmdev", "emulator,id=tpm-tpm0,chardev=chrtpm",
                  "-device", _json({"driver": dom.hw.tpm.device, "tpmdev": "tpm-tpm0", "id": "tpm0"})]
-    argv += _display(dom) + _devices(dom)
+    argv += _display(dom) + _devices(dom) + _spice(dom, fds)
     if (dom.defn.node.findtext("on_reboot") or "restart") == "destroy":
         argv.append("-no-reboot")  # libvirt's on_reboot=destroy: a guest reboot (or panic) ends QEMU
     if incoming:
@@ -130,6 +135,26 @@ def _machine(dom: QemuDomain) -> str:
         value += ",hpet=off"
     if dom.hw.vmport is not None:
         value += f",vmport={'on' if dom.hw.vmport == 'on' else 'off'}"
+    if dom.hw.extra.memfd is not None:
+        value += f",memory-backend={RAM_ID}"
+    return value
+
+
+RAM_ID = "pc.ram"  # the x86 machines' own RAM id: a memory snapshot taken without the backend still loads
+
+
+def _cpu(dom: QemuDomain) -> str:
+    """-cpu: the model (checked by domain.py), then its properties from fixed names and checked values."""
+    value = dom.hw.cpu or ("host" if dom.kvm else "max")
+    return value + "".join(f",{name}={opt(prop)}" for name, prop in dom.hw.extra.cpu_props)
+
+
+def _smp(dom: QemuDomain) -> str:
+    """-smp: the vCPU count and libvirt's <topology> (sockets, dies, cores, threads)."""
+    value = str(max(int(dom.vcpus), 1))
+    if dom.hw.extra.topology is not None:
+        sockets, dies, cores, threads = (int(n) for n in dom.hw.extra.topology)
+        value += f",sockets={sockets},dies={dies},cores={cores},threads={threads}"
     return value
 
 
@@ -148,15 +173,29 @@ def _devices(dom: QemuDomain) -> list[str]:
         if hw.usb_ports and hw.usb == "qemu-xhci":
             usb["p2"] = usb["p3"] = int(hw.usb_ports)
         argv += ["-device", _json(usb)]
+    for driver, port in hw.extra.usb_companions:  # ICH9 UHCIs of the EHCI, before any USB device (libvirt: no id)
+        argv += ["-device", _json({"driver": driver, "masterbus": "usb.0", "firstport": int(port)})]
     for n, driver in enumerate(hw.inputs):
         device: dict[str, Any] = {"driver": driver, "id": f"input{n}"}
         if driver.startswith("usb-"):
             device["bus"] = "usb.0"
         argv += ["-device", _json(device)]
-    for audio_id in hw.audio:  # libvirt's <audio type='none'>: a backend that plays nothing
-        argv += ["-audiodev", _json({"driver": "none", "id": f"audio{int(audio_id)}"})]
+    for audio_id, kind in hw.extra.audio:  # none: a backend that plays nothing; spice: to the SPICE client
+        argv += ["-audiodev", _json({"driver": kind, "id": f"audio{int(audio_id)}"})]
+    for n, (controller, codec, audio_id) in enumerate(hw.extra.sounds):
+        device = {"driver": controller, "id": f"sound{n}"}
+        if codec is None:
+            argv += ["-device", _json({**device, "audiodev": f"audio{int(audio_id)}"})]
+        else:
+            argv += ["-device", _json(device), "-device", _json({
+                "driver": codec, "id": f"sound{n}-codec0", "bus": f"sound{n}.0", "cad": 0,
+                "audiodev": f"audio{int(audio_id)}"})]
     if hw.balloon:
         argv += ["-device", _json({"driver": "virtio-balloon-pci", "id": "balloon0"})]
+    if hw.extra.memfd is not None:
+        argv += ["-object", _json({"qom-type": "memory-backend-memfd", "id": RAM_ID, "share": bool(hw.extra.memfd),
+                                   "size": int(dom.memory_mib) << 20,
+                                   "x-use-canonical-path-for-ramblock-id": False})]
     for n, path in enumerate(hw.rngs):
         backend: dict[str, Any] = ({"qom-type": "rng-builtin", "id": f"objrng{n}"} if path is None
                                    else {"qom-type": "rng-random", "id": f"objrng{n}", "filename": path})
@@ -290,3 +329,48 @@ def check_machine(binary: str, machine: str) -> None:
     if machine not in facts(binary).machines:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                     f"machine type {machine!r} is not offered by {binary} (see '{binary} -machine help')")
+
+
+def _spice(dom: QemuDomain, fds: Descriptors) -> list[str]:
+    """-spice (QemuOpts only in 7.2: its values are an IP address, numbers, fixed words and the runtime
+    directory's socket path with its commas doubled), the password as a secret object read from a descriptor,
+    then SPICE's agent channel and USB redirection over spicevmc chardevs."""
+    spice = dom.hw.extra.spice
+    if spice is None:
+        return []
+    argv: list[str] = []
+    if spice.socket:
+        if fds.spice_socket is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, "the SPICE socket has no path")
+        value = f"unix=on,addr={opt(fds.spice_socket)}"
+    else:
+        port = spice.port if spice.port is not None else fds.spice_port
+        if port is None or spice.listen is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, "the SPICE display has no port")
+        value = f"port={int(port)},addr={spice.listen}"
+    if spice.password is None:
+        value += ",disable-ticketing=on"
+    else:
+        if fds.spice_secret is None:
+            raise error(ErrorCode.INTERNAL_ERROR, ERR, "the SPICE password has no descriptor")
+        argv += ["-object", _json({"qom-type": "secret", "id": "graphics0-secret", "format": "raw",
+                                   "file": f"/proc/self/fd/{int(fds.spice_secret)}"})]
+        value += ",password-secret=graphics0-secret"
+    if spice.compression is not None:
+        value += f",image-compression={spice.compression}"  # a word from devices.SPICE_COMPRESSION
+    if not spice.copypaste:
+        value += ",disable-copy-paste=on"
+    if not spice.filexfer:
+        value += ",disable-agent-file-xfer=on"
+    if spice.mouse is not None:
+        value += f",agent-mouse={'on' if spice.mouse == 'client' else 'off'}"
+    argv += ["-spice", value + ",seamless-migration=on"]
+    if dom.hw.extra.spice_channels:
+        argv += ["-chardev", "spicevmc,id=charchannel0,name=vdagent",
+                 "-device", _json({"driver": "virtserialport", "bus": "vser0.0", "chardev": "charchannel0",
+                                   "id": "channel0", "name": SPICE_PORT})]
+    for n in range(int(dom.hw.extra.redirdevs)):
+        argv += ["-chardev", f"spicevmc,id=charredir{n},name=usbredir",
+                 "-device", _json({"driver": "usb-redir", "chardev": f"charredir{n}", "id": f"redir{n}",
+                                   "bus": "usb.0"})]
+    return argv

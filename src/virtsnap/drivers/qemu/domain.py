@@ -12,6 +12,8 @@ from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
+from .devices import CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
+from .devices import problems as device_problems
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ VIDEO_MODELS = {"vga": ("VGA", None), "cirrus": ("cirrus-vga", None), "virtio": 
 INPUTS = {("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse", ("keyboard", "usb"): "usb-kbd",
           ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
           ("keyboard", "virtio"): "virtio-keyboard-pci", ("mouse", "ps2"): None, ("keyboard", "ps2"): None}
-USB_MODELS = {"qemu-xhci": "qemu-xhci", "piix3-uhci": "piix3-usb-uhci"}
+USB_MODELS = {"qemu-xhci": "qemu-xhci", "piix3-uhci": "piix3-usb-uhci", "ich9-ehci1": "ich9-usb-ehci1"}
 TPM_MODELS = {"tpm-crb": "tpm-crb", "tpm-tis": "tpm-tis"}  # <tpm model> -> QEMU device (swtpm behind it)
 TPM_PCR_BANKS = ("sha1", "sha256", "sha384", "sha512")  # <active_pcr_banks> children, swtpm_setup's names
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
@@ -66,7 +68,8 @@ SUBSET: dict[str, Spec] = {
         "metadata": _s(ANY, ANY),
         "memory": _s("unit", text=True),
         "currentMemory": _s("unit", text=True),
-        "vcpu": _s("placement", text=True),
+        "vcpu": _s("placement cpuset", text=True),
+        "memoryBacking": _s("", {"source": _s("type"), "access": _s("mode")}),
         "resource": _s("", {"partition": _s(text=True)}),
         "os": _s("", {
             "type": _s("arch machine", text=True),
@@ -75,8 +78,14 @@ SUBSET: dict[str, Spec] = {
             "initrd": _s(text=True),
             "cmdline": _s(text=True),
         }),
-        "features": _s("", {"acpi": _s(), "apic": _s("eoi"), "pae": _s(), "vmport": _s("state")}),
-        "cpu": _s("mode match check migratable", {"model": _s("fallback", text=True)}),
+        "features": _s("", {"acpi": _s(), "apic": _s("eoi"), "pae": _s(), "vmport": _s("state"),
+                            "hyperv": _s("mode", {name: _s("state retries" if name == "spinlocks" else
+                                                           "state value" if name == "vendor_id" else "state",
+                                                           {"direct": _s("state")} if name == "stimer" else None)
+                                                  for name in HYPERV}),
+                            "kvm": _s("", {"hidden": _s("state")})}),
+        "cpu": _s("mode match check migratable", {"model": _s("fallback", text=True),
+                                                  "topology": _s("sockets dies cores threads")}),
         "clock": _s("offset", {"timer": _s("name tickpolicy present")}),
         "on_poweroff": _s(text=True),
         "on_reboot": _s(text=True),
@@ -86,7 +95,7 @@ SUBSET: dict[str, Spec] = {
             "emulator": _s(text=True),
             "disk": _DISK,
             "controller": _s("type index model ports", {"address": _ADDRESS, "alias": _ALIAS, "model": _s("name"),
-                                                         "target": _s("chassis port")}),
+                                                         "target": _s("chassis port"), "master": _s("startport")}),
             "channel": _s("type", {
                 "source": _s("mode path"),
                 "target": _s("type name state"),
@@ -98,7 +107,9 @@ SUBSET: dict[str, Spec] = {
             "console": _s("type tty", {"source": _s("path append"), "target": _s("type port"), "alias": _ALIAS}),
             "interface": _s("type", {"mac": _s("address"), "model": _s("type"), "address": _ADDRESS,
                                      "alias": _ALIAS}),
-            "graphics": _s("type port autoport listen passwd", {"listen": _s("type address")}),
+            "graphics": _s("type port autoport listen passwd tlsPort", {
+                "listen": _s("type address"), "image": _s("compression"), "clipboard": _s("copypaste"),
+                "filetransfer": _s("enable"), "mouse": _s("mode"), "gl": _s("enable")}),
             "input": _s("type bus", {"address": _ADDRESS, "alias": _ALIAS}),
             "video": _s("", {"model": _s("type vram heads primary ram vgamem"), "address": _ADDRESS,
                              "alias": _ALIAS}),
@@ -107,6 +118,8 @@ SUBSET: dict[str, Spec] = {
             "audio": _s("id type"),
             "tpm": _s("model", {"backend": _s("type version", {"active_pcr_banks": _s("", {
                 bank: _s() for bank in TPM_PCR_BANKS})}), "alias": _ALIAS}),
+            "sound": _s("model", {"codec": _s("type"), "audio": _s("id"), "address": _ADDRESS, "alias": _ALIAS}),
+            "redirdev": _s("bus type", {"address": _ADDRESS, "alias": _ALIAS}),
         }),
         "seclabel": _s("type model relabel", {"label": _s(text=True)}),
     }),
@@ -127,36 +140,50 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("driver", "io"): frozenset({"threads", "native", "io_uring"}),
     ("interface", "type"): frozenset({"user"}),
     ("model", "type"): frozenset(NIC_MODELS) | frozenset(VIDEO_MODELS),
-    ("graphics", "type"): frozenset({"vnc"}),
+    ("graphics", "type"): frozenset({"vnc", "spice"}),
     ("serial", "type"): frozenset({"file", "pty"}),
     ("console", "type"): frozenset({"file", "pty"}),
-    ("channel", "type"): frozenset({"unix"}),
+    ("channel", "type"): frozenset({"unix", "spicevmc"}),
     ("source", "append"): frozenset({"on", "off"}),
     ("source", "mode"): frozenset({"bind"}),
     ("graphics", "autoport"): frozenset({"yes", "no"}),
-    ("listen", "type"): frozenset({"address"}),
+    ("listen", "type"): frozenset({"address", "socket"}),
+    ("image", "compression"): SPICE_COMPRESSION,
+    ("clipboard", "copypaste"): frozenset({"yes", "no"}),
+    ("filetransfer", "enable"): frozenset({"yes", "no"}),
+    ("mouse", "mode"): frozenset({"server", "client"}),
+    ("gl", "enable"): frozenset({"no"}),
+    ("sound", "model"): frozenset(SOUND_MODELS),
+    ("codec", "type"): frozenset(CODECS),
+    ("redirdev", "bus"): frozenset({"usb"}),
+    ("redirdev", "type"): frozenset({"spicevmc"}),
+    ("hyperv", "mode"): frozenset({"custom", "passthrough"}),
+    **{(name, "state"): frozenset({"on", "off"}) for name in (*HYPERV, "direct", "hidden")},
+    ("apic", "eoi"): frozenset({"on", "off"}),
+    ("source", "type"): frozenset({"memfd", "anonymous"}),
+    ("access", "mode"): frozenset({"shared", "private"}),
     ("seclabel", "model"): frozenset({"dac"}),
     ("seclabel", "type"): frozenset({"static", "dynamic"}),
     ("seclabel", "relabel"): frozenset({"yes", "no"}),
     ("memballoon", "model"): frozenset({"virtio", "none"}),
-    ("audio", "type"): frozenset({"none"}),
+    ("audio", "type"): frozenset({"none", "spice"}),
     ("tpm", "model"): frozenset(TPM_MODELS),
     ("backend", "type"): frozenset({"emulator"}),  # <tpm><backend>: swtpm (passthrough of a host TPM is not)
-    ("backend", "version"): frozenset({"2.0"}),  # the only backend; no <sound> device is applied yet
+    ("backend", "version"): frozenset({"2.0"}),
     ("rng", "model"): frozenset({"virtio"}),
     ("backend", "model"): frozenset({"random", "builtin"}),
     ("input", "type"): frozenset({"tablet", "mouse", "keyboard"}),
     ("input", "bus"): frozenset({"usb", "ps2", "virtio"}),
     ("controller", "type"): frozenset({"usb", "pci", "sata", "ide", "scsi", "virtio-serial"}),
-    ("controller", "model"): frozenset({"qemu-xhci", "piix3-uhci", "none", "pci-root", "pcie-root",
+    ("controller", "model"): frozenset({*USB_MODELS, *USB_COMPANIONS, "none", "pci-root", "pcie-root",
                                         "pcie-root-port", "virtio-scsi"}),
     ("model", "name"): frozenset({"pcie-root-port"}),
     ("clock", "offset"): frozenset({"utc", "localtime"}),
-    ("timer", "name"): frozenset({"rtc", "pit", "hpet"}),
+    ("timer", "name"): frozenset({"rtc", "pit", "hpet", "hypervclock"}),
     ("timer", "tickpolicy"): frozenset({"catchup", "delay"}),
     ("timer", "present"): frozenset({"yes", "no"}),
     ("vmport", "state"): frozenset({"on", "off"}),
-    ("cpu", "mode"): frozenset({"host-passthrough", "maximum", "custom"}),
+    ("cpu", "mode"): frozenset({"host-passthrough", "maximum", "custom", "host-model"}),  # host-model: refused
     ("cpu", "check"): frozenset({"none", "partial"}),
     ("cpu", "match"): frozenset({"exact"}),
     ("cpu", "migratable"): frozenset({"on"}),
@@ -395,7 +422,7 @@ def _text_problems(node: Node) -> list[str]:
             problems.append(f"type='{key[0]}' of <domain/devices/input> (supported on buses: {', '.join(buses)})")
     for ctl in _all(node, "devices/controller"):
         kind, model = ctl.get("type"), ctl.get("model")
-        models: dict[str, set[str | None]] = {"usb": {*USB_MODELS, "none", None},
+        models: dict[str, set[str | None]] = {"usb": {*USB_MODELS, *USB_COMPANIONS, "none", None},
                                               "pci": {"pci-root", "pcie-root", "pcie-root-port"},
                                               "scsi": {"virtio-scsi", None}}
         fits = models.get(kind or "")
@@ -417,7 +444,7 @@ class Hardware(Frozen):
 
     _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
                "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
-               "serials", "root_ports", "audio", "tpm")
+               "serials", "root_ports", "extra", "tpm")
     __slots__ = _fields
 
     def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
@@ -426,10 +453,10 @@ class Hardware(Frozen):
                  scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
                  disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
-                 root_ports: Sequence[tuple[int, int, int]] = (), audio: Sequence[int] = (),
+                 root_ports: Sequence[tuple[int, int, int]] = (), extra: Extras | None = None,
                  tpm: Tpm | None = None) -> None:
         self.tpm = tpm  # the emulated TPM (swtpm), or None
-        self.audio = audio  # the ids of <audio type='none'> backends
+        self.extra = extra or Extras()  # SPICE, sound, USB companions, Hyper-V, topology, pinning, memory
         self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
         self.nic_models = nic_models  # QEMU device names, one per <interface>
         self.videos = videos  # (QEMU device, its properties)
@@ -453,10 +480,10 @@ class Hardware(Frozen):
 
     @staticmethod
     def problems(node: Node) -> list[str]:
-        return _text_problems(node)
+        return _text_problems(node) + device_problems(node)
 
     @classmethod
-    def from_node(cls, node: Node, serials: int, machine: str) -> Hardware:
+    def from_node(cls, node: Node, serials: int, machine: str, vcpus: int = 1) -> Hardware:
         devices = node.find("devices") or Node("devices")
         nics = []
         for i in devices.findall("interface"):
@@ -503,7 +530,8 @@ class Hardware(Frozen):
         inputs = [d for d in (INPUTS[(i.get("type") or "", i.get("bus") or "ps2")]
                               for i in devices.findall("input")) if d]
         usb, usb_ports = None, None
-        usbs = [c for c in devices.findall("controller") if c.get("type") == "usb"]
+        usbs = [c for c in devices.findall("controller")  # a companion (<master>) is part of its EHCI
+                if c.get("type") == "usb" and c.find("master") is None]
         if len(usbs) > 1:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one USB controller is supported")
         if usbs:
@@ -513,8 +541,8 @@ class Hardware(Frozen):
             if raw is not None and not (raw.isdigit() and 0 < int(raw) <= 15):
                 raise _refuse("USB ports", raw, "a number from 1 to 15")
             usb_ports = int(raw) if raw else None
-        if any(i.startswith("usb-") for i in inputs) and usb is None:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a USB input device needs a USB controller")
+        if (any(i.startswith("usb-") for i in inputs) or devices.findall("redirdev")) and usb is None:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a USB input or redirection device needs a USB controller")
         root_ports = []
         pci = [c for c in devices.findall("controller") if c.get("type") == "pci"]
         for position, c in enumerate(pci):
@@ -535,12 +563,6 @@ class Hardware(Frozen):
                 root_ports.append((values[0], values[1], values[2]))
         if root_ports and "q35" not in machine:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "pcie-root-port controllers need a q35 machine")
-        audio = []
-        for a in devices.findall("audio"):
-            raw = a.get("id") or "1"
-            if not (raw.isdigit() and 0 < int(raw) < 1000):
-                raise _refuse("audio id", raw, "a number from 1 to 999")
-            audio.append(int(raw))
         tpms = devices.findall("tpm")
         if len(tpms) > 1:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <tpm> device is supported")
@@ -578,7 +600,7 @@ class Hardware(Frozen):
             acpi=features is not None and features.find("acpi") is not None,
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
-            serials=serials, root_ports=root_ports, audio=audio,
+            serials=serials, root_ports=root_ports, extra=Extras.from_node(node, vcpus, check_listen),
             tpm=Tpm.from_node(tpms[0]) if tpms else None,
         )
 
@@ -651,6 +673,8 @@ class QemuDomain(Frozen):
             raise error(ErrorCode.XML_ERROR, ERR, "two disks use the same target dev")
         agent = None
         for ch in devices.findall("channel"):
+            if ch.get("type") == "spicevmc":
+                continue  # SPICE's agent port: devices.Extras
             tgt, src = ch.find("target"), ch.find("source")
             if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0" and agent is None:
                 agent = check_path("agent socket", src.get("path") if src is not None else None) or ""  # "": ours
@@ -707,7 +731,7 @@ class QemuDomain(Frozen):
             agent_socket=agent,
             serial=serial,
             user_net=macs,
-            vnc=Vnc.from_node(graphics[0]) if graphics else None,
+            vnc=Vnc.from_node(graphics[0]) if graphics and graphics[0].get("type") != "spice" else None,
             seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
-            hw=Hardware.from_node(node, len(chardevs), machine),
+            hw=Hardware.from_node(node, len(chardevs), machine, defn.vcpus),
         )

@@ -67,6 +67,10 @@ class Runtime(Frozen):
         return self.directory / "agent.sock"
 
     @property
+    def spice(self) -> Path:
+        return self.directory / "spice.sock"
+
+    @property
     def pidfile(self) -> Path:
         return self.directory / "qemu.pid"
 
@@ -178,9 +182,25 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
             opened.append(serial)
         log = os.open(rt.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         opened.append(log)
-        fds = argv.Descriptors(monitor, agent, serial, tpm_fd)
+        spice, secret, port, spice_socket = dom.hw.extra.spice, None, None, None
+        if spice is not None:
+            from . import devices
+
+            if spice.password is not None:
+                secret = devices.secret_fd(spice.password)
+                opened.append(secret)
+            if spice.socket:
+                if user is not None:  # QEMU binds it itself: in a directory its user cannot write
+                    raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                                "a SPICE unix socket is not supported when QEMU runs as another user")
+                spice_socket = str(rt.spice)
+                rt.spice.unlink(missing_ok=True)  # virtsnap's own file, in its own directory
+            elif spice.port is None:
+                assert spice.listen is not None
+                port = devices.free_port(spice.listen)
+        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket)
         args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
-        keep = [fd for fd in (monitor, agent, serial, tpm_fd) if fd is not None]
+        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret) if fd is not None]
         ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,
@@ -329,6 +349,10 @@ def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], pau
     try:
         if dom.vnc is not None and dom.vnc.password is not None:
             mon.execute("set_password", {"protocol": "vnc", "password": dom.vnc.password})
+        if dom.hw.extra.cpuset is not None:  # before the vCPUs first run (QEMU starts with -S)
+            from .devices import pin
+
+            pin(proc.pid, dom.hw.extra.cpuset)
         if not paused:
             mon.execute("cont")
     finally:
@@ -354,6 +378,7 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
     rt.pidfile.unlink(missing_ok=True)
     rt.monitor.unlink(missing_ok=True)
     rt.agent.unlink(missing_ok=True)
+    rt.spice.unlink(missing_ok=True)
     remove_sockets(rt)
 
 
