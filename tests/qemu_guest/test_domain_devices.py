@@ -257,3 +257,30 @@ def test_bad_cpuset_and_topology_are_refused(conn, plain, cpuset, message):
         conn.defineXML(_with(plain, extra="<cpu><model>qemu64</model><topology sockets='2' cores='1' "
                                           "threads='1'/></cpu>"))
     assert conn.listAllDomains() == []
+
+
+def test_i686_runs_on_its_own_qemu(conn, plain):
+    xml = _with(plain.replace("arch='x86_64'", "arch='i686'"), devices="<emulator>/usr/bin/qemu-system-i386</emulator>")
+    with Running(conn, xml) as run:
+        assert run.qmp("query-target")["arch"] == "i386"
+        assert os.path.basename(os.readlink(f"/proc/{run.dom.ID()}/exe")) == "qemu-system-i386"
+
+
+def test_emulator_must_be_the_qemu_virtsnap_runs(conn, plain, workdir, monkeypatch):
+    with Running(conn, _with(plain, devices="<emulator>/usr/bin/qemu-system-x86_64</emulator>")) as run:
+        assert run.qmp("query-target")["arch"] == "x86_64"
+    with pytest.raises(virtsnap.libvirtError, match="<emulator> '/usr/libexec/qemu-kvm' is not supported"):
+        conn.defineXML(_with(plain, devices="<emulator>/usr/libexec/qemu-kvm</emulator>"))
+    with pytest.raises(virtsnap.libvirtError, match="for arch='x86_64'"):
+        conn.defineXML(_with(plain, devices="<emulator>/usr/bin/qemu-system-i386</emulator>"))
+    bin_dir = workdir / "bin"  # a host where only qemu-system-x86_64 is installed
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").symlink_to("/usr/bin/qemu-system-x86_64")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(virtsnap.libvirtError, match="arch='i686' runs on qemu-system-i386, which is not installed") \
+            as err:
+        conn.defineXML(plain.replace("arch='x86_64'", "arch='i686'"))
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    with pytest.raises(virtsnap.libvirtError, match="arch='aarch64'"):
+        conn.defineXML(plain.replace("arch='x86_64'", "arch='aarch64'"))
+    assert conn.listAllDomains() == []

@@ -218,7 +218,7 @@ def test_the_table_is_walked():
 
     text = open(__file__).read() + (Path(__file__).parent / "test_domain_devices.py").read_text()
     bookkeeping = {"name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "vcpu",
-                   "resource", "partition", "os", "type", "kernel", "initrd", "cmdline", "devices", "emulator",
+                   "resource", "partition", "os", "type", "kernel", "initrd", "cmdline", "devices",
                    "disk", "source", "backingStore", "target", "readonly", "shareable", "serial", "address",
                    "alias", "channel", "console", "interface", "mac", "graphics", "listen", "seclabel", "label",
                    "on_poweroff", "on_reboot", "boot", "driver", "backend"}

@@ -28,6 +28,8 @@ HYPERV = {"relaxed": "hv-relaxed", "vapic": "hv-vapic", "spinlocks": "hv-spinloc
 # evmcs needs nested VMX, which TCG lacks.
 HYPERV_KVM_ONLY = ("vpindex", "synic", "stimer", "ipi", "tlbflush", "evmcs")
 MAX_CPUS = 4096  # libvirt's cpuset bitmap size
+# os/type@arch -> the QEMU binary that runs it (the options argv.py writes are those of the x86 machines)
+ARCH_BINARIES = {"x86_64": "qemu-system-x86_64", "i686": "qemu-system-i386"}
 
 
 def _all(node: Node, path: str) -> list[Node]:

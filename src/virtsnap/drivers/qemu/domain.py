@@ -12,7 +12,7 @@ from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
-from .devices import CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
+from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
 from .devices import problems as device_problems
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -128,7 +128,7 @@ SUBSET: dict[str, Spec] = {
 # Values the driver knows how to turn into QEMU options; others are refused like unknown elements.
 VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("domain", "type"): frozenset({"qemu", "kvm"}),
-    ("type", "arch"): frozenset({"x86_64"}),  # the one emulator the driver runs is qemu-system-x86_64
+    ("type", "arch"): frozenset(ARCH_BINARIES),  # each on its own qemu-system-*, when installed
     ("boot", "dev"): frozenset({"hd", "cdrom", "network", "fd"}),
     ("disk", "type"): frozenset({"file", "block"}),
     ("disk", "device"): frozenset({"disk", "cdrom"}),
@@ -610,14 +610,17 @@ class QemuDomain(Frozen):
     option of QEMU's own key=value syntax is checked here first (the JSON options need no such care)."""
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
-               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw")
+               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
                  initrd: str | None, cmdline: str | None, boot_dev: str | None, disks: Sequence[Disk] = (),
                  agent_socket: str | None = None, serial: tuple[str, str | None, bool] | None = None,
                  user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
-                 seclabel: SecLabel | None = None, hw: Hardware | None = None) -> None:
+                 seclabel: SecLabel | None = None, hw: Hardware | None = None, arch: str = "x86_64",
+                 emulator: str | None = None) -> None:
+        self.arch = arch  # a key of devices.ARCH_BINARIES
+        self.emulator = emulator  # <emulator>: must be the binary virtsnap runs for the arch
         self.hw = hw or Hardware()
         self.defn = defn
         self.kvm = kvm
@@ -734,4 +737,6 @@ class QemuDomain(Frozen):
             vnc=Vnc.from_node(graphics[0]) if graphics and graphics[0].get("type") != "spice" else None,
             seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
             hw=Hardware.from_node(node, len(chardevs), machine, defn.vcpus),
+            arch=(os_type.get("arch") if os_type is not None else None) or "x86_64",
+            emulator=check_path("emulator", (devices.findtext("emulator") or "").strip() or None),
         )

@@ -30,7 +30,7 @@ def define_xml(ctx: Context, xml: str, flags: int) -> DomainDef:
         ctx.qemu_user(qdom)  # a DAC label names an existing unprivileged user, under qemu:///system only
     from . import argv
 
-    argv.check_machine(qemu_binary(), qdom.machine)
+    argv.check_machine(qemu_binary(qdom.arch, qdom.emulator), qdom.machine)
     with ctx.lock:
         for uuid, name, _ in ctx.store.domains():
             if name == defn.name and uuid != defn.uuid:

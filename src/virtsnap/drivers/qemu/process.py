@@ -25,13 +25,24 @@ if TYPE_CHECKING:
 ERR = ErrorDomain.QEMU
 
 
-def qemu_binary() -> str:
+def qemu_binary(arch: str = "x86_64", emulator: str | None = None) -> str:
+    """The QEMU that runs `arch` (VIRTSNAP_QEMU overrides x86_64's). A domain's <emulator> must be that very
+    binary: virtsnap runs no other program a definition names."""
     import shutil  # shutil and subprocess: only for starting QEMU
 
-    path = os.environ.get("VIRTSNAP_QEMU") or shutil.which("qemu-system-x86_64")
+    from .devices import ARCH_BINARIES
+
+    name = ARCH_BINARIES[arch]
+    path = (os.environ.get("VIRTSNAP_QEMU") if arch == "x86_64" else None) or shutil.which(name)
     if not path:
+        if arch != "x86_64":
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"arch='{arch}' runs on {name}, which is not installed (Debian's qemu-system-x86)")
         raise error(ErrorCode.OPERATION_FAILED, ERR,
                     "qemu-system-x86_64 not found (install Debian's qemu-system-x86, or set VIRTSNAP_QEMU)")
+    if emulator is not None and os.path.realpath(emulator) != os.path.realpath(path):
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"<emulator> {emulator!r} is not supported: virtsnap runs {path} for arch='{arch}'")
     return path
 
 
@@ -158,7 +169,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     from . import argv
 
     reap()
-    binary = qemu_binary()
+    binary = qemu_binary(dom.arch, dom.emulator)
     opened: list[int] = []
     sockets: list[socket.socket] = []
     try:
