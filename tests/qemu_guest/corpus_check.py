@@ -45,11 +45,11 @@ def _strip(xml: str, items: list[str]) -> str:
         return root.findall("/".join([".", *parts[1:]])) if len(parts) > 1 else [root]
 
     for item in items:
-        if m := re.fullmatch(r"element <(.+)/([^/]+)>", item):
+        if m := re.fullmatch(r"element <(.+)/([^/]+)>(?: \(.*\))?", item):  # an optional reason
             for parent in at(m[1]):
                 for child in parent.findall(m[2]):
                     parent.remove(child)
-        elif m := re.fullmatch(r"attribute '([^']+)' of <(.+)>", item):
+        elif m := re.fullmatch(r"attribute '([^']+)' of <(.+)>(?: \(.*\))?", item):
             for el in at(m[2]):
                 el.attrib.pop(m[1], None)
         elif m := re.fullmatch(r"([\w:-]+)='([^']*)' of <(.+)> \(supported.*\)", item):

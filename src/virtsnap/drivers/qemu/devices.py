@@ -73,54 +73,58 @@ def problems(node: Node) -> list[str]:
         if graphics.get("type") != "spice":
             for child in ("image", "clipboard", "filetransfer", "mouse", "gl"):
                 if graphics.find(child) is not None:
-                    found.append(f"element <domain/devices/graphics/{child}> of a {graphics.get('type')} display")
+                    found.append(f"element <domain/devices/graphics/{child}> (SPICE only)")
             if graphics.get("tlsPort") is not None:
-                found.append("attribute 'tlsPort' of <domain/devices/graphics> of a VNC display")
-        if (graphics.get("tlsPort") or "-1") != "-1":
-            found.append(f"tlsPort='{graphics.get('tlsPort')}' of <domain/devices/graphics> (no TLS: only -1)")
+                found.append("attribute 'tlsPort' of <domain/devices/graphics> (SPICE only)")
+        elif (graphics.get("tlsPort") or "-1") != "-1":
+            found.append(f"tlsPort='{graphics.get('tlsPort')}' of <domain/devices/graphics> (supported: -1, no TLS)")
         for listen in graphics.findall("listen"):
             if listen.get("type") == "socket" and graphics.get("type") != "spice":
-                found.append("type='socket' of <domain/devices/graphics/listen> of a VNC display")
+                found.append("type='socket' of <domain/devices/graphics/listen> (supported: address, socket is "
+                             "SPICE only)")
     for sound in _all(node, "devices/sound"):
         if not sound.get("model"):
-            found.append("<domain/devices/sound> without a model (supported: ac97, ich6, ich9)")
+            found.append("element <domain/devices/sound> (without a model, supported: ac97, ich6, ich9)")
     for redir in _all(node, "devices/redirdev"):
         if redir.get("type") != "spicevmc" or redir.get("bus", "usb") != "usb":
-            found.append("<domain/devices/redirdev> other than bus='usb' type='spicevmc'")
+            found.append("element <domain/devices/redirdev> (supported: bus='usb' type='spicevmc')")
     hyperv = node.find("features")
     hyperv = hyperv.find("hyperv") if hyperv is not None else None
     if hyperv is not None and tcg:
         if hyperv.get("mode") == "passthrough":
-            found.append("mode='passthrough' of <domain/features/hyperv> (needs a KVM domain)")
+            found.append("mode='passthrough' of <domain/features/hyperv> (supported: custom, passthrough needs "
+                         "a KVM domain)")
         for name in HYPERV_KVM_ONLY:
             el = hyperv.find(name)
             if el is not None and el.get("state") == "on":
-                found.append(f"<domain/features/hyperv/{name}> (QEMU gives it only to KVM domains)")
+                found.append(f"element <domain/features/hyperv/{name}> (QEMU gives it to KVM domains only)")
     for el in _all(node, "features/hyperv/stimer/direct"):
         if el.get("state") == "on":
-            found.append("<domain/features/hyperv/stimer/direct> (not applied)")
+            found.append("element <domain/features/hyperv/stimer/direct> (not applied)")
     for el in _all(node, "features/hyperv/vendor_id"):
         value = el.get("value") or ""
         if el.get("state") == "on" and not (0 < len(value) <= 12 and value.isascii() and value.isalnum()):
-            found.append(f"<domain/features/hyperv/vendor_id> value {value!r} (supported: 1 to 12 letters/digits)")
+            found.append(f"value='{value}' of <domain/features/hyperv/vendor_id> (supported: 1 to 12 letters "
+                         "or digits)")
     for el in _all(node, "features/hyperv/spinlocks"):
         raw = el.get("retries") or "0"
         if el.get("state") == "on" and not (raw.isdigit() and 4095 <= int(raw) <= 0xFFFFFFFF):
-            found.append(f"<domain/features/hyperv/spinlocks> retries {raw!r} (supported: 4095 and above)")
+            found.append(f"retries='{raw}' of <domain/features/hyperv/spinlocks> (supported: 4095 and above)")
     for el in _all(node, "features/apic"):
         if el.get("eoi") == "on" and tcg:
-            found.append("eoi='on' of <domain/features/apic> (kvm-pv-eoi: KVM domains only)")
+            found.append("eoi='on' of <domain/features/apic> (supported: off, kvm-pv-eoi needs a KVM domain)")
     cpu = node.find("cpu")
     if cpu is not None and cpu.get("mode") == "host-model":
-        found.append("mode='host-model' of <domain/cpu> (libvirt turns it into the model its host CPU probe "
-                     "finds; use 'host-passthrough' (KVM), 'maximum' or a named model)")
+        found.append("mode='host-model' of <domain/cpu> (supported: host-passthrough (KVM), maximum, custom, "
+                     "libvirt turns host-model into the model its host CPU probe finds, virtsnap does not probe)")
     backing = node.find("memoryBacking")
     if backing is not None:
         source = backing.find("source")
         access = backing.find("access")
         if access is not None and access.get("mode") == "shared" and \
                 (source is None or source.get("type") != "memfd"):
-            found.append("<domain/memoryBacking/access> mode='shared' without <source type='memfd'/>")
+            found.append("mode='shared' of <domain/memoryBacking/access> (supported: private, shared needs "
+                         "<source type='memfd'/>)")
     return found
 
 
