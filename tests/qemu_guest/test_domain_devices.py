@@ -302,3 +302,30 @@ def test_each_refusal_item_is_one_the_corpus_check_can_take_out(conn, plain):
     items = _items(str(err.value))
     assert len(items) >= 12, items
     conn.defineXML(_strip(xml, items)).undefine()
+
+
+def test_a_guest_with_these_devices_boots_snapshots_and_reverts(guest, workdir, conn):
+    """A booted guest with the SPICE set, sound, Hyper-V, topology, pinning and memfd RAM: a memory snapshot
+    (QEMU saves each device's state) and its in-place revert bring the disk marker and the RAM value back."""
+    from .conftest import domain_xml, guest_read
+    from .test_internal_snapshots import snap_xml, write_markers
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    xml = _with(domain_xml(guest, workdir).replace("<vcpu>1</vcpu>", f"<vcpu cpuset='{cpu}'>2</vcpu>"),
+                devices=SPICE_SET,
+                features="<features><acpi/><apic/><hyperv><relaxed state='on'/><vapic state='on'/>"
+                         "<spinlocks state='on' retries='8191'/></hyperv></features>",
+                extra="<cpu mode='maximum'><topology sockets='1' dies='1' cores='2' threads='1'/></cpu>"
+                      "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>")
+    dom = conn.defineXML(xml)
+    dom.create()
+    try:
+        write_markers(conn, dom, "disk-1", "ram-1")
+        s1 = dom.snapshotCreateXML(snap_xml("s1"))
+        write_markers(conn, dom, "disk-2", "ram-2")
+        pid = dom.ID()
+        dom.revertToSnapshot(s1)
+        assert dom.ID() == pid
+        assert guest_read(conn, dom, "cat /mnt/marker /ram/value; nproc").split() == ["disk-1", "ram-1", "2"]
+    finally:
+        dom.destroy()
