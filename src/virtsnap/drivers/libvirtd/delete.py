@@ -100,6 +100,11 @@ def wanted(ctx: Context, dom: Any, name: str, flags: int) -> bool:
     """Whether this delete is virtsnap's to do: data is deleted (not METADATA_ONLY) and an external snapshot goes."""
     if flags & DELETE_METADATA_ONLY or flags & ~KNOWN_FLAGS:
         return False
+    if not flags & (DELETE_CHILDREN | DELETE_CHILDREN_ONLY):  # the snapshot alone: its own XML decides
+        try:
+            return is_external(parse(str(ctx.call(ctx.call(dom.snapshotLookupByName, name, 0).getXMLDesc, 0))))
+        except libvirtError:
+            return False  # libvirt's own delete then reports what is wrong, in its words
     records = _records(ctx, dom)
     return name in records and any(records[n].external for n in going(records, name, flags))
 

@@ -84,6 +84,8 @@ class Target:
             refused.append("memory (not saved in an external file)")
         if self.memory is not None and not os.path.isfile(self.memory):
             refused.append(f"memory (its file {self.memory} is missing)")
+        if not ctx.call(dom.isPersistent):  # defining it on the overlays would make it persistent
+            refused.append("a transient domain (define it first)")
         if refused:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"revert to external snapshot '{self.name}' cannot "
                         f"restore: {'; '.join(refused)}; nothing was changed")
