@@ -142,8 +142,8 @@ def ansible_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def play_json(tmp: Path, inventory: Path, playbook: str, *extra: str) -> dict[str, Any]:
-    """Run `playbook` with the results_json callback (callback_plugins/): {"plays": [{"tasks": [{"hosts": {HOST: result}}]}],
-    "stats": {HOST: {"changed": N, "failures": N, ...}}}."""
+    """Run `playbook` with the results_json callback (callback_plugins/):
+    {"plays": [{"tasks": [{"hosts": {HOST: result}}]}], "stats": {HOST: {"changed": N, "failures": N, ...}}}."""
     path = tmp / "play.yml"
     path.write_text(playbook)
     done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(path), *extra], capture_output=True,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import virtsnap
-from virtsnap import progress
 from tests.qemu_guest.conftest import conn, domain_xml, guest, guest_read, image_tags, workdir  # noqa: F401
+from virtsnap import progress
 from virtsnap.errors import ErrorCode, ErrorDomain
 
 from .conftest import VIRTSNAP, Host, _keygen, start_host, stop_host
