@@ -248,6 +248,19 @@ def test_topology_pinning_and_memfd_memory(conn, plain):
         assert run.qom("/objects/pc.ram", "type") == "memory-backend-memfd"
 
 
+def test_vcpu_current_and_libvirts_default_topology(conn, plain):
+    """<vcpu current='1'>3</vcpu>: one vCPU present, three possible; without <topology> each vCPU is a socket
+    of its own, as libvirt writes -smp (QEMU 7.2's own default would make them cores of one socket)."""
+    with Running(conn, plain.replace("<vcpu>1</vcpu>", "<vcpu current='1'>3</vcpu>")) as run:
+        assert len(run.qmp("query-cpus-fast")) == 1
+        assert len(run.qmp("query-hotpluggable-cpus")) == 3
+    with Running(conn, plain.replace("<vcpu>1</vcpu>", "<vcpu>2</vcpu>")) as run:
+        assert sorted((c["props"]["socket-id"], c["props"]["core-id"]) for c in run.qmp("query-cpus-fast")) == \
+            [(0, 0), (1, 0)]
+    with pytest.raises(virtsnap.libvirtError, match="vcpu current '4' is not a number from 1 to 3"):
+        conn.defineXML(plain.replace("<vcpu>1</vcpu>", "<vcpu current='4'>3</vcpu>"))
+
+
 @pytest.mark.parametrize("cpuset, message", [("1-", "not N, N-M or ^N"), ("0,^0", "names no CPU"),
                                              ("a", "not N, N-M or ^N"), ("0-4096", "below 4096")])
 def test_bad_cpuset_and_topology_are_refused(conn, plain, cpuset, message):

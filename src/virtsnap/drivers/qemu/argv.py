@@ -150,12 +150,15 @@ def _cpu(dom: QemuDomain) -> str:
 
 
 def _smp(dom: QemuDomain) -> str:
-    """-smp: the vCPU count and libvirt's <topology> (sockets, dies, cores, threads)."""
-    value = str(max(int(dom.vcpus), 1))
-    if dom.hw.extra.topology is not None:
-        sockets, dies, cores, threads = (int(n) for n in dom.hw.extra.topology)
-        value += f",sockets={sockets},dies={dies},cores={cores},threads={threads}"
-    return value
+    """-smp as libvirt writes it: the vCPUs present, the maximum, and always a topology (without <topology>,
+    one socket per vCPU: QEMU's own default for 6.2+ machine types would make them cores of one socket)."""
+    vcpus = max(int(dom.vcpus), 1)
+    extra = dom.hw.extra
+    value = f"{int(extra.current)},maxcpus={vcpus}" if extra.current is not None else str(vcpus)
+    if extra.topology is None:
+        return value + f",sockets={vcpus},cores=1,threads=1"
+    sockets, dies, cores, threads = (int(n) for n in extra.topology)
+    return value + f",sockets={sockets},dies={dies},cores={cores},threads={threads}"
 
 
 def _devices(dom: QemuDomain) -> list[str]:

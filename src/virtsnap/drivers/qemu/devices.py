@@ -179,14 +179,15 @@ class Extras(Frozen):
     """What argv.py and process.py apply for these elements."""
 
     _fields = ("spice", "spice_channels", "redirdevs", "audio", "sounds", "usb_companions", "cpu_props",
-               "topology", "cpuset", "memfd")
+               "topology", "cpuset", "memfd", "current")
     __slots__ = _fields
 
     def __init__(self, spice: Spice | None = None, spice_channels: int = 0, redirdevs: int = 0,
                  audio: Sequence[tuple[int, str]] = (), sounds: Sequence[tuple[str, str | None, int]] = (),
                  usb_companions: Sequence[tuple[str, int]] = (), cpu_props: Sequence[tuple[str, str]] = (),
                  topology: tuple[int, int, int, int] | None = None, cpuset: frozenset[int] | None = None,
-                 memfd: bool | None = None) -> None:
+                 memfd: bool | None = None, current: int | None = None) -> None:
+        self.current = current  # vCPUs present at start when fewer than the maximum (<vcpu current>)
         self.spice = spice
         self.spice_channels = spice_channels  # spicevmc virtio-serial ports (com.redhat.spice.0)
         self.redirdevs = redirdevs  # usb-redir devices over spicevmc
@@ -271,6 +272,9 @@ class Extras(Frozen):
             topology = (values[0], values[1], values[2], values[3])
         vcpu = node.find("vcpu")
         raw_set = vcpu.get("cpuset") if vcpu is not None else None
+        raw_current = vcpu.get("current") if vcpu is not None else None
+        if raw_current is not None and not (raw_current.isdigit() and 0 < int(raw_current) <= vcpus):
+            raise error(ErrorCode.XML_ERROR, ERR, f"vcpu current {raw_current!r} is not a number from 1 to {vcpus}")
         backing = node.find("memoryBacking")
         memfd = None
         if backing is not None:
@@ -279,7 +283,8 @@ class Extras(Frozen):
                 memfd = access is not None and access.get("mode") == "shared"
         return cls(spice=spice, spice_channels=len(channels), redirdevs=len(redirdevs), audio=audio,
                    sounds=sounds, usb_companions=companions, cpu_props=props, topology=topology,
-                   cpuset=parse_cpuset(raw_set) if raw_set is not None else None, memfd=memfd)
+                   cpuset=parse_cpuset(raw_set) if raw_set is not None else None, memfd=memfd,
+                   current=int(raw_current) if raw_current is not None and int(raw_current) < vcpus else None)
 
     @staticmethod
     def _cpu_props(node: Node) -> list[tuple[str, str]]:

@@ -68,7 +68,7 @@ SUBSET: dict[str, Spec] = {
         "metadata": _s(ANY, ANY),
         "memory": _s("unit", text=True),
         "currentMemory": _s("unit", text=True),
-        "vcpu": _s("placement cpuset", text=True),
+        "vcpu": _s("placement cpuset current", text=True),
         "memoryBacking": _s("", {"source": _s("type"), "access": _s("mode")}),
         "resource": _s("", {"partition": _s(text=True)}),
         "os": _s("", {
