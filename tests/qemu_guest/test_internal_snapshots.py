@@ -180,3 +180,19 @@ def test_domain_outside_the_subset_is_refused_naming_it(guest, workdir, conn):
         conn.defineXML(xml)
     assert info.value.get_error_code() == 67 and "model='sb16' of <domain/devices/sound>" in info.value.get_error_message()
     assert conn.listAllDomains() == []
+
+
+def test_children_delete_of_a_running_guest_removes_every_tag(guest, workdir, conn):
+    """One delete, several internal victims on a running guest: each tag leaves the image (the active nodes
+    QEMU named for the first victim serve the others), the guest keeps running, and a later snapshot works."""
+    dom = conn.defineXML(domain_xml(guest, workdir, memory_mib=128, agent=False))
+    dom.create()
+    for name in ("a", "b", "c", "d"):
+        dom.snapshotCreateXML(snap_xml(name))  # a chain a -> b -> c -> d, each with the guest's memory
+    image = str(workdir / "demo.qcow2")
+    assert image_tags(image) == ["a", "b", "c", "d"]
+    dom.snapshotLookupByName("b").delete(VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
+    assert image_tags(image) == ["a"] and dom.snapshotListNames() == ["a"]
+    assert dom.state()[0] == RUNNING
+    dom.snapshotCreateXML(snap_xml("e"))
+    assert image_tags(image) == ["a", "e"] and dom.snapshotCurrent().getName() == "e"

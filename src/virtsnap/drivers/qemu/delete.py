@@ -86,8 +86,9 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
             tags = (ctx.tags(qdom, None) if mon is None
                     else _tags_from_metadata(qdom, internal_victims))
+            nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every internal victim
             for victim in internal_victims:
-                _delete_data(qdom, moments.def_of(victim), mon, tags)
+                _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
             for plan in plans:
                 merged, dropped = _run_external_delete(ctx, uuid, tree, plan, mon)
                 removed.update(merged)
@@ -224,8 +225,10 @@ def repoint(ctx: Context, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[
 
 
 def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
-                 tags: dict[str, set[str]]) -> None:
-    """Remove the snapshot's tag from every current disk image that holds it."""
+                 tags: dict[str, set[str]], nodes: dict[str, str]) -> None:
+    """Remove the snapshot's tag from every current disk image that holds it. `nodes`: the active node of each
+    disk, filled from QEMU on first use and reused by the operation's later victims (internal deletes do not
+    change the block graph)."""
     holders = [d for d in qdom.disks
                if any(x.name == d.target and x.snapshot == Location.INTERNAL for x in defn.disks)
                and defn.name in tags.get(d.target, set()) and d.path]
@@ -233,9 +236,10 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
         return
     if mon is not None:
         job = f"delete-{os.getpid()}"
-        active = moments.active_nodes(mon)
+        if not nodes:
+            nodes.update(moments.active_nodes(mon))
         mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
-                                        "devices": [active[d.target] for d in holders]})
+                                        "devices": [nodes[d.target] for d in holders]})
         failpoints.hit("delete.tag-job-started")
         mon.wait_job(job)
     else:
