@@ -18,6 +18,7 @@ import virtsnap
 from virtsnap.drivers.qemu.monitor import Monitor
 
 from .test_argv_injection import domain, qcow2
+from .test_confine import reachable_guest, sysconn  # noqa: F401 (fixtures)
 from .test_domain_table import _with
 
 pytestmark = pytest.mark.qemu
@@ -340,5 +341,27 @@ def test_a_guest_with_these_devices_boots_snapshots_and_reverts(guest, workdir, 
         dom.revertToSnapshot(s1)
         assert dom.ID() == pid
         assert guest_read(conn, dom, "cat /mnt/marker /ram/value; nproc").split() == ["disk-1", "ram-1", "2"]
+    finally:
+        dom.destroy()
+
+
+def test_spice_password_under_qemu_system(reachable_guest, workdir, sysconn):
+    """Under qemu:///system QEMU runs unprivileged and sandboxed: it still reads the password from the memfd
+    virtsnap passed (its own /proc/self/fd), and the display asks for it."""
+    from .conftest import domain_xml
+
+    xml = _with(domain_xml(reachable_guest, workdir), devices="<graphics type='spice' autoport='yes' passwd='pw1'/>")
+    dom = sysconn.defineXML(xml)
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    try:
+        mon = Monitor(str(Path(sysconn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+        try:
+            spice = mon.execute("query-spice")
+        finally:
+            mon.close()
+        assert spice["auth"] == "spice"
+        assert spice_login(("127.0.0.1", spice["port"]), "wrong") == 7
+        assert spice_login(("127.0.0.1", spice["port"]), "pw1") == 0
+        assert Path(f"/proc/{dom.ID()}/status").read_text().count("Uid:\t0\t") == 0  # not root
     finally:
         dom.destroy()
