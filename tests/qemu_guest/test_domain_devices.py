@@ -120,14 +120,17 @@ def test_spice_set_reaches_qemu(conn, plain):
 
 
 def test_spice_password_comes_through_a_secret_not_argv(conn, plain):
+    from virtsnap.drivers.qemu.devices import free_port
+
     password = "s3cret,with=options"
-    xml = _with(plain, devices=f"<graphics type='spice' port='5931' autoport='no' passwd='{password}'>"
+    port = free_port("127.0.0.1", 6100)  # a fixed port, as written in the XML
+    xml = _with(plain, devices=f"<graphics type='spice' port='{port}' autoport='no' passwd='{password}'>"
                                "<listen type='address' address='127.0.0.1'/></graphics>")
     with Running(conn, xml) as run:
         spice = run.qmp("query-spice")
-        assert spice["port"] == 5931 and spice["auth"] == "spice"
-        assert spice_login(("127.0.0.1", 5931), "wrong") == 7  # SPICE_LINK_ERR_PERMISSION_DENIED
-        assert spice_login(("127.0.0.1", 5931), password) == 0
+        assert spice["port"] == port and spice["auth"] == "spice"
+        assert spice_login(("127.0.0.1", port), "wrong") == 7  # SPICE_LINK_ERR_PERMISSION_DENIED
+        assert spice_login(("127.0.0.1", port), password) == 0
         assert password.encode() not in Path(f"/proc/{run.dom.ID()}/cmdline").read_bytes()
         assert password not in run.dom.XMLDesc()  # libvirt's rule: only with VIR_DOMAIN_XML_SECURE
         assert password.encode() not in (Path(conn.driver.runtime) / run.dom.UUIDString() / "qemu.log").read_bytes()
