@@ -281,3 +281,50 @@ def test_tpm_refusals(conn, plain):
         for item in items:
             assert item in str(err.value), (devices, item)
     assert conn.listAllDomains() == []
+
+
+OVMF = "/usr/share/OVMF"
+
+
+@pytest.mark.parametrize(("os_extra", "features", "code", "secure"), [
+    ("", "", "OVMF_CODE_4M.ms.fd", True),  # libvirt's pick on Debian 12: Secure Boot, MS keys, SMM
+    ("<firmware><feature enabled='no' name='secure-boot'/></firmware>", "", "OVMF_CODE_4M.fd", False),
+    (f"<loader readonly='yes' type='pflash' secure='yes'>{OVMF}/OVMF_CODE_4M.secboot.fd</loader>"
+     f"<nvram template='{OVMF}/OVMF_VARS_4M.fd'/>", "<smm state='on'/>", "OVMF_CODE_4M.secboot.fd", True),
+])
+def test_uefi_firmware_reaches_qemu_as_pflash_with_smm_for_secure_boot(conn, plain, os_extra, features, code,
+                                                                        secure):
+    """<os firmware='efi'>, <firmware><feature>, <loader>, <nvram> and <features><smm>: the code read-only on
+    pflash0, the domain's NVRAM store on pflash1, SMM and the secure flash exactly for Secure Boot builds
+    (snapshots of booted UEFI guests: test_uefi.py)."""
+    import os
+    from pathlib import Path
+
+    from virtsnap.drivers.qemu.firmware import own_nvram
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    efi = "" if "<loader" in os_extra else " firmware='efi'"
+    xml = _with(plain, machine="q35").replace("<os>", f"<os{efi}>").replace("</type>", "</type>" + os_extra)
+    if features:
+        xml = xml.replace("</os>", f"</os><features>{features}</features>")
+    dom = _running(conn, xml)
+    try:
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+        try:
+            flash = {b["qdev"]: b["inserted"] for b in mon.execute("query-block") if "flash" in b.get("qdev", "")}
+            smm = mon.execute("qom-get", {"path": "/machine", "property": "smm"})
+            secure_flash = mon.execute("qom-get", {"path": "/machine/system.flash1", "property": "secure"})
+        finally:
+            mon.close()
+        assert flash["/machine/system.flash0"]["file"] == f"{OVMF}/{code}" and flash["/machine/system.flash0"]["ro"]
+        nvram = own_nvram(conn.driver.state_dir, dom.UUIDString())
+        assert flash["/machine/system.flash1"]["file"] == "/dev/fdset/2" and not flash["/machine/system.flash1"]["ro"]
+        held = {os.readlink(fd) for fd in Path(f"/proc/{dom.ID()}/fd").iterdir()}
+        assert nvram in held  # the domain's store, opened by virtsnap and passed to QEMU as a descriptor
+        assert flash["/machine/system.flash1"]["drv"] == "qcow2"
+        assert (smm == "on", secure_flash) == (secure, secure)
+        assert ("<smm state='on'/>" in dom.XMLDesc()) == secure
+    finally:
+        dom.destroy()
+        dom.undefineFlags(virtsnap.VIR_DOMAIN_UNDEFINE_NVRAM)
+    assert not Path(nvram).exists()

@@ -15,24 +15,27 @@ from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from .devices import SPICE_PORT
 from .domain import CACHE, QemuDomain
+from .firmware import CODE_NODE, NVRAM_NODE
 
 ERR = ErrorDomain.QEMU
 AGENT_PORT = "org.qemu.guest_agent.0"
 # libvirt's defaults for a confined QEMU: no obsolete syscalls, no set*id, no fork/exec, no scheduler changes.
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 SERIAL_FDSET = 1
+NVRAM_FDSET = 2
 VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
 
 
 class Descriptors(Frozen):
     """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
 
-    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket")
+    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket", "nvram")
     __slots__ = _fields
 
     def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None,
                  tpm: int | None = None, spice_secret: int | None = None, spice_port: int | None = None,
-                 spice_socket: str | None = None) -> None:
+                 spice_socket: str | None = None, nvram: int | None = None) -> None:
+        self.nvram = nvram  # the UEFI variable store, open read-write (QEMU's user need not reach its path)
         self.monitor = monitor  # a listening unix socket: QMP
         self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
         self.serial = serial  # a file open for writing: the serial console's output
@@ -82,7 +85,7 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
     for prop, off in (("disable_s3", hw.disable_s3), ("disable_s4", hw.disable_s4)):
         if off is not None:
             argv += ["-global", f"{pm_device}.{prop}={int(off)}"]
-    argv += _disks(dom)
+    argv += _firmware(dom, fds) + _disks(dom)
     if dom.agent_socket is not None or hw.virtio_serial or hw.extra.spice_channels:
         argv += ["-device", _json({"driver": "virtio-serial-pci", "id": "vser0"})]
     if dom.agent_socket is not None:
@@ -133,6 +136,8 @@ def _machine(dom: QemuDomain) -> str:
     value = f"{dom.machine},acpi={'on' if dom.hw.acpi else 'off'}"
     if not dom.hw.hpet:
         value += ",hpet=off"
+    if dom.firmware is not None and dom.firmware.smm:
+        value += ",smm=on"
     if dom.hw.vmport is not None:
         value += f",vmport={'on' if dom.hw.vmport == 'on' else 'off'}"
     if dom.hw.extra.memfd is not None:
@@ -207,6 +212,26 @@ def _devices(dom: QemuDomain) -> list[str]:
     return argv
 
 
+def _firmware(dom: QemuDomain, fds: Descriptors) -> list[str]:
+    """UEFI: the read-only code as pflash0, the NVRAM image's node (made by _disks on the descriptor virtsnap
+    opened: the domain's own store lies in virtsnap's private directory) as pflash1; SMM-secured flash as
+    libvirt sets it up for secure boot."""
+    fw = dom.firmware
+    if fw is None:
+        return []
+    if fw.nvram is not None and fds.nvram is None:
+        raise error(ErrorCode.INTERNAL_ERROR, ERR, "the NVRAM was not opened")
+    argv = ["-add-fd", f"fd={int(fds.nvram)},set={NVRAM_FDSET}"] if fds.nvram is not None else []
+    argv += ["-blockdev", _json({"driver": "file", "filename": fw.code, "node-name": f"{CODE_NODE}-file",
+                                "read-only": True}),
+            "-blockdev", _json({"driver": "raw", "file": f"{CODE_NODE}-file", "node-name": CODE_NODE,
+                                "read-only": True}),
+            "-machine", f"pflash0={CODE_NODE},pflash1={NVRAM_NODE}"]
+    if fw.secure:
+        argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    return argv
+
+
 def _disks(dom: QemuDomain) -> list[str]:
     argv: list[str] = []
     controllers: set[str] = set()
@@ -218,13 +243,16 @@ def _disks(dom: QemuDomain) -> list[str]:
             cache = {"direct": direct, "no-flush": no_flush}
             discard = "unmap" if disk.discard == "unmap" else "ignore"
             file_node: dict[str, Any] = {"driver": "host_device" if disk.source_type == "block" else "file",
-                                         "filename": disk.path, "node-name": f"{disk.node_name}-file",
+                                         "filename": f"/dev/fdset/{NVRAM_FDSET}" if disk.device == "nvram"
+                                         else disk.path, "node-name": f"{disk.node_name}-file",
                                          "read-only": disk.readonly, "cache": cache, "discard": discard}
             if disk.io:
                 file_node["aio"] = disk.io
             fmt_node = {"driver": disk.format, "file": f"{disk.node_name}-file", "node-name": disk.node_name,
                         "read-only": disk.readonly, "cache": cache, "discard": discard}
             argv += ["-blockdev", _json(file_node), "-blockdev", _json(fmt_node)]
+            if disk.device == "nvram":
+                continue  # a pflash node (see _firmware), no device of its own
             device["drive"] = disk.node_name
             device["write-cache"] = "on" if write_cache else "off"  # libvirt's writethrough/directsync
             if disk.device == "disk":

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import DiskSnapshot, Location, SnapshotDef, SnapshotState, check_name, escape_for_message
-from ...conf.tree import Moment
+from ...conf.tree import Moment, SnapshotTree
 from ...errors import libvirtError
 from ...store import ledger
 from ..base import Drift
-from . import external, images, moments, recovery, tpm
+from . import external, firmware, images, moments, recovery, tpm
 
 if TYPE_CHECKING:
     from .context import Context
@@ -88,6 +88,7 @@ def check(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
                            f"{', '.join(sorted(paths))} has no metadata",
                            f"never imported: {why}" if why else "imported as a root snapshot" if fixed
                            else "--repair imports it as a root", repaired=fixed))
+    found += _nvram(dom_def, tree)
     found += _orphans(ctx, uuid, layers, repair)
     found += _process(ctx, uuid, repair)
     try:
@@ -95,6 +96,37 @@ def check(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
     except (AssertionError, ValueError) as exc:
         found.append(Drift("tree", "metadata", str(exc), "report this: the store's tree breaks an invariant"))
     return found
+
+
+def _nvram(dom_def: DomainDef, tree: SnapshotTree) -> list[Drift]:
+    """The domain's NVRAM image holds one tag per snapshot taken while the domain had it (firmware.py), and no
+    other: reported, never repaired (a tag is never imported from the NVRAM alone, nor removed by the check)."""
+    from .domain import QemuDomain
+
+    try:
+        image = firmware.state_image(QemuDomain.from_def(dom_def))
+    except libvirtError:
+        return []  # a raw NVRAM: no snapshot can include it
+    if image is None or not image.path or not os.path.isfile(image.path):
+        return []
+    try:
+        held = {s["name"] for s in images.info(image.path, "qcow2", force_share=True, timeout=TIMEOUT)
+                .get("snapshots", [])}
+    except libvirtError as exc:
+        return [Drift("broken-chain", image.path, f"the NVRAM: {exc.get_error_message()}",
+                      "restore the NVRAM image; nothing is changed automatically")]
+    out = []
+    for moment in tree.moments():
+        domain = moments.def_of(moment).domain
+        had = domain is not None and ("<nvram>", image.path) in firmware.named_paths(domain)
+        if had and moment.name not in held:
+            out.append(Drift("nvram-missing", moment.name, f"the NVRAM {image.path} has no snapshot "
+                             f"'{moment.name}': a revert to it is refused", "restore the NVRAM image; nothing is "
+                             "changed automatically"))
+    for tag in sorted(held - {m.name for m in tree.moments()}):
+        out.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in the NVRAM "
+                         f"{image.path} has no metadata", "left in place: the NVRAM alone is no snapshot"))
+    return out
 
 
 def _journal(ctx: Context, uuid: str, repair: bool) -> list[Drift]:
@@ -183,7 +215,7 @@ def _orphans(ctx: Context, uuid: str, layers: dict[str, external.Layer], repair:
     needed |= {row.backing for row in ctx.store.ledger() if row.domain != uuid and row.backing}
     out = []
     for row in ctx.store.ledger(uuid):
-        if row.path in needed or row.purpose == tpm.PURPOSE:  # the TPM state: the domain's as long as it exists
+        if row.path in needed or row.purpose in (tpm.PURPOSE, firmware.PURPOSE):  # the domain's while it exists
             continue
         if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
             if repair:

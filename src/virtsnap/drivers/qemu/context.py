@@ -107,7 +107,7 @@ class Context:
         if paths is None:
             paths = [p for p in (qdom.kernel, qdom.initrd) if p]
             for disk in qdom.disks:
-                if disk.path:
+                if disk.path and disk.device != "nvram":  # the NVRAM reaches QEMU as a descriptor
                     paths.append(disk.path)
                     if disk.format == "qcow2" and os.path.exists(disk.path):
                         paths += [layer.path for layer in external.chain(disk.path, "qcow2")]
@@ -228,6 +228,12 @@ class Context:
                     value = child.get(attr)
                     if value:
                         self.check_outside_state(value, f"<{dev.tag}> file")
+        from . import firmware
+
+        own = firmware.own_nvram(self.state_dir, defn.uuid)
+        for what, path in firmware.named_paths(defn):
+            if not (what == "<nvram>" and path == own):  # the domain's own NVRAM store is ours to keep there
+                self.check_outside_state(path, f"{what} file")
 
     def check_snapshot_paths(self, defn: SnapshotDef) -> None:
         """A snapshot definition's memory file, overlays and <domain> (REDEFINE takes any of them as given)."""

@@ -30,7 +30,7 @@ from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import DomainState
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt, report
-from . import external, images, lifecycle, migration, moments
+from . import external, firmware, images, lifecycle, migration, moments
 from .domain import QemuDomain
 from .process import kill
 
@@ -229,6 +229,8 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
             with ctx.monitor(uuid) as mon:
                 needs.append((defn.memory_file, space.guest_memory(mon, qdom), "memory"))
         space.preflight(needs, defn.name)
+    nvram = firmware.state_image(qdom)  # its variables go with the disks, as a tag of the NVRAM image
+    state_tag = defn.name if nvram is not None else None
     new_def = external.with_sources(dom_def, {d.name: d.source for d in chosen if d.source})
     entry = ctx.store.journal_begin(uuid, "create-external", _create_intent(
         tree, defn, status, flags, overlays={d.name: d.source for d in chosen}, reuse=reuse,
@@ -250,11 +252,14 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
             assert defn.memory_file is not None
             _switch_with_memory(ctx, uuid, chosen, defn.memory_file, status == "running",
                                      bool(flags & C.LIVE), ctx.record_file(uuid, defn.name, "memory",
-                                                                             defn.memory_file, "memory"))
+                                                                             defn.memory_file, "memory"),
+                                state_tag)
         elif status is not None:
-            note = _switch_overlays(ctx, uuid, qdom, chosen, bool(flags & C.QUIESCE))
+            note = _switch_overlays(ctx, uuid, qdom, chosen, bool(flags & C.QUIESCE), state_tag)
             if note:  # reported as such, in the snapshot itself
                 defn.description = f"{defn.description} ({note})" if defn.description else note
+        elif nvram is not None and nvram.path:
+            images.snapshot_create(nvram.path, defn.name)
         switched = True  # from here on the overlays hold the guest's writes: never removed
         failpoints.hit("external.switched")
         with ctx.atomic(uuid):  # the commit point
@@ -265,6 +270,9 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
     except BaseException:
         if not switched:
             ctx.remove_ours(uuid, created, defn.name)  # a reused file is in no ledger: it stays
+            if status is None and nvram is not None and nvram.path:
+                with contextlib.suppress(libvirtError):  # absent unless the disks' part was done
+                    images.snapshot_delete(nvram.path, defn.name)
             ctx.store.journal_end(entry)
         # else the journal entry stays: the next operation on the domain finishes the snapshot
         raise
@@ -273,8 +281,10 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
     return defn.name
 
 
-def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str]) -> list[dict[str, Any]]:
-    """blockdev-add each overlay (recorded in `added` for undo); returns the snapshot transaction."""
+def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str],
+                       state_tag: str | None = None) -> list[dict[str, Any]]:
+    """blockdev-add each overlay (recorded in `added` for undo); returns the snapshot transaction, which also
+    tags the NVRAM image with `state_tag` (so its variables are of the same instant as the disks)."""
     stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
     active = moments.active_nodes(mon)
     actions = []
@@ -286,11 +296,14 @@ def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str]) -> lis
                                      "backing": None})
         added.append(node)
         actions.append({"type": "blockdev-snapshot", "data": {"node": active[disk.name], "overlay": node}})
+    if state_tag is not None and firmware.NVRAM_TARGET in active:
+        actions.append({"type": "blockdev-snapshot-internal-sync",
+                        "data": {"device": active[firmware.NVRAM_TARGET], "name": state_tag}})
     return actions
 
 
 def _switch_with_memory(ctx: Context, uuid: str, chosen: list[Any], memory_file: str, was_running: bool,
-                        live: bool, made: Callable[[int], object]) -> None:
+                        live: bool, made: Callable[[int], object], state_tag: str | None = None) -> None:
     """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
     LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
@@ -315,7 +328,7 @@ def _switch_with_memory(ctx: Context, uuid: str, chosen: list[Any], memory_file:
                             "LIVE needs QEMU's background-snapshot, which needs userfaultfd write-protection "
                             "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                             f"{exc.get_error_message()}") from exc
-            actions = _add_overlay_nodes(mon, chosen, added)
+            actions = _add_overlay_nodes(mon, chosen, added, state_tag)
             # Pause, switch the disks and start saving memory at one instant, sent back to back. With LIVE
             # the guest must not run again before background-snapshot has captured devices and
             # write-protected RAM: its migration thread first pre-faults all guest RAM, then stops the VM
@@ -347,6 +360,8 @@ def _switch_with_memory(ctx: Context, uuid: str, chosen: list[Any], memory_file:
             # into their bases first, so that nothing QEMU wrote is lost and the overlays can go.
             with contextlib.suppress(libvirtError):
                 recovery.unswitch(ctx, mon, {d.name: d.source for d in chosen})
+            if state_tag is not None:
+                recovery.drop_state_tag(mon, state_tag)
             for node in reversed(added):
                 with contextlib.suppress(libvirtError):
                     mon.execute("blockdev-del", {"node-name": node})
@@ -383,13 +398,14 @@ def _freeze(ctx: Context, uuid: str, qdom: QemuDomain) -> Agent | None:
                     "(VIRTSNAP_QUIESCE_FALLBACK=1 takes a crash-consistent snapshot instead)") from exc
 
 
-def _switch_overlays(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool) -> str | None:
+def _switch_overlays(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[Any], quiesce: bool,
+                     state_tag: str | None = None) -> str | None:
     """blockdev-add every overlay, then one transaction of blockdev-snapshot; undone if it fails.
     Returns a note when QUIESCE fell back to a crash-consistent snapshot."""
     with ctx.monitor(uuid) as mon:
         added: list[str] = []
         try:
-            actions = _add_overlay_nodes(mon, chosen, added)
+            actions = _add_overlay_nodes(mon, chosen, added, state_tag)
             agent = _freeze(ctx, uuid, qdom) if quiesce else None
             note = None if agent is not None or not quiesce else "crash-consistent: the guest could not be quiesced"
             try:

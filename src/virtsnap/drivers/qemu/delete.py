@@ -16,7 +16,7 @@ from ...conf.snapshot_xml import Location, SnapshotDef
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import SnapshotDelete as D
-from . import external, images, moments
+from . import external, firmware, images, moments
 from .domain import QemuDomain
 
 if TYPE_CHECKING:
@@ -72,7 +72,6 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
     for victim in victims:  # or removed inside virtsnap's own directories
         ctx.check_snapshot_paths(moments.def_of(victim))
     running = ctx.rt(uuid).pid() is not None
-    internal_victims = [m for m in victims if not moments.def_of(m).is_external]
     external_victims = [m for m in victims if moments.def_of(m).is_external]
     plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
              for m in external_victims]  # every plan is checked before anything changes
@@ -85,9 +84,9 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             mon = stack.enter_context(ctx.monitor(uuid)) if running else None
             # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
             tags = (ctx.tags(qdom, None) if mon is None
-                    else _tags_from_metadata(qdom, internal_victims))
-            nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every internal victim
-            for victim in internal_victims:
+                    else _tags_from_metadata(qdom, victims))
+            nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every victim
+            for victim in victims:  # an external one holds a tag in the NVRAM image alone
                 _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
             for plan in plans:
                 merged, dropped = _run_external_delete(ctx, uuid, tree, plan, mon)
@@ -230,7 +229,8 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
     disk, filled from QEMU on first use and reused by the operation's later victims (internal deletes do not
     change the block graph)."""
     holders = [d for d in qdom.disks
-               if any(x.name == d.target and x.snapshot == Location.INTERNAL for x in defn.disks)
+               if (d.device == "nvram" or any(x.name == d.target and x.snapshot == Location.INTERNAL
+                                              for x in defn.disks))
                and defn.name in tags.get(d.target, set()) and d.path]
     if not holders:
         return
@@ -272,4 +272,6 @@ def _tags_from_metadata(qdom: QemuDomain, victims: list[Moment]) -> dict[str, se
         for disk in moments.def_of(victim).disks:
             if disk.snapshot == Location.INTERNAL and disk.name in tags:
                 tags[disk.name].add(victim.name)
+        if firmware.NVRAM_TARGET in tags:  # every snapshot, internal or external, tags the NVRAM image
+            tags[firmware.NVRAM_TARGET].add(victim.name)
     return tags

@@ -14,6 +14,8 @@ from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
 from .devices import problems as device_problems
+from .firmware import FEATURES as FIRMWARE_FEATURES
+from .firmware import NVRAM_TARGET, Firmware
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -71,14 +73,17 @@ SUBSET: dict[str, Spec] = {
         "vcpu": _s("placement cpuset current", text=True),
         "memoryBacking": _s("", {"source": _s("type"), "access": _s("mode")}),
         "resource": _s("", {"partition": _s(text=True)}),
-        "os": _s("", {
+        "os": _s("firmware", {
             "type": _s("arch machine", text=True),
+            "firmware": _s("", {"feature": _s("enabled name")}),
+            "loader": _s("readonly type secure", text=True),
+            "nvram": _s("template format", text=True),
             "boot": _s("dev"),
             "kernel": _s(text=True),
             "initrd": _s(text=True),
             "cmdline": _s(text=True),
         }),
-        "features": _s("", {"acpi": _s(), "apic": _s("eoi"), "pae": _s(), "vmport": _s("state"),
+        "features": _s("", {"acpi": _s(), "apic": _s("eoi"), "pae": _s(), "vmport": _s("state"), "smm": _s("state"),
                             "hyperv": _s("mode", {name: _s("state retries" if name == "spinlocks" else
                                                            "state value" if name == "vendor_id" else "state",
                                                            {"direct": _s("state")} if name == "stimer" else None)
@@ -128,6 +133,14 @@ SUBSET: dict[str, Spec] = {
 # Values the driver knows how to turn into QEMU options; others are refused like unknown elements.
 VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("domain", "type"): frozenset({"qemu", "kvm"}),
+    ("os", "firmware"): frozenset({"efi", "bios"}),  # bios: SeaBIOS, QEMU's default
+    ("feature", "name"): frozenset(FIRMWARE_FEATURES),
+    ("feature", "enabled"): frozenset({"yes", "no"}),
+    ("loader", "type"): frozenset({"pflash"}),
+    ("loader", "readonly"): frozenset({"yes", "no"}),
+    ("loader", "secure"): frozenset({"yes", "no"}),
+    ("nvram", "format"): frozenset({"raw", "qcow2"}),
+    ("smm", "state"): frozenset({"on", "off"}),
     ("type", "arch"): frozenset(ARCH_BINARIES),  # each on its own qemu-system-*, when installed
     ("boot", "dev"): frozenset({"hd", "cdrom", "network", "fd"}),
     ("disk", "type"): frozenset({"file", "block"}),
@@ -378,7 +391,7 @@ class Disk(Frozen):
         self.io = io  # threads | native | io_uring (None: QEMU's default, threads)
         self.boot_order = boot_order
         self.target = target
-        self.device = device  # disk | cdrom
+        self.device = device  # disk | cdrom | nvram (the UEFI variable store: a pflash node, no device)
         self.source_type = source_type  # file | block
         self.path = path
         self.format = format  # qcow2 | raw
@@ -610,7 +623,7 @@ class QemuDomain(Frozen):
     option of QEMU's own key=value syntax is checked here first (the JSON options need no such care)."""
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
-               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator")
+               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator", "firmware")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
@@ -618,7 +631,8 @@ class QemuDomain(Frozen):
                  agent_socket: str | None = None, serial: tuple[str, str | None, bool] | None = None,
                  user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
                  seclabel: SecLabel | None = None, hw: Hardware | None = None, arch: str = "x86_64",
-                 emulator: str | None = None) -> None:
+                 emulator: str | None = None, firmware: Firmware | None = None) -> None:
+        self.firmware = firmware  # UEFI (pflash); None: the default BIOS. Its NVRAM is among `disks`.
         self.arch = arch  # a key of devices.ARCH_BINARIES
         self.emulator = emulator  # <emulator>: must be the binary virtsnap runs for the arch
         self.hw = hw or Hardware()
@@ -639,7 +653,9 @@ class QemuDomain(Frozen):
         self.seclabel = seclabel
 
     @classmethod
-    def from_def(cls, defn: DomainDef) -> QemuDomain:
+    def from_def(cls, defn: DomainDef, filled: bool = True) -> QemuDomain:
+        """The typed view of a checked definition; `filled=False` for one whose UEFI firmware is not yet
+        written out (firmware.fill, at define)."""
         node = defn.node
         problems = list(dict.fromkeys(subset_problems(node) + Hardware.problems(node)))
         if problems:
@@ -671,6 +687,18 @@ class QemuDomain(Frozen):
                               discard=(driver.get("discard") if driver is not None else None) or "ignore",
                               io=driver.get("io") if driver is not None else None,
                               boot_order=int(raw_order) if raw_order else None))
+        machine = (os_type.get("machine") if os_type is not None else None) or "pc"
+        firmware = Firmware.from_node(node, machine, filled)
+        if firmware is not None:
+            check_path("loader", firmware.code)
+            check_path("nvram template", firmware.template)
+            if NVRAM_TARGET in (d.target for d in disks):
+                raise _refuse("disk target", NVRAM_TARGET, "the name of a disk (it is the NVRAM's)")
+            if firmware.nvram is not None:
+                # the NVRAM is an image like a disk's: a block node QEMU writes, snapshots include, hand-over covers
+                disks.append(Disk(target=NVRAM_TARGET, device="nvram", source_type="file",
+                                  path=check_path("nvram", firmware.nvram), format=firmware.nvram_format,
+                                  bus="pflash", readonly=False, snapshot=None))
         targets = [d.target for d in disks]
         if len(set(targets)) != len(targets):
             raise error(ErrorCode.XML_ERROR, ERR, "two disks use the same target dev")
@@ -705,7 +733,6 @@ class QemuDomain(Frozen):
         seclabels = node.findall("seclabel")
         if len(seclabels) > 1:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <seclabel> (model='dac') is supported")
-        machine = (os_type.get("machine") if os_type is not None else None) or "pc"
         initrd = check_path("initrd", os_node.findtext("initrd") if os_node is not None else None)
         if initrd and "," in initrd:  # QEMU's multiboot loader splits -initrd at commas into several modules
             raise _refuse("initrd path", initrd, "a path without ','")
@@ -739,4 +766,5 @@ class QemuDomain(Frozen):
             hw=Hardware.from_node(node, len(chardevs), machine, defn.vcpus),
             arch=(os_type.get("arch") if os_type is not None else None) or "x86_64",
             emulator=check_path("emulator", (devices.findtext("emulator") or "").strip() or None),
+            firmware=firmware,
         )

@@ -53,7 +53,7 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_XML: DomainXML.SECURE | DomainXML.INACTIVE | DomainXML.MIGRATABLE,
         Op.DOMAIN_STATE: 0,
         Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE | DomainUndefine.TPM
-        | DomainUndefine.KEEP_TPM,
+        | DomainUndefine.KEEP_TPM | DomainUndefine.NVRAM | DomainUndefine.KEEP_NVRAM,
         Op.DOMAIN_DEFINE: 0,
         Op.DOMAIN_CREATE: DomainCreate.START_PAUSED,
         Op.DOMAIN_SHUTDOWN: 0,

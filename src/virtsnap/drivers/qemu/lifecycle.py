@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ...conf.domain_xml import DomainDef
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import DomainCreate, DomainUndefine
-from . import moments, tpm
+from . import firmware, moments, tpm
 from .domain import QemuDomain
 from .process import kill, launch, qemu_binary
 
@@ -23,13 +23,16 @@ ERR = ErrorDomain.QEMU
 
 def define_xml(ctx: Context, xml: str, flags: int) -> DomainDef:
     """Check and store a definition; returns it as stored."""
+    from . import argv
+
     defn = DomainDef.parse(xml, ERR)
-    qdom = QemuDomain.from_def(defn)  # the subset check: refuse what the driver cannot run
+    pre = QemuDomain.from_def(defn, filled=False)  # the subset check first: refuse what the driver cannot run
+    # UEFI written out now (as libvirt >= 9.2 does at define): the stored XML names the firmware it runs
+    defn = firmware.fill(defn, ctx.state_dir, argv.facts(qemu_binary(pre.arch, pre.emulator)).version)
+    qdom = QemuDomain.from_def(defn)
     ctx.check_domain_paths(defn)
     if qdom.seclabel is not None:
         ctx.qemu_user(qdom)  # a DAC label names an existing unprivileged user, under qemu:///system only
-    from . import argv
-
     argv.check_machine(qemu_binary(qdom.arch, qdom.emulator), qdom.machine)
     with ctx.lock:
         for uuid, name, _ in ctx.store.domains():
@@ -40,8 +43,29 @@ def define_xml(ctx: Context, xml: str, flags: int) -> DomainDef:
                 raise error(ErrorCode.OPERATION_FAILED, ErrorDomain.DOMAIN,
                             f"domain '{name}' is already defined with uuid {uuid}")
         with ctx.operation(defn.uuid, defn.name):
-            ctx.store.put_domain(defn.uuid, defn.name, moments.stored(defn))
+            made = qdom.firmware is not None and ensure_nvram(ctx, defn.uuid, qdom.firmware)
+            try:  # the NVRAM is made at define, so that offline snapshots include it from the first
+                ctx.store.put_domain(defn.uuid, defn.name, moments.stored(defn))
+            except BaseException:
+                if made and qdom.firmware is not None and qdom.firmware.nvram:
+                    ctx.remove_ours(defn.uuid, [qdom.firmware.nvram])
+                raise
     return defn
+
+
+def ensure_nvram(ctx: Context, uuid: str, fw: firmware.Firmware) -> bool:
+    """The domain's NVRAM made from its template if it does not exist (at define, or at a start after it
+    went), recorded in the ledger; a user's existing file is used as it is, never written over. Whether it
+    was made."""
+    from ...store import ledger
+
+    try:
+        return firmware.ensure_nvram(fw, lambda fd: ledger.record(ctx.store, str(fw.nvram), fd, uuid, None,
+                                                                  firmware.PURPOSE, fw.nvram_format))
+    except BaseException:
+        if fw.nvram:
+            ctx.remove_ours(uuid, [fw.nvram])  # half made: only a file the ledger says is ours goes
+        raise
 
 
 def undefine(ctx: Context, uuid: str, flags: int) -> None:
@@ -55,9 +79,12 @@ def undefine(ctx: Context, uuid: str, flags: int) -> None:
         count = ctx.store.snapshot_count(uuid)
         if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
             raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
+        nvram = firmware.undefine_nvram(ctx.store, uuid, QemuDomain.from_def(defn), flags)
         ctx.store.delete_domain(uuid)
         if not flags & DomainUndefine.KEEP_TPM:  # libvirt removes an emulated TPM's state unless kept; after
             tpm.remove_state(ctx.store, ctx.state_dir, uuid)  # every refusal, so a refused undefine keeps it
+        if nvram is not None:  # --nvram: the domain's own store goes with it (the ledger's rule)
+            ctx.remove_ours(uuid, [nvram])
         ctx.store.ledger_release(uuid)  # the files stay, and are the user's now
         ctx.trees.pop(uuid, None)
         lock.discard()  # the lock file goes with its domain
@@ -66,8 +93,10 @@ def undefine(ctx: Context, uuid: str, flags: int) -> None:
 def boot(ctx: Context, uuid: str, defn: DomainDef, paused: bool, incoming: bool = False) -> None:
     dom = QemuDomain.from_def(defn)
     ctx.check_domain_paths(defn)  # a definition stored before these checks existed
-    moments.refuse_probing(dom)
     user = ctx.qemu_user(dom)
+    if dom.firmware is not None:
+        ensure_nvram(ctx, uuid, dom.firmware)
+    moments.refuse_probing(dom)
     ctx.hand_over(uuid, dom, user)
     tpm_state = tpm.prepare(ctx.store, ctx.state_dir, uuid, dom.hw.tpm, user) if dom.hw.tpm else None
     launch(dom, ctx.rt(uuid), paused=paused, incoming=incoming, user=user, tpm_state=tpm_state)

@@ -14,7 +14,7 @@ from ...conf.snapshot_xml import Location, ParseMode, SnapshotDef, format_snapsh
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import DomainState
-from . import external, images
+from . import external, firmware, images
 from .domain import QemuDomain
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -113,6 +113,9 @@ def internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                         f"internal snapshot for disk {disk.name} unsupported for storage type {dom_disk.format}")
         targets.append(disk.name)
+    nvram = firmware.state_image(qdom)
+    if nvram is not None and targets:  # after the disks: snapshot-save puts the VM state in the first
+        targets.append(nvram.target)
     return targets
 
 

@@ -16,6 +16,10 @@ from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPEr
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...progress import report
+from .firmware import NVRAM_TARGET
+
+# pflash devices have no id of their own: the machine's flash1 is the UEFI variable store (argv.py puts it there)
+PFLASH = {"/machine/system.flash1": NVRAM_TARGET}
 
 T = TypeVar("T")
 ERR = ErrorDomain.QEMU
@@ -127,11 +131,12 @@ class Monitor:
 
     def block_devices(self) -> dict[str, dict[str, Any]]:
         """query-block's inserted media by target dev, from each device's qdev id
-        ("/machine/peripheral/vda/virtio-backend" -> vda); devices without a medium are left out."""
+        ("/machine/peripheral/vda/virtio-backend" -> vda; the UEFI variable flash -> nvram); devices without a
+        medium are left out."""
         found: dict[str, dict[str, Any]] = {}
         for dev in self.execute("query-block"):
             qdev = str(dev.get("qdev") or "")
-            target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+            target = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else PFLASH.get(qdev, qdev)
             if dev.get("inserted") and target:
                 found[target] = dev["inserted"]
         return found

@@ -157,6 +157,22 @@ def reap() -> None:
             del _children[pid]
 
 
+def open_nvram(path: str) -> int:
+    """The NVRAM opened read-write for QEMU: a regular file, reached without following a final symbolic link
+    (QEMU's user gets this descriptor, never the right to open the path itself)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot open NVRAM {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"NVRAM {path} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool = False,
            user: Identity | None = None, timeout: float = 60.0, tpm_state: Path | None = None) -> int:
     """Start QEMU detached (its own session; it outlives this process) and return its pid once its monitor
@@ -209,9 +225,13 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
             elif spice.port is None:
                 assert spice.listen is not None
                 port = devices.free_port(spice.listen)
-        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket)
+        nvram = None
+        if dom.firmware is not None and dom.firmware.nvram is not None:
+            nvram = open_nvram(dom.firmware.nvram)
+            opened.append(nvram)
+        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket, nvram)
         args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
-        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret) if fd is not None]
+        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret, nvram) if fd is not None]
         ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,

@@ -29,7 +29,7 @@ from ...errors import libvirtError, redact
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt
 from ...store.db import JournalEntry
-from . import delete, external, moments, revert
+from . import delete, external, firmware, images, moments, revert
 from .agent import Agent
 from .domain import QemuDomain
 from .process import kill
@@ -118,6 +118,15 @@ def unswitch(ctx: Context, mon: Monitor, overlays: dict[str, str]) -> None:
             if base:
                 delete.block_commit(mon, overlay, base, target)
     drop_nodes(mon, overlays.values())
+
+
+def drop_state_tag(mon: Monitor, tag: str) -> None:
+    """Remove an external snapshot's tag from the running domain's NVRAM image, if it is there (the switch
+    that took it is being undone)."""
+    inserted = mon.block_devices().get(firmware.NVRAM_TARGET)
+    if inserted is not None and any(s.get("name") == tag for s in (inserted.get("image") or {}).get("snapshots", [])):
+        with contextlib.suppress(libvirtError):
+            mon.execute("blockdev-snapshot-delete-internal-sync", {"device": str(inserted["node-name"]), "name": tag})
 
 
 def thaw_if_frozen(ctx: Context, uuid: str, thaw: bool = True) -> bool | None:
@@ -213,6 +222,7 @@ def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
                 if switched:  # the memory never reached its file: no snapshot; the guest keeps its writes
                     unswitch(ctx, mon, overlays)
                 drop_nodes(mon, overlays.values())
+                drop_state_tag(mon, name)
             with contextlib.suppress(libvirtError):
                 mon.execute("migrate-set-capabilities", {"capabilities": [
                     {"capability": "background-snapshot", "state": False}]})
@@ -236,6 +246,10 @@ def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
         kept = [p for p in overlays.values() if os.path.exists(p)]
     elif not intent.get("reuse"):
         ctx.remove_ours(uuid, list(overlays.values()), name)  # the ledger's files of this call, none other
+    if status is None:  # an offline create tags the NVRAM image last: the tag goes with the snapshot
+        nvram = firmware.state_image(QemuDomain.from_def(ctx.domain_def(uuid)))
+        if nvram is not None and nvram.path and name in images.snapshots(nvram.path, force_share=True):
+            images.snapshot_delete(nvram.path, name)
     if memory_file:
         ctx.remove_ours(uuid, [memory_file], name)
     ctx.store.journal_end(entry.id)

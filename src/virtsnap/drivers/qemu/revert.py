@@ -17,7 +17,7 @@ from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...flags import SnapshotRevert as R
 from ...progress import DeferredInterrupt
-from . import external, images, lifecycle, migration, moments
+from . import external, firmware, images, lifecycle, migration, moments
 from .domain import QemuDomain
 from .process import kill
 
@@ -145,6 +145,9 @@ def _revert_external(ctx: Context, uuid: str, tree: SnapshotTree, moment: Moment
         external.chain(*base)  # the whole backing chain must open
         news[disk.name] = external.revert_overlay_name(base[0], defn.name)
     old_tops = sorted(path for path, _ in external.disk_sources(dom_def).values())
+    nvram = firmware.state_image(QemuDomain.from_def(defn.domain))
+    if nvram is not None and nvram.path and defn.name not in images.snapshots(nvram.path, force_share=True):
+        raise error(ErrorCode.OPERATION_INVALID, ERR, f"NVRAM {nvram.path} has no snapshot '{defn.name}'")
     with DeferredInterrupt():
         entry = ctx.store.journal_begin(uuid, "revert-external", {"name": defn.name, "flags": flags,
                                                                    "overlays": news, "old_tops": old_tops})
@@ -152,6 +155,8 @@ def _revert_external(ctx: Context, uuid: str, tree: SnapshotTree, moment: Moment
             if running:
                 kill(ctx.rt(uuid))
             failpoints.hit("revert-external.stopped")
+            if nvram is not None and nvram.path:  # the variables of the snapshot's instant
+                images.snapshot_apply(nvram.path, defn.name)
             for target, path in news.items():
                 base_path, base_fmt = bases[target]
                 external.create_overlay(path, base_path, base_fmt, False, target,
