@@ -42,7 +42,9 @@ KERNEL_META_PACKAGE = "linux-image-amd64"
 # Modules the init script and the tests need; their dependencies are resolved by modprobe. The TPM interfaces
 # (tests/qemu_guest/test_tpm.py) are built into Debian's kernel (modprobe says "builtin": nothing to load).
 # efivarfs: UEFI guests (OVMF boots the bzImage's EFI stub) read and write firmware variables through it.
-GUEST_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "ext4", "tpm_tis", "tpm_crb", "efivarfs")
+GUEST_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "ext4", "tpm_tis", "tpm_crb", "efivarfs",
+                 "virtio_balloon")
+# virtio_balloon: tests/qemu_guest/test_current_memory.py (the guest gives memory back to its balloon).
 QEMU_GA = "/usr/sbin/qemu-ga"
 BUSYBOX = "/bin/busybox"
 DATA_DISK_MIB = 64

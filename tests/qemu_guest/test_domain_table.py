@@ -224,7 +224,7 @@ def test_the_table_is_walked():
                    "on_poweroff", "on_reboot", "boot", "driver", "backend"}
 
     def walk(spec, out):
-        children = spec[1]
+        children = spec.children
         if isinstance(children, dict):
             for tag, sub in children.items():
                 out.add(tag)

@@ -54,6 +54,11 @@ def _json(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
+def _placed(dom: QemuDomain, key: str, n: int, device: dict[str, Any]) -> str:
+    """A -device value with the PCI placement its element's <address type='pci'> asked for (domain.py)."""
+    return _json({**device, **dom.hw.pci.get((key, n), {})})
+
+
 def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = False,
           sandbox: bool = True) -> list[str]:
     """QEMU's argument list. It always starts paused (-S): the caller finishes setting it up through the
@@ -85,9 +90,9 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
     for prop, off in (("disable_s3", hw.disable_s3), ("disable_s4", hw.disable_s4)):
         if off is not None:
             argv += ["-global", f"{pm_device}.{prop}={int(off)}"]
-    argv += _firmware(dom, fds) + _disks(dom)
+    argv += _firmware(dom, fds) + _root_ports(dom) + _disks(dom)
     if dom.agent_socket is not None or hw.virtio_serial or hw.extra.spice_channels:
-        argv += ["-device", _json({"driver": "virtio-serial-pci", "id": "vser0"})]
+        argv += ["-device", _placed(dom, "virtio_serial", 0, {"driver": "virtio-serial-pci", "id": "vser0"})]
     if dom.agent_socket is not None:
         if fds.agent is None:
             raise error(ErrorCode.INTERNAL_ERROR, ERR, "the guest agent channel has no socket")
@@ -111,7 +116,7 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
         device: dict[str, Any] = {"driver": model, "netdev": f"net{i}", "id": f"net{i}"}
         if mac:
             device["mac"] = mac
-        argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _json(device)]
+        argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _placed(dom, "nics", i, device)]
     if dom.hw.tpm is not None:
         if fds.tpm is None:
             raise error(ErrorCode.INTERNAL_ERROR, ERR, "the TPM has no swtpm control channel")
@@ -170,36 +175,33 @@ def _devices(dom: QemuDomain) -> list[str]:
     """Video, USB and its inputs, other inputs, the balloon and random number generators."""
     hw = dom.hw
     argv: list[str] = []
-    # libvirt's pcie-root-port controllers, as libvirt names them (pci.<index>); devices are placed by QEMU
-    for index, chassis, port in hw.root_ports:
-        argv += ["-device", _json({"driver": "pcie-root-port", "id": f"pci.{int(index)}", "bus": "pcie.0",
-                                   "chassis": int(chassis), "port": int(port)})]
     for n, (driver, props) in enumerate(hw.videos):
-        argv += ["-device", _json({"driver": driver, "id": f"video{n}", **props})]
+        argv += ["-device", _placed(dom, "videos", n, {"driver": driver, "id": f"video{n}", **props})]
     if hw.usb is not None:
         usb: dict[str, Any] = {"driver": hw.usb, "id": "usb"}
         if hw.usb_ports and hw.usb == "qemu-xhci":
             usb["p2"] = usb["p3"] = int(hw.usb_ports)
-        argv += ["-device", _json(usb)]
-    for driver, port in hw.extra.usb_companions:  # ICH9 UHCIs of the EHCI, before any USB device (libvirt: no id)
-        argv += ["-device", _json({"driver": driver, "masterbus": "usb.0", "firstport": int(port)})]
+        argv += ["-device", _placed(dom, "usb", 0, usb)]
+    for k, (driver, port) in enumerate(hw.extra.usb_companions):  # ICH9 UHCIs of the EHCI (libvirt: no id)
+        argv += ["-device", _placed(dom, "usb_companions", k, {"driver": driver, "masterbus": "usb.0",
+                                                               "firstport": int(port)})]
     for n, driver in enumerate(hw.inputs):
         device: dict[str, Any] = {"driver": driver, "id": f"input{n}"}
         if driver.startswith("usb-"):
             device["bus"] = "usb.0"
-        argv += ["-device", _json(device)]
+        argv += ["-device", _placed(dom, "inputs", n, device)]
     for audio_id, kind in hw.extra.audio:  # none: a backend that plays nothing; spice: to the SPICE client
         argv += ["-audiodev", _json({"driver": kind, "id": f"audio{int(audio_id)}"})]
     for n, (controller, codec, audio_id) in enumerate(hw.extra.sounds):
         device = {"driver": controller, "id": f"sound{n}"}
         if codec is None:
-            argv += ["-device", _json({**device, "audiodev": f"audio{int(audio_id)}"})]
+            argv += ["-device", _placed(dom, "sounds", n, {**device, "audiodev": f"audio{int(audio_id)}"})]
         else:
-            argv += ["-device", _json(device), "-device", _json({
+            argv += ["-device", _placed(dom, "sounds", n, device), "-device", _json({
                 "driver": codec, "id": f"sound{n}-codec0", "bus": f"sound{n}.0", "cad": 0,
                 "audiodev": f"audio{int(audio_id)}"})]
     if hw.balloon:
-        argv += ["-device", _json({"driver": "virtio-balloon-pci", "id": "balloon0"})]
+        argv += ["-device", _placed(dom, "balloon", 0, {"driver": "virtio-balloon-pci", "id": "balloon0"})]
     if hw.extra.memfd is not None:
         argv += ["-object", _json({"qom-type": "memory-backend-memfd", "id": RAM_ID, "share": bool(hw.extra.memfd),
                                    "size": int(dom.memory_mib) << 20,
@@ -208,7 +210,18 @@ def _devices(dom: QemuDomain) -> list[str]:
         backend: dict[str, Any] = ({"qom-type": "rng-builtin", "id": f"objrng{n}"} if path is None
                                    else {"qom-type": "rng-random", "id": f"objrng{n}", "filename": path})
         argv += ["-object", _json(backend),
-                 "-device", _json({"driver": "virtio-rng-pci", "rng": f"objrng{n}", "id": f"rng{n}"})]
+                 "-device", _placed(dom, "rngs", n, {"driver": "virtio-rng-pci", "rng": f"objrng{n}", "id": f"rng{n}"})]
+    return argv
+
+
+def _root_ports(dom: QemuDomain) -> list[str]:
+    """libvirt's pcie-root-port controllers, named as libvirt names them (pci.<index>), before any device: a
+    device placed on the bus behind one needs it to exist already."""
+    argv: list[str] = []
+    for k, (index, chassis, port) in enumerate(dom.hw.root_ports):
+        port_device = {"driver": "pcie-root-port", "id": f"pci.{int(index)}", "bus": "pcie.0", "chassis": int(chassis),
+                       "port": int(port)}
+        argv += ["-device", _placed(dom, "root_ports", k, port_device)]
     return argv
 
 
@@ -236,7 +249,8 @@ def _disks(dom: QemuDomain) -> list[str]:
     argv: list[str] = []
     controllers: set[str] = set()
     ide_index = {"sata": 0, "ide": 0}
-    for disk in dom.disks:
+    q35 = "q35" in dom.machine
+    for n, disk in enumerate(dom.disks):
         device: dict[str, Any] = {"id": disk.target}
         if disk.path:
             direct, no_flush, write_cache = CACHE[disk.cache]
@@ -262,23 +276,25 @@ def _disks(dom: QemuDomain) -> list[str]:
         if disk.bus == "virtio" and disk.device == "disk":
             device["driver"] = "virtio-blk-pci"
         elif disk.bus in ("sata", "ide"):
-            if disk.bus == "sata" and "sata" not in controllers:
-                argv += ["-device", _json({"driver": "ahci", "id": "sata0"})]
+            if disk.bus == "sata" and "sata" not in controllers and not q35:
+                argv += ["-device", _placed(dom, "sata", 0, {"driver": "ahci", "id": "sata0"})]
                 controllers.add("sata")
-            device["bus"] = f"sata0.{ide_index['sata']}" if disk.bus == "sata" else f"ide.{ide_index['ide']}"
+            # q35's own ICH9 AHCI (its ports are QEMU's ide.0-5), as libvirt uses it; pc's PIIX IDE: ide.0-1
+            device["bus"] = f"sata0.{ide_index['sata']}" if disk.bus == "sata" and not q35 \
+                else f"ide.{ide_index[disk.bus]}"
             ide_index[disk.bus] += 1
             device["driver"] = "ide-cd" if disk.device == "cdrom" else "ide-hd"
         else:  # scsi, or a virtio cdrom, which QEMU offers only on SCSI
             if "scsi" not in controllers:
-                argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0"})]
+                argv += ["-device", _placed(dom, "scsi", 0, {"driver": "virtio-scsi-pci", "id": "scsi0"})]
                 controllers.add("scsi")
             device["bus"] = "scsi0.0"
             device["driver"] = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
         if disk.boot_order is not None:
             device["bootindex"] = int(disk.boot_order)
-        argv += ["-device", _json(device)]
+        argv += ["-device", _placed(dom, "disks", n, device)]
     if dom.hw.scsi and "scsi" not in controllers:
-        argv += ["-device", _json({"driver": "virtio-scsi-pci", "id": "scsi0"})]
+        argv += ["-device", _placed(dom, "scsi", 0, {"driver": "virtio-scsi-pci", "id": "scsi0"})]
     return argv
 
 

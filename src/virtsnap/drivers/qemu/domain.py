@@ -21,9 +21,6 @@ TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module ta
 if TYPE_CHECKING:
     from typing import Any
 
-    # element -> (allowed attributes, allowed children {name: spec} or ANY, text allowed)
-    Spec = tuple[frozenset[str] | str, dict[str, Any] | str, bool]
-
 ERR = ErrorDomain.QEMU
 # libvirt's disk cache modes as QEMU block options: (cache.direct, cache.no-flush, the device's write-cache)
 CACHE = {"default": (False, False, True), "writeback": (False, False, True), "none": (True, False, True),
@@ -42,17 +39,41 @@ TPM_MODELS = {"tpm-crb": "tpm-crb", "tpm-tis": "tpm-tis"}  # <tpm model> -> QEMU
 TPM_PCR_BANKS = ("sha1", "sha256", "sha384", "sha512")  # <active_pcr_banks> children, swtpm_setup's names
 ANY = "*"  # any attribute / any content below (libvirt bookkeeping such as <address>)
 
+# How an accepted element or attribute reaches the guest. Each one that is APPLIED or CHECKED has a test of its
+# effect named in tests/unit/test_table_effects.py (which fails for a table entry without one).
+APPLIED = "applied"  # written into QEMU's configuration (argv.py, or the monitor at start) or virtsnap's own
+CHECKED = "checked"  # compared with what the driver runs; anything else is refused
+KEPT = "kept"  # libvirt's own bookkeeping, no effect on the guest in libvirt either: stored and given back
 
-def _s(attrs: str = "", children: dict[str, Any] | str | None = None, text: bool = False) -> Spec:
-    return (frozenset(attrs.split()) if attrs != ANY else ANY, children if children is not None else {}, text)
+
+class Spec(Frozen):
+    """One element of the table: its attributes, its children ({name: Spec}, or ANY), whether it has text,
+    how it is applied, and which of its attributes are bookkeeping (KEPT) while the element is applied."""
+
+    _fields = ("attrs", "children", "text", "how", "kept")
+    __slots__ = _fields
+
+    def __init__(self, attrs: frozenset[str] | str, children: dict[str, Spec] | str, text: bool, how: str,
+                 kept: frozenset[str]) -> None:
+        self.attrs = attrs
+        self.children = children
+        self.text = text
+        self.how = how
+        self.kept = kept
 
 
-_ADDRESS = _s(ANY, ANY)
-_ALIAS = _s("name")
+def _s(attrs: str = "", children: dict[str, Spec] | str | None = None, text: bool = False, how: str = APPLIED,
+       kept: str = "") -> Spec:
+    return Spec(frozenset(attrs.split()) if attrs != ANY else ANY, children if children is not None else {}, text,
+                how, frozenset(kept.split()))
+
+
+_ADDRESS = _s(ANY, ANY)  # type='pci' applied (placements()); other address types are libvirt's own bookkeeping
+_ALIAS = _s("name", how=KEPT)  # libvirt's device names of a running domain
 _DISK = _s("type device snapshot", {
     "driver": _s("name type cache discard io"),
-    "source": _s("file dev index"),
-    "backingStore": _s("type index", ANY),
+    "source": _s("file dev index", kept="index"),
+    "backingStore": _s("type index", ANY, how=KEPT),  # the chain comes from the images, formats recorded
     "target": _s("dev bus"),
     "readonly": _s(),
     "shareable": _s(),
@@ -62,17 +83,17 @@ _DISK = _s("type device snapshot", {
     "alias": _ALIAS,
 })
 SUBSET: dict[str, Spec] = {
-    "domain": _s("type id", {
+    "domain": _s("type id", kept="id", children={
         "name": _s(text=True),
         "uuid": _s(text=True),
-        "title": _s(text=True),
-        "description": _s(text=True),
-        "metadata": _s(ANY, ANY),
+        "title": _s(text=True, how=KEPT),
+        "description": _s(text=True, how=KEPT),
+        "metadata": _s(ANY, ANY, how=KEPT),
         "memory": _s("unit", text=True),
         "currentMemory": _s("unit", text=True),
         "vcpu": _s("placement cpuset current", text=True),
         "memoryBacking": _s("", {"source": _s("type"), "access": _s("mode")}),
-        "resource": _s("", {"partition": _s(text=True)}),
+        "resource": _s("", {"partition": _s(text=True, how=KEPT)}, how=KEPT),  # libvirt's cgroup placement
         "os": _s("firmware", {
             "type": _s("arch machine", text=True),
             "firmware": _s("", {"feature": _s("enabled name")}),
@@ -103,13 +124,14 @@ SUBSET: dict[str, Spec] = {
                                                          "target": _s("chassis port"), "master": _s("startport")}),
             "channel": _s("type", {
                 "source": _s("mode path"),
-                "target": _s("type name state"),
+                "target": _s("type name state", kept="state"),  # state: the guest agent's, as libvirt saw it
                 "address": _ADDRESS,
                 "alias": _ALIAS,
             }),
             "serial": _s("type", {"source": _s("path append"), "target": _s("type port", {"model": _s("name")}),
                                   "alias": _ALIAS}),
-            "console": _s("type tty", {"source": _s("path append"), "target": _s("type port"), "alias": _ALIAS}),
+            "console": _s("type tty", kept="tty", children={"source": _s("path append"), "target": _s("type port"),
+                                                             "alias": _ALIAS}),
             "interface": _s("type", {"mac": _s("address"), "model": _s("type"), "address": _ADDRESS,
                                      "alias": _ALIAS}),
             "graphics": _s("type port autoport listen passwd tlsPort", {
@@ -219,7 +241,7 @@ def subset_problems(node: Node, spec: Spec | None = None, path: str = "") -> lis
     """Every element, attribute and value of the document outside the table, each named by its path."""
     spec = spec or SUBSET[node.tag]
     where = f"{path}/{node.tag}" if path else node.tag
-    attrs, children, _text = spec
+    attrs, children = spec.attrs, spec.children
     problems: list[str] = []
     if attrs != ANY:
         for attr in node.attrs:
@@ -292,6 +314,45 @@ def check_listen(address: str) -> str:
         return str(ipaddress.ip_address(address))
     except ValueError:
         raise _refuse("graphics listen address", address, "an IP address") from None
+
+
+def pci_buses(devices: Node, machine: str) -> dict[int, str]:
+    """libvirt's PCI bus numbers -> QEMU bus ids: 0 is the machine's root bus (pcie.0 on q35, pci.0 on pc),
+    and a pcie-root-port's index is the number of the bus behind it, which QEMU knows by the port's id."""
+    buses = {0: "pcie.0" if "q35" in machine else "pci.0"}
+    for position, c in enumerate(c for c in devices.findall("controller") if c.get("type") == "pci"):
+        index = c.get("index") or str(position)
+        if c.get("model") == "pcie-root-port" and index.isdigit():
+            buses[int(index)] = f"pci.{int(index)}"
+    return buses
+
+
+def _number(raw: str | None, top: int) -> int | None:
+    try:
+        value = int(raw or "", 0)
+    except ValueError:
+        return None
+    return value if 0 <= value <= top else None
+
+
+def pci_placement(el: Node, buses: dict[int, str], what: str) -> dict[str, Any]:
+    """A device's <address type='pci'> as QEMU -device properties (bus, addr, multifunction); {} when it has
+    none (QEMU places it as libvirt would have). Any other part of a PCI address is refused, not dropped."""
+    address = el.find("address")
+    if address is None or address.get("type") != "pci":
+        return {}
+    domain, bus = _number(address.get("domain") or "0", 0xFFFF), _number(address.get("bus") or "0", 0xFF)
+    slot, function = _number(address.get("slot") or "0", 31), _number(address.get("function") or "0", 7)
+    multifunction = address.get("multifunction") or "off"
+    raw = " ".join(f"{k}='{v}'" for k, v in address.attrs.items())
+    if domain != 0 or bus is None or slot is None or function is None or multifunction not in ("on", "off"):
+        raise _refuse(f"PCI address of {what}", raw, "domain 0, bus 0-255, slot 0-31, function 0-7")
+    if bus not in buses:
+        raise _refuse(f"PCI address of {what}", raw, "on the root bus or behind a pcie-root-port (its index)")
+    props: dict[str, Any] = {"bus": buses[bus], "addr": f"0x{slot:x}.0x{function:x}"}
+    if multifunction == "on":
+        props["multifunction"] = True
+    return props
 
 
 class Vnc(Frozen):
@@ -452,12 +513,84 @@ def _text_problems(node: Node) -> list[str]:
     return problems
 
 
+# Devices QEMU's machine has built in, at the PCI address libvirt's dumpxml gives them (nothing to create):
+# q35's ICH9 AHCI (sata index 0) and pc's PIIX IDE (ide index 0).
+BUILT_IN = {("sata", True): "0x1f.0x2", ("ide", False): "0x1.0x1"}
+
+
+def placements(node: Node, machine: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """Each device's PCI placement, keyed by the typed list it lands in and its index there (("nics", 0),
+    ("videos", 1), ("usb", 0)...), for argv.py to add to that device's -device. A PCI address on an element
+    that makes no PCI device of its own is refused, naming it."""
+    devices = node.find("devices") or Node("devices")
+    buses = pci_buses(devices, machine)
+    q35 = "q35" in machine
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def place(key: tuple[str, int] | None, el: Node, what: str) -> None:
+        props = pci_placement(el, buses, what)
+        if props and key is None:
+            raise _refuse(f"PCI address of {what}", props["addr"], "applied to this element by virtsnap")
+        if props and key is not None:
+            found[key] = props
+
+    for n, d in enumerate(devices.findall("disk")):
+        target = d.find("target")
+        virtio = (target.get("bus") if target is not None else None) in (None, "virtio")
+        place(("disks", n) if virtio and (d.get("device") or "disk") == "disk" else None, d, f"<disk> {n + 1}")
+    for n, i in enumerate(devices.findall("interface")):
+        place(("nics", n), i, f"<interface> {n + 1}")
+    shown = 0
+    for n, v in enumerate(devices.findall("video")):
+        model = v.find("model")
+        on = (model.get("type") if model is not None else None) != "none"
+        place(("videos", shown) if on else None, v, f"<video> {n + 1}")
+        shown += on
+    made = 0
+    for n, i in enumerate(devices.findall("input")):
+        device = INPUTS.get((i.get("type") or "", i.get("bus") or "ps2"))
+        place(("inputs", made) if device and not device.startswith("usb-") else None, i, f"<input> {n + 1}")
+        made += device is not None
+    for n, r in enumerate(devices.findall("rng")):
+        place(("rngs", n), r, f"<rng> {n + 1}")
+    for n, balloon in enumerate(devices.findall("memballoon")):
+        place(("balloon", 0) if balloon.get("model") == "virtio" and n == 0 else None, balloon,
+              f"<memballoon> {n + 1}")
+    for n, sound in enumerate(devices.findall("sound")):
+        place(("sounds", n), sound, f"<sound> {n + 1}")
+    ports = companions = 0
+    for n, ctl in enumerate(devices.findall("controller")):
+        kind, ctl_model = ctl.get("type") or "", ctl.get("model")
+        what = f"<controller type='{kind}'> {n + 1}"
+        if kind == "pci" and ctl_model == "pcie-root-port":
+            place(("root_ports", ports), ctl, what)
+            ports += 1
+        elif kind == "usb" and ctl.find("master") is not None:  # an ICH9 UHCI companion of the EHCI
+            place(("usb_companions", companions), ctl, what)
+            companions += 1
+        elif (kind, q35) in BUILT_IN and (ctl.get("index") or "0") == "0":
+            props = pci_placement(ctl, buses, what)
+            if props and (props["bus"], props["addr"]) != (buses[0], BUILT_IN[(kind, q35)]):
+                raise _refuse(f"PCI address of {what}", props["addr"],
+                              f"{BUILT_IN[(kind, q35)]} on the root bus, where the machine has it built in")
+        elif kind in ("usb", "virtio-serial", "scsi", "sata") and ctl_model != "none":
+            key = (kind.replace("-", "_"), 0)
+            place(key if key not in found else None, ctl, what)
+        else:
+            place(None, ctl, what)
+    handled = {"disk", "interface", "video", "input", "rng", "memballoon", "controller", "sound"}
+    for tag in dict.fromkeys(el.tag for el in devices.children if el.tag not in handled):
+        for n, el in enumerate(devices.findall(tag)):
+            place(None, el, f"<{tag}> {n + 1}")  # a device the placements above do not cover: never dropped
+    return found
+
+
 class Hardware(Frozen):
     """The devices and machine settings beyond disks, NICs, serial, agent and VNC, as QEMU is to get them."""
 
     _fields = ("nic_models", "videos", "balloon", "rngs", "inputs", "usb", "usb_ports", "virtio_serial", "scsi",
                "rtc_base", "rtc_slew", "pit_delay", "hpet", "acpi", "vmport", "cpu", "disable_s3", "disable_s4",
-               "serials", "root_ports", "extra", "tpm")
+               "serials", "root_ports", "extra", "tpm", "pci")
     __slots__ = _fields
 
     def __init__(self, nic_models: Sequence[str] = (), videos: Sequence[tuple[str, dict[str, int]]] = (),
@@ -467,7 +600,8 @@ class Hardware(Frozen):
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
                  disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
                  root_ports: Sequence[tuple[int, int, int]] = (), extra: Extras | None = None,
-                 tpm: Tpm | None = None) -> None:
+                 tpm: Tpm | None = None, pci: dict[tuple[str, int], dict[str, Any]] | None = None) -> None:
+        self.pci = pci or {}  # PCI placements (placements()): ("nics", 0) -> {"bus": ..., "addr": ...}
         self.tpm = tpm  # the emulated TPM (swtpm), or None
         self.extra = extra or Extras()  # SPICE, sound, USB companions, Hyper-V, topology, pinning, memory
         self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
@@ -614,7 +748,7 @@ class Hardware(Frozen):
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
             serials=serials, root_ports=root_ports, extra=Extras.from_node(node, vcpus, check_listen),
-            tpm=Tpm.from_node(tpms[0]) if tpms else None,
+            tpm=Tpm.from_node(tpms[0]) if tpms else None, pci=placements(node, machine),
         )
 
 
@@ -623,7 +757,8 @@ class QemuDomain(Frozen):
     option of QEMU's own key=value syntax is checked here first (the JSON options need no such care)."""
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
-               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator", "firmware")
+               "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator", "firmware",
+               "balloon_bytes")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
@@ -631,8 +766,10 @@ class QemuDomain(Frozen):
                  agent_socket: str | None = None, serial: tuple[str, str | None, bool] | None = None,
                  user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
                  seclabel: SecLabel | None = None, hw: Hardware | None = None, arch: str = "x86_64",
-                 emulator: str | None = None, firmware: Firmware | None = None) -> None:
+                 emulator: str | None = None, firmware: Firmware | None = None,
+                 balloon_bytes: int | None = None) -> None:
         self.firmware = firmware  # UEFI (pflash); None: the default BIOS. Its NVRAM is among `disks`.
+        self.balloon_bytes = balloon_bytes  # <currentMemory> below <memory>: the balloon's target at start
         self.arch = arch  # a key of devices.ARCH_BINARIES
         self.emulator = emulator  # <emulator>: must be the binary virtsnap runs for the arch
         self.hw = hw or Hardware()
@@ -747,6 +884,7 @@ class QemuDomain(Frozen):
         boot_devs = [b.get("dev") or "hd" for b in os_node.findall("boot")] if os_node is not None else []
         if boot_devs and any(d.find("boot") is not None for d in devices.findall("disk")):
             raise error(ErrorCode.XML_ERROR, ERR, "per-device boot elements cannot be used together with os/boot")
+        hw = Hardware.from_node(node, len(chardevs), machine, defn.vcpus)
         return cls(
             defn=defn,
             kvm=defn.type == "kvm",
@@ -763,8 +901,24 @@ class QemuDomain(Frozen):
             user_net=macs,
             vnc=Vnc.from_node(graphics[0]) if graphics and graphics[0].get("type") != "spice" else None,
             seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
-            hw=Hardware.from_node(node, len(chardevs), machine, defn.vcpus),
+            hw=hw,
             arch=(os_type.get("arch") if os_type is not None else None) or "x86_64",
             emulator=check_path("emulator", (devices.findtext("emulator") or "").strip() or None),
             firmware=firmware,
+            balloon_bytes=_balloon_target(defn, hw),
         )
+
+
+def _balloon_target(defn: DomainDef, hw: Hardware) -> int | None:
+    """libvirt's <currentMemory>: the guest starts with its balloon inflated to leave that much (QMP
+    `balloon` at start). Without a virtio balloon nothing could apply it, so it is refused."""
+    current = defn.current_memory_kib
+    if current >= defn.memory_kib:
+        return None  # libvirt too lets it be at most <memory>
+    if not hw.balloon:
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"<currentMemory> {current} KiB below <memory> {defn.memory_kib} KiB needs "
+                    "<memballoon model='virtio'> (the balloon is what gives the guest less)")
+    if current < 16 * 1024:
+        raise _refuse("currentMemory", f"{current} KiB", "at least 16 MiB")
+    return current * 1024

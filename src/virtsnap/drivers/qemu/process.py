@@ -250,7 +250,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
         with os.fdopen(fd, "w") as f:
             f.write(f"{proc.pid} {started}\n")
     try:
-        _wait_ready(dom, rt, proc, paused or incoming, timeout)
+        _wait_ready(dom, rt, proc, paused or incoming, timeout, incoming)
     except BaseException:
         kill(rt)
         proc.kill()
@@ -361,9 +361,11 @@ def open_serial(path: str, append: bool, user: Identity | None) -> int:
     return fd
 
 
-def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], paused: bool, timeout: float) -> None:
+def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], paused: bool, timeout: float,
+                incoming: bool = False) -> None:
     """Until QEMU's monitor answers (or QEMU exits: its log is the error), then what only the monitor may
-    carry (the VNC password), then `cont` unless the domain starts paused."""
+    carry (the VNC password, the balloon's target), then `cont` unless the domain starts paused. An incoming
+    domain's balloon comes with its saved device state."""
     from .monitor import Monitor
 
     try:
@@ -384,6 +386,8 @@ def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], pau
             from .devices import pin
 
             pin(proc.pid, dom.hw.extra.cpuset)
+        if dom.balloon_bytes is not None and not incoming:
+            mon.execute("balloon", {"value": int(dom.balloon_bytes)})
         if not paused:
             mon.execute("cont")
     finally:
