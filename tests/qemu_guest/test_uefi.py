@@ -19,6 +19,7 @@ from virtsnap.drivers.qemu.firmware import own_nvram
 from . import test_confine
 from .conftest import agent_for, domain_xml, guest_read
 from .test_confine import ids
+from .test_tpm import ZERO, extend, pcr
 
 reachable_guest, sysconn = test_confine.reachable_guest, test_confine.sysconn  # qemu:///system's fixtures
 
@@ -32,13 +33,15 @@ BOOT_WAIT = 300.0
 
 def uefi_xml(guest, workdir) -> str:
     """The tiny guest on q35 with UEFI (the plain OVMF build: a Secure Boot one would refuse a kernel that is
-    not signed by an enrolled key). OVMF has no PCI IRQ routing table, so the guest routes PCI through ACPI."""
+    not signed by an enrolled key). OVMF has no PCI IRQ routing table, so the guest routes PCI through ACPI.
+    With an emulated TPM: its state comes back with the NVRAM (test_tpm.py has the BIOS guest's case)."""
     xml = domain_xml(guest, workdir, name="uefi")
     return (xml.replace("<os>", "<os firmware='efi'>").replace("machine='pc'", "machine='q35'")
             .replace("</type>", "</type><firmware><feature enabled='no' name='secure-boot'/></firmware>")
             .replace(f"<kernel>{guest.kernel}</kernel>", f"<kernel>{guest.bzimage}</kernel>")
             .replace(guest.cmdline, guest.cmdline.replace("pci=noacpi ", ""))
-            .replace("</os>", "</os><features><acpi/></features>"))
+            .replace("</os>", "</os><features><acpi/></features>")
+            .replace("</devices>", "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm></devices>"))
 
 
 def variables(conn, dom) -> list[str]:
@@ -78,23 +81,29 @@ def test_internal_and_external_memory_snapshots_bring_the_nvram_back(guest, work
         assert agent.shell(f"test -d {EFIVARS}/ && echo uefi").strip() == "uefi"  # booted by OVMF
     markers(conn, dom, "disk-1", "ram-1")
     assert variables(conn, dom) == []
+    assert pcr(conn, dom) == ZERO
 
     s1 = dom.snapshotCreateXML("<domainsnapshot><name>s1</name></domainsnapshot>")
     set_variable(conn, dom, "VirtsnapA")
     markers(conn, dom, "disk-2", "ram-2")
+    extended = extend(conn, dom)
+    assert extended != ZERO
     dom.suspend()  # QEMU flushes its images when it stops: the NVRAM file is then complete
     assert nvram_holds(nvram, workdir, "VirtsnapA")  # the variable reached the flash, not only OVMF's cache
     dom.resume()
     dom.revertToSnapshot(s1)  # snapshot-load in place, the NVRAM node among the devices
     assert guest_read(conn, dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
     assert variables(conn, dom) == []
+    assert pcr(conn, dom) == ZERO  # the TPM too
 
+    assert extend(conn, dom) == extended
     memory = workdir / "e1.mem"
     e1 = dom.snapshotCreateXML(f"<domainsnapshot><name>e1</name><memory snapshot='external' file='{memory}'/>"
                                "</domainsnapshot>")
     assert "<memory snapshot='external'" in e1.getXMLDesc() and tags(nvram) == ["s1", "e1"]
     set_variable(conn, dom, "VirtsnapB")
     markers(conn, dom, "disk-3", "ram-3")
+    assert extend(conn, dom) not in (ZERO, extended)
     assert variables(conn, dom) == [f"VirtsnapB-{GUID}"]
     dom.suspend()
     assert nvram_holds(nvram, workdir, "VirtsnapB")
@@ -103,6 +112,7 @@ def test_internal_and_external_memory_snapshots_bring_the_nvram_back(guest, work
     assert dom.state()[0] == 1
     assert guest_read(conn, dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
     assert variables(conn, dom) == []
+    assert pcr(conn, dom) == extended
     dom.destroy()
     # the flash itself, not only the guest's view of it, is as it was at the snapshots
     assert not nvram_holds(nvram, workdir, "VirtsnapA") and not nvram_holds(nvram, workdir, "VirtsnapB")
