@@ -10,19 +10,20 @@ import subprocess
 from pathlib import Path
 
 URI = "qemu:///system"
+FORMAT = 2
 # (name, osinfo, network, graphics, firmware, machine): the guests a new user makes with virt-install
 GUESTS = [
     ("debian11-user-vnc-bios", "debian11", "user", "vnc", "bios", None),
     ("fedora37-default-spice-bios", "fedora37", "default", "spice", "bios", None),
     ("ubuntu2204-user-none-bios", "ubuntu22.04", "user", "none", "bios", None),
     ("centos9-default-vnc-uefi", "centos-stream9", "default", "vnc", "uefi", None),
-    ("alpine317-user-none-bios", "alpine3.17", "user", "none", "bios", None),
+    ("alpine317-user-none-bios", "alpinelinux3.17", "user", "none", "bios", None),
     ("win10-default-spice-bios", "win10", "default", "spice", "bios", None),
     ("win11-default-spice-uefi", "win11", "default", "spice", "uefi", None),
     ("debian11-user-spice-uefi", "debian11", "user", "spice", "uefi", None),
     ("fedora37-user-vnc-pc", "fedora37", "user", "vnc", "bios", "pc"),
     ("ubuntu2204-default-vnc-bios", "ubuntu22.04", "default", "vnc", "bios", None),
-    ("alpine317-default-vnc-pc", "alpine3.17", "default", "vnc", "bios", "pc"),
+    ("alpine317-default-vnc-pc", "alpinelinux3.17", "default", "vnc", "bios", "pc"),
     ("centos9-user-none-bios", "centos-stream9", "user", "none", "bios", None),
     ("win10-user-vnc-bios", "win10", "user", "vnc", "bios", None),
     ("debian11-default-none-uefi", "debian11", "default", "none", "uefi", None),
@@ -34,7 +35,8 @@ def _version(*argv: str) -> str:
 
 
 def cache_dir() -> Path:
-    key = json.dumps([_version("virt-install", "--version"), _version("virsh", "--version"),
+    # FORMAT: bumped when the way the corpus is made changes (2: a TCG-only libvirtd, so type='qemu')
+    key = json.dumps([FORMAT, _version("virt-install", "--version"), _version("virsh", "--version"),
                       _version("virsh", "-c", URI, "version", "--daemon"), GUESTS])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "virtsnap" / "corpus"
     return base / hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -86,7 +88,7 @@ def build() -> dict[str, str]:
             tmp.replace(dump)
         return name, dump.read_text()
 
-    corpus = dict(one(guest) for guest in GUESTS)  # one at a time: libvirtd probes QEMU on the first define
+    corpus = dict(one(guest) for guest in GUESTS)
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(corpus, indent=1))
     tmp.replace(done)
