@@ -15,11 +15,12 @@ DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fspr
 # extra `libvirt`), since the venv does not see Debian's python3-libvirt; OpenSSH (client and server) for the
 # `+ssh` remote tests; virtinst (virt-install), ovmf and swtpm-tools make the corpus of typical guests that
 # tests/qemu_guest/test_corpus.py defines; debian-archive-keyring lets apt check libvirt's source package,
-# whose own test vectors the tests fetch (tests/libvirt_source.py); swtpm runs the emulated <tpm> (docs/tpm.md).
+# whose own test vectors the tests fetch (tests/libvirt_source.py); swtpm runs the emulated <tpm> (docs/tpm.md);
+# iproute2 makes the bridges of the <interface type='bridge'|'network'> tests.
 TEST_PACKAGES=(libvirt-clients python3-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu gcc pkg-config python3-dev
                virtinst ovmf swtpm swtpm-tools
                golang-go golang-github-vmware-govmomi-dev patch man-db groff-base bash-completion zsh libvirt-dev
-               chromium chromium-driver openssh-client openssh-server debian-archive-keyring)
+               chromium chromium-driver openssh-client openssh-server debian-archive-keyring iproute2)
 PACKAGES=("${DEMO_PACKAGES[@]}")
 [[ $part == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
 

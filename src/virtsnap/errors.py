@@ -31,6 +31,7 @@ class ErrorCode(enum.IntEnum):
     XML_DETAIL = 35
     SYSTEM_ERROR = 38
     NO_DOMAIN = 42
+    NO_NETWORK = 43
     AUTH_FAILED = 45
     OPERATION_INVALID = 55
     CONFIG_UNSUPPORTED = 67
@@ -58,6 +59,7 @@ class ErrorDomain(enum.IntEnum):
     QEMU = 10
     TEST = 12
     REMOTE = 13
+    NETWORK = 19
     DOMAIN = 20
     VBOX = 25
     ESX = 28
@@ -91,6 +93,7 @@ _MESSAGES: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.XML_DETAIL: ("parser error", "{}"),
     ErrorCode.SYSTEM_ERROR: ("system call error", "{}"),
     ErrorCode.NO_DOMAIN: ("Domain not found", "Domain not found: {}"),
+    ErrorCode.NO_NETWORK: ("Network not found", "Network not found: {}"),
     ErrorCode.AUTH_FAILED: ("authentication failed", "authentication failed: {}"),
     ErrorCode.OPERATION_INVALID: ("Requested operation is not valid", "Requested operation is not valid: {}"),
     ErrorCode.CONFIG_UNSUPPORTED: ("unsupported configuration", "unsupported configuration: {}"),

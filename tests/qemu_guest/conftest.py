@@ -146,3 +146,38 @@ def libvirtd(tmp_path_factory):
     for proc in reversed(started):
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def host_bridge():
+    """A Linux bridge made for this run (`ip link add ... type bridge`), deleted at its end."""
+    if os.geteuid() != 0 and os.environ.get("CI"):
+        pytest.fail("CI must run as root")
+    name = f"vsbr{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["virsh", "-q", "-c", "qemu:///system", *args], capture_output=True, text=True,
+                          check=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def libvirt_network(libvirtd, host_bridge, tmp_path_factory):
+    """A libvirt network, active in the test libvirtd, whose guests attach to host_bridge (forward
+    mode='bridge': libvirt runs no dnsmasq for it); its name. Undefined at the end of the run."""
+    name = f"vs-net-{os.getpid()}"
+    xml = tmp_path_factory.mktemp("network") / "net.xml"
+    xml.write_text(f"<network><name>{name}</name><forward mode='bridge'/><bridge name='{host_bridge}'/></network>")
+    virsh("net-define", str(xml))
+    try:
+        virsh("net-start", name)
+        yield name
+    finally:
+        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-destroy", name], capture_output=True)
+        subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-undefine", name], capture_output=True)

@@ -29,12 +29,13 @@ VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
 class Descriptors(Frozen):
     """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
 
-    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket", "nvram")
+    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket", "nvram", "taps")
     __slots__ = _fields
 
     def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None,
                  tpm: int | None = None, spice_secret: int | None = None, spice_port: int | None = None,
-                 spice_socket: str | None = None, nvram: int | None = None) -> None:
+                 spice_socket: str | None = None, nvram: int | None = None,
+                 taps: tuple[int, ...] = ()) -> None:
         self.nvram = nvram  # the UEFI variable store, open read-write (QEMU's user need not reach its path)
         self.monitor = monitor  # a listening unix socket: QMP
         self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
@@ -43,6 +44,7 @@ class Descriptors(Frozen):
         self.spice_secret = spice_secret  # a memfd holding the SPICE password
         self.spice_port = spice_port  # the SPICE TCP port (autoport: the free one process.py found)
         self.spice_socket = spice_socket  # the SPICE unix socket QEMU binds, in the domain's runtime directory
+        self.taps = taps  # tap devices virtsnap made, one per bridge or network NIC in document order
 
 
 def opt(value: str) -> str:
@@ -112,11 +114,18 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
     for port in range(1, hw.serials):  # further serial ports: pseudo-terminals (domain.py refused files)
         argv += ["-chardev", f"pty,id=serial{port}",
                  "-device", _json({"driver": "isa-serial", "chardev": f"serial{port}", "index": port})]
-    for i, (mac, model) in enumerate(zip(dom.user_net, hw.nic_models, strict=True)):
+    taps = iter(fds.taps)
+    for i, (mac, model, (kind, _source)) in enumerate(zip(dom.user_net, hw.nic_models, dom.nets, strict=True)):
         device: dict[str, Any] = {"driver": model, "netdev": f"net{i}", "id": f"net{i}"}
         if mac:
             device["mac"] = mac
-        argv += ["-netdev", _json({"type": "user", "id": f"net{i}"}), "-device", _placed(dom, "nics", i, device)]
+        netdev: dict[str, Any] = {"type": "user", "id": f"net{i}"}
+        if kind != "user":
+            tap = next(taps, None)
+            if tap is None:
+                raise error(ErrorCode.INTERNAL_ERROR, ERR, f"interface {i} has no tap device")
+            netdev = {"type": "tap", "id": f"net{i}", "fd": str(int(tap))}
+        argv += ["-netdev", _json(netdev), "-device", _placed(dom, "nics", i, device)]
     if dom.hw.tpm is not None:
         if fds.tpm is None:
             raise error(ErrorCode.INTERNAL_ERROR, ERR, "the TPM has no swtpm control channel")

@@ -16,6 +16,7 @@ from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESS
 from .devices import problems as device_problems
 from .firmware import FEATURES as FIRMWARE_FEATURES
 from .firmware import NVRAM_TARGET, Firmware
+from .netdev import check_ifname, check_network_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ ERR = ErrorDomain.QEMU
 # libvirt's disk cache modes as QEMU block options: (cache.direct, cache.no-flush, the device's write-cache)
 CACHE = {"default": (False, False, True), "writeback": (False, False, True), "none": (True, False, True),
          "writethrough": (False, False, False), "directsync": (True, False, False), "unsafe": (False, True, True)}
+# interface type -> the <source> attribute naming its host side (user networking has none)
+NIC_SOURCES = {"user": "", "bridge": "bridge", "network": "network"}
 NIC_MODELS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
 # video model -> (QEMU device when primary, when secondary); none: no display adapter
 VIDEO_MODELS = {"vga": ("VGA", None), "cirrus": ("cirrus-vga", None), "virtio": ("virtio-vga", "virtio-gpu-pci"),
@@ -132,8 +135,8 @@ SUBSET: dict[str, Spec] = {
                                   "alias": _ALIAS}),
             "console": _s("type tty", kept="tty", children={"source": _s("path append"), "target": _s("type port"),
                                                              "alias": _ALIAS}),
-            "interface": _s("type", {"mac": _s("address"), "model": _s("type"), "address": _ADDRESS,
-                                     "alias": _ALIAS}),
+            "interface": _s("type", {"mac": _s("address"), "source": _s("bridge network"), "model": _s("type"),
+                                     "address": _ADDRESS, "alias": _ALIAS}),
             "graphics": _s("type port autoport listen passwd tlsPort", {
                 "listen": _s("type address"), "image": _s("compression"), "clipboard": _s("copypaste"),
                 "filetransfer": _s("enable"), "mouse": _s("mode"), "gl": _s("enable")}),
@@ -173,7 +176,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("driver", "cache"): frozenset(CACHE),
     ("driver", "discard"): frozenset({"unmap", "ignore"}),
     ("driver", "io"): frozenset({"threads", "native", "io_uring"}),
-    ("interface", "type"): frozenset({"user"}),
+    ("interface", "type"): frozenset({"user", "bridge", "network"}),
     ("model", "type"): frozenset(NIC_MODELS) | frozenset(VIDEO_MODELS),
     ("graphics", "type"): frozenset({"vnc", "spice"}),
     ("serial", "type"): frozenset({"file", "pty"}),
@@ -512,6 +515,13 @@ def _text_problems(node: Node) -> list[str]:
         for el in _all(node, path):
             if el.get("type") not in (None, "isa-serial", "serial"):
                 problems.append(f"type='{el.get('type')}' of <domain/{path}> (supported: isa-serial, serial)")
+    for iface in _all(node, "devices/interface"):  # a source attribute the interface's type does not use
+        kind = iface.get("type") or ""
+        for source in iface.findall("source"):
+            for attr, value in source.attrs.items():
+                if attr != kind and kind in NIC_SOURCES:
+                    problems.append(f"{attr}='{value}' of <domain/devices/interface/source> (supported for "
+                                    f"type='{kind}': {NIC_SOURCES[kind] or 'no source'})")
     cpu = node.find("cpu")
     if cpu is not None:
         named = (cpu.findtext("model") or "").strip()
@@ -767,7 +777,7 @@ class QemuDomain(Frozen):
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
                "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator", "firmware",
-               "balloon_bytes")
+               "balloon_bytes", "nets")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
@@ -776,12 +786,15 @@ class QemuDomain(Frozen):
                  user_net: Sequence[str | None] = (), vnc: Vnc | None = None,
                  seclabel: SecLabel | None = None, hw: Hardware | None = None, arch: str = "x86_64",
                  emulator: str | None = None, firmware: Firmware | None = None,
-                 balloon_bytes: int | None = None) -> None:
+                 balloon_bytes: int | None = None,
+                 nets: Sequence[tuple[str, str | None]] = ()) -> None:
         self.firmware = firmware  # UEFI (pflash); None: the default BIOS. Its NVRAM is among `disks`.
         self.balloon_bytes = balloon_bytes  # <currentMemory> below <memory>: the balloon's target at start
         self.arch = arch  # a key of devices.ARCH_BINARIES
         self.emulator = emulator  # <emulator>: must be the binary virtsnap runs for the arch
         self.hw = hw or Hardware()
+        # each NIC's host side: ("user", None), ("bridge", bridge name) or ("network", libvirt network name)
+        self.nets = nets or [("user", None)] * len(user_net)
         self.defn = defn
         self.kvm = kvm
         self.machine = machine
@@ -794,7 +807,7 @@ class QemuDomain(Frozen):
         self.disks = disks
         self.agent_socket = agent_socket  # None: no agent channel; "": one on the runtime directory's socket
         self.serial = serial  # ("file", path, append) or ("pty", None, False)
-        self.user_net = user_net  # MAC addresses (their models: hw.nic_models)
+        self.user_net = user_net  # every NIC's MAC address (their models: hw.nic_models, host sides: nets)
         self.vnc = vnc
         self.seclabel = seclabel
 
@@ -883,9 +896,20 @@ class QemuDomain(Frozen):
         if initrd and "," in initrd:  # QEMU's multiboot loader splits -initrd at commas into several modules
             raise _refuse("initrd path", initrd, "a path without ','")
         macs = []
+        nets: list[tuple[str, str | None]] = []
         for i in devices.findall("interface"):
             mac = i.find("mac")
             macs.append(check_mac(mac.get("address") or "") if mac is not None else None)
+            kind = i.get("type") or "user"
+            source = i.find("source")
+            named = source.get(kind) if source is not None and NIC_SOURCES.get(kind) else None
+            if kind != "user" and not named:
+                raise error(ErrorCode.XML_ERROR, ERR, f"an <interface type='{kind}'> needs <source {kind}='...'/>")
+            if kind == "bridge":
+                named = check_ifname("bridge", named or "")
+            elif kind == "network":
+                named = check_network_name(named or "")
+            nets.append((kind, named))
         for c in devices.findall("console"):
             ctarget = c.find("target")
             if ctarget is not None and ctarget.get("type") not in (None, "serial"):
@@ -915,6 +939,7 @@ class QemuDomain(Frozen):
             emulator=check_path("emulator", (devices.findtext("emulator") or "").strip() or None),
             firmware=firmware,
             balloon_bytes=_balloon_target(defn, hw),
+            nets=nets,
         )
 
 

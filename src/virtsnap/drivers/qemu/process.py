@@ -13,6 +13,7 @@ from pathlib import Path
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from ...store.db import private_dir, verified_dir
+from . import netdev
 from .domain import QemuDomain
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -186,12 +187,16 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
 
     reap()
     binary = qemu_binary(dom.arch, dom.emulator)
+    for kind, _source in dom.nets:
+        if kind != "user":
+            netdev.require_root(kind)  # before anything is made
     opened: list[int] = []
     sockets: list[socket.socket] = []
     try:
         remove_sockets(rt)
         for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
             stale.unlink(missing_ok=True)  # virtsnap's own files, in its own directory
+        taps = open_taps(dom, opened)  # first: a missing network or bridge leaves nothing started
         tpm_fd = None
         if dom.hw.tpm is not None:
             tpm_fd = _start_swtpm(rt, tpm_state, user)
@@ -229,9 +234,9 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
         if dom.firmware is not None and dom.firmware.nvram is not None:
             nvram = open_nvram(dom.firmware.nvram)
             opened.append(nvram)
-        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket, nvram)
+        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket, nvram, taps)
         args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
-        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret, nvram) if fd is not None]
+        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret, nvram, *taps) if fd is not None]
         ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,
@@ -279,6 +284,21 @@ def _start_swtpm(rt: Runtime, state: Path | None, user: Identity | None) -> int:
         with os.fdopen(pidfd, "w") as f:
             f.write(f"{proc.pid} {started}\n")
     return fd
+
+
+def open_taps(dom: QemuDomain, opened: list[int]) -> tuple[int, ...]:
+    """A tap on its bridge for each bridge or network NIC, in order; each descriptor goes into `opened` (closed
+    by the caller once QEMU holds its copy: the taps then live exactly as long as QEMU)."""
+    taps = []
+    for (kind, source), mac in zip(dom.nets, dom.user_net, strict=True):
+        if kind == "user":
+            continue
+        assert source is not None
+        bridge = netdev.network_bridge(source) if kind == "network" else source
+        fd, _name = netdev.open_tap(bridge, mac)
+        opened.append(fd)
+        taps.append(fd)
+    return tuple(taps)
 
 
 def _listen(path: str, sockets: list[socket.socket], user_path: bool = False) -> int:
