@@ -215,7 +215,6 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("controller", "type"): frozenset({"usb", "pci", "sata", "ide", "scsi", "virtio-serial"}),
     ("controller", "model"): frozenset({*USB_MODELS, *USB_COMPANIONS, "none", "pci-root", "pcie-root",
                                         "pcie-root-port", "virtio-scsi"}),
-    ("model", "name"): frozenset({"pcie-root-port", "isa-serial"}),  # which one where: _text_problems
     ("clock", "offset"): frozenset({"utc", "localtime"}),
     ("timer", "name"): frozenset({"rtc", "pit", "hpet", "hypervclock"}),
     ("timer", "tickpolicy"): frozenset({"catchup", "delay"}),
@@ -506,7 +505,7 @@ def _text_problems(node: Node) -> list[str]:
         if (fits is not None and model not in fits) or (fits is None and model is not None):
             problems.append(f"model='{model}' of <domain/devices/controller> (supported for type='{kind}': "
                             f"{', '.join(sorted(str(m) for m in fits or ()))})")
-    # <model name> is a controller's model under <controller> and the serial device under <serial><target>
+    # <model name>: a controller's model under <controller>, the serial device under <serial><target>
     for path, name in (("devices/controller/model", "pcie-root-port"), ("devices/serial/target/model", "isa-serial")):
         for el in _all(node, path):
             if el.get("name") not in (None, name):
