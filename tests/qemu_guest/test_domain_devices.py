@@ -305,7 +305,7 @@ def test_emulator_must_be_the_qemu_virtsnap_runs(conn, plain, workdir, monkeypat
 
 def test_each_refusal_item_is_one_the_corpus_check_can_take_out(conn, plain):
     """The refusals of these rows use the table's item forms: once taken out, the document passes the table."""
-    from .corpus_check import _items, _strip
+    from .test_corpus import _items, _strip
 
     xml = _with(plain,
                 devices="<graphics type='vnc' tlsPort='5901'><listen type='socket'/><image compression='off'/>"
