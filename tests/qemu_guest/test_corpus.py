@@ -20,16 +20,16 @@ from .test_argv_injection import qemu_view
 pytestmark = pytest.mark.qemu
 
 TABLE_REFUSAL = "not supported by the virtsnap QEMU driver: "
-_UEFI = {"attribute 'firmware' of <domain/os>"}
-# What virtsnap refuses of each guest today (empty: accepted, started and checked below). Pieces other work
-# is adding (UEFI) take items out; a refusal may only shrink, never grow.
+NVRAM = virtsnap.VIR_DOMAIN_UNDEFINE_NVRAM  # the UEFI guests' variable stores go with them
+# What virtsnap refuses of each guest (empty: accepted, started and checked below); a refusal may only
+# shrink, never grow. Since UEFI landed (7 Dec 2026) every guest of the corpus is accepted.
 REFUSED: dict[str, set[str]] = {
     "alpine317-default-vnc-pc": set(),
     "alpine317-user-none-bios": set(),
-    "centos9-default-vnc-uefi": _UEFI,
+    "centos9-default-vnc-uefi": set(),
     "centos9-user-none-bios": set(),
-    "debian11-default-none-uefi": _UEFI,
-    "debian11-user-spice-uefi": _UEFI,
+    "debian11-default-none-uefi": set(),
+    "debian11-user-spice-uefi": set(),
     "debian11-user-vnc-bios": set(),
     "fedora37-default-spice-bios": set(),
     "fedora37-user-vnc-pc": set(),
@@ -37,7 +37,7 @@ REFUSED: dict[str, set[str]] = {
     "ubuntu2204-user-none-bios": set(),
     "win10-default-spice-bios": set(),
     "win10-user-vnc-bios": set(),
-    "win11-default-spice-uefi": _UEFI,
+    "win11-default-spice-uefi": set(),
 }
 # What the test expects QEMU to show for an element (its own literal table, not the driver's)
 NIC = {"virtio": "virtio-net-pci", "e1000e": "e1000e", "e1000": "e1000", "rtl8139": "rtl8139"}
@@ -99,7 +99,7 @@ def test_corpus_outcomes_and_refusals_name_everything(conn, dumps):
     accepted, counts, stale = [], {}, []
     for name, xml in sorted(dumps.items()):
         try:
-            conn.defineXML(xml).undefine()
+            conn.defineXML(xml).undefineFlags(NVRAM)
         except virtsnap.libvirtError as exc:
             assert exc.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED, (name, str(exc))
             items = _items(str(exc))
@@ -112,7 +112,7 @@ def test_corpus_outcomes_and_refusals_name_everything(conn, dumps):
             # Every unsupported item was named: without them the document passes the table (a refusal left
             # is about how the remaining pieces fit together, not an element, attribute or value outside it).
             try:
-                conn.defineXML(_strip(xml, items)).undefine()
+                conn.defineXML(_strip(xml, items)).undefineFlags(NVRAM)
             except virtsnap.libvirtError as again:
                 assert TABLE_REFUSAL not in str(again), (name, str(again))
             continue
@@ -177,6 +177,7 @@ def _expected(root: ET.Element) -> dict[str, int]:
         add(SOUND[snd.get("model") or ""])
     for r in root.findall("devices/redirdev"):
         add("usb-redir" if r.get("bus") == "usb" else None)
+
     return want
 
 
@@ -213,6 +214,12 @@ def test_accepted_guests_start(conn, dumps, guest, workdir, host_bridge, libvirt
                 assert machine in machines or any(m.get("alias") == machine for m in machines.values())
                 vnc = mon.execute("query-vnc")
                 assert vnc["enabled"] is (root.find("devices/graphics[@type='vnc']") is not None), name
+                qom = [p["type"] for p in mon.execute("qom-list", {"path": "/machine/peripheral"})]
+                for t in root.findall("devices/tpm"):  # a TPM sits on no bus: qom, not the qtree
+                    assert f"child<{t.get('model') or 'tpm-tis'}>" in qom, (name, qom)
+                if root.find("os[@firmware='efi']") is not None:  # UEFI code and the domain's NVRAM on pflash
+                    assert mon.execute("qom-get", {"path": "/machine", "property": "pflash0"}), name
+                    assert mon.execute("qom-get", {"path": "/machine", "property": "pflash1"}), name
                 spice = mon.execute("query-spice")
                 assert spice["enabled"] is (root.find("devices/graphics[@type='spice']") is not None), name
                 if root.find("features/hyperv") is not None:  # the enlightenments are CPU properties
@@ -224,6 +231,6 @@ def test_accepted_guests_start(conn, dumps, guest, workdir, host_bridge, libvirt
         finally:
             if dom.isActive():
                 dom.destroy()
-            dom.undefine()
+            dom.undefineFlags(NVRAM)
     print(f"\ncorpus: {started} guests started under TCG and checked in QEMU's view")
     assert started == sum(1 for items in REFUSED.values() if not items)
