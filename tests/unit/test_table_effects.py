@@ -49,6 +49,11 @@ SOUND, EHCI, HYPERV, HYPERV_REFUSED = (D + "test_sound_models", D + "test_ich9_e
 TOPOLOGY, VCPUS, EMULATOR = (D + "test_topology_pinning_and_memfd_memory",
                              D + "test_vcpu_current_and_libvirts_default_topology",
                              D + "test_emulator_must_be_the_qemu_virtsnap_runs")
+N = "tests/qemu_guest/test_netdev.py::"
+NET_BRIDGE, NET_NETWORK, NET_ERRORS, NET_NAMES = (N + "test_bridge_nic_reaches_qemu_and_guest_and_goes_at_stop",
+                                                  N + "test_network_nic_uses_the_libvirt_networks_bridge",
+                                                  N + "test_missing_and_inactive_networks_and_bridges",
+                                                  N + "test_names_are_checked_at_define")
 UEFI = "tests/qemu_guest/test_uefi.py::test_internal_and_external_memory_snapshots_bring_the_nvram_back"
 F = "tests/unit/test_firmware.py::"
 FW_PLAIN, FW_FEATURES, FW_SMM, FW_LOADER, FW_NVRAM = (
@@ -97,7 +102,10 @@ EFFECTS: dict[str, tuple[str, ...]] = {
     "domain/devices/serial/source": (HOSTILE,), "domain/devices/serial/source@path": (HOSTILE,),
     "domain/devices/interface": (NICS,), "domain/devices/interface@type": (HOSTILE,),
     "domain/devices/interface/model": (NICS, T + "test_nic_without_model_is_libvirts_default"),
-    "domain/devices/interface/model@type": (NICS,), "domain/devices/interface/address": (Q35, PC, BAD_PCI),
+    "domain/devices/interface/model@type": (NICS,),
+    "domain/devices/interface/source": (NET_BRIDGE, NET_NETWORK, NET_NAMES),
+    "domain/devices/interface/source@bridge": (NET_BRIDGE, NET_NAMES), "domain/devices/interface/source@network":
+        (NET_NETWORK, NET_ERRORS, NET_NAMES), "domain/devices/interface/address": (Q35, PC, BAD_PCI),
     "domain/devices/graphics": (VNC,), "domain/devices/graphics@type": (VNC,),
     "domain/devices/graphics@port": (VNC,), "domain/devices/graphics@autoport": (VNC,),
     "domain/devices/graphics@listen": (VNC,), "domain/devices/graphics@passwd": (VNC,),
