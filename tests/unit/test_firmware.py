@@ -195,11 +195,16 @@ def test_nvram_store_made_at_define_in_ledger_and_in_every_offline_snapshot(tmp_
         "</disk></disks></domainsnapshot>", virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
     assert _image_tags(nvram) == ["s1", "e1"]
     _scribble(nvram, 0x66)
-    dom.revertToSnapshot(s1)
-    assert _nvram_bytes(nvram, tmp_path) == template
+    with pytest.raises(virtsnap.libvirtError) as refused:  # d.qcow2 now holds e1's disk: never rewritten
+        dom.revertToSnapshot(s1)
+    assert refused.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert "external snapshot 'e1'" in str(refused.value)
+    assert _nvram_bytes(nvram, tmp_path)[:4096] == b"\x66" * 4096  # nothing changed
     dom.revertToSnapshot(e1)
     assert _nvram_bytes(nvram, tmp_path)[:4096] == b"\x55" * 4096
     e1.delete()
+    dom.revertToSnapshot(s1)
+    assert _nvram_bytes(nvram, tmp_path) == template
     s1.delete()
     assert _image_tags(nvram) == []
     assert os.path.exists(nvram)  # the domain's own store stays while the domain does

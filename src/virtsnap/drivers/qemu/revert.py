@@ -54,6 +54,7 @@ def revert(ctx: Context, uuid: str, name: str, flags: int) -> None:
         return
     target = QemuDomain.from_def(defn.domain)
     targets = moments.internal_targets(defn, target)
+    _refuse_rewriting_frozen_images(tree, name, target, targets)
     running = ctx.rt(uuid).pid() is not None
     online = defn.state.is_online
     if running and not online and flags & (R.RUNNING | R.PAUSED) and not flags & R.FORCE:
@@ -63,6 +64,38 @@ def revert(ctx: Context, uuid: str, name: str, flags: int) -> None:
         mon = stack.enter_context(ctx.monitor(uuid)) if running and same_config else None
         _revert_locked(ctx, uuid, tree, moment, defn, dom_def, target, targets, running, same_config,
                             flags, mon)
+
+
+def frozen_images(tree: SnapshotTree) -> dict[str, str]:
+    """Image (real path) -> the external snapshot whose disk state it holds: an external disk snapshot puts an
+    overlay on the disk's image, and from then on that image's content is the snapshot's disk."""
+    frozen: dict[str, str] = {}
+    for moment in tree.moments():
+        if not moment.external:  # from the store's index: only external snapshots are parsed
+            continue
+        defn = moments.def_of(moment)
+        made = {disk.name for disk in defn.disks if disk.snapshot == Location.EXTERNAL}
+        if defn.domain is None or not made:
+            continue
+        for disk in QemuDomain.from_def(defn.domain).disks:
+            if disk.target in made and disk.path:
+                frozen.setdefault(os.path.realpath(disk.path), moment.name)
+    return frozen
+
+
+def _refuse_rewriting_frozen_images(tree: SnapshotTree, name: str, target: QemuDomain, targets: list[str]) -> None:
+    """An internal revert rewrites its images in place (qemu-img snapshot -a, or snapshot-load and a guest
+    running on them). An image that is the frozen backing file of an external snapshot holds that snapshot's
+    disk: rewriting it would silently replace the external snapshot's data. Refused before any change."""
+    frozen = frozen_images(tree) if any(m.external for m in tree.moments()) else {}
+    hits = [(disk.target, disk.path, frozen[os.path.realpath(disk.path)]) for disk in target.disks
+            if disk.target in targets and disk.path and os.path.realpath(disk.path) in frozen]
+    if hits:
+        items = "; ".join(f"image {path} of disk '{dev}' holds the disk of external snapshot '{owner}'"
+                          for dev, path, owner in hits)
+        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                    f"reverting to internal snapshot '{name}' would rewrite images that external snapshots read: "
+                    f"{items}; nothing was changed (delete those external snapshots first, which merges them)")
 
 
 def _revert_locked(ctx: Context, uuid: str, tree: SnapshotTree, moment: Moment, defn: SnapshotDef,
