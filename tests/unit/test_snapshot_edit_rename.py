@@ -22,14 +22,19 @@ def virsh(*commands: str) -> tuple[int, str]:
     return rc, out.getvalue() + err.getvalue()
 
 
-@pytest.fixture
-def domain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+def renaming_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$EDITOR becomes a script that renames snapshot 'old' to 'new' in the file it is given."""
     editor = tmp_path / "editor"
     editor.write_text('#!/bin/sh\nsed -i "s|<name>old</name>|<name>new</name>|" "$1"\n')
     editor.chmod(0o755)
     monkeypatch.setenv("EDITOR", str(editor))
     monkeypatch.setenv("VISUAL", str(editor))
+
+
+@pytest.fixture
+def domain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
+    renaming_editor(tmp_path, monkeypatch)
     conn, dom, _disk = define_offline(tmp_path, "ren")
     dom.snapshotCreateXML(f"<domainsnapshot><name>old</name><disks><disk name='vda' snapshot='external'>"
                           f"<source file='{tmp_path / 'old.qcow2'}'/></disk></disks></domainsnapshot>",
@@ -57,11 +62,7 @@ def test_an_internal_snapshot_is_not_renamed_away_from_its_qcow2_tag(tmp_path: P
     """libvirt's snapshot-edit --rename renames an internal snapshot's metadata only; its qcow2 tag keeps the old
     name and no revert finds it again. virtsnap refuses the rename and changes nothing."""
     monkeypatch.setenv("VIRTSNAP_QEMU_STATE_DIR", str(tmp_path / "state"))
-    editor = tmp_path / "editor"
-    editor.write_text('#!/bin/sh\nsed -i "s|<name>old</name>|<name>new</name>|" "$1"\n')
-    editor.chmod(0o755)
-    monkeypatch.setenv("EDITOR", str(editor))
-    monkeypatch.setenv("VISUAL", str(editor))
+    renaming_editor(tmp_path, monkeypatch)
     conn, dom, disk = define_offline(tmp_path, "ren")
     try:
         dom.snapshotCreateXML("<domainsnapshot><name>old</name></domainsnapshot>")

@@ -7,11 +7,8 @@ qcow2 tag references (qemu/qcow2.py), in the image its <domain> wrote to; its sa
 
 from __future__ import annotations
 
-import os
-
 from ..base import SnapshotSize
-from ..qemu import qcow2
-from ..qemu.space import allocated
+from ..qemu.space import allocated, internal_share
 from .beyond import domain_of, parse
 
 
@@ -33,25 +30,13 @@ def snapshot_size(xml: str, name: str, running: bool) -> SnapshotSize:
         elif item.get("snapshot") == "internal":
             internal.add(str(item.get("name")))
     element = root.find("domain")
-    vmstate: int | None = None
     if internal and element is not None:
-        for view in domain_of(element).disks():
-            if view.target not in internal:
-                continue
-            if view.driver_type != "qcow2" or view.source_type != "file" or not view.source:
-                disk_exact = False  # the declared format only: never probed
-                continue
-            try:
-                found, snap = qcow2.exclusive_bytes(os.path.abspath(view.source), name)
-            except qcow2.Qcow2Error:
-                disk_exact = False
-                continue
-            disk += found.data + found.metadata
-            disk_exact = disk_exact and found.exact and not running
-            if snap.vm_state_size:
-                vmstate = (vmstate or 0) + snap.vm_state_size
-    if vmstate is not None:
-        memory = vmstate
-    elif internal and root.findtext("state") in ("running", "paused") and element is not None:
-        memory, memory_exact = domain_of(element).memory_kib * 1024, False  # the VM state could not be read
+        images = [(view.source if view.source_type == "file" else None, view.driver_type)
+                  for view in domain_of(element).disks() if view.target in internal]
+        shared, exact, vmstate = internal_share(images, name, running)
+        disk, disk_exact = disk + shared, disk_exact and exact
+        if vmstate is not None:
+            memory = vmstate
+        elif root.findtext("state") in ("running", "paused"):
+            memory, memory_exact = domain_of(element).memory_kib * 1024, False  # the VM state could not be read
     return SnapshotSize(memory, disk, memory_exact, disk_exact)

@@ -15,6 +15,8 @@ from . import qcow2
 from .domain import QemuDomain
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .monitor import Monitor
 
 
@@ -26,6 +28,29 @@ def allocated(path: str | None) -> int | None:
         return os.stat(path).st_blocks * 512
     except OSError:
         return None
+
+
+def internal_share(images: Sequence[tuple[str | None, str | None]], name: str,
+                   running: bool) -> tuple[int, bool, int | None]:
+    """What deleting internal snapshot `name` would free in these (path, declared format) images, from their
+    own qcow2 metadata (never probed: an image not declared qcow2 only makes the figure inexact): the bytes only
+    its tags reference, whether that is exact (not for an image in use, unreadable or not declared qcow2), and
+    its saved VM state's size (None when no image holds one)."""
+    disk, exact, vmstate = 0, True, None
+    for path, fmt in images:
+        if fmt != "qcow2" or not path:
+            exact = False
+            continue
+        try:
+            found, snap = qcow2.exclusive_bytes(os.path.abspath(path), name)
+        except qcow2.Qcow2Error:
+            exact = False
+            continue
+        disk += found.data + found.metadata
+        exact = exact and found.exact and not running
+        if snap.vm_state_size:
+            vmstate = (vmstate or 0) + snap.vm_state_size
+    return disk, exact, vmstate
 
 
 def snapshot_size(defn: SnapshotDef, name: str, running: bool) -> SnapshotSize:
@@ -43,26 +68,12 @@ def snapshot_size(defn: SnapshotDef, name: str, running: bool) -> SnapshotSize:
                 disk += size
     internal = {d.name for d in defn.disks if d.snapshot == Location.INTERNAL}
     if internal and defn.domain is not None:
-        saved_memory = defn.memory == Location.INTERNAL
-        vmstate: int | None = None
-        for image in QemuDomain.from_def(defn.domain).disks:
-            if image.target not in internal:
-                continue
-            if image.format != "qcow2" or not image.path:  # the declared format only: never probed
-                disk_exact = False
-                continue
-            try:
-                found, snap = qcow2.exclusive_bytes(image.path, name)
-            except qcow2.Qcow2Error:
-                disk_exact = False
-                continue
-            disk += found.data + found.metadata
-            disk_exact = disk_exact and found.exact and not running
-            if snap.vm_state_size:
-                vmstate = (vmstate or 0) + snap.vm_state_size
+        images = [(i.path, i.format) for i in QemuDomain.from_def(defn.domain).disks if i.target in internal]
+        shared, exact, vmstate = internal_share(images, name, running)
+        disk, disk_exact = disk + shared, disk_exact and exact
         if vmstate is not None:
             memory = vmstate
-        elif saved_memory:  # the VM state could not be read: the guest's memory is the estimate
+        elif defn.memory == Location.INTERNAL:  # the VM state could not be read: the guest's memory is the estimate
             memory, memory_exact = defn.domain.memory_kib * 1024, False
     return SnapshotSize(memory, disk, memory_exact, disk_exact)
 
