@@ -169,6 +169,62 @@ def test_disk_cache_discard_io_and_boot_order(conn, workdir, plain):
         dom.undefine()
 
 
+def test_disk_serial_and_shareable(conn, workdir, plain):
+    """<serial> is the serial number the guest reads (QEMU's serial=), <shareable/> lets other writers in
+    (share-rw=on, as libvirt); a serial with characters libvirt calls unsafe is refused, naming it."""
+    qcow2(workdir / "second")
+    xml = plain.replace("<target dev='vda' bus='virtio'/>", "<target dev='vda' bus='virtio'/>"
+                        "<serial>VS-0001 a.b+c_d</serial><shareable/>")
+    xml = _with(xml, devices=(f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                              f"<source file='{workdir / 'second'}'/><target dev='sda' bus='sata'/>"
+                              "<serial>SATA7</serial></disk>"))
+    dom = _running(conn, xml)
+    try:
+        assert _qom(conn, dom, "/machine/peripheral/vda", "serial") == "VS-0001 a.b+c_d"
+        assert _qom(conn, dom, "/machine/peripheral/vda", "share-rw") is True
+        assert _qom(conn, dom, "/machine/peripheral/sda", "serial") == "SATA7"
+        assert _qom(conn, dom, "/machine/peripheral/sda", "share-rw") is False
+    finally:
+        dom.destroy()
+        dom.undefine()
+    bad = plain.replace("<target dev='vda' bus='virtio'/>", "<target dev='vda' bus='virtio'/>"
+                        "<serial>x,drive=other</serial>")
+    with pytest.raises(virtsnap.libvirtError) as refused:
+        conn.defineXML(bad)
+    assert refused.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    assert "x,drive=other" in str(refused.value)
+    assert conn.listDefinedDomains().count("table") == 0
+
+
+def test_serial_target_port_is_the_isa_index(conn, plain):
+    """<target port='N'> is the COM port QEMU gives the serial device (isa-serial index, as libvirt passes it);
+    a port outside COM1-COM4 or given twice is refused, naming it."""
+    serials = "<serial type='pty'><target port='2'/></serial><serial type='pty'/>"
+    dom = _running(conn, _with(plain, devices=serials))
+    try:
+        from pathlib import Path
+
+        from virtsnap.drivers.qemu.monitor import Monitor
+
+        mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+        try:
+            qtree = mon.hmp("info", "qtree")
+        finally:
+            mon.close()
+        # COM3 is at 0x3e8, COM1 at 0x3f8: the first serial asked for port 2, the second took the lowest free
+        assert "iobase = 1000 (0x3e8)" in qtree and "iobase = 1016 (0x3f8)" in qtree
+        assert qtree.count("dev: isa-serial") == 2
+    finally:
+        dom.destroy()
+        dom.undefine()
+    for bad in ("<serial type='pty'><target port='4'/></serial>",
+                "<serial type='pty'><target port='1'/></serial><serial type='pty'><target port='1'/></serial>"):
+        with pytest.raises(virtsnap.libvirtError) as refused:
+            conn.defineXML(_with(plain, devices=bad))
+        assert refused.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+        assert "serial target port" in str(refused.value)
+
+
 def test_audio_none_is_a_silent_backend(conn, plain):
     """<audio type='none'>: QEMU gets an audio backend that plays nothing (7.2 has no query-audiodevs, so the
     check is that QEMU runs with it on its command line); other backends are refused."""

@@ -110,10 +110,10 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
                      "-chardev", f"file,id=serial0,path=/dev/fdset/{SERIAL_FDSET},append=on"]
         else:
             argv += ["-chardev", "pty,id=serial0"]
-        argv += ["-device", _json({"driver": "isa-serial", "chardev": "serial0"})]
-    for port in range(1, hw.serials):  # further serial ports: pseudo-terminals (domain.py refused files)
-        argv += ["-chardev", f"pty,id=serial{port}",
-                 "-device", _json({"driver": "isa-serial", "chardev": f"serial{port}", "index": port})]
+        argv += ["-device", _json({"driver": "isa-serial", "chardev": "serial0", "index": hw.serials[0]})]
+    for n in range(1, len(hw.serials)):  # further serial ports: pseudo-terminals (domain.py refused files)
+        argv += ["-chardev", f"pty,id=serial{n}",
+                 "-device", _json({"driver": "isa-serial", "chardev": f"serial{n}", "index": hw.serials[n]})]
     taps = iter(fds.taps)
     for i, (mac, model, (kind, _source)) in enumerate(zip(dom.user_net, hw.nic_models, dom.nets, strict=True)):
         device: dict[str, Any] = {"driver": model, "netdev": f"net{i}", "id": f"net{i}"}
@@ -301,6 +301,10 @@ def _disks(dom: QemuDomain) -> list[str]:
             device["driver"] = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
         if disk.boot_order is not None:
             device["bootindex"] = int(disk.boot_order)
+        if disk.serial is not None:
+            device["serial"] = disk.serial
+        if disk.shareable:
+            device["share-rw"] = True
         argv += ["-device", _placed(dom, "disks", n, device)]
     if dom.hw.scsi and "scsi" not in controllers:
         argv += ["-device", _placed(dom, "scsi", 0, {"driver": "virtio-scsi-pci", "id": "scsi0"})]

@@ -292,6 +292,41 @@ def check_target(dev: str) -> str:
     return dev
 
 
+ISA_SERIAL_PORTS = 4  # QEMU's isa-serial index: COM1 to COM4
+
+
+def serial_ports(serials: list[Node], count: int) -> tuple[int, ...]:
+    """The ISA index of each of `count` serial ports: <target port> where given (libvirt passes it as the
+    isa-serial index), else the lowest port not yet taken; a <console> alone is port 0."""
+    taken: list[int] = []
+    for s in serials:
+        target = s.find("target")
+        raw = target.get("port") if target is not None else None
+        if raw is None:
+            free = [p for p in range(ISA_SERIAL_PORTS) if p not in taken]
+            if not free:
+                raise _refuse("serial port count", str(len(serials)), f"at most {ISA_SERIAL_PORTS} ISA serial ports")
+            taken.append(free[0])
+            continue
+        if not (raw.isdigit() and int(raw) < ISA_SERIAL_PORTS) or int(raw) in taken:
+            raise _refuse("serial target port", raw, f"a free ISA serial port from 0 to {ISA_SERIAL_PORTS - 1}")
+        taken.append(int(raw))
+    return tuple(taken) if serials else tuple(range(count))
+
+
+# libvirt's QEMU_SERIAL_PARAM_ACCEPTED_CHARS: what a disk serial may hold
+_SERIAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.+")
+
+
+def check_disk_serial(serial: str | None) -> str | None:
+    """A disk's <serial>: the characters libvirt accepts, as a string property of the JSON -device."""
+    if serial is None:
+        return None
+    if not serial or not _SERIAL_CHARS.issuperset(serial):
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"driver serial '{serial}' contains unsafe characters")
+    return serial
+
+
 def check_machine_name(machine: str) -> str:
     """A machine type spelled as QEMU names them (pc, q35, pc-i440fx-7.2); argv.py checks QEMU lists it."""
     allowed = _LOWER | _DIGITS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ._-")
@@ -443,12 +478,15 @@ class Tpm(Frozen):
 
 class Disk(Frozen):
     _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot", "cache",
-               "discard", "io", "boot_order")
+               "discard", "io", "boot_order", "serial", "shareable")
     __slots__ = _fields
 
     def __init__(self, target: str, device: str, source_type: str, path: str | None, format: str, bus: str,
                  readonly: bool, snapshot: str | None, cache: str = "default", discard: str = "ignore",
-                 io: str | None = None, boot_order: int | None = None) -> None:
+                 io: str | None = None, boot_order: int | None = None, serial: str | None = None,
+                 shareable: bool = False) -> None:
+        self.serial = serial  # the disk's serial number as the guest reads it (QEMU's serial= property)
+        self.shareable = shareable  # other writers allowed on the image (QEMU's share-rw=on, as libvirt)
         self.cache = cache  # a key of CACHE
         self.discard = discard  # unmap | ignore
         self.io = io  # threads | native | io_uring (None: QEMU's default, threads)
@@ -616,7 +654,7 @@ class Hardware(Frozen):
                  usb: str | None = None, usb_ports: int | None = None, virtio_serial: bool = False,
                  scsi: bool = False, rtc_base: str = "utc", rtc_slew: bool = False, pit_delay: bool = False,
                  hpet: bool = True, acpi: bool = True, vmport: str | None = None, cpu: str | None = None,
-                 disable_s3: bool | None = None, disable_s4: bool | None = None, serials: int = 0,
+                 disable_s3: bool | None = None, disable_s4: bool | None = None, serials: tuple[int, ...] = (),
                  root_ports: Sequence[tuple[int, int, int]] = (), extra: Extras | None = None,
                  tpm: Tpm | None = None, pci: dict[tuple[str, int], dict[str, Any]] | None = None) -> None:
         self.pci = pci or {}  # PCI placements (placements()): ("nics", 0) -> {"bus": ..., "addr": ...}
@@ -641,14 +679,14 @@ class Hardware(Frozen):
         self.cpu = cpu  # QEMU's -cpu model, or None: host under KVM, max under TCG
         self.disable_s3 = disable_s3
         self.disable_s4 = disable_s4
-        self.serials = serials  # serial ports in all (the first is QemuDomain.serial)
+        self.serials = serials  # each serial port's ISA index (COM1 = 0), in order; the first is QemuDomain.serial
 
     @staticmethod
     def problems(node: Node) -> list[str]:
         return _text_problems(node) + device_problems(node)
 
     @classmethod
-    def from_node(cls, node: Node, serials: int, machine: str, vcpus: int = 1) -> Hardware:
+    def from_node(cls, node: Node, serials: tuple[int, ...], machine: str, vcpus: int = 1) -> Hardware:
         devices = node.find("devices") or Node("devices")
         nics = []
         for i in devices.findall("interface"):
@@ -844,7 +882,9 @@ class QemuDomain(Frozen):
                               cache=(driver.get("cache") if driver is not None else None) or "default",
                               discard=(driver.get("discard") if driver is not None else None) or "ignore",
                               io=driver.get("io") if driver is not None else None,
-                              boot_order=int(raw_order) if raw_order else None))
+                              boot_order=int(raw_order) if raw_order else None,
+                              serial=check_disk_serial(d.findtext("serial")),
+                              shareable=d.find("shareable") is not None))
         machine = (os_type.get("machine") if os_type is not None else None) or "pc"
         firmware = Firmware.from_node(node, machine, filled)
         if firmware is not None:
@@ -916,7 +956,7 @@ class QemuDomain(Frozen):
         boot_devs = [b.get("dev") or "hd" for b in os_node.findall("boot")] if os_node is not None else []
         if boot_devs and any(d.find("boot") is not None for d in devices.findall("disk")):
             raise error(ErrorCode.XML_ERROR, ERR, "per-device boot elements cannot be used together with os/boot")
-        hw = Hardware.from_node(node, len(chardevs), machine, defn.vcpus)
+        hw = Hardware.from_node(node, serial_ports(devices.findall("serial"), len(chardevs)), machine, defn.vcpus)
         return cls(
             defn=defn,
             kvm=defn.type == "kvm",
