@@ -1,23 +1,33 @@
-"""snapshot-check for libvirt+ domains: libvirt's snapshot metadata compared with the qcow2 internal snapshot tags.
+"""snapshot-check for libvirt+ domains: libvirt's snapshot metadata compared with the qcow2 internal snapshot
+tags and external snapshots' overlays and backing chains, with --repair by the QEMU engine's rules.
 
-Report only: libvirtd owns both the metadata and the images, so --repair changes and removes nothing.
+--repair goes through libvirt's public API only: a snapshot whose data is gone leaves libvirt's metadata
+(delete with METADATA_ONLY; its remaining files are left alone), an internal tag in a disk the domain runs on
+that no metadata names is imported (REDEFINE), and a file is removed only when virtsnap's ledger recorded it as
+virtsnap's and no definition reaches it. Files libvirt made are never removed. Without a context (a read-only
+connection or a driver that keeps no files) the check reports only.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
 from lxml import etree
 
-from ...conf.snapshot_xml import escape_for_message
+from ...conf.snapshot_xml import check_name, escape_for_message
 from ...errors import libvirtError
+from ...store import ledger
 from ..base import Drift
-from ..qemu import images
+from ..qemu import external, images
 
 TIMEOUT = 10.0  # seconds per qemu-img call: an image on a hung mount must not hang the check
-LEFT_ALONE = "left alone: libvirt made it; virtsnap changes nothing on libvirt+ connections"
+LEFT_ALONE = "left alone: virtsnap changes nothing on this connection"
+METADATA_ONLY = 2  # VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
+REDEFINE = 1  # VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
 # libvirtd's XML is trusted (it wrote it) but is still read without entities or network access
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
@@ -26,56 +36,190 @@ def _xml(text: str) -> Any:
     return etree.fromstring(text.encode(), PARSER)
 
 
-def _qcow2_disks(domain_xml: str, found: list[Drift]) -> dict[str, str]:
-    """target dev -> image path of the domain's local qcow2 disks; every other disk is noted as not checked."""
-    out: dict[str, str] = {}
-    for disk in _xml(domain_xml).iterfind("devices/disk"):
+def _disks(domain: Any, found: list[Drift] | None) -> dict[str, tuple[str, str]]:
+    """target dev -> (image path, format) of a <domain>'s local qcow2 disks; every other disk is noted as not
+    checked when `found` is given."""
+    out: dict[str, tuple[str, str]] = {}
+    for disk in domain.iterfind("devices/disk"):
         target = next((t.get("dev") for t in disk.iterfind("target")), None)
         path = next((s.get("file") for s in disk.iterfind("source")), None)
         fmt = next((d.get("type") for d in disk.iterfind("driver")), None)
         if disk.get("device", "disk") != "disk":
             continue
         if disk.get("type") != "file" or not path or fmt != "qcow2":
-            found.append(Drift("not-checked", f"disk {target}", "not a local qcow2 file: it holds no internal "
-                               "snapshots virtsnap can read", "nothing to compare", drift=False))
+            if found is not None:
+                found.append(Drift("not-checked", f"disk {target}", "not a local qcow2 file: it holds no internal "
+                                   "snapshots virtsnap can read", "nothing to compare", drift=False))
             continue
-        out[str(target)] = os.path.abspath(path)  # libvirt's paths are absolute: never read as an option
+        out[str(target)] = (os.path.abspath(path), "qcow2")  # libvirt's paths are absolute: never an option
     return out
 
 
-def _tags(path: str) -> list[str]:
-    """The image's internal snapshot tags, read shared (-U) with the format named (images.info refuses a FIFO
-    or a character device before qemu-img runs)."""
-    return [str(s["name"]) for s in images.info(path, "qcow2", force_share=True, timeout=TIMEOUT).get("snapshots", [])]
-
-
-def check(dom: Any, call: Callable[..., Any], repair: bool) -> list[Drift]:
-    """`dom` is a libvirt-python domain; `call` turns its errors into virtsnap's. `repair` changes nothing."""
-    found: list[Drift] = []
-    disks = _qcow2_disks(str(call(dom.XMLDesc, 0)), found)
-    by_path = {path: target for target, path in disks.items()}
-    expected: dict[str, set[str]] = {path: set() for path in by_path}
-    for snap in call(dom.listAllSnapshots, 0):
-        root = _xml(str(call(snap.getXMLDesc, 0)))
-        for disk in root.iterfind("disks/disk"):
-            if disk.get("snapshot") != "internal":
+def _chains(owners: list[tuple[str, dict[str, tuple[str, str]]]], found: list[Drift]) -> dict[str, external.Layer]:
+    """Every image reachable from these disks, each layer read on its own with its format named."""
+    external.forget_chains()
+    layers: dict[str, external.Layer] = {}
+    for owner, disks in owners:
+        for target, (path, fmt) in disks.items():
+            if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+                found.append(Drift("not-a-file", path, f"disk {target} of {owner} is not a regular file",
+                                   "not read (a FIFO or a device is never opened by snapshot-check)", drift=False))
                 continue
-            name = disk.get("name", "")
-            path = disks.get(name) or (os.path.abspath(name) if os.path.abspath(name) in by_path else None)
-            if path is not None:
-                expected[path].add(str(snap.getName()))
-    for path, want in sorted(expected.items()):
-        target = by_path[path]
-        try:
-            tags = set(_tags(path))
-        except libvirtError as exc:
-            found.append(Drift("unreadable-image", path, f"disk {target}: {exc.get_error_message()}",
-                               "nothing compared for this disk"))
+            try:
+                for layer in external.chain(path, fmt, timeout=TIMEOUT):
+                    layers[layer.path] = layer
+            except libvirtError as exc:
+                found.append(Drift("broken-chain", path, f"disk {target} of {owner}: {exc.get_error_message()}",
+                                   "restore the image or its backing files; nothing is changed automatically"))
+    return layers
+
+
+def _backing(path: str, fmt: str) -> str | None:
+    item = images.info(path, fmt, force_share=True, timeout=TIMEOUT)
+    backing = item.get("full-backing-filename") or item.get("backing-filename")
+    return None if backing is None else os.path.abspath(str(backing))
+
+
+def _problem(name: str, root: Any, disks: dict[str, tuple[str, str]], layers: dict[str, external.Layer],
+             found: list[Drift]) -> str | None:
+    """Why a snapshot's data is gone (the QEMU engine's wording), or None; a wrong backing is reported."""
+    snap_disks = _disks(next(iter(root.iterfind("domain")), root), None) or disks
+    for disk in root.iterfind("disks/disk"):
+        target, where = disk.get("name", ""), disk.get("snapshot")
+        if target not in snap_disks:
             continue
-        for name in sorted(want - tags):
-            found.append(Drift("lost-snapshot", escape_for_message(name), f"libvirt's metadata has an internal "
-                               f"snapshot of disk {target}, but {path} holds no such tag", LEFT_ALONE))
-        for tag in sorted(tags - want):
-            found.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in {path} "
-                               "has no libvirt metadata", LEFT_ALONE))
+        path = snap_disks[target][0]
+        if where == "internal":
+            if not os.path.exists(path):
+                return f"image {path} of disk {target} is missing"
+            layer = layers.get(path)
+            if layer is not None and name not in layer.internal:
+                return f"image {path} of disk {target} has no internal snapshot '{name}'"
+        elif where == "external":
+            overlay = next((s.get("file") for s in disk.iterfind("source")), None)
+            fmt = next((d.get("type") for d in disk.iterfind("driver")), None) or "qcow2"
+            if not os.path.exists(path):
+                return f"image {path} of disk {target} is missing"
+            if overlay is None:
+                continue
+            overlay = os.path.abspath(overlay)
+            if not os.path.exists(overlay):
+                return f"overlay {overlay} of disk {target} is missing"
+            try:
+                backing = _backing(overlay, fmt)
+            except libvirtError as exc:
+                found.append(Drift("broken-chain", overlay, f"disk {target} of snapshot '{name}': "
+                                   f"{exc.get_error_message()}",
+                                   "restore the image or its backing files; nothing is changed automatically"))
+                continue
+            if backing != path:
+                found.append(Drift("broken-chain", overlay, f"disk {target} of snapshot '{name}': its backing "
+                                   f"file is {backing or 'none'}, not {path}, the image the snapshot's domain used",
+                                   "restore the image or its backing files; nothing is changed automatically"))
+    return None
+
+
+def _import(dom: Any, call: Callable[..., Any], domain_xml: str, disks: dict[str, tuple[str, str]], tag: str,
+            paths: list[str]) -> bool:
+    """Redefine an internal tag found in a disk the domain runs on as a root snapshot, as the QEMU engine
+    imports one: state from whether it saved memory, the domain as it is defined now."""
+    holding = {t for t, (p, _f) in disks.items() if p in paths}
+    if not holding:  # in an older layer only: the domain no longer runs on that image
+        return False
+    held = images.info(paths[0], "qcow2", force_share=True, timeout=TIMEOUT).get("snapshots", [])
+    info: dict[str, Any] = next((s for s in held if s.get("name") == tag), {})
+    with_memory = int(info.get("vm-state-size", 0)) > 0
+    root = etree.Element("domainsnapshot")
+    etree.SubElement(root, "name").text = tag
+    etree.SubElement(root, "description").text = "imported by snapshot-check --repair: found in the images"
+    etree.SubElement(root, "state").text = "running" if with_memory else "shutoff"
+    etree.SubElement(root, "creationTime").text = str(int(info.get("date-sec", 0)))
+    etree.SubElement(root, "memory", snapshot="internal" if with_memory else "no")
+    listed = etree.SubElement(root, "disks")
+    for target in disks:
+        etree.SubElement(listed, "disk", name=target, snapshot="internal" if target in holding else "no")
+    root.append(_xml(domain_xml))
+    call(dom.snapshotCreateXML, etree.tostring(root, encoding="unicode"), REDEFINE)
+    return True
+
+
+def _orphans(ctx: Any, uuid: str, needed: set[str], repair: bool) -> list[Drift]:
+    """Files the ledger says virtsnap made for this domain that nothing reaches any more (as the QEMU engine's
+    check: no directory is scanned, a file holding its own data is left in place)."""
+    needed = needed | {row.backing for row in ctx.store.ledger() if row.domain != uuid and row.backing}
+    out = []
+    for row in ctx.store.ledger(uuid):
+        if row.path in needed:
+            continue
+        if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
+            if repair:
+                ctx.store.ledger_forget(row.path)
+            continue
+        empty = row.purpose == "memory" or not _has_own_data(row.path, row.format)
+        if repair and empty:
+            removed = ledger.remove(ctx.store, row)
+            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it", "removed" if removed
+                             else "left in place: it changed since the check read it", repaired=removed))
+        else:
+            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it" +
+                             ("" if empty else f"; it holds data written on top of {row.backing}"),
+                             "--repair removes it" if empty
+                             else "left in place: it holds data; remove it by hand if it is not needed"))
+    return out
+
+
+def _has_own_data(path: str, fmt: str) -> bool:
+    try:
+        extents = json.loads(images.run(["map", "-U", "-f", fmt, "--output=json", "--", path], TIMEOUT))
+    except (libvirtError, ValueError):
+        return True
+    return any(e.get("data") and e.get("depth") == 0 for e in extents)
+
+
+def check(dom: Any, call: Callable[..., Any], repair: bool, ctx: Any = None, uuid: str = "") -> list[Drift]:
+    """`dom` is a libvirt-python domain; `call` turns its errors into virtsnap's. `repair` changes something
+    only with `ctx` (beyond.Context of a read-write QEMU connection, its domain lock held by the caller)."""
+    fix = repair and ctx is not None
+    found: list[Drift] = []
+    domain_xml = str(call(dom.XMLDesc, 0))
+    disks = _disks(_xml(domain_xml), found)
+    snaps = [(str(s.getName()), s, _xml(str(call(s.getXMLDesc, 0)))) for s in call(dom.listAllSnapshots, 0)]
+    owners = [("the domain", disks)]
+    owners += [(f"snapshot '{n}'", _disks(d, None)) for n, _s, r in snaps for d in r.iterfind("domain")]
+    layers = _chains(owners, found)
+    needed = set(layers)
+    for name, snap, root in snaps:
+        needed |= {os.path.abspath(str(s.get("file"))) for s in root.iterfind("disks/disk/source") if s.get("file")}
+        needed |= {os.path.abspath(str(m.get("file"))) for m in root.iterfind("memory") if m.get("file")}
+        problem = _problem(name, root, disks, layers, found)
+        if problem is None:
+            continue
+        if fix:
+            call(snap.delete, METADATA_ONLY)
+        found.append(Drift("lost-snapshot", escape_for_message(name), problem,
+                           "removed from libvirt's metadata; files libvirt made are left in place" if fix
+                           else "--repair removes it from libvirt's metadata" if ctx is not None else LEFT_ALONE,
+                           repaired=fix))
+    known = {name for name, _s, _r in snaps}
+    holders: dict[str, list[str]] = {}
+    for layer in layers.values():
+        for tag in layer.internal:
+            holders.setdefault(tag, []).append(layer.path)
+    for tag, paths in sorted(holders.items()):
+        if tag in known:
+            continue
+        try:
+            check_name(tag)
+            why = ""
+        except libvirtError as exc:
+            why = exc.get_error_message()
+        fixed = fix and not why and _import(dom, call, domain_xml, disks, tag, paths)
+        found.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in "
+                           f"{', '.join(sorted(paths))} has no libvirt metadata",
+                           f"never imported: {why}" if why else "imported as a root snapshot" if fixed
+                           else "--repair imports it as a root" if ctx is not None and not repair
+                           else "left in place: not in a disk the domain runs on" if ctx is not None
+                           else LEFT_ALONE, repaired=fixed))
+    if ctx is not None:
+        found += _orphans(ctx, uuid, needed, repair)
     return found

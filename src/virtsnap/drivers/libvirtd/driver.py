@@ -322,10 +322,18 @@ class LibvirtDriver:
         return space.snapshot_size(xml, name, bool(self._call(dom.isActive)))
 
     def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
-        """libvirt's snapshot metadata against the qcow2 tags (check.py); report only, even with REPAIR."""
-        from . import check
+        """libvirt's snapshot metadata against the qcow2 tags and backing chains (check.py); REPAIR changes
+        something only where virtsnap's own operations may run (a read-write connection to a local QEMU)."""
+        from . import beyond, check
 
-        return check.check(self._dom(uuid), self._call, bool(flags & SnapshotCheck.REPAIR))
+        repair = bool(flags & SnapshotCheck.REPAIR)
+        ctx = self._beyond()
+        if ctx is None:
+            return check.check(self._dom(uuid), self._call, repair)
+        if repair:
+            beyond.local_only(self._inner)
+        with ctx.operation(uuid, "snapshot-check"):
+            return check.check(self._dom(uuid), self._call, repair, ctx, uuid)
 
 
 def open_driver(uri: URI, read_only: bool, auth: Any = None) -> LibvirtDriver:
