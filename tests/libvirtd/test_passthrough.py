@@ -99,8 +99,8 @@ def test_check_compares_libvirts_metadata_with_qcow2_tags_and_changes_nothing(tm
     before = disk.read_bytes()
     for flags in (0, virtsnap.VIR_DOMAIN_SNAPSHOT_CHECK_REPAIR):
         found = [(d.kind, d.subject, d.repaired) for d in dom.snapshotCheck(flags)]
-        assert found == [("lost-snapshot", "s1", False), ("untracked-snapshot", "stray", False),
-                         ("unreadable-image", str(fifo), False)]
+        assert found == [("not-a-file", str(fifo), False), ("lost-snapshot", "s1", False),
+                         ("untracked-snapshot", "stray", False)]
     assert disk.read_bytes() == before and dom.snapshotListNames() == ["s1"]
     conn.close()
     ro = virtsnap.openReadOnly(f"libvirt+test://{node}")

@@ -59,8 +59,12 @@ def _chains(owners: list[tuple[str, dict[str, tuple[str, str]]]], found: list[Dr
     """Every image reachable from these disks, each layer read on its own with its format named."""
     external.forget_chains()
     layers: dict[str, external.Layer] = {}
+    seen: set[str] = set()
     for owner, disks in owners:
         for target, (path, fmt) in disks.items():
+            if path in seen:  # the same image in several definitions: read and reported once
+                continue
+            seen.add(path)
             if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
                 found.append(Drift("not-a-file", path, f"disk {target} of {owner} is not a regular file",
                                    "not read (a FIFO or a device is never opened by snapshot-check)", drift=False))
