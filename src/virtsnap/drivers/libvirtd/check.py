@@ -124,12 +124,19 @@ def _problem(name: str, root: Any, disks: dict[str, tuple[str, str]], layers: di
 
 
 def _import(dom: Any, call: Callable[..., Any], domain_xml: str, disks: dict[str, tuple[str, str]], tag: str,
-            paths: list[str]) -> bool:
-    """Redefine an internal tag found in a disk the domain runs on as a root snapshot, as the QEMU engine
-    imports one: state from whether it saved memory, the domain as it is defined now."""
+            paths: list[str]) -> str | None:
+    """Redefine an internal tag found in the disks the domain runs on as a root snapshot, as the QEMU engine
+    imports one: state from whether it saved memory, the domain as it is defined now. None when imported,
+    else why not (libvirt's QEMU driver records an internal snapshot only of every disk at once)."""
+    domain = _xml(domain_xml)
+    targets = [str(next((t.get("dev") for t in d.iterfind("target")), "")) for d in domain.iterfind("devices/disk")
+               if d.get("device", "disk") == "disk"]
     holding = {t for t, (p, _f) in disks.items() if p in paths}
     if not holding:  # in an older layer only: the domain no longer runs on that image
-        return False
+        return "left in place: not in a disk the domain runs on"
+    if missing := [t for t in targets if t not in holding]:
+        return (f"left in place: disk {', '.join(missing)} holds no such tag, and libvirt records an internal "
+                "snapshot only of every disk")
     held = images.info(paths[0], "qcow2", force_share=True, timeout=TIMEOUT).get("snapshots", [])
     info: dict[str, Any] = next((s for s in held if s.get("name") == tag), {})
     with_memory = int(info.get("vm-state-size", 0)) > 0
@@ -140,11 +147,11 @@ def _import(dom: Any, call: Callable[..., Any], domain_xml: str, disks: dict[str
     etree.SubElement(root, "creationTime").text = str(int(info.get("date-sec", 0)))
     etree.SubElement(root, "memory", snapshot="internal" if with_memory else "no")
     listed = etree.SubElement(root, "disks")
-    for target in disks:
-        etree.SubElement(listed, "disk", name=target, snapshot="internal" if target in holding else "no")
-    root.append(_xml(domain_xml))
+    for target in targets:
+        etree.SubElement(listed, "disk", name=target, snapshot="internal")
+    root.append(domain)
     call(dom.snapshotCreateXML, etree.tostring(root, encoding="unicode"), REDEFINE)
-    return True
+    return None
 
 
 def _orphans(ctx: Any, uuid: str, needed: set[str], repair: bool) -> list[Drift]:
@@ -217,13 +224,12 @@ def check(dom: Any, call: Callable[..., Any], repair: bool, ctx: Any = None, uui
             why = ""
         except libvirtError as exc:
             why = exc.get_error_message()
-        fixed = fix and not why and _import(dom, call, domain_xml, disks, tag, paths)
+        refused = _import(dom, call, domain_xml, disks, tag, paths) if fix and not why else "not tried"
         found.append(Drift("untracked-snapshot", escape_for_message(tag), f"internal snapshot in "
                            f"{', '.join(sorted(paths))} has no libvirt metadata",
-                           f"never imported: {why}" if why else "imported as a root snapshot" if fixed
-                           else "--repair imports it as a root" if ctx is not None and not repair
-                           else "left in place: not in a disk the domain runs on" if ctx is not None
-                           else LEFT_ALONE, repaired=fixed))
+                           f"never imported: {why}" if why else "imported as a root snapshot" if refused is None
+                           else refused if fix else "--repair imports it as a root" if ctx is not None
+                           else LEFT_ALONE, repaired=refused is None))
     if ctx is not None:
         found += _orphans(ctx, uuid, needed, repair)
     return found
