@@ -28,13 +28,20 @@ def shutoff_domain(guest, workdir, libvirtd):
     IMAGES.mkdir(parents=True, exist_ok=True)
     disk = IMAGES / "disk.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
-    xml = domain_xml(guest, workdir, name=NAME).replace(str(workdir / f"{NAME}.qcow2"), str(disk))
+    for name in ("kernel", "initrd"):  # libvirt's QEMU runs as libvirt-qemu: its own copies
+        shutil.copy(getattr(guest, name), IMAGES / name)
+    xml = domain_xml(guest, workdir, name=NAME)
+    xml = (xml.replace(guest.kernel, str(IMAGES / "kernel")).replace(guest.initrd, str(IMAGES / "initrd"))
+           .replace(str(workdir / f"{NAME}.qcow2"), str(disk))
+           .replace(f"<serial type='file'><source path='{workdir / (NAME + '.serial')}'/></serial>", ""))
     conn = virtsnap.open("libvirt+qemu:///system")
     dom = conn.defineXML(xml)
     yield conn, dom, str(disk)
     oracle = libvirt.open("qemu:///system")  # cleaned up with libvirt itself, whatever virtsnap did
     try:
         left = oracle.lookupByName(NAME)
+        if left.isActive():
+            left.destroy()
         for snap in left.listAllSnapshots():
             snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         left.undefine()
@@ -121,3 +128,21 @@ def test_check_repairs_libvirt_metadata(shutoff_domain):
     assert not made.exists() and o1.exists() and Path(disk).exists()
     assert drift(dom) == []
     oracle.close()
+
+
+def test_check_removes_a_snapshot_whose_memory_file_is_gone(shutoff_domain):
+    conn, dom, _disk = shutoff_domain
+    overlay, memory = IMAGES / "m1.qcow2", IMAGES / "m1.mem"
+    dom.create()  # no need to wait for the guest: the snapshot saves whatever RAM QEMU holds
+    dom.snapshotCreateXML(f"<domainsnapshot><name>m1</name><memory snapshot='external' file='{memory}'/>"
+                          f"<disks><disk name='vda' snapshot='external'><source file='{overlay}'/></disk></disks>"
+                          "</domainsnapshot>")
+    dom.destroy()
+    assert drift(dom) == []
+    memory.unlink()
+    assert drift(dom) == [("lost-snapshot", "m1", False)]
+    assert drift(dom, REPAIR) == [("lost-snapshot", "m1", True)]
+    oracle = libvirt.openReadOnly("qemu:///system")
+    assert oracle.lookupByName(NAME).snapshotListNames() == []
+    oracle.close()
+    assert overlay.exists() and drift(dom) == []  # libvirt's overlay stays: the domain runs on it

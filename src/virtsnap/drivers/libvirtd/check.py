@@ -120,6 +120,9 @@ def _problem(name: str, root: Any, disks: dict[str, tuple[str, str]], layers: di
                 found.append(Drift("broken-chain", overlay, f"disk {target} of snapshot '{name}': its backing "
                                    f"file is {backing or 'none'}, not {path}, the image the snapshot's domain used",
                                    "restore the image or its backing files; nothing is changed automatically"))
+    for memory in root.iterfind("memory"):
+        if memory.get("snapshot") == "external" and memory.get("file") and not os.path.exists(memory.get("file")):
+            return f"memory file {memory.get('file')} is missing"
     return None
 
 
