@@ -267,6 +267,41 @@ def test_unapplied_items_are_refused_all_at_once(conn, plain):
     assert conn.listAllDomains() == []
 
 
+def test_refusals_of_every_kind_come_in_one_error(conn, plain):
+    """Refusals found past the table (placements, counts, values, memory) are gathered with the table's own into
+    one CONFIG_UNSUPPORTED error naming each item, and the document defines nothing."""
+    xml = _with(plain.replace("<interface type='user'>", "<interface type='user'><address type='pci' domain='0' "
+                              "bus='7' slot='3' function='0'/>")
+                .replace("</memory>", "</memory><currentMemory unit='MiB'>32</currentMemory>"),
+                devices="<graphics type='vnc'/><graphics type='vnc'/>"
+                        "<serial type='pty'/><serial type='file'><source path='/tmp/s'/></serial>"
+                        "<video><model type='vga' vram='0'/></video>"
+                        "<controller type='pci' index='1' model='pcie-root-port'/><sound model='sb16'/>",
+                extra="<seclabel type='dynamic' model='dac'/><seclabel type='dynamic' model='dac'/>")
+    with pytest.raises(virtsnap.libvirtError) as err:
+        conn.defineXML(xml)
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    message = str(err.value)
+    assert message.count("\n") == 0
+    for item in ("model='sb16' of <domain/devices/sound>",  # the table's
+                 "PCI address of <interface> 1",  # a placement
+                 "only one <graphics> device", "only one <seclabel>",  # counts
+                 "only the first serial port may be a file", "video vram '0' is not a positive number",  # values
+                 "pcie-root-port controllers need a q35 machine",  # the machine
+                 "<currentMemory> 32768 KiB below <memory> 65536 KiB needs <memballoon model='virtio'>"):  # memory
+        assert item in message, item
+    assert conn.listAllDomains() == []
+    # without the table's item the same document still names all the others at once
+    with pytest.raises(virtsnap.libvirtError) as err:
+        conn.defineXML(xml.replace("<sound model='sb16'/>", ""))
+    assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+    assert "model='sb16'" not in str(err.value)
+    assert sum(item in str(err.value) for item in ("PCI address of <interface> 1", "only one <graphics>",
+                                                   "only one <seclabel>", "video vram", "q35 machine",
+                                                   "<currentMemory>", "first serial port")) == 7
+    assert conn.listAllDomains() == []
+
+
 def test_serial_target_model_is_isa_serial_only(conn, plain):
     """virsh dumpxml's <target type='isa-serial'><model name='isa-serial'/> is what QEMU gets; another serial
     device (which virtsnap does not build) is refused by name, not turned into an isa-serial."""

@@ -6,11 +6,11 @@ never dropped; `virsh dumpxml` output of a guest that stays inside the subset de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
-from ...errors import ErrorCode, ErrorDomain, error
+from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...records import Frozen
 from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
 from .devices import problems as device_problems
@@ -20,7 +20,9 @@ from .netdev import check_ifname, check_network_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 ERR = ErrorDomain.QEMU
 # libvirt's disk cache modes as QEMU block options: (cache.direct, cache.no-flush, the device's write-cache)
@@ -268,6 +270,39 @@ def subset_problems(node: Node, spec: Spec | None = None, path: str = "") -> lis
 
 def _refuse(what: str, value: str, expected: str) -> Exception:
     return error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {value!r} is not {expected}")
+
+
+class Refusals:
+    """The CONFIG_UNSUPPORTED refusals of a document's independent parts, gathered to be raised as one error
+    naming every item (a user fixing a `virsh dumpxml` learns the whole list from one define). A malformed
+    document (XML_ERROR) still stops at its first fault."""
+
+    def __init__(self, items: Sequence[str] = ()) -> None:
+        self.items = list(items)
+        # Once the table has refused something the document is refused whatever follows: a later step that
+        # trips over a value the table named (a KeyError on an unknown model) adds nothing and stops nothing.
+        self.doomed = bool(items)
+
+    def take(self, fallback: T, step: Callable[..., T], *args: Any) -> T:
+        """step(*args), or `fallback` with its refusal noted."""
+        try:
+            return step(*args)
+        except libvirtError as e:
+            if e.code != ErrorCode.CONFIG_UNSUPPORTED:
+                raise
+            self.items.append(e.str2 or str(e))
+        except (KeyError, ValueError, TypeError, AttributeError):
+            if not self.doomed:
+                raise
+        return fallback
+
+    def check(self) -> None:
+        """Raise the refusals gathered, if any: one alone as it was, several as one list."""
+        items = list(dict.fromkeys(self.items))  # each item once, in document order
+        if items:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        items[0] if len(items) == 1 and not self.doomed
+                        else f"not supported by the virtsnap QEMU driver: {'; '.join(items)}")
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -574,19 +609,22 @@ def _text_problems(node: Node) -> list[str]:
 BUILT_IN = {("sata", True): "0x1f.0x2", ("ide", False): "0x1.0x1"}
 
 
-def placements(node: Node, machine: str) -> dict[tuple[str, int], dict[str, Any]]:
+def placements(node: Node, machine: str, refusals: Refusals | None = None) -> dict[tuple[str, int], dict[str, Any]]:
     """Each device's PCI placement, keyed by the typed list it lands in and its index there (("nics", 0),
     ("videos", 1), ("usb", 0)...), for argv.py to add to that device's -device. A PCI address on an element
-    that makes no PCI device of its own is refused, naming it."""
+    that makes no PCI device of its own is refused, naming it (every such refusal gathered in `refusals`)."""
+    own = refusals is None
+    gathered = refusals or Refusals()
+    no_props: dict[str, Any] = {}
     devices = node.find("devices") or Node("devices")
     buses = pci_buses(devices, machine)
     q35 = "q35" in machine
     found: dict[tuple[str, int], dict[str, Any]] = {}
 
     def place(key: tuple[str, int] | None, el: Node, what: str) -> None:
-        props = pci_placement(el, buses, what)
+        props = gathered.take(no_props, pci_placement, el, buses, what)
         if props and key is None:
-            raise _refuse(f"PCI address of {what}", props["addr"], "applied to this element by virtsnap")
+            gathered.items.append(f"PCI address of {what} {props['addr']!r} is not applied to this element by virtsnap")
         if props and key is not None:
             found[key] = props
 
@@ -625,10 +663,10 @@ def placements(node: Node, machine: str) -> dict[tuple[str, int], dict[str, Any]
             place(("usb_companions", companions), ctl, what)
             companions += 1
         elif (kind, q35) in BUILT_IN and (ctl.get("index") or "0") == "0":
-            props = pci_placement(ctl, buses, what)
+            props = gathered.take(no_props, pci_placement, ctl, buses, what)
             if props and (props["bus"], props["addr"]) != (buses[0], BUILT_IN[(kind, q35)]):
-                raise _refuse(f"PCI address of {what}", props["addr"],
-                              f"{BUILT_IN[(kind, q35)]} on the root bus, where the machine has it built in")
+                gathered.items.append(f"PCI address of {what} {props['addr']!r} is not {BUILT_IN[(kind, q35)]} on the "
+                                      "root bus, where the machine has it built in")
         elif kind in ("usb", "virtio-serial", "scsi", "sata") and ctl_model != "none":
             key = (kind.replace("-", "_"), 0)
             place(key if key not in found else None, ctl, what)
@@ -638,6 +676,8 @@ def placements(node: Node, machine: str) -> dict[tuple[str, int], dict[str, Any]
     for tag in dict.fromkeys(el.tag for el in devices.children if el.tag not in handled):
         for n, el in enumerate(devices.findall(tag)):
             place(None, el, f"<{tag}> {n + 1}")  # a device the placements above do not cover: never dropped
+    if own:
+        gathered.check()
     return found
 
 
@@ -686,32 +726,46 @@ class Hardware(Frozen):
         return _text_problems(node) + device_problems(node)
 
     @classmethod
-    def from_node(cls, node: Node, serials: tuple[int, ...], machine: str, vcpus: int = 1) -> Hardware:
+    def from_node(cls, node: Node, serials: tuple[int, ...], machine: str, vcpus: int = 1,
+                  refusals: Refusals | None = None) -> Hardware:
+        """The hardware of a table-checked document; its refusals gathered in `refusals` (raised here without)."""
+        own = refusals is None
+        refusals = refusals or Refusals()
+        hw = cls._gather(node, serials, machine, vcpus, refusals)
+        if own:
+            refusals.check()
+        return hw
+
+    @classmethod
+    def _gather(cls, node: Node, serials: tuple[int, ...], machine: str, vcpus: int, refusals: Refusals) -> Hardware:
         devices = node.find("devices") or Node("devices")
         nics = []
         for i in devices.findall("interface"):
             model = i.find("model")
             kind = (model.get("type") if model is not None else None) or "rtl8139"  # libvirt's x86 default
             if kind not in NIC_MODELS:
-                raise _refuse("NIC model", kind, f"one of {', '.join(sorted(NIC_MODELS))}")
-            nics.append(NIC_MODELS[kind])
+                refusals.items.append(f"NIC model {kind!r} is not one of {', '.join(sorted(NIC_MODELS))}")
+            nics.append(NIC_MODELS.get(kind, ""))
         videos: list[tuple[str, dict[str, int]]] = []
         for n, v in enumerate(devices.findall("video")):
             m = v.find("model") or Node("model")
             kind = m.get("type") or "vga"
             if kind not in VIDEO_MODELS:
-                raise _refuse("video model", kind, f"one of {', '.join(sorted(VIDEO_MODELS))}")
+                refusals.items.append(f"video model {kind!r} is not one of {', '.join(sorted(VIDEO_MODELS))}")
+                continue
             if kind == "none":
                 continue
             dev = VIDEO_MODELS[kind][0 if n == 0 else 1]
             if dev is None:
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"a {kind} video device can only be the primary one")
+                refusals.items.append(f"a {kind} video device can only be the primary one")
+                continue
             nums = {}
             for k in ("vram", "heads", "ram", "vgamem"):
                 raw = m.get(k)
                 if raw is not None:
                     if not (raw.isdigit() and 0 < int(raw) <= 1 << 22):
-                        raise _refuse(f"video {k}", raw, "a positive number")
+                        refusals.items.append(f"video {k} {raw!r} is not a positive number")
+                        continue
                     nums[k] = int(raw)
             props: dict[str, int] = {}
             if kind in ("vga", "cirrus") and "vram" in nums:
@@ -736,16 +790,17 @@ class Hardware(Frozen):
         usbs = [c for c in devices.findall("controller")  # a companion (<master>) is part of its EHCI
                 if c.get("type") == "usb" and c.find("master") is None]
         if len(usbs) > 1:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one USB controller is supported")
+            refusals.items.append("only one USB controller is supported")
         if usbs:
             usb_model = usbs[0].get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
             usb = USB_MODELS.get(usb_model)
             raw = usbs[0].get("ports")
             if raw is not None and not (raw.isdigit() and 0 < int(raw) <= 15):
-                raise _refuse("USB ports", raw, "a number from 1 to 15")
+                refusals.items.append(f"USB ports {raw!r} is not a number from 1 to 15")
+                raw = None
             usb_ports = int(raw) if raw else None
         if (any(i.startswith("usb-") for i in inputs) or devices.findall("redirdev")) and usb is None:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a USB input or redirection device needs a USB controller")
+            refusals.items.append("a USB input or redirection device needs a USB controller")
         root_ports = []
         pci = [c for c in devices.findall("controller") if c.get("type") == "pci"]
         for position, c in enumerate(pci):
@@ -759,16 +814,17 @@ class Hardware(Frozen):
                     except ValueError:
                         value = -1
                     if not 0 <= value <= 255:
-                        raise _refuse("pcie-root-port index/chassis/port", raw, "a number from 0 to 255")
+                        refusals.items.append(f"pcie-root-port index/chassis/port {raw!r} is not a number from 0 "
+                                              "to 255")
                     values.append(value)
                 if values[0] == 0:
-                    raise _refuse("pcie-root-port index", "0", "above 0 (index 0 is the root bus)")
+                    refusals.items.append("pcie-root-port index '0' is not above 0 (index 0 is the root bus)")
                 root_ports.append((values[0], values[1], values[2]))
         if root_ports and "q35" not in machine:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "pcie-root-port controllers need a q35 machine")
+            refusals.items.append("pcie-root-port controllers need a q35 machine")
         tpms = devices.findall("tpm")
         if len(tpms) > 1:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <tpm> device is supported")
+            refusals.items.append("only one <tpm> device is supported")
         clock = node.find("clock")
         timers = {t.get("name"): t for t in clock.findall("timer")} if clock is not None else {}
         features = node.find("features")
@@ -778,7 +834,7 @@ class Hardware(Frozen):
         cpu_model = None
         if mode == "host-passthrough":
             if node.get("type") != "kvm":
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "<cpu mode='host-passthrough'> needs a KVM domain")
+                refusals.items.append("<cpu mode='host-passthrough'> needs a KVM domain")
             cpu_model = "host"
         elif mode == "maximum":
             cpu_model = "max"
@@ -803,8 +859,10 @@ class Hardware(Frozen):
             acpi=features is not None and features.find("acpi") is not None,
             vmport=vmport.get("state") if vmport is not None else None,
             cpu=cpu_model, disable_s3=pm_off("suspend-to-mem"), disable_s4=pm_off("suspend-to-disk"),
-            serials=serials, root_ports=root_ports, extra=Extras.from_node(node, vcpus, check_listen),
-            tpm=Tpm.from_node(tpms[0]) if tpms else None, pci=placements(node, machine),
+            serials=serials, root_ports=root_ports,
+            extra=refusals.take(Extras(), Extras.from_node, node, vcpus, check_listen),
+            tpm=refusals.take(None, Tpm.from_node, tpms[0]) if tpms else None,
+            pci=placements(node, machine, refusals),
         )
 
 
@@ -853,10 +911,20 @@ class QemuDomain(Frozen):
         """The typed view of a checked definition; `filled=False` for one whose UEFI firmware is not yet
         written out (firmware.fill, at define)."""
         node = defn.node
-        problems = list(dict.fromkeys(subset_problems(node) + Hardware.problems(node)))
-        if problems:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
+        refusals = Refusals(subset_problems(node) + Hardware.problems(node))
+        try:
+            qdom = cls._build(defn, filled, refusals)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            if not refusals.doomed:  # a value the table refused derailed the build: the refusal says why
+                raise
+        refusals.check()
+        return qdom
+
+    @classmethod
+    def _build(cls, defn: DomainDef, filled: bool, refusals: Refusals) -> QemuDomain:
+        """from_def's work: each independent part's refusal noted in `refusals` and a stand-in taken, so that
+        the caller names them all at once."""
+        node = defn.node
         os_node = node.find("os")
         os_type = os_node.find("type") if os_node is not None else None
         devices = node.find("devices") or Node("devices")
@@ -874,28 +942,32 @@ class QemuDomain(Frozen):
             order = d.find("boot")
             raw_order = order.get("order") if order is not None else None
             if raw_order is not None and not (raw_order.isdigit() and 0 < int(raw_order) < 1000):
-                raise _refuse("boot order", raw_order, "a number from 1 to 999")
-            disks.append(Disk(target=check_target(target.get("dev") or ""), device=device, source_type=stype,
-                              path=check_path("disk source", path), format=fmt, bus=target.get("bus") or "virtio",
+                refusals.items.append(f"boot order {raw_order!r} is not a number from 1 to 999")
+                raw_order = None
+            dev = target.get("dev") or ""
+            disks.append(Disk(target=refusals.take(dev, check_target, dev), device=device, source_type=stype,
+                              path=refusals.take(path, check_path, "disk source", path), format=fmt,
+                              bus=target.get("bus") or "virtio",
                               readonly=d.find("readonly") is not None or device == "cdrom",
                               snapshot=d.get("snapshot"),
                               cache=(driver.get("cache") if driver is not None else None) or "default",
                               discard=(driver.get("discard") if driver is not None else None) or "ignore",
                               io=driver.get("io") if driver is not None else None,
                               boot_order=int(raw_order) if raw_order else None,
-                              serial=check_disk_serial(d.findtext("serial")),
+                              serial=refusals.take(None, check_disk_serial, d.findtext("serial")),
                               shareable=d.find("shareable") is not None))
         machine = (os_type.get("machine") if os_type is not None else None) or "pc"
-        firmware = Firmware.from_node(node, machine, filled)
+        firmware = refusals.take(None, Firmware.from_node, node, machine, filled)
         if firmware is not None:
-            check_path("loader", firmware.code)
-            check_path("nvram template", firmware.template)
+            refusals.take(None, check_path, "loader", firmware.code)
+            refusals.take(None, check_path, "nvram template", firmware.template)
             if NVRAM_TARGET in (d.target for d in disks):
-                raise _refuse("disk target", NVRAM_TARGET, "the name of a disk (it is the NVRAM's)")
-            if firmware.nvram is not None:
+                refusals.items.append(f"disk target {NVRAM_TARGET!r} is not the name of a disk (it is the NVRAM's)")
+            elif firmware.nvram is not None:
                 # the NVRAM is an image like a disk's: a block node QEMU writes, snapshots include, hand-over covers
                 disks.append(Disk(target=NVRAM_TARGET, device="nvram", source_type="file",
-                                  path=check_path("nvram", firmware.nvram), format=firmware.nvram_format,
+                                  path=refusals.take(None, check_path, "nvram", firmware.nvram),
+                                  format=firmware.nvram_format,
                                   bus="pflash", readonly=False, snapshot=None))
         targets = [d.target for d in disks]
         if len(set(targets)) != len(targets):
@@ -906,64 +978,71 @@ class QemuDomain(Frozen):
                 continue  # SPICE's agent port: devices.Extras
             tgt, src = ch.find("target"), ch.find("source")
             if tgt is not None and tgt.get("name") == "org.qemu.guest_agent.0" and agent is None:
-                agent = check_path("agent socket", src.get("path") if src is not None else None) or ""  # "": ours
+                raw_agent = src.get("path") if src is not None else None
+                agent = refusals.take(None, check_path, "agent socket", raw_agent) or ""  # "": ours
             else:
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                            "only one guest agent channel (org.qemu.guest_agent.0) is supported")
+                refusals.items.append("only one guest agent channel (org.qemu.guest_agent.0) is supported")
         serial = None
         # A <console> with a serial target is libvirt's second view of the first <serial>: the first of them
         # is serial port 0; further serials (pty only: their files would need descriptors) are ports 1, 2...
         chardevs = devices.findall("serial") or devices.findall("console")
         for s in chardevs[1:]:
             if (s.get("type") or "pty") != "pty":
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only the first serial port may be a file")
+                refusals.items.append("only the first serial port may be a file")
         for s in chardevs[:1]:
             src = s.find("source")
             kind = s.get("type") or "pty"
-            path = check_path("serial file", src.get("path") if src is not None else None)
+            raw_path = src.get("path") if src is not None else None
+            path = refusals.take(None, check_path, "serial file", raw_path)
             if kind == "file" and not path:
                 raise error(ErrorCode.XML_ERROR, ERR, "a <serial type='file'> needs <source path='...'/>")
             serial = (kind, path if kind == "file" else None,
                       src is not None and src.get("append") == "on")
         graphics = devices.findall("graphics")
         if len(graphics) > 1:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <graphics> device is supported")
+            refusals.items.append("only one <graphics> device is supported")
         seclabels = node.findall("seclabel")
         if len(seclabels) > 1:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only one <seclabel> (model='dac') is supported")
-        initrd = check_path("initrd", os_node.findtext("initrd") if os_node is not None else None)
+            refusals.items.append("only one <seclabel> (model='dac') is supported")
+        raw_initrd = os_node.findtext("initrd") if os_node is not None else None
+        initrd = refusals.take(None, check_path, "initrd", raw_initrd)
         if initrd and "," in initrd:  # QEMU's multiboot loader splits -initrd at commas into several modules
-            raise _refuse("initrd path", initrd, "a path without ','")
+            refusals.items.append(f"initrd path {initrd!r} is not a path without ','")
         macs = []
         nets: list[tuple[str, str | None]] = []
         for i in devices.findall("interface"):
             mac = i.find("mac")
-            macs.append(check_mac(mac.get("address") or "") if mac is not None else None)
+            address = (mac.get("address") or "") if mac is not None else None
+            macs.append(refusals.take(None, check_mac, address) if address is not None else None)
             kind = i.get("type") or "user"
             source = i.find("source")
             named = source.get(kind) if source is not None and NIC_SOURCES.get(kind) else None
             if kind != "user" and not named:
                 raise error(ErrorCode.XML_ERROR, ERR, f"an <interface type='{kind}'> needs <source {kind}='...'/>")
+            raw_name = named or ""
             if kind == "bridge":
-                named = check_ifname("bridge", named or "")
+                named = refusals.take(None, check_ifname, "bridge", raw_name)
             elif kind == "network":
-                named = check_network_name(named or "")
+                named = refusals.take(None, check_network_name, raw_name)
             nets.append((kind, named))
         for c in devices.findall("console"):
             ctarget = c.find("target")
             if ctarget is not None and ctarget.get("type") not in (None, "serial"):
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "only serial consoles are supported")
+                refusals.items.append("only serial consoles are supported")
         boot_devs = [b.get("dev") or "hd" for b in os_node.findall("boot")] if os_node is not None else []
         if boot_devs and any(d.find("boot") is not None for d in devices.findall("disk")):
             raise error(ErrorCode.XML_ERROR, ERR, "per-device boot elements cannot be used together with os/boot")
-        hw = Hardware.from_node(node, serial_ports(devices.findall("serial"), len(chardevs)), machine, defn.vcpus)
+        no_ports: tuple[int, ...] = ()
+        ports = refusals.take(no_ports, serial_ports, devices.findall("serial"), len(chardevs))
+        hw = Hardware.from_node(node, ports, machine, defn.vcpus, refusals)
         return cls(
             defn=defn,
             kvm=defn.type == "kvm",
-            machine=check_machine_name(machine),
+            machine=refusals.take(machine, check_machine_name, machine),
             memory_mib=max(defn.memory_kib // 1024, 16),
             vcpus=defn.vcpus,
-            kernel=check_path("kernel", os_node.findtext("kernel") if os_node is not None else None),
+            kernel=refusals.take(None, check_path, "kernel",
+                                  os_node.findtext("kernel") if os_node is not None else None),
             initrd=initrd,
             cmdline=os_node.findtext("cmdline") if os_node is not None else None,
             boot_dev=",".join(boot_devs) or None,
@@ -971,13 +1050,15 @@ class QemuDomain(Frozen):
             agent_socket=agent,
             serial=serial,
             user_net=macs,
-            vnc=Vnc.from_node(graphics[0]) if graphics and graphics[0].get("type") != "spice" else None,
-            seclabel=SecLabel.from_node(seclabels[0]) if seclabels else None,
+            vnc=refusals.take(None, Vnc.from_node, graphics[0])
+            if graphics and graphics[0].get("type") != "spice" else None,
+            seclabel=refusals.take(None, SecLabel.from_node, seclabels[0]) if seclabels else None,
             hw=hw,
             arch=(os_type.get("arch") if os_type is not None else None) or "x86_64",
-            emulator=check_path("emulator", (devices.findtext("emulator") or "").strip() or None),
+            emulator=refusals.take(None, check_path, "emulator",
+                                    (devices.findtext("emulator") or "").strip() or None),
             firmware=firmware,
-            balloon_bytes=_balloon_target(defn, hw),
+            balloon_bytes=refusals.take(None, _balloon_target, defn, hw),
             nets=nets,
         )
 
