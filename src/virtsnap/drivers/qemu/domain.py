@@ -288,9 +288,10 @@ class Refusals:
         try:
             return step(*args)
         except libvirtError as e:
-            if e.code != ErrorCode.CONFIG_UNSUPPORTED:
+            if e.code == ErrorCode.CONFIG_UNSUPPORTED:
+                self.items.append(e.str2 or str(e))
+            elif not self.doomed:  # a fault in a part the table refused anyway is that refusal's, not news
                 raise
-            self.items.append(e.str2 or str(e))
         except (KeyError, ValueError, TypeError, AttributeError):
             if not self.doomed:
                 raise
@@ -914,8 +915,8 @@ class QemuDomain(Frozen):
         refusals = Refusals(subset_problems(node) + Hardware.problems(node))
         try:
             qdom = cls._build(defn, filled, refusals)
-        except (KeyError, ValueError, TypeError, AttributeError):
-            if not refusals.doomed:  # a value the table refused derailed the build: the refusal says why
+        except (libvirtError, KeyError, ValueError, TypeError, AttributeError):
+            if not refusals.doomed:  # what the table refused derailed the build: its refusal says why
                 raise
         refusals.check()
         return qdom
