@@ -103,6 +103,11 @@ def test_system_qemu_is_unprivileged_and_sandboxed(reachable_guest, workdir, sys
     for path, was in before.items():  # handed back, mode included
         assert owner(path) == was, path
     assert owner(overlay)[:2] == (0, 0)
+    # demo.qcow2 is e1's disk now: s1 cannot be applied to it until e1 is merged away
+    with pytest.raises(virtsnap.libvirtError) as refused:
+        dom.revertToSnapshot(dom.snapshotLookupByName("s1"), virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+    assert "external snapshot 'e1'" in str(refused.value)
+    dom.snapshotLookupByName("e1").delete()
     dom.revertToSnapshot(dom.snapshotLookupByName("s1"), virtsnap.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
     assert ids(sysconn.lookupByName("demo").ID())["Uid"][0] == user.uid
     assert guest_read(sysconn, dom, "cat /mnt/marker").strip() == "one"

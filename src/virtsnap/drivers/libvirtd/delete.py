@@ -238,6 +238,9 @@ def _wait(ctx: Context, dom: Any, target: str) -> None:
         time.sleep(0.05)
 
 
+BLOCK_COPY_ACTIVE = 83  # VIR_ERR_BLOCK_COPY_ACTIVE
+
+
 def _pivot(ctx: Context, dom: Any, target: str) -> None:
     """Pivot an active commit once it is ready (libvirt refuses a pivot before; it is asked again then)."""
     deadline = time.monotonic() + JOB_TIMEOUT
@@ -251,7 +254,9 @@ def _pivot(ctx: Context, dom: Any, target: str) -> None:
                 _wait(ctx, dom, target)
                 return
             except libvirtError as exc:
-                if exc.get_error_code() != ErrorCode.OPERATION_INVALID:
+                # cur == end can come before QEMU reports the job ready: libvirt then refuses the pivot with
+                # VIR_ERR_BLOCK_COPY_ACTIVE ("not ready for pivot yet"), and it is asked again
+                if exc.get_error_code() not in (ErrorCode.OPERATION_INVALID, BLOCK_COPY_ACTIVE):
                     raise
         if time.monotonic() > deadline:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"the block commit of disk {target} never became ready")
