@@ -302,6 +302,32 @@ def test_refusals_of_every_kind_come_in_one_error(conn, plain):
     assert conn.listAllDomains() == []
 
 
+def test_channel_virtio_serial_address_is_the_ports_nr(conn, workdir):
+    """libvirt's <address type='virtio-serial' controller='0' bus='0' port='N'/> on a channel is the
+    virtserialport's nr in QEMU; a channel without one takes QEMU's first free nr (1), as before."""
+    qcow2(workdir / "disk")
+    xml = domain("chan", workdir / "disk", agent=workdir / "qga.sock")
+
+    def agent_nr(view: dict) -> str:
+        block = view["qtree"].split('name = "org.qemu.guest_agent.0"')[0].rsplit("dev: virtserialport", 1)[1]
+        return block.split("nr = ")[1].split()[0]
+
+    view = run_and_view(conn, xml)
+    assert isinstance(view, dict), view
+    assert agent_nr(view) == "1"
+    view = run_and_view(conn, xml.replace("</channel>", "<address type='virtio-serial' controller='0' bus='0' "
+                                                        "port='3'/></channel>"))
+    assert isinstance(view, dict), view
+    assert agent_nr(view) == "3"
+    for address, item in (("controller='1' bus='0' port='1'", "virtio-serial controller/bus '1/0'"),
+                          ("controller='0' bus='0' port='31'", "virtio-serial port '31'"),
+                          ("controller='0' bus='0' port='0'", "virtio-serial port '0'")):
+        refused = run_and_view(conn, xml.replace("</channel>", f"<address type='virtio-serial' {address}/></channel>"))
+        assert isinstance(refused, virtsnap.libvirtError), address
+        assert refused.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
+        assert item in str(refused), (item, str(refused))
+
+
 def test_serial_target_model_is_isa_serial_only(conn, plain):
     """virsh dumpxml's <target type='isa-serial'><model name='isa-serial'/> is what QEMU gets; another serial
     device (which virtsnap does not build) is refused by name, not turned into an isa-serial."""

@@ -61,6 +61,11 @@ def _placed(dom: QemuDomain, key: str, n: int, device: dict[str, Any]) -> str:
     return _json({**device, **dom.hw.pci.get((key, n), {})})
 
 
+def _port_nr(dom: QemuDomain, name: str) -> dict[str, int]:
+    """The nr a virtserialport's <address type='virtio-serial' port> gives it; {}: QEMU's first free one."""
+    return {"nr": dom.channel_ports[name]} if name in dom.channel_ports else {}
+
+
 def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = False,
           sandbox: bool = True) -> list[str]:
     """QEMU's argument list. It always starts paused (-S): the caller finishes setting it up through the
@@ -100,7 +105,7 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
             raise error(ErrorCode.INTERNAL_ERROR, ERR, "the guest agent channel has no socket")
         argv += ["-chardev", f"socket,id=qga0,fd={int(fds.agent)},server=on,wait=off",
                  "-device", _json({"driver": "virtserialport", "bus": "vser0.0", "chardev": "qga0",
-                                   "name": AGENT_PORT})]
+                                   "name": AGENT_PORT, **_port_nr(dom, AGENT_PORT)})]
     if dom.serial is not None:
         kind = dom.serial[0]
         if kind == "file":
@@ -428,7 +433,7 @@ def _spice(dom: QemuDomain, fds: Descriptors) -> list[str]:
     if dom.hw.extra.spice_channels:
         argv += ["-chardev", "spicevmc,id=charchannel0,name=vdagent",
                  "-device", _json({"driver": "virtserialport", "bus": "vser0.0", "chardev": "charchannel0",
-                                   "id": "channel0", "name": SPICE_PORT})]
+                                   "id": "channel0", "name": SPICE_PORT, **_port_nr(dom, SPICE_PORT)})]
     for n in range(int(dom.hw.extra.redirdevs)):
         argv += ["-chardev", f"spicevmc,id=charredir{n},name=usbredir",
                  "-device", _json({"driver": "usb-redir", "chardev": f"charredir{n}", "id": f"redir{n}",

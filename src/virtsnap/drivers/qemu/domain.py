@@ -12,7 +12,7 @@ from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...records import Frozen
-from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, USB_COMPANIONS, Extras
+from .devices import ARCH_BINARIES, CODECS, HYPERV, SOUND_MODELS, SPICE_COMPRESSION, SPICE_PORT, USB_COMPANIONS, Extras
 from .devices import problems as device_problems
 from .firmware import FEATURES as FIRMWARE_FEATURES
 from .firmware import NVRAM_TARGET, Firmware
@@ -348,6 +348,29 @@ def serial_ports(serials: list[Node], count: int) -> tuple[int, ...]:
             raise _refuse("serial target port", raw, f"a free ISA serial port from 0 to {ISA_SERIAL_PORTS - 1}")
         taken.append(int(raw))
     return tuple(taken) if serials else tuple(range(count))
+
+
+VIRTIO_SERIAL_PORTS = 31  # virtio-serial-pci's max_ports: nr 1 to 30 (0 is kept for a virtconsole)
+
+
+def channel_port(ch: Node) -> int | None:
+    """A channel's <address type='virtio-serial' controller bus port>: the virtserialport's nr, as libvirt
+    passes it (virtsnap makes the one controller, bus 0); None without a port (QEMU takes the first free
+    one). A PCI address is placements()' to refuse."""
+    address = ch.find("address")
+    if address is None or address.get("type") == "pci":
+        return None
+    if address.get("type") != "virtio-serial":
+        raise _refuse("channel address type", address.get("type") or "", "'virtio-serial'")
+    controller, bus, port = address.get("controller") or "0", address.get("bus") or "0", address.get("port")
+    if (controller, bus) != ("0", "0"):
+        raise _refuse("virtio-serial controller/bus", f"{controller}/{bus}",
+                      "0/0 (virtsnap makes one virtio-serial controller)")
+    if port is None:
+        return None
+    if not (port.isdigit() and 0 < int(port) < VIRTIO_SERIAL_PORTS):
+        raise _refuse("virtio-serial port", port, f"a number from 1 to {VIRTIO_SERIAL_PORTS - 1}")
+    return int(port)
 
 
 # libvirt's QEMU_SERIAL_PARAM_ACCEPTED_CHARS: what a disk serial may hold
@@ -873,7 +896,7 @@ class QemuDomain(Frozen):
 
     _fields = ("defn", "kvm", "machine", "memory_mib", "vcpus", "kernel", "initrd", "cmdline", "boot_dev", "disks",
                "agent_socket", "serial", "user_net", "vnc", "seclabel", "hw", "arch", "emulator", "firmware",
-               "balloon_bytes", "nets")
+               "balloon_bytes", "nets", "channel_ports")
     __slots__ = _fields
 
     def __init__(self, defn: DomainDef, kvm: bool, machine: str, memory_mib: int, vcpus: int, kernel: str | None,
@@ -883,7 +906,10 @@ class QemuDomain(Frozen):
                  seclabel: SecLabel | None = None, hw: Hardware | None = None, arch: str = "x86_64",
                  emulator: str | None = None, firmware: Firmware | None = None,
                  balloon_bytes: int | None = None,
-                 nets: Sequence[tuple[str, str | None]] = ()) -> None:
+                 nets: Sequence[tuple[str, str | None]] = (),
+                 channel_ports: dict[str, int] | None = None) -> None:
+        # virtio-serial port name -> the nr its <address> gives; a port not in it takes QEMU's first free nr
+        self.channel_ports = channel_ports or {}
         self.firmware = firmware  # UEFI (pflash); None: the default BIOS. Its NVRAM is among `disks`.
         self.balloon_bytes = balloon_bytes  # <currentMemory> below <memory>: the balloon's target at start
         self.arch = arch  # a key of devices.ARCH_BINARIES
@@ -974,7 +1000,16 @@ class QemuDomain(Frozen):
         if len(set(targets)) != len(targets):
             raise error(ErrorCode.XML_ERROR, ERR, "two disks use the same target dev")
         agent = None
+        channel_ports: dict[str, int] = {}
         for ch in devices.findall("channel"):
+            nr = refusals.take(None, channel_port, ch)
+            port_name = (ch.find("target") or Node("target")).get("name") or ""
+            if ch.get("type") == "spicevmc":
+                port_name = port_name or SPICE_PORT
+            if nr is not None:
+                if nr in channel_ports.values():
+                    refusals.items.append(f"virtio-serial port {nr} is given to two channels")
+                channel_ports[port_name] = nr
             if ch.get("type") == "spicevmc":
                 continue  # SPICE's agent port: devices.Extras
             tgt, src = ch.find("target"), ch.find("source")
@@ -1061,6 +1096,7 @@ class QemuDomain(Frozen):
             firmware=firmware,
             balloon_bytes=refusals.take(None, _balloon_target, defn, hw),
             nets=nets,
+            channel_ports=channel_ports,
         )
 
 
