@@ -273,28 +273,22 @@ def _refuse(what: str, value: str, expected: str) -> Exception:
 
 
 class Refusals:
-    """The CONFIG_UNSUPPORTED refusals of a document's independent parts, gathered to be raised as one error
-    naming every item (a user fixing a `virsh dumpxml` learns the whole list from one define). A malformed
-    document (XML_ERROR) still stops at its first fault."""
+    """The CONFIG_UNSUPPORTED refusals of a table-checked document's independent parts, gathered to be raised
+    as one error naming every item (a user fixing a `virsh dumpxml` learns the whole list from one define). A
+    malformed document (XML_ERROR) still stops at its first fault. The table's own refusals come first and
+    alone: their items are the element/attribute forms a user (and the corpus check) can take out."""
 
-    def __init__(self, items: Sequence[str] = ()) -> None:
-        self.items = list(items)
-        # Once the table has refused something the document is refused whatever follows: a later step that
-        # trips over a value the table named (a KeyError on an unknown model) adds nothing and stops nothing.
-        self.doomed = bool(items)
+    def __init__(self) -> None:
+        self.items: list[str] = []
 
     def take(self, fallback: T, step: Callable[..., T], *args: Any) -> T:
         """step(*args), or `fallback` with its refusal noted."""
         try:
             return step(*args)
         except libvirtError as e:
-            if e.code == ErrorCode.CONFIG_UNSUPPORTED:
-                self.items.append(e.str2 or str(e))
-            elif not self.doomed:  # a fault in a part the table refused anyway is that refusal's, not news
+            if e.code != ErrorCode.CONFIG_UNSUPPORTED:
                 raise
-        except (KeyError, ValueError, TypeError, AttributeError):
-            if not self.doomed:
-                raise
+            self.items.append(e.str2 or str(e))
         return fallback
 
     def check(self) -> None:
@@ -302,8 +296,7 @@ class Refusals:
         items = list(dict.fromkeys(self.items))  # each item once, in document order
         if items:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        items[0] if len(items) == 1 and not self.doomed
-                        else f"not supported by the virtsnap QEMU driver: {'; '.join(items)}")
+                        items[0] if len(items) == 1 else f"the virtsnap QEMU driver cannot apply: {'; '.join(items)}")
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -938,12 +931,12 @@ class QemuDomain(Frozen):
         """The typed view of a checked definition; `filled=False` for one whose UEFI firmware is not yet
         written out (firmware.fill, at define)."""
         node = defn.node
-        refusals = Refusals(subset_problems(node) + Hardware.problems(node))
-        try:
-            qdom = cls._build(defn, filled, refusals)
-        except (libvirtError, KeyError, ValueError, TypeError, AttributeError):
-            if not refusals.doomed:  # what the table refused derailed the build: its refusal says why
-                raise
+        problems = list(dict.fromkeys(subset_problems(node) + Hardware.problems(node)))
+        if problems:
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                        f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
+        refusals = Refusals()
+        qdom = cls._build(defn, filled, refusals)
         refusals.check()
         return qdom
 
