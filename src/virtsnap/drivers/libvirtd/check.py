@@ -10,7 +10,6 @@ connection or a driver that keeps no files) the check reports only.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Callable
@@ -20,9 +19,9 @@ from lxml import etree
 
 from ...conf.snapshot_xml import check_name, escape_for_message
 from ...errors import libvirtError
-from ...store import ledger
 from ..base import Drift
 from ..qemu import external, images
+from ..qemu.check import ledger_orphans
 
 TIMEOUT = 10.0  # seconds per qemu-img call: an image on a hung mount must not hang the check
 LEFT_ALONE = "left alone: virtsnap changes nothing on this connection"
@@ -157,39 +156,6 @@ def _import(dom: Any, call: Callable[..., Any], domain_xml: str, disks: dict[str
     return None
 
 
-def _orphans(ctx: Any, uuid: str, needed: set[str], repair: bool) -> list[Drift]:
-    """Files the ledger says virtsnap made for this domain that nothing reaches any more (as the QEMU engine's
-    check: no directory is scanned, a file holding its own data is left in place)."""
-    needed = needed | {row.backing for row in ctx.store.ledger() if row.domain != uuid and row.backing}
-    out = []
-    for row in ctx.store.ledger(uuid):
-        if row.path in needed:
-            continue
-        if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
-            if repair:
-                ctx.store.ledger_forget(row.path)
-            continue
-        empty = row.purpose == "memory" or not _has_own_data(row.path, row.format)
-        if repair and empty:
-            removed = ledger.remove(ctx.store, row)
-            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it", "removed" if removed
-                             else "left in place: it changed since the check read it", repaired=removed))
-        else:
-            out.append(Drift("orphaned-overlay", row.path, "no definition reaches it" +
-                             ("" if empty else f"; it holds data written on top of {row.backing}"),
-                             "--repair removes it" if empty
-                             else "left in place: it holds data; remove it by hand if it is not needed"))
-    return out
-
-
-def _has_own_data(path: str, fmt: str) -> bool:
-    try:
-        extents = json.loads(images.run(["map", "-U", "-f", fmt, "--output=json", "--", path], TIMEOUT))
-    except (libvirtError, ValueError):
-        return True
-    return any(e.get("data") and e.get("depth") == 0 for e in extents)
-
-
 def check(dom: Any, call: Callable[..., Any], repair: bool, ctx: Any = None, uuid: str = "") -> list[Drift]:
     """`dom` is a libvirt-python domain; `call` turns its errors into virtsnap's. `repair` changes something
     only with `ctx` (beyond.Context of a read-write QEMU connection, its domain lock held by the caller)."""
@@ -234,5 +200,5 @@ def check(dom: Any, call: Callable[..., Any], repair: bool, ctx: Any = None, uui
                            else refused if fix else "--repair imports it as a root" if ctx is not None
                            else LEFT_ALONE, repaired=refused is None))
     if ctx is not None:
-        found += _orphans(ctx, uuid, needed, repair)
+        found += ledger_orphans(ctx.store, uuid, needed, repair)  # as the QEMU engine's check
     return found

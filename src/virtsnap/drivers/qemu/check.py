@@ -26,6 +26,7 @@ from ..base import Drift
 from . import external, firmware, images, moments, recovery, tpm
 
 if TYPE_CHECKING:
+    from ...store.db import MetadataStore
     from .context import Context
 
 TIMEOUT = 10.0  # seconds per qemu-img call: an image on a hung mount must not hang the check
@@ -212,18 +213,27 @@ def _orphans(ctx: Context, uuid: str, layers: dict[str, external.Layer], repair:
     for other, _name, xml in ctx.store.domains():
         if other != uuid:
             needed |= {p for p, _f in external.disk_sources(DomainDef.parse(xml, trusted=True)).values()}
-    needed |= {row.backing for row in ctx.store.ledger() if row.domain != uuid and row.backing}
+    return ledger_orphans(ctx.store, uuid, needed, repair, keep=(tpm.PURPOSE, firmware.PURPOSE))
+
+
+def ledger_orphans(store: MetadataStore, uuid: str, needed: set[str], repair: bool,
+                   keep: tuple[str, ...] = ()) -> list[Drift]:
+    """The orphaned-overlay drift of a domain, for every driver that records files in the ledger: each file
+    the ledger says virtsnap made for `uuid` that is not in `needed`, nor under another domain's recorded
+    overlay, nor of a purpose in `keep` (the domain's own while it exists). With `repair`, a file holding no
+    data of its own goes through the ledger (identity checked); one that holds data is left in place."""
+    needed = needed | {row.backing for row in store.ledger() if row.domain != uuid and row.backing}
     out = []
-    for row in ctx.store.ledger(uuid):
-        if row.path in needed or row.purpose in (tpm.PURPOSE, firmware.PURPOSE):  # the domain's while it exists
+    for row in store.ledger(uuid):
+        if row.path in needed or row.purpose in keep:
             continue
         if not ledger.matches(row):  # gone, or the name now leads to another file: not ours any more
             if repair:
-                ctx.store.ledger_forget(row.path)
+                store.ledger_forget(row.path)
             continue
         empty = row.purpose == "memory" or not _has_own_data(row.path, row.format)
         if repair and empty:
-            removed = ledger.remove(ctx.store, row)
+            removed = ledger.remove(store, row)
             out.append(Drift("orphaned-overlay", row.path, "no definition reaches it", "removed" if removed
                              else "left in place: it changed since the check read it", repaired=removed))
         else:
