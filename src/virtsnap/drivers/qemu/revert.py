@@ -87,9 +87,10 @@ def _refuse_rewriting_frozen_images(tree: SnapshotTree, name: str, target: QemuD
     """An internal revert rewrites its images in place (qemu-img snapshot -a, or snapshot-load and a guest
     running on them). An image that is the frozen backing file of an external snapshot holds that snapshot's
     disk: rewriting it would silently replace the external snapshot's data. Refused before any change."""
-    frozen = frozen_images(tree) if any(m.external for m in tree.moments()) else {}
-    hits = [(disk.target, disk.path, frozen[os.path.realpath(disk.path)]) for disk in target.disks
-            if disk.target in targets and disk.path and os.path.realpath(disk.path) in frozen]
+    frozen = frozen_images(tree)
+    written = [(disk.target, disk.path, os.path.realpath(disk.path)) for disk in target.disks
+               if disk.target in targets and disk.path]
+    hits = [(dev, path, frozen[real]) for dev, path, real in written if real in frozen]
     if hits:
         items = "; ".join(f"image {path} of disk '{dev}' holds the disk of external snapshot '{owner}'"
                           for dev, path, owner in hits)
