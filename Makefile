@@ -13,7 +13,7 @@ demo:
 	.venv/bin/python demo/demo.py
 
 test: setup
-	.venv/bin/python -m pytest tests
+	.venv/bin/python -m pytest -n 2 --dist loadscope --durations=25 tests
 
 docs: setup
 	.venv/bin/python scripts/gen_reference.py

@@ -36,6 +36,7 @@ if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     apt-get update -qq -o DPkg::Lock::Timeout=600
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}" >/dev/null
+    echo "setup: Debian packages installed (${SECONDS} s)"
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -50,4 +51,5 @@ stamp=.venv/.virtsnap-installed-$part
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp"
+    echo "setup: Python packages installed (${SECONDS} s)"
 fi

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import json
@@ -439,8 +440,16 @@ def build(cache_root: str | os.PathLike | None = None, force: bool = False) -> G
     final = cache_root / key
     if (final / "manifest.json").exists() and not force:
         return _guest_from(final)
-
     cache_root.mkdir(parents=True, exist_ok=True)
+    with open(cache_root / ".lock", "w") as lock:  # parallel test workers build once; the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "manifest.json").exists() and not force:
+            return _guest_from(final)
+        return _build_locked(cache_root, final, key, inputs, kernel_pkg, libs, force)
+
+
+def _build_locked(cache_root: Path, final: Path, key: str, inputs, kernel_pkg, libs,  # type: ignore[no-untyped-def]
+                  force: bool) -> Guest:
     _remove_stale_temps(cache_root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=cache_root))
     try:

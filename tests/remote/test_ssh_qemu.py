@@ -11,6 +11,7 @@ import pty
 import select
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -133,9 +134,11 @@ def test_interrupt_on_the_host_reaches_the_local_cli(guest, workdir, conn, qemu_
 
 
 def _read_until(fd: int, text: str, seen: bytearray) -> str:
-    """What a terminal showed, up to and including `text` (120 s bound: a failure, not a timing)."""
+    """What a terminal showed, up to and including `text` (120 s bound in all, as the progress line keeps
+    redrawing: a failure, not a timing)."""
+    deadline = time.monotonic() + 120
     while text.encode() not in seen:
-        ready, _, _ = select.select([fd], [], [], 120)
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         assert ready, f"no {text!r} on the terminal; it showed: {seen.decode(errors='replace')}"
         try:
             chunk = os.read(fd, 65536)

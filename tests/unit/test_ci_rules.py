@@ -3,6 +3,7 @@ there), and a knob that would compare libvirt with itself is refused under CI.""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -65,3 +66,33 @@ def test_self_comparison_knobs_are_refused_under_ci(tmp_path: Path, knob: str) -
     name, value = knob.split("=")
     out = pytest_in(tmp_path, ci=True, **{name: value})
     assert out.returncode == 4 and f"refused under CI: {knob}" in out.stderr, out.stdout + out.stderr
+
+
+STRAY_LIBVIRTD_USER = '''
+import pytest
+
+@pytest.fixture
+def libvirtd():
+    yield
+
+def test_uses_the_daemon(libvirtd):
+    pass
+'''
+
+
+def test_a_libvirtd_user_outside_the_declared_files_is_refused(tmp_path: Path) -> None:
+    # xdist would run it on the other worker, beside the declared files' tests on the same daemon
+    out = pytest_in(tmp_path, ci=False, scratch=STRAY_LIBVIRTD_USER)
+    assert out.returncode != 0
+    assert "add test_scratch.py to LIBVIRTD_FILES" in out.stdout + out.stderr
+
+
+def test_the_declared_libvirtd_files_exist_and_share_one_work_unit() -> None:
+    spec = importlib.util.spec_from_file_location("suite_rules", CONFTEST)  # "conftest" may be another one
+    assert spec is not None and spec.loader is not None
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    root = CONFTEST.parents[1]
+    assert all((root / name).is_file() for name in rules.LIBVIRTD_FILES)
+    assert {rules.work_unit(f"{name}::test_x[1]") for name in rules.LIBVIRTD_FILES} == {"libvirtd"}
+    assert rules.work_unit("tests/unit/test_store.py::test_x") == "tests/unit/test_store.py"

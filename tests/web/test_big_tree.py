@@ -56,7 +56,8 @@ def test_thousand_snapshots_collapse_and_search(browser, big):
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     assert focused(browser) == "s0777"
     wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#details h2").text == "s0777")
-    assert "<description>step 777</description>" in browser.find_element(By.ID, "xml").text
+    # the heading comes first, the XML when its request answers ("loading XML…" until then)
+    wait(browser, lambda d: "<description>step 777</description>" in d.find_element(By.ID, "xml").text)
 
     browser.find_element(By.ID, "search").send_keys(Keys.ESCAPE)
     wait(browser, lambda d: d.find_element(By.ID, "matches").text == "")

@@ -18,6 +18,7 @@ from webtools import (
     revert,
     row,
     serve_process,
+    wait,
 )
 
 
@@ -80,7 +81,8 @@ def test_edit_description_and_delete_choices(browser):
             confirm(browser)
         assert finish(browser, edit) == "Snapshot root edited."
         assert row(browser, "root").find_element(By.CSS_SELECTOR, ".desc").text == "new words & <more>"
-        assert "<description>new words &amp; &lt;more&gt;</description>" in browser.find_element(By.ID, "xml").text
+        wait(browser, lambda d: "<description>new words &amp; &lt;more&gt;</description>"
+             in d.find_element(By.ID, "xml").text)  # the XML comes with its own request
         assert current(browser) == ["leaf"]  # redefining the description left the current snapshot alone
 
         choose(browser, "leaf")

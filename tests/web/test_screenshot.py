@@ -51,7 +51,7 @@ def test_screenshot_of_the_tree(browser, tmp_path, monkeypatch):
             now = browser.find_element(By.CSS_SELECTOR, "#tree li.now")
             assert now.text.startswith("NOW") and now.is_displayed()
             assert browser.find_element(By.CSS_SELECTOR, "#tree li.current").get_attribute("data-name") == "app-v1.1"
-            assert "<name>app-v1.1</name>" in browser.find_element(By.ID, "xml").text
+            wait(browser, lambda d: "<name>app-v1.1</name>" in d.find_element(By.ID, "xml").text)
             sizes = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#tree li[data-name] .size")]
             assert all(size.endswith("MiB") for size in sizes), sizes
             shot = tmp_path / "web-tree.png"
