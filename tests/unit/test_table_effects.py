@@ -33,6 +33,9 @@ HOSTILE, KERNEL, VNC, OPTIONS = (A + "test_hostile_strings_reach_qemu_as_data",
                                  A + "test_machine_and_targets_with_options_are_refused")
 Q35, PC, BAD_PCI = (P + "test_q35_devices_sit_where_their_addresses_say", P + "test_pc_devices_sit_at_their_slots",
                     P + "test_an_address_that_cannot_be_applied_is_refused")
+DRIVES = tuple("tests/qemu_guest/test_drive_addresses.py::" + t for t in (
+    "test_pc_disks_sit_at_libvirts_drive_addresses", "test_q35_sata_disks_take_the_port_their_name_or_address_gives",
+    "test_drive_addresses_one_controller_cannot_hold_are_refused_all_at_once"))
 BALLOON = M + "test_current_memory_inflates_the_balloon"
 NO_BALLOON = M + "test_current_memory_without_a_balloon_is_refused"
 TPM_STATE, TPM_TIS = TPM + "test_tpm_state_comes_back_with_internal_and_external_memory_snapshots", \
@@ -85,12 +88,12 @@ EFFECTS: dict[str, tuple[str, ...]] = {
     "domain/devices/disk/driver@cache": (DISK,), "domain/devices/disk/driver@discard": (DISK,),
     "domain/devices/disk/source": (HOSTILE,), "domain/devices/disk/source@file": (HOSTILE,),
     "domain/devices/disk/target": (HOSTILE,), "domain/devices/disk/target@dev": (HOSTILE, OPTIONS),
-    "domain/devices/disk/target@bus": (DISK, Q35),
+    "domain/devices/disk/target@bus": (DISK, Q35, *DRIVES),
     "domain/devices/disk/boot": (DISK,), "domain/devices/disk/boot@order": (DISK,),
     "domain/devices/disk/serial": (T + "test_disk_serial_and_shareable",),
     "domain/devices/disk/shareable": (T + "test_disk_serial_and_shareable",),
     "domain/devices/serial/target@port": (T + "test_serial_target_port_is_the_isa_index",),
-    "domain/devices/disk/address": (Q35, PC, BAD_PCI),
+    "domain/devices/disk/address": (Q35, PC, BAD_PCI, *DRIVES),
     "domain/devices/controller": (DEVICES, PORTS), "domain/devices/controller@type": (DEVICES, PORTS),
     "domain/devices/controller@model": (DEVICES, PORTS), "domain/devices/controller@index": (PORTS, Q35),
     "domain/devices/controller@ports": (DEVICES,), "domain/devices/controller/model": (PORTS,),

@@ -262,7 +262,6 @@ def _firmware(dom: QemuDomain, fds: Descriptors) -> list[str]:
 def _disks(dom: QemuDomain) -> list[str]:
     argv: list[str] = []
     controllers: set[str] = set()
-    ide_index = {"sata": 0, "ide": 0}
     q35 = "q35" in dom.machine
     for n, disk in enumerate(dom.disks):
         device: dict[str, Any] = {"id": disk.target}
@@ -293,16 +292,20 @@ def _disks(dom: QemuDomain) -> list[str]:
             if disk.bus == "sata" and "sata" not in controllers and not q35:
                 argv += ["-device", _placed(dom, "sata", 0, {"driver": "ahci", "id": "sata0"})]
                 controllers.add("sata")
-            # q35's own ICH9 AHCI (its ports are QEMU's ide.0-5), as libvirt uses it; pc's PIIX IDE: ide.0-1
-            device["bus"] = f"sata0.{ide_index['sata']}" if disk.bus == "sata" and not q35 \
-                else f"ide.{ide_index[disk.bus]}"
-            ide_index[disk.bus] += 1
+            assert disk.drive is not None  # domain.py places every ide/sata disk
+            _, bus, _, unit = disk.drive
+            if disk.bus == "ide":  # pc's PIIX IDE: buses ide.0-1, units 0-1 (domain.py refuses IDE on q35)
+                device["bus"], device["unit"] = f"ide.{bus}", unit
+            else:  # an AHCI's ports are its buses, one unit each: q35's own ICH9 AHCI (ide.0-5), as libvirt uses it
+                device["bus"] = f"ide.{unit}" if q35 else f"sata0.{unit}"
             device["driver"] = "ide-cd" if disk.device == "cdrom" else "ide-hd"
         else:  # scsi, or a virtio cdrom, which QEMU offers only on SCSI
             if "scsi" not in controllers:
                 argv += ["-device", _placed(dom, "scsi", 0, {"driver": "virtio-scsi-pci", "id": "scsi0"})]
                 controllers.add("scsi")
             device["bus"] = "scsi0.0"
+            if disk.drive is not None:  # libvirt's channel, scsi-id and lun (a virtio cdrom: QEMU's first free)
+                _, device["channel"], device["scsi-id"], device["lun"] = disk.drive
             device["driver"] = "scsi-cd" if disk.device == "cdrom" else "scsi-hd"
         if disk.boot_order is not None:
             device["bootindex"] = int(disk.boot_order)

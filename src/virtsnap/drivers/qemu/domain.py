@@ -316,9 +316,13 @@ def check_mac(mac: str) -> str:
 
 def check_target(dev: str) -> str:
     """A disk target such as vda, sdb or hdc: it becomes the QEMU device id, so letters then digits only."""
-    if not (0 < len(dev) <= 32 and dev[0] in _LOWER and (_LOWER | _DIGITS).issuperset(dev)):
+    if not is_target(dev):
         raise _refuse("disk target", dev, "a name of lower-case letters and digits, such as 'vda'")
     return dev
+
+
+def is_target(dev: str) -> bool:
+    return 0 < len(dev) <= 32 and dev[0] in _LOWER and (_LOWER | _DIGITS).issuperset(dev)
 
 
 ISA_SERIAL_PORTS = 4  # QEMU's isa-serial index: COM1 to COM4
@@ -528,15 +532,72 @@ class Tpm(Frozen):
         return cls(TPM_MODELS[node.get("model") or "tpm-tis"], banks)
 
 
+# A drive address's ranges per disk bus (controller, bus, target, unit), one controller of each kind: PIIX's IDE has
+# two buses of two units; an AHCI six ports of one unit; virtio-scsi one channel of 256 targets of 16,384 LUNs.
+DRIVE_RANGES = {"ide": (0, 1, 0, 1), "sata": (0, 0, 0, 5), "scsi": (0, 0, 255, 16383)}
+DISK_PREFIXES = ("hd", "sd", "vd", "xvd", "ubd", "fd")  # libvirt's virDiskNameParse
+
+
+def disk_index(dev: str) -> int | None:
+    """libvirt's index of a disk name: the letters after its prefix in bijective base 26 (hda 0, hdz 25, hdaa
+    26); None for a name libvirt cannot place (no known prefix, or anything but letters after it)."""
+    prefix = next((p for p in DISK_PREFIXES if dev.startswith(p)), None)
+    letters = dev[len(prefix):] if prefix else ""
+    if not letters or not _LOWER.issuperset(letters):
+        return None
+    index = -1
+    for c in letters:
+        index = (index + 1) * 26 + ord(c) - ord("a")
+    return index
+
+
+def drive_address(disk: Node, dev: str, bus: str) -> tuple[int, int, int, int] | None:
+    """Where an ide/sata/scsi disk sits: its <address type='drive'>, else libvirt's default from the target name
+    (virDomainDiskDefAssignAddress: IDE 2 units per bus and 2 buses per controller, SATA 6 units per controller,
+    SCSI 7 units per controller); None on a virtio bus. An address outside one controller's ranges is refused."""
+    address = disk.find("address")
+    kind = address.get("type") if address is not None else None
+    if bus not in DRIVE_RANGES:
+        if kind == "drive":
+            raise _refuse(f"drive address of disk '{dev}' on bus", bus, "ide, sata or scsi")
+        return None
+    if kind not in (None, "drive", "pci"):  # a PCI address is placements()' to refuse
+        raise _refuse(f"address type of disk '{dev}'", kind or "", "'drive'")
+    if address is not None and kind == "drive":
+        unknown = sorted(set(address.attrs) - {"type", "controller", "bus", "target", "unit"})
+        if unknown:
+            raise _refuse(f"drive address of disk '{dev}' attribute", unknown[0], "controller, bus, target or unit")
+        raw = tuple(address.get(k) or "0" for k in ("controller", "bus", "target", "unit"))
+        if not all(v.isdigit() for v in raw):
+            raise _refuse(f"drive address of disk '{dev}'", " ".join(raw), "four numbers")
+        where = (int(raw[0]), int(raw[1]), int(raw[2]), int(raw[3]))
+    else:
+        index = disk_index(dev)
+        if index is None and not is_target(dev):
+            return None  # check_target's refusal names it
+        if index is None:
+            raise error(ErrorCode.XML_ERROR, ERR, f"Unknown disk name '{dev}' and no address specified")
+        where = {"ide": (index // 4, (index % 4) // 2, 0, index % 2), "sata": (index // 6, 0, 0, index % 6),
+                 "scsi": (index // 7, 0, 0, index % 7)}[bus]
+    if any(v > top for v, top in zip(where, DRIVE_RANGES[bus], strict=True)):
+        ranges = ", ".join(f"{k} 0-{top}" if top else f"{k} 0" for k, top in
+                           zip(("controller", "bus", "target", "unit"), DRIVE_RANGES[bus], strict=True))
+        raise _refuse(f"{bus} drive address of disk '{dev}'", "controller {} bus {} target {} unit {}".format(*where),
+                      f"within one controller ({ranges})")
+    return where
+
+
 class Disk(Frozen):
     _fields = ("target", "device", "source_type", "path", "format", "bus", "readonly", "snapshot", "cache",
-               "discard", "io", "boot_order", "serial", "shareable")
+               "discard", "io", "boot_order", "serial", "shareable", "drive")
     __slots__ = _fields
 
     def __init__(self, target: str, device: str, source_type: str, path: str | None, format: str, bus: str,
                  readonly: bool, snapshot: str | None, cache: str = "default", discard: str = "ignore",
                  io: str | None = None, boot_order: int | None = None, serial: str | None = None,
-                 shareable: bool = False) -> None:
+                 shareable: bool = False, drive: tuple[int, int, int, int] | None = None) -> None:
+        # (controller, bus, target, unit) of an ide/sata/scsi disk, as libvirt's <address type='drive'>
+        self.drive = drive
         self.serial = serial  # the disk's serial number as the guest reads it (QEMU's serial= property)
         self.shareable = shareable  # other writers allowed on the image (QEMU's share-rw=on, as libvirt)
         self.cache = cache  # a key of CACHE
@@ -975,8 +1036,17 @@ class QemuDomain(Frozen):
                               io=driver.get("io") if driver is not None else None,
                               boot_order=int(raw_order) if raw_order else None,
                               serial=refusals.take(None, check_disk_serial, d.findtext("serial")),
-                              shareable=d.find("shareable") is not None))
+                              shareable=d.find("shareable") is not None,
+                              drive=refusals.take(None, drive_address, d, dev, target.get("bus") or "virtio")))
         machine = (os_type.get("machine") if os_type is not None else None) or "pc"
+        if "q35" in machine and any(disk.bus == "ide" for disk in disks):
+            refusals.items.append("an IDE disk on a q35 machine (it has no IDE controller: use bus='sata')")
+        taken: dict[tuple[str, tuple[int, int, int, int]], str] = {}
+        for disk in disks:
+            if disk.drive is not None:
+                other = taken.setdefault((disk.bus, disk.drive), disk.target)
+                if other != disk.target:
+                    refusals.items.append(f"disks '{other}' and '{disk.target}' have the same {disk.bus} drive address")
         firmware = refusals.take(None, Firmware.from_node, node, machine, filled)
         if firmware is not None:
             refusals.take(None, check_path, "loader", firmware.code)
