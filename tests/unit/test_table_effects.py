@@ -36,6 +36,9 @@ Q35, PC, BAD_PCI = (P + "test_q35_devices_sit_where_their_addresses_say", P + "t
 DRIVES = tuple("tests/qemu_guest/test_drive_addresses.py::" + t for t in (
     "test_pc_disks_sit_at_libvirts_drive_addresses", "test_q35_sata_disks_take_the_port_their_name_or_address_gives",
     "test_drive_addresses_one_controller_cannot_hold_are_refused_all_at_once"))
+USB_PORTS = tuple("tests/qemu_guest/test_usb_addresses.py::" + t for t in (
+    "test_usb_inputs_and_redirection_sit_at_their_ports", "test_ehci_ports_as_libvirt_counts_them",
+    "test_usb_addresses_that_cannot_be_applied_are_refused_all_at_once"))
 BALLOON = M + "test_current_memory_inflates_the_balloon"
 NO_BALLOON = M + "test_current_memory_without_a_balloon_is_refused"
 TPM_STATE, TPM_TIS = TPM + "test_tpm_state_comes_back_with_internal_and_external_memory_snapshots", \
@@ -119,7 +122,8 @@ EFFECTS: dict[str, tuple[str, ...]] = {
     "domain/devices/graphics/listen": (VNC,), "domain/devices/graphics/listen@type": (VNC,),
     "domain/devices/graphics/listen@address": (VNC,),
     "domain/devices/input": (INPUTS,), "domain/devices/input@type": (INPUTS,), "domain/devices/input@bus": (INPUTS,),
-    "domain/devices/input/address": (PC, BAD_PCI),
+    "domain/devices/input/address": (PC, BAD_PCI, *USB_PORTS),
+    "domain/devices/redirdev/address": USB_PORTS,
     "domain/devices/video/model": (VIDEO, NONE),
     "domain/devices/video/model@type": (VIDEO, NONE), "domain/devices/video/model@vram": (VIDEO,),
     "domain/devices/video/address": (PC,),
@@ -216,7 +220,6 @@ KNOWN_GAPS: dict[str, str] = {
     "domain/devices/graphics/gl": "only enable='no' is accepted; not asserted",
     "domain/devices/graphics/gl@enable": "as graphics/gl",
     "domain/devices/sound/address": "sound placement is written (placements()); no test reads it back yet",
-    "domain/devices/redirdev/address": "USB addresses are libvirt's bookkeeping here (QEMU numbers the ports)",
     "domain/devices/video/model@heads": "max_outputs is written; not asserted",
     "domain/devices/video/model@primary": "the first video is primary; the attribute is not read",
     "domain/devices/video/model@ram": "qxl ram_size is written; not asserted",

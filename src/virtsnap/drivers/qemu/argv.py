@@ -57,7 +57,8 @@ def _json(obj: dict[str, Any]) -> str:
 
 
 def _placed(dom: QemuDomain, key: str, n: int, device: dict[str, Any]) -> str:
-    """A -device value with the PCI placement its element's <address type='pci'> asked for (domain.py)."""
+    """A -device value with the placement its element's <address type='pci'> (or type='usb': its port) asked for
+    (domain.py)."""
     return _json({**device, **dom.hw.pci.get((key, n), {})})
 
 
@@ -439,6 +440,6 @@ def _spice(dom: QemuDomain, fds: Descriptors) -> list[str]:
                                    "id": "channel0", "name": SPICE_PORT, **_port_nr(dom, SPICE_PORT)})]
     for n in range(int(dom.hw.extra.redirdevs)):
         argv += ["-chardev", f"spicevmc,id=charredir{n},name=usbredir",
-                 "-device", _json({"driver": "usb-redir", "chardev": f"charredir{n}", "id": f"redir{n}",
-                                   "bus": "usb.0"})]
+                 "-device", _placed(dom, "redirdevs", n, {"driver": "usb-redir", "chardev": f"charredir{n}",
+                                                          "id": f"redir{n}", "bus": "usb.0"})]
     return argv

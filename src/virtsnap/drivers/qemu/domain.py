@@ -687,10 +687,26 @@ def _text_problems(node: Node) -> list[str]:
 BUILT_IN = {("sata", True): "0x1f.0x2", ("ide", False): "0x1.0x1"}
 
 
+# The ports libvirt gives a USB controller model (virDomainUSBAddressControllerModelToPorts); qemu-xhci: its
+# ports attribute, else 4
+USB_PORTS = {"piix3-uhci": 2, "ich9-ehci1": 6, "qemu-xhci": 4}
+
+
+def usb_ports(devices: Node, machine: str) -> int:
+    """How many ports the domain's USB controller has, as libvirt counts them (0 without one)."""
+    usbs = [c for c in devices.findall("controller") if c.get("type") == "usb" and c.find("master") is None]
+    if not usbs:
+        return 0
+    model = usbs[0].get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
+    raw = usbs[0].get("ports") or ""
+    return int(raw) if model == "qemu-xhci" and raw.isdigit() else USB_PORTS.get(model, 0)
+
+
 def placements(node: Node, machine: str, refusals: Refusals | None = None) -> dict[tuple[str, int], dict[str, Any]]:
-    """Each device's PCI placement, keyed by the typed list it lands in and its index there (("nics", 0),
-    ("videos", 1), ("usb", 0)...), for argv.py to add to that device's -device. A PCI address on an element
-    that makes no PCI device of its own is refused, naming it (every such refusal gathered in `refusals`)."""
+    """Each device's PCI placement (or USB port), keyed by the typed list it lands in and its index there
+    (("nics", 0), ("videos", 1), ("usb", 0)...), for argv.py to add to that device's -device. A PCI or USB address
+    on an element that makes no such device of its own is refused, naming it (every refusal gathered in
+    `refusals`)."""
     own = refusals is None
     gathered = refusals or Refusals()
     no_props: dict[str, Any] = {}
@@ -719,10 +735,34 @@ def placements(node: Node, machine: str, refusals: Refusals | None = None) -> di
         place(("videos", shown) if on else None, v, f"<video> {n + 1}")
         shown += on
     made = 0
+    usb_taken: dict[str, str] = {}
+
+    def place_usb(key: tuple[str, int] | None, el: Node, what: str) -> None:
+        """<address type='usb' bus port>: the device's port on the one USB controller (QEMU's bus usb.0)."""
+        address = el.find("address")
+        if address is None or address.get("type") != "usb":
+            return
+        bus, port = address.get("bus") or "0", address.get("port")
+        if key is None:
+            gathered.items.append(f"USB address of {what} is not applied to this element by virtsnap")
+        elif bus != "0":
+            gathered.items.append(f"USB bus of {what} {bus!r} is not 0 (virtsnap makes one USB controller)")
+        elif port is not None and not (port.isdigit() and 0 < int(port) <= usb_ports(devices, machine)):
+            gathered.items.append(f"USB port of {what} {port!r} is not a port of the USB controller (1 to "
+                                  f"{usb_ports(devices, machine)}; ports behind a hub need a USB hub)")
+        elif port is not None and usb_taken.setdefault(str(int(port)), what) != what:
+            gathered.items.append(f"USB port {port!r} is given to {usb_taken[str(int(port))]} and {what}")
+        elif port is not None:
+            found[key] = {**found.get(key, {}), "port": str(int(port))}
+
     for n, i in enumerate(devices.findall("input")):
         device = INPUTS.get((i.get("type") or "", i.get("bus") or "ps2"))
         place(("inputs", made) if device and not device.startswith("usb-") else None, i, f"<input> {n + 1}")
+        place_usb(("inputs", made) if device and device.startswith("usb-") else None, i, f"<input> {n + 1}")
         made += device is not None
+    for n, r in enumerate(devices.findall("redirdev")):
+        place(None, r, f"<redirdev> {n + 1}")
+        place_usb(("redirdevs", n), r, f"<redirdev> {n + 1}")
     for n, r in enumerate(devices.findall("rng")):
         place(("rngs", n), r, f"<rng> {n + 1}")
     for n, balloon in enumerate(devices.findall("memballoon")):
@@ -750,10 +790,11 @@ def placements(node: Node, machine: str, refusals: Refusals | None = None) -> di
             place(key if key not in found else None, ctl, what)
         else:
             place(None, ctl, what)
-    handled = {"disk", "interface", "video", "input", "rng", "memballoon", "controller", "sound"}
+    handled = {"disk", "interface", "video", "input", "rng", "memballoon", "controller", "sound", "redirdev"}
     for tag in dict.fromkeys(el.tag for el in devices.children if el.tag not in handled):
         for n, el in enumerate(devices.findall(tag)):
             place(None, el, f"<{tag}> {n + 1}")  # a device the placements above do not cover: never dropped
+            place_usb(None, el, f"<{tag}> {n + 1}")
     if own:
         gathered.check()
     return found
