@@ -71,7 +71,8 @@ def test_q35_sata_disks_take_the_port_their_name_or_address_gives(conn, workdir)
     qcow2(workdir / "disk")
     extra = _disk("sda", "sata") + _disk("sdc", "sata", workdir / "c") + _disk("sdq", "sata", workdir / "q",
                                                                                address=_drive(0, 0, 0, 4))
-    dom = _started(conn, domain("drives35", workdir / "disk", machine="q35").replace("</devices>", extra + "</devices>"))
+    xml = domain("drives35", workdir / "disk", machine="q35").replace("</devices>", extra + "</devices>")
+    dom = _started(conn, xml)
     try:
         seen = _props(conn, dom, {"sda": (), "sdc": (), "sdq": ()})
     finally:
@@ -100,7 +101,8 @@ def test_drive_addresses_one_controller_cannot_hold_are_refused_all_at_once(conn
     assert on_q35.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
     assert "an IDE disk on a q35 machine" in str(on_q35.value)
     with pytest.raises(virtsnap.libvirtError) as unnamed:
-        conn.defineXML(domain("badrives", workdir / "disk").replace("</devices>", _disk("disk1", "sata") + "</devices>"))
+        conn.defineXML(domain("badrives", workdir / "disk").replace("</devices>",
+                                                                     _disk("disk1", "sata") + "</devices>"))
     assert unnamed.value.get_error_code() == virtsnap.VIR_ERR_XML_ERROR
     assert "Unknown disk name 'disk1' and no address specified" in str(unnamed.value)
     assert "badrives" not in conn.listDefinedDomains()

@@ -11,10 +11,17 @@ import pytest
 
 import virtsnap
 
-from .test_domain_devices import Running, plain  # noqa: F401 (fixture)
+from .test_argv_injection import domain, qcow2
+from .test_domain_devices import Running
 from .test_domain_table import _with
 
 pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture
+def plain(workdir):
+    qcow2(workdir / "disk")
+    return domain("devices", workdir / "disk")
 
 
 def _usb(port: str, bus: str = "0") -> str:
