@@ -99,6 +99,7 @@ class DomainXML(enum.IntFlag):
 
 class DomainCreate(enum.IntFlag):  # exported by surface.py as VIR_DOMAIN_START_*
     START_PAUSED = 1 << 0
+    START_RESET_NVRAM = 1 << 5
 
 
 class DomainUndefine(enum.IntFlag):

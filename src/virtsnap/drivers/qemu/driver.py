@@ -55,7 +55,7 @@ CAPABILITIES = Capabilities(
         Op.DOMAIN_UNDEFINE: DomainUndefine.SNAPSHOTS_METADATA | DomainUndefine.MANAGED_SAVE | DomainUndefine.TPM
         | DomainUndefine.KEEP_TPM | DomainUndefine.NVRAM | DomainUndefine.KEEP_NVRAM,
         Op.DOMAIN_DEFINE: 0,
-        Op.DOMAIN_CREATE: DomainCreate.START_PAUSED,
+        Op.DOMAIN_CREATE: DomainCreate.START_PAUSED | DomainCreate.START_RESET_NVRAM,
         Op.DOMAIN_SHUTDOWN: 0,
         Op.DOMAIN_DESTROY: 0,
         Op.LIST_ALL_DOMAINS: 0xFFFF,

@@ -19,7 +19,7 @@ from ...records import Frozen
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:  # domain.py reads Firmware from here
-    from ...store.db import MetadataStore
+    from ...store.db import LedgerRow, MetadataStore
     from .domain import Disk, QemuDomain
 
 ERR = ErrorDomain.QEMU
@@ -233,10 +233,6 @@ def ensure_nvram(fw: Firmware, made: Callable[[int], object]) -> bool:
     """Create the NVRAM image from its template when it does not exist yet: the file is created with O_EXCL,
     `made(fd)` records it (the ledger) before data goes in, and qemu-img converts the raw template into it
     through that open file. An existing file, the user's or ours, is used as it is. Whether it was made."""
-    import shutil  # here: commands that only read metadata never load these
-    import stat
-    import subprocess
-
     if fw.nvram is None:
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "the pflash <loader> has no <nvram> path")
     if os.path.lexists(fw.nvram):
@@ -248,32 +244,75 @@ def ensure_nvram(fw: Firmware, made: Callable[[int], object]) -> bool:
     fd = os.open(fw.nvram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         made(fd)
-        src = os.open(fw.template, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks us
-        try:
-            st = os.fstat(src)
-            if not stat.S_ISREG(st.st_mode):
-                raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"NVRAM template {fw.template} is not a regular file")
-            if fw.nvram_format == "raw":
-                with os.fdopen(os.dup(src), "rb") as fin, os.fdopen(os.dup(fd), "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-            else:
-                # The template is raw (descriptors say so; libvirt 9.0 knows no other). Both files go to qemu-img
-                # as open descriptors: no name of ours or the user's reaches its filename parser.
-                for cmd in (["qemu-img", "create", "-q", "-f", "qcow2", f"/dev/fd/{fd}", str(st.st_size)],
-                            ["qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2", f"/dev/fd/{src}",
-                             f"/dev/fd/{fd}"]):
-                    proc = subprocess.run(cmd, capture_output=True, text=True, pass_fds=(fd, src), timeout=60,
-                                          check=False)
-                    if proc.returncode != 0:
-                        raise error(ErrorCode.OPERATION_FAILED, ERR,
-                                    f"making NVRAM {fw.nvram} from {fw.template}: {proc.stderr.strip()[:300]}")
-        finally:
-            os.close(src)
+        _from_template(fw, fd, new=True)
     except OSError as exc:
         raise error(ErrorCode.OPERATION_FAILED, ERR, f"making NVRAM {fw.nvram}: {exc.strerror}") from exc
     finally:
         os.close(fd)
     return True
+
+
+def reset_nvram(fw: Firmware | None, row: LedgerRow | None, uuid: str) -> None:
+    """`start --reset-nvram`: the NVRAM's content is the template's again. Only an NVRAM virtsnap made for this
+    domain (its ledger row, still that file) is written, never a user's; a qcow2 NVRAM keeps its internal
+    snapshots (qemu-img convert -n writes the active layer only), so every snapshot still brings its variables
+    back. One that does not exist is made at the start anyway."""
+    import stat
+
+    if fw is None or fw.nvram is None:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, "the domain has no NVRAM to reset (it has no UEFI firmware)")
+    if not os.path.lexists(fw.nvram):
+        return
+    if not fw.template:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, f"NVRAM {fw.nvram} has no <nvram template=...> to reset it from")
+    if row is None or row.domain != uuid:
+        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                    f"NVRAM {fw.nvram} was not made by virtsnap and is never written over by it")
+    try:
+        fd = os.open(fw.nvram, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"resetting NVRAM {fw.nvram}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (row.device, row.inode):
+            raise error(ErrorCode.OPERATION_INVALID, ERR,
+                        f"NVRAM {fw.nvram} is no longer the file virtsnap made and is never written over by it")
+        _from_template(fw, fd, new=False)
+    except OSError as exc:
+        raise error(ErrorCode.OPERATION_FAILED, ERR, f"resetting NVRAM {fw.nvram}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def _from_template(fw: Firmware, fd: int, new: bool) -> None:
+    """The raw template's content written into the NVRAM open at `fd`: copied into a raw one; qemu-img converts
+    it into a qcow2 one (created first when `new`). Both files go to qemu-img as open descriptors: no name of
+    ours or the user's reaches its filename parser."""
+    import shutil  # here: commands that only read metadata never load these
+    import stat
+    import subprocess
+
+    src = os.open(str(fw.template), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks us
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"NVRAM template {fw.template} is not a regular file")
+        if fw.nvram_format == "raw":
+            os.lseek(fd, 0, os.SEEK_SET)
+            with os.fdopen(os.dup(src), "rb") as fin, os.fdopen(os.dup(fd), "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            os.ftruncate(fd, st.st_size)
+            return
+        # The template is raw (descriptors say so; libvirt 9.0 knows no other)
+        create = ["qemu-img", "create", "-q", "-f", "qcow2", f"/dev/fd/{fd}", str(st.st_size)]
+        for cmd in ([create] if new else []) + [["qemu-img", "convert", "-n", "-f", "raw", "-O", "qcow2",
+                                                  f"/dev/fd/{src}", f"/dev/fd/{fd}"]]:
+            proc = subprocess.run(cmd, capture_output=True, text=True, pass_fds=(fd, src), timeout=60, check=False)
+            if proc.returncode != 0:
+                raise error(ErrorCode.OPERATION_FAILED, ERR,
+                            f"making NVRAM {fw.nvram} from {fw.template}: {proc.stderr.strip()[:300]}")
+    finally:
+        os.close(src)
 
 
 def own_nvram(state_dir: Path, uuid: str) -> str:
