@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     C = TypeVar("C", bound=type)
 
 
-SCHEMA_VERSION = 6  # also PRAGMA user_version: checked on open without parsing the schema
+SCHEMA_VERSION = 7  # also PRAGMA user_version: checked on open without parsing the schema
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS domains (
@@ -119,6 +119,18 @@ _V5 = (
 _V6 = (
     # a snapshot's children without reading the tree (snapshot-info's Children and Descendants)
     "CREATE INDEX IF NOT EXISTS snapshots_children ON snapshots(domain, parent)",
+)
+_V7 = (
+    # snapshot-protect marks on snapshots another program keeps (libvirt+: libvirtd owns them, so no domains row
+    # here): the domain's UUID, the snapshot's name and its creationTime when marked (a snapshot deleted and made
+    # again under that name outside virtsnap is another snapshot, which the mark does not cover)
+    """CREATE TABLE IF NOT EXISTS marks (
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (domain, name)
+) WITHOUT ROWID""",
 )
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
@@ -423,7 +435,7 @@ class MetadataStore:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(domains)")}
                 if "floor" not in columns:
                     db.execute("ALTER TABLE domains ADD COLUMN floor INTEGER NOT NULL DEFAULT 0")
-            for statement in _V2 + _V3 + _V4 + _V5 + _V6:
+            for statement in _V2 + _V3 + _V4 + _V5 + _V6 + _V7:
                 db.execute(statement)
             db.execute("UPDATE domains SET floor = generation")  # rows of schema 1 carry no generation
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -756,3 +768,25 @@ class MetadataStore:
         if self.read_only and self._db.execute("SELECT 1 FROM sqlite_master WHERE name='protected'").fetchone() is None:
             return set()
         return {name for (name,) in self._db.execute("SELECT name FROM protected WHERE domain=?", (uuid,))}
+
+    def set_mark(self, uuid: str, name: str, created: int, on: bool) -> None:
+        """Mark (or unmark) protected a snapshot another program keeps, as it is now (its creation time)."""
+        with self.transaction() as db:
+            if on:
+                db.execute("INSERT INTO marks(domain, name, created, since) VALUES (?, ?, ?, ?) ON CONFLICT(domain, "
+                           "name) DO UPDATE SET created=excluded.created", (uuid, name, created, time.time()))
+            else:
+                db.execute("DELETE FROM marks WHERE domain=? AND name=?", (uuid, name))
+
+    def marks(self, uuid: str) -> dict[str, int]:
+        """name -> creation time when marked, for the domain's snapshots another program keeps. A store older
+        than schema 7 opened read-only (not upgraded) has no marks."""
+        if self.read_only and self._db.execute("SELECT 1 FROM sqlite_master WHERE name='marks'").fetchone() is None:
+            return {}
+        return {name: int(created) for name, created in
+                self._db.execute("SELECT name, created FROM marks WHERE domain=?", (uuid,))}
+
+    def drop_marks(self, uuid: str, names: Iterable[str]) -> None:
+        """Forget the marks of snapshots that are gone."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM marks WHERE domain=? AND name=?", [(uuid, n) for n in names])

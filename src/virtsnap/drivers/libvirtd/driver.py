@@ -1,19 +1,22 @@
 """The libvirt+<URI> driver: every domain, lifecycle and snapshot call passed to libvirtd through libvirt-python.
 
-Results, errors (code, domain, message) and flags are libvirt's own; nothing is stored by virtsnap.
+Results, errors (code, domain, message) and flags are libvirt's own; virtsnap stores only what it adds (the
+journal and ledger of its own operations, snapshot-protect marks), in its state directory, never in libvirt's XML.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from lxml import etree
 
 from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
-from ...flags import DomainState, SnapshotCheck, SnapshotList
+from ...flags import DomainState, SnapshotCheck, SnapshotDelete, SnapshotList
 from ...uri import URI, redact
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 
@@ -151,6 +154,7 @@ class LibvirtDriver:
         self._read_only = read_only
         self._inner = inner
         self._context: Any = None  # beyond.Context, made by the first operation virtsnap does itself
+        self._marks_store: Any = None  # store.db.MetadataStore for snapshot-protect marks where there is no Context
         domain = _DRIVER_DOMAINS.get(scheme, ErrorDomain.DOMAIN)
         # (domain UUID, snapshot name) -> the libvirt-python handle last seen for it. libvirt's snapshot handles
         # are a domain and a name, checked again on every call: a handle whose snapshot is gone still reaches
@@ -173,6 +177,8 @@ class LibvirtDriver:
     def close(self) -> None:
         if self._context is not None:
             self._context.close()
+        if self._marks_store is not None:
+            self._marks_store.close()
         try:
             self._call(self._conn.close)
         except libvirtError:
@@ -280,8 +286,7 @@ class LibvirtDriver:
         if self._context is None:
             from . import beyond
 
-            self._context = beyond.Context(self._lv, self._conn, self._call,
-                                           beyond.state_directory(self._inner.rstrip("/").endswith("/system")))
+            self._context = beyond.Context(self._lv, self._conn, self._call, self._state_directory())
         return self._context
 
     def snapshot_revert(self, uuid: str, name: str, flags: int) -> None:
@@ -301,17 +306,96 @@ class LibvirtDriver:
         self._call(self._dom(uuid).revertToSnapshot, snap, flags)
 
     def snapshot_delete(self, uuid: str, name: str, flags: int) -> None:
+        """libvirt's delete, or virtsnap's own where libvirt cannot (delete.py). FORCE (virtsnap's bit, never
+        passed to libvirtd) deletes protected snapshots too; the marks of the snapshots it removed go with them."""
+        force = bool(flags & SnapshotDelete.FORCE)
+        flags &= ~int(SnapshotDelete.FORCE)
         snap = self._snapshot(uuid, name)
         ctx = self._beyond()
+        own = False
         if ctx is not None:
             from . import beyond, delete
 
-            if beyond.own_delete(ctx.version(), flags) and delete.wanted(ctx, self._dom(uuid), name, flags):
+            own = beyond.own_delete(ctx.version(), flags) and delete.wanted(ctx, self._dom(uuid), name, flags)
+            if own:
                 beyond.local_only(self._inner)
-                with ctx.operation(uuid, name):
-                    delete.delete(ctx, uuid, name, flags)
-                return
-        self._call(snap.delete, flags)
+        store = self._mark_store(create=False)
+        marked = store is not None and bool(store.marks(uuid))
+        with ctx.operation(uuid, name) if ctx is not None and (own or marked) else contextlib.nullcontext():
+            marks = self._marks(uuid) if marked else {}
+            if marks and not force:  # api.py checked too; here it holds against another process marking meanwhile
+                self._refuse_protected(snap, name, flags, marks)
+            before = set(self._call(self._dom(uuid).snapshotListNames, 0)) if marked else set()
+            if own:
+                from . import delete
+
+                delete.delete(ctx, uuid, name, flags)
+            else:
+                self._call(snap.delete, flags)
+            if marked:  # every mark of a snapshot this removed (CHILDREN: its descendants too)
+                assert store is not None
+                store.drop_marks(uuid, before - set(self._call(self._dom(uuid).snapshotListNames, 0)))
+
+    # -- snapshot-protect marks (virtsnap's state, keyed by the domain's UUID; libvirt's XML is left alone) ----
+    def _mark_store(self, create: bool = True) -> Any:
+        """The store holding the marks; None (create=False) where none was ever made: no marks then."""
+        ctx = self._beyond()
+        directory = ctx.directory if ctx is not None else self._state_directory()
+        if not create and not directory.joinpath("metadata.db").exists():
+            return None
+        if ctx is not None:
+            return ctx.store
+        if self._marks_store is None:
+            from ...store.db import MetadataStore
+
+            self._marks_store = MetadataStore(directory, read_only=self._read_only)
+        return self._marks_store
+
+    def _state_directory(self) -> Path:
+        from .beyond import state_directory
+
+        return state_directory(self._inner.rstrip("/").endswith("/system"))
+
+    def _created(self, snap: Any) -> int:
+        root = etree.fromstring(self._call(snap.getXMLDesc, 0).encode(), _PARSER)
+        return int(root.findtext("creationTime") or 0)
+
+    def _marks(self, uuid: str) -> dict[str, Any]:
+        """name -> libvirt-python handle of the domain's protected snapshots: a mark counts while a snapshot of
+        that name and creation time exists (one deleted outside virtsnap, even if made again, is unmarked)."""
+        store = self._mark_store(create=False)
+        marked = store.marks(uuid) if store is not None else {}
+        dom = self._dom(uuid)
+        if not marked:
+            return {}
+        out = {}
+        for snap in self._call(dom.listAllSnapshots, 0):
+            name = str(snap.getName())
+            if name in marked and self._created(snap) == marked[name]:
+                out[name] = snap
+        return out
+
+    def _refuse_protected(self, snap: Any, name: str, flags: int, marks: dict[str, Any]) -> None:
+        names = [] if flags & SnapshotDelete.CHILDREN_ONLY else [name]
+        if flags & (SnapshotDelete.CHILDREN | SnapshotDelete.CHILDREN_ONLY):
+            names += [str(s.getName()) for s in self._call(snap.listAllChildren, int(SnapshotList.DESCENDANTS))]
+        hits = [n for n in names if n in marks]
+        if hits:
+            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
+                        "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+
+    def snapshot_protected(self, uuid: str) -> set[str]:
+        return set(self._marks(uuid))
+
+    def snapshot_set_protected(self, uuid: str, name: str, on: bool) -> None:
+        if self._read_only:  # api.py refuses first; a driver call from elsewhere is refused here too
+            raise error(ErrorCode.OPERATION_DENIED, ErrorDomain.DOMAIN_SNAPSHOT,
+                        "read only access prevents virDomainSnapshotSetProtected")
+        ctx = self._beyond()
+        with ctx.operation(uuid, name) if ctx is not None else contextlib.nullcontext():
+            snap = self._call(self._dom(uuid).snapshotLookupByName, name, 0)
+            self._mark_store().set_mark(uuid, name, self._created(snap), on)
 
     def snapshot_size(self, uuid: str, name: str) -> SnapshotSize:
         """What the snapshot takes, read from the files libvirt's snapshot XML names (space.py)."""
