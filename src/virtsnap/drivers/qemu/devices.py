@@ -194,7 +194,7 @@ class Extras(Frozen):
         self.audio = audio  # (id, backend driver): none | spice
         self.sounds = sounds  # (QEMU controller, its HDA codec device or None, audio id)
         self.usb_companions = usb_companions  # (QEMU device, first port on the master EHCI)
-        self.cpu_props = cpu_props  # -cpu properties: Hyper-V, kvm=off
+        self.cpu_props = cpu_props  # -cpu properties: Hyper-V, kvm=off, enforce (check=partial)
         self.topology = topology  # sockets, dies, cores, threads
         self.cpuset = cpuset  # host CPUs every QEMU thread may run on
         self.memfd = memfd  # None: plain RAM; else a memfd backend, shared or not
@@ -315,6 +315,10 @@ class Extras(Frozen):
         apic = features.find("apic")
         if apic is not None and apic.get("eoi") in ("on", "off"):
             props.append(("kvm-pv-eoi", apic.get("eoi") or "off"))
+        cpu = node.find("cpu")
+        if cpu is not None and cpu.get("check") == "partial":
+            # libvirt refuses to start a CPU the hypervisor cannot give whole; QEMU's enforce is that check
+            props.append(("enforce", "on"))
         return props
 
 

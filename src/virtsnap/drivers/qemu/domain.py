@@ -200,6 +200,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("hyperv", "mode"): frozenset({"custom", "passthrough"}),
     **{(name, "state"): frozenset({"on", "off"}) for name in (*HYPERV, "direct", "hidden")},
     ("apic", "eoi"): frozenset({"on", "off"}),
+    ("vcpu", "placement"): frozenset({"static"}),  # auto asks numad for a placement: not applied
     ("source", "type"): frozenset({"memfd", "anonymous"}),
     ("access", "mode"): frozenset({"shared", "private"}),
     ("seclabel", "model"): frozenset({"dac"}),
@@ -223,7 +224,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("timer", "present"): frozenset({"yes", "no"}),
     ("vmport", "state"): frozenset({"on", "off"}),
     ("cpu", "mode"): frozenset({"host-passthrough", "maximum", "custom", "host-model"}),  # host-model: refused
-    ("cpu", "check"): frozenset({"none", "partial"}),
+    ("cpu", "check"): frozenset({"none", "partial"}),  # partial: QEMU's enforce (devices.py)
     ("cpu", "match"): frozenset({"exact"}),
     ("cpu", "migratable"): frozenset({"on"}),
     ("model", "fallback"): frozenset({"forbid", "allow"}),
@@ -330,7 +331,7 @@ ISA_SERIAL_PORTS = 4  # QEMU's isa-serial index: COM1 to COM4
 
 def serial_ports(serials: list[Node], count: int) -> tuple[int, ...]:
     """The ISA index of each of `count` serial ports: <target port> where given (libvirt passes it as the
-    isa-serial index), else the lowest port not yet taken; a <console> alone is port 0."""
+    isa-serial index), else the lowest port not yet taken; a <console> alone is read as its serial."""
     taken: list[int] = []
     for s in serials:
         target = s.find("target")
@@ -345,6 +346,23 @@ def serial_ports(serials: list[Node], count: int) -> tuple[int, ...]:
             raise _refuse("serial target port", raw, f"a free ISA serial port from 0 to {ISA_SERIAL_PORTS - 1}")
         taken.append(int(raw))
     return tuple(taken) if serials else tuple(range(count))
+
+
+def check_console(console: Node, serial: Node) -> None:
+    """A serial <console> next to a <serial> is libvirt's second view of that first serial port (virsh dumpxml
+    prints both): the same type, source and port, or it would name a port that does not exist."""
+    def view(el: Node) -> tuple[str, str | None, str | None]:
+        source, target = el.find("source"), el.find("target")
+        return (el.get("type") or "pty", source.get("path") if source is not None and el.get("type") == "file"
+                else None, (target.get("port") if target is not None else None))
+
+    kind, path, port = view(console)
+    first = view(serial)
+    if port not in (None, first[2] or "0"):
+        raise _refuse("console target port", port, f"the first serial's port ({first[2] or '0'})")
+    if (kind, path) != first[:2]:
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, "a serial <console> is the first <serial>: its type and "
+                    f"source must be that serial's (console type='{kind}', serial type='{first[0]}')")
 
 
 VIRTIO_SERIAL_PORTS = 31  # virtio-serial-pci's max_ports: nr 1 to 30 (0 is kept for a virtconsole)
@@ -816,7 +834,7 @@ class Hardware(Frozen):
                  disable_s3: bool | None = None, disable_s4: bool | None = None, serials: tuple[int, ...] = (),
                  root_ports: Sequence[tuple[int, int, int]] = (), extra: Extras | None = None,
                  tpm: Tpm | None = None, pci: dict[tuple[str, int], dict[str, Any]] | None = None) -> None:
-        self.pci = pci or {}  # PCI placements (placements()): ("nics", 0) -> {"bus": ..., "addr": ...}
+        self.pci = pci or {}  # placements(): ("nics", 0) -> {"bus": ..., "addr": ...}, ("inputs", 1) -> {"port": ...}
         self.tpm = tpm  # the emulated TPM (swtpm), or None
         self.extra = extra or Extras()  # SPICE, sound, USB companions, Hyper-V, topology, pinning, memory
         self.root_ports = root_ports  # (controller index, chassis, port) of each pcie-root-port
@@ -873,6 +891,9 @@ class Hardware(Frozen):
                 refusals.items.append(f"video model {kind!r} is not one of {', '.join(sorted(VIDEO_MODELS))}")
                 continue
             if kind == "none":
+                continue
+            if n > 0 and m.get("primary") == "yes":  # libvirt moves the primary video first; dumpxml has it so
+                refusals.items.append(f"video primary='yes' on <video> {n + 1} (the primary video is the first)")
                 continue
             dev = VIDEO_MODELS[kind][0 if n == 0 else 1]
             if dev is None:
@@ -1067,6 +1088,9 @@ class QemuDomain(Frozen):
                 refusals.items.append(f"boot order {raw_order!r} is not a number from 1 to 999")
                 raw_order = None
             dev = target.get("dev") or ""
+            io, cache = (driver.get("io"), driver.get("cache")) if driver is not None else (None, None)
+            if io == "native" and cache not in ("none", "directsync"):  # Linux AIO needs O_DIRECT: QEMU fails
+                refusals.items.append(f"io='native' of disk '{dev}' needs cache='none' or 'directsync'")
             disks.append(Disk(target=refusals.take(dev, check_target, dev), device=device, source_type=stype,
                               path=refusals.take(path, check_path, "disk source", path), format=fmt,
                               bus=target.get("bus") or "virtio",
@@ -1165,15 +1189,21 @@ class QemuDomain(Frozen):
             elif kind == "network":
                 named = refusals.take(None, check_network_name, raw_name)
             nets.append((kind, named))
-        for c in devices.findall("console"):
+        consoles = devices.findall("console")
+        for c in consoles:
             ctarget = c.find("target")
             if ctarget is not None and ctarget.get("type") not in (None, "serial"):
                 refusals.items.append("only serial consoles are supported")
+        if len(consoles) > 1:
+            refusals.items.append("only one <console> (the first serial port's) is supported")
+        if consoles and devices.findall("serial"):
+            refusals.take(None, check_console, consoles[0], devices.findall("serial")[0])
         boot_devs = [b.get("dev") or "hd" for b in os_node.findall("boot")] if os_node is not None else []
         if boot_devs and any(d.find("boot") is not None for d in devices.findall("disk")):
             raise error(ErrorCode.XML_ERROR, ERR, "per-device boot elements cannot be used together with os/boot")
         no_ports: tuple[int, ...] = ()
-        ports = refusals.take(no_ports, serial_ports, devices.findall("serial"), len(chardevs))
+        ports = refusals.take(no_ports, serial_ports, chardevs[:1] if chardevs == consoles else chardevs,
+                              len(chardevs))
         hw = Hardware.from_node(node, ports, machine, defn.vcpus, refusals)
         return cls(
             defn=defn,
