@@ -135,6 +135,8 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
     running = bool(ctx.call(dom.isActive))
     live_xml = str(ctx.call(dom.XMLDesc, DOMAIN_XML_SECURE if running else DOMAIN_XML_SECURE | DOMAIN_XML_INACTIVE))
     plan = _plan(ctx, uuid, records, order, live_xml, running)
+    if running:
+        _refuse_busy(ctx, dom, plan)
     steps = [dataclasses.asdict(s) for s in plan.steps]
     entry = ctx.store.journal_begin(uuid, OP, {"snapshot": name, "flags": flags, "order": order, "steps": steps,
                                                "moved": plan.moved, "remove": plan.remove})
@@ -156,7 +158,21 @@ def _plan(ctx: Context, uuid: str, records: dict[str, Record], order: list[str],
                         f"deleting would pull data into {step.image}, which is inside disk {step.target}'s chain "
                         "while the domain runs (libvirt pulls only into the image the guest writes); shut the domain "
                         "down first. Nothing was changed")
+    blocked = extdelete.unwritable(plan.steps)
+    if blocked:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, "deleting would merge data into " + ", ".join(blocked)
+                    + ", which cannot be written (a read-only file system or no permission). Nothing was changed")
     return plan
+
+
+def _refuse_busy(ctx: Context, dom: Any, plan: extdelete.Plan) -> None:
+    """A block job someone else runs on a disk the plan merges through libvirtd (a copy, a pull, a backup) is
+    not this delete's to wait for or pivot: refused before any change, as libvirt refuses a second job."""
+    busy = sorted({s.target for s in plan.steps if s.how in ("active", "intermediate", "stream")
+                   and _job(ctx, dom, s.target)})
+    if busy:
+        raise error(ErrorCode.OPERATION_INVALID, ERR, ", ".join(f"disk '{t}'" for t in busy) + " already in active "
+                    "block job (see virsh blockjob); let it end or abort it, then delete again. Nothing was changed")
 
 
 def _finish(ctx: Context, uuid: str, entry: int, order: list[str], steps: list[extdelete.Step],

@@ -326,6 +326,14 @@ class _Planner:
             self.graph[child].backing = below
 
 
+def unwritable(steps: list[Step]) -> list[str]:
+    """The files the plan's qemu-img steps write (a commit: the image it merges into; a rebase: the image's
+    header and data) that cannot be written now (a read-only mount, no permission): checked before the first
+    step, since a merge done cannot be taken back when a later one fails."""
+    written = {step.base if step.kind == "commit" else step.image for step in steps if step.how == "qemu-img"}
+    return sorted(path for path in written if not os.access(path, os.W_OK))
+
+
 def image_step(step: Step) -> None:
     """Carry out a qemu-img step of a plan on the files (QEMU does not have them open), formats named."""
     if step.kind == "commit":

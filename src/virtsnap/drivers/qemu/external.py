@@ -16,6 +16,7 @@ from ...conf.snapshot_xml import without_extension
 from ...conf.xmlutil import Node
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
+from ...store.db import system_error
 from . import images
 
 ERR = ErrorDomain.QEMU
@@ -122,6 +123,8 @@ def create_overlay(overlay: str, backing: str, backing_format: str, reuse: bool,
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                     f"external snapshot file for disk {disk} already exists: {overlay} (REUSE_EXT uses an "
                     "existing file)") from None
+    except OSError as exc:  # a read-only or full directory, a missing one, a name too long: one line, not a trace
+        raise system_error(f"cannot create external snapshot file {overlay} for disk {disk}", exc) from None
     try:
         made(fd)
         # -u: do not open the backing file (QEMU may hold its write lock); the size is given instead.
