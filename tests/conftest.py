@@ -44,6 +44,7 @@ LIBVIRTD_FILES = frozenset({
     "tests/qemu_guest/test_libvirt_crash.py", "tests/qemu_guest/test_libvirt_differential.py",
     "tests/qemu_guest/test_libvirt_driver.py", "tests/qemu_guest/test_libvirt_external.py",
     "tests/qemu_guest/test_libvirt_protect.py", "tests/qemu_guest/test_libvirt_failures.py",
+    "tests/remote/test_ansible_libvirt.py",
     "tests/qemu_guest/test_netdev.py", "tests/qemu_guest/test_vs_libvirt.py",
     "tests/remote/test_libvirt_ssh.py", "tests/remote/test_libvirt_ssh_own.py",
 })
