@@ -397,8 +397,9 @@ def test_tpm_refusals(conn, plain):
             ["type='passthrough' of <domain/devices/tpm/backend>", "element <domain/devices/tpm/backend/device>"],
         "<tpm model='tpm-crb'><backend type='emulator' version='1.2'/></tpm>":
             ["version='1.2' of <domain/devices/tpm/backend>"],
-        "<tpm model='tpm-spapr'><backend type='emulator' version='2.0' persistent_state='yes'/></tpm>":
-            ["model='tpm-spapr' of <domain/devices/tpm>", "attribute 'persistent_state' of <domain/devices/tpm/backend>"],
+        "<tpm model='tpm-spapr'><backend type='emulator' version='2.0' debug='1' persistent_state='maybe'/></tpm>":
+            ["model='tpm-spapr' of <domain/devices/tpm>", "attribute 'debug' of <domain/devices/tpm/backend>",
+             "persistent_state='maybe' of <domain/devices/tpm/backend>"],
         "<tpm model='tpm-crb'><backend type='emulator' version='2.0'><encryption secret='x'/></backend></tpm>":
             ["element <domain/devices/tpm/backend/encryption>"],
         "<tpm model='tpm-crb'><backend type='emulator'/></tpm><tpm model='tpm-tis'><backend type='emulator'/></tpm>":

@@ -145,6 +145,8 @@ EFFECTS: dict[str, tuple[str, ...]] = {
     "domain/devices/tpm": (TPM_STATE,), "domain/devices/tpm@model": (TPM_STATE, TPM_TIS),
     "domain/devices/tpm/backend": (TPM_STATE,), "domain/devices/tpm/backend@type": (TPM_STATE,),
     "domain/devices/tpm/backend@version": (TPM_STATE,),
+    "domain/devices/tpm/backend@persistent_state": (
+        "tests/qemu_guest/test_tpm_persistent.py::test_persistent_state_is_kept_at_undefine_unless_removed_with_tpm",),
     "domain/devices/tpm/backend/active_pcr_banks/sha1": (TPM_STATE,),
     "domain/devices/tpm/backend/active_pcr_banks/sha256": (TPM_STATE,),
     "domain/vcpu": (VCPUS, TOPOLOGY), "domain/vcpu@current": (VCPUS,), "domain/vcpu@cpuset": (TOPOLOGY,),

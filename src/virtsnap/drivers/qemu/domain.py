@@ -148,7 +148,7 @@ SUBSET: dict[str, Spec] = {
             "memballoon": _s("model", {"address": _ADDRESS, "alias": _ALIAS}),
             "rng": _s("model", {"backend": _s("model", text=True), "address": _ADDRESS, "alias": _ALIAS}),
             "audio": _s("id type"),
-            "tpm": _s("model", {"backend": _s("type version", {"active_pcr_banks": _s("", {
+            "tpm": _s("model", {"backend": _s("type version persistent_state", {"active_pcr_banks": _s("", {
                 bank: _s() for bank in TPM_PCR_BANKS})}), "alias": _ALIAS}),
             "sound": _s("model", {"codec": _s("type"), "audio": _s("id"), "address": _ADDRESS, "alias": _ALIAS}),
             "redirdev": _s("bus type", {"address": _ADDRESS, "alias": _ALIAS}),
@@ -211,6 +211,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("tpm", "model"): frozenset(TPM_MODELS),
     ("backend", "type"): frozenset({"emulator"}),  # <tpm><backend>: swtpm (passthrough of a host TPM is not)
     ("backend", "version"): frozenset({"2.0"}),
+    ("backend", "persistent_state"): frozenset({"yes", "no"}),
     ("rng", "model"): frozenset({"virtio"}),
     ("backend", "model"): frozenset({"random", "builtin"}),
     ("input", "type"): frozenset({"tablet", "mouse", "keyboard"}),
@@ -528,12 +529,14 @@ class Tpm(Frozen):
     """<tpm model='tpm-crb|tpm-tis'><backend type='emulator' version='2.0'/>: a TPM 2.0 that swtpm emulates
     (drivers/qemu/tpm.py), with the PCR banks swtpm_setup activates (None: swtpm_setup's default, sha256)."""
 
-    _fields = ("device", "pcr_banks")
+    _fields = ("device", "pcr_banks", "persistent")
     __slots__ = _fields
 
-    def __init__(self, device: str, pcr_banks: tuple[str, ...] | None = None) -> None:
+    def __init__(self, device: str, pcr_banks: tuple[str, ...] | None = None, persistent: bool = False) -> None:
         self.device = device  # QEMU's device: tpm-crb or tpm-tis
         self.pcr_banks = pcr_banks
+        # <backend persistent_state='yes'>: undefine keeps the state unless asked (--tpm) to remove it
+        self.persistent = persistent
 
     @classmethod
     def from_node(cls, node: Node) -> Tpm:
@@ -547,7 +550,7 @@ class Tpm(Frozen):
             if not banks:
                 raise error(ErrorCode.XML_ERROR, ERR, "<active_pcr_banks> names no PCR bank")
         # libvirt's default model on x86 is tpm-tis; an absent version is 2.0 (swtpm's TPM 1.2 is not offered)
-        return cls(TPM_MODELS[node.get("model") or "tpm-tis"], banks)
+        return cls(TPM_MODELS[node.get("model") or "tpm-tis"], banks, backend.get("persistent_state") == "yes")
 
 
 # A drive address's ranges per disk bus (controller, bus, target, unit), one controller of each kind: PIIX's IDE has

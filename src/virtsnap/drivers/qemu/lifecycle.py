@@ -79,10 +79,14 @@ def undefine(ctx: Context, uuid: str, flags: int) -> None:
         count = ctx.store.snapshot_count(uuid)
         if count and not flags & DomainUndefine.SNAPSHOTS_METADATA:
             raise error(ErrorCode.OPERATION_INVALID, ERR, f"cannot delete inactive domain with {count} snapshots")
-        nvram = firmware.undefine_nvram(ctx.store, uuid, QemuDomain.from_def(defn), flags)
+        qdom = QemuDomain.from_def(defn)
+        nvram = firmware.undefine_nvram(ctx.store, uuid, qdom, flags)
         ctx.store.delete_domain(uuid)
-        if not flags & DomainUndefine.KEEP_TPM:  # libvirt removes an emulated TPM's state unless kept; after
-            tpm.remove_state(ctx.store, ctx.state_dir, uuid)  # every refusal, so a refused undefine keeps it
+        # libvirt removes an emulated TPM's state unless kept (--keep-tpm), or, with <backend
+        # persistent_state='yes'>, only when asked (--tpm); after every refusal, so a refused undefine keeps it
+        persistent = qdom.hw.tpm is not None and qdom.hw.tpm.persistent
+        if (flags & DomainUndefine.TPM) if persistent else not flags & DomainUndefine.KEEP_TPM:
+            tpm.remove_state(ctx.store, ctx.state_dir, uuid)
         if nvram is not None:  # --nvram: the domain's own store goes with it (the ledger's rule)
             ctx.remove_ours(uuid, [nvram])
         ctx.store.ledger_release(uuid)  # the files stay, and are the user's now
