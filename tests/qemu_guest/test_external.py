@@ -200,6 +200,35 @@ def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn)
     assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
 
 
+def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, conn):
+    """An internal snapshot taken before an external one keeps its tag in what is now the overlay's backing file:
+    delete removes it there (qemu-img, the domain shut off), not only from the current image; while QEMU has that
+    file open as a backing file (its snapshot-delete takes writable nodes only, its lock keeps qemu-img out) the
+    delete is refused and changes nothing. Before, the metadata went and the tag stayed in the base for good."""
+    from .conftest import image_tags
+    from .test_argv_injection import domain, qcow2
+
+    base = workdir / "disk"
+    qcow2(base)
+    dom = conn.defineXML(domain("behind", base))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)  # QEMU without a guest: snapshots need no boot
+    internal = dom.snapshotCreateXML("<domainsnapshot><name>I</name></domainsnapshot>")
+    ext = dom.snapshotCreateXML("<domainsnapshot><name>E</name></domainsnapshot>", DISK_ONLY)
+    assert chain(disk_source(dom))[1:] == [str(base)] and image_tags(str(base)) == ["I"]
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(str(base)))
+    with pytest.raises(virtsnap.libvirtError) as info:
+        internal.delete()
+    assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert str(base) in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(str(base))) == before
+    dom.destroy()
+    internal.delete()
+    assert image_tags(str(base)) == [] and dom.snapshotListNames() == ["E"]
+    assert chain(disk_source(dom))[1:] == [str(base)]  # the overlay still reads through the base
+    ext.delete()
+    assert dom.snapshotNum() == 0 and image_tags(disk_source(dom)) == []
+
+
 def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):
     dom = conn.defineXML(domain_xml(guest, workdir, agent=False))
     snap = dom.snapshotCreateXML("<domainsnapshot><name>S</name></domainsnapshot>", DISK_ONLY)

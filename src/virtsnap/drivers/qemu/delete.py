@@ -72,6 +72,9 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
     for victim in victims:  # or removed inside virtsnap's own directories
         ctx.check_snapshot_paths(moments.def_of(victim))
     running = ctx.rt(uuid).pid() is not None
+    behind = _tags_behind(qdom, [moments.def_of(v) for v in victims])
+    if behind and running:
+        _refuse_open_backing(ctx, uuid, behind)
     external_victims = [m for m in victims if moments.def_of(m).is_external]
     plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
              for m in external_victims]  # every plan is checked before anything changes
@@ -88,6 +91,8 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every victim
             for victim in victims:  # an external one holds a tag in the NVRAM image alone
                 _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
+            for path, tag in behind:  # no QEMU has these open (checked above)
+                images.snapshot_delete(path, tag)
             for plan in plans:
                 merged, dropped = _run_external_delete(ctx, uuid, tree, plan, mon)
                 removed.update(merged)
@@ -248,6 +253,37 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
             images.snapshot_delete(disk.path, defn.name)
     for disk in holders:
         tags[disk.target].discard(defn.name)
+
+
+def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, str]]:
+    """(image, tag) of each internal snapshot whose tag lies in an image that is no longer its disk's current one:
+    the disk's source when the snapshot was taken, with an external snapshot's overlay (or a revert) in front
+    of it since. Neither QEMU's snapshot-delete nor the current images reach it; a tag already gone is skipped
+    (a recovery runs this again)."""
+    current = {d.target: d.path for d in qdom.disks}
+    found: list[tuple[str, str]] = []
+    for defn in defns:
+        sources = external.disk_sources(defn.domain) if defn.domain is not None else {}
+        for disk in defn.disks:
+            path, fmt = sources.get(disk.name, (None, None))
+            if disk.snapshot != Location.INTERNAL or path is None or fmt != "qcow2" or path == current.get(disk.name):
+                continue
+            if os.path.isfile(path) and defn.name in images.snapshots(path, force_share=True):
+                found.append((path, defn.name))
+    return list(dict.fromkeys(found))
+
+
+def _refuse_open_backing(ctx: Context, uuid: str, behind: list[tuple[str, str]]) -> None:
+    """A tag in an image the running QEMU has open (a backing file now) cannot be deleted: QEMU's snapshot-delete
+    takes only writable nodes and QEMU's lock keeps qemu-img out. Refused before anything changes."""
+    with ctx.monitor(uuid) as mon:
+        open_files = {os.path.realpath(str(n.get("file"))) for n in mon.execute("query-named-block-nodes")}
+    held = [(path, tag) for path, tag in behind if os.path.realpath(path) in open_files]
+    if held:
+        raise error(ErrorCode.OPERATION_INVALID, ERR,
+                    "; ".join(f"internal snapshot '{tag}' is stored in {path}" for path, tag in held)
+                    + ", which the running domain now reads as a backing file (QEMU cannot delete a snapshot "
+                    "there): delete it while the domain is shut off; nothing was changed")
 
 
 def _moved(domain: DomainDef, moved: dict[str, tuple[str, str]]) -> DomainDef:
