@@ -190,7 +190,15 @@ class Registration:
 
 _registrations: dict[int, Registration] = {}
 _callback_ids = itertools.count(1)
-_reg_lock = threading.Lock()
+# Re-entrant: a connection's last reference can go in a finalizer (virDomain.__del__ -> deregister_all), which
+# the garbage collector runs at any allocation, on a thread that may already hold this lock (the full suite hung
+# there: listening() -> gc -> __del__ -> deregister_all). Every walk of the registry goes over a copy made without
+# allocating per item (_copy), so a nested change cannot break it.
+_reg_lock = threading.RLock()
+
+
+def _copy() -> list[Registration]:
+    return list(_registrations.values())
 
 
 def register(conn: Any, scope: str, uuid: str | None, event_id: int, cb: Any, opaque: Any) -> int:
@@ -212,25 +220,26 @@ def deregister(conn: Any, callback_id: int) -> bool:
 
 def ids_for(conn: Any, event_id: int, cb: Any) -> list[int]:
     with _reg_lock:
-        return [i for i, r in _registrations.items() if r.conn is conn and r.event_id == event_id and r.cb == cb]
+        return [r.callback_id for r in _copy() if r.conn is conn and r.event_id == event_id and r.cb == cb]
 
 
 def deregister_all(conn: Any) -> None:
     with _reg_lock:
-        for callback_id in [i for i, r in _registrations.items() if r.conn is conn]:
-            del _registrations[callback_id]
+        for r in _copy():
+            if r.conn is conn:
+                _registrations.pop(r.callback_id, None)
 
 
 def listening(scope: str) -> bool:
     """Whether any callback of the process watches this hypervisor (so events are worth working out)."""
     with _reg_lock:
-        return any(r.scope == scope for r in _registrations.values())
+        return any(r.scope == scope for r in _copy())
 
 
 def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[Any, ...]]) -> None:
     """Queue the event for every matching callback; make_args(conn) gives the arguments after conn."""
     with _reg_lock:
-        targets = [r for r in _registrations.values()
+        targets = [r for r in _copy()
                    if r.scope == scope and r.event_id == event_id and r.uuid in (None, uuid)]
     if not targets or _loop is None:
         return
