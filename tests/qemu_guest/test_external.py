@@ -201,10 +201,11 @@ def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn)
 
 
 def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, conn):
-    """An internal snapshot taken before an external one keeps its tag in what is now the overlay's backing file:
-    delete removes it there (qemu-img, the domain shut off), not only from the current image; while QEMU has that
-    file open as a backing file (its snapshot-delete takes writable nodes only, its lock keeps qemu-img out) the
-    delete is refused and changes nothing. Before, the metadata went and the tag stayed in the base for good."""
+    """An internal snapshot taken before an external one keeps its tag in what is now an overlay's backing file:
+    delete removes it there, not only from the current image (before, the metadata went and the tag stayed for
+    good). While QEMU runs, the backing node is reopened read-write for QEMU's snapshot-delete and read-only
+    after; a backing file QEMU opened by itself at a later start cannot be reopened, so that delete is refused
+    and changes nothing, and succeeds with the domain shut off (qemu-img)."""
     from .conftest import image_tags
     from .test_argv_injection import domain, qcow2
 
@@ -212,21 +213,45 @@ def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, 
     qcow2(base)
     dom = conn.defineXML(domain("behind", base))
     dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)  # QEMU without a guest: snapshots need no boot
-    internal = dom.snapshotCreateXML("<domainsnapshot><name>I</name></domainsnapshot>")
-    ext = dom.snapshotCreateXML("<domainsnapshot><name>E</name></domainsnapshot>", DISK_ONLY)
-    assert chain(disk_source(dom))[1:] == [str(base)] and image_tags(str(base)) == ["I"]
-    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(str(base)))
-    with pytest.raises(virtsnap.libvirtError) as info:
-        internal.delete()
-    assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
-    assert str(base) in info.value.get_error_message()
-    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(str(base))) == before
+
+    def snap(name: str, flags: int = 0):
+        return dom.snapshotCreateXML(f"<domainsnapshot><name>{name}</name></domainsnapshot>", flags)
+
+    first = snap("I1")  # in the base
+    snap("E1", DISK_ONLY)
+    overlay = disk_source(dom)
+    second = snap("I2")  # in E1's overlay, which E2 puts behind its own
+    snap("E2", DISK_ONLY)
+    assert chain(disk_source(dom))[1:] == [overlay, str(base)]
+    assert (image_tags(str(base)), image_tags(overlay)) == (["I1"], ["I2"])
+    first.delete()  # the base: the node QEMU opened at start
+    second.delete()  # E1's overlay: the node virtsnap added, with the base behind it
+    assert (image_tags(str(base)), image_tags(overlay)) == ([], [])
+    assert dom.isActive() and dom.snapshotListNames() == ["E1", "E2"]
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+    try:  # both backing nodes are read-only again, the overlay on top writable
+        ro = {n["file"]: n["ro"] for n in mon.execute("query-named-block-nodes") if n["drv"] == "qcow2"}
+    finally:
+        mon.close()
+    assert ro == {str(base): True, overlay: True, disk_source(dom): False}
+    third = snap("I3")
+    snap("E3", DISK_ONLY)
     dom.destroy()
-    internal.delete()
-    assert image_tags(str(base)) == [] and dom.snapshotListNames() == ["E"]
-    assert chain(disk_source(dom))[1:] == [str(base)]  # the overlay still reads through the base
-    ext.delete()
-    assert dom.snapshotNum() == 0 and image_tags(disk_source(dom)) == []
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)  # now QEMU opens the backing files by itself
+    behind = chain(disk_source(dom))[1]
+    before = (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(behind))
+    with pytest.raises(virtsnap.libvirtError) as info:
+        third.delete()
+    assert info.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert behind in info.value.get_error_message()
+    assert (files(workdir), dom.XMLDesc(), dom.snapshotListNames(), image_tags(behind)) == before
+    assert before[3] == ["I3"]
+    dom.destroy()
+    third.delete()
+    assert image_tags(behind) == [] and dom.snapshotListNames() == ["E1", "E2", "E3"]
+    assert chain(disk_source(dom))[1:] == [behind, overlay, str(base)]
 
 
 def test_revert_whose_image_is_missing_changes_nothing(guest, workdir, conn):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ... import failpoints
 from ...conf.domain_xml import DomainDef
@@ -17,7 +17,7 @@ from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import SnapshotDelete as D
 from . import external, firmware, images, moments
-from .domain import QemuDomain
+from .domain import CACHE, QemuDomain
 
 if TYPE_CHECKING:
     from . import extdelete
@@ -73,8 +73,7 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
         ctx.check_snapshot_paths(moments.def_of(victim))
     running = ctx.rt(uuid).pid() is not None
     behind = _tags_behind(qdom, [moments.def_of(v) for v in victims])
-    if behind and running:
-        _refuse_open_backing(ctx, uuid, behind)
+    reopen = _backing_nodes(ctx, uuid, qdom, behind) if behind and running else {}
     external_victims = [m for m in victims if moments.def_of(m).is_external]
     plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
              for m in external_victims]  # every plan is checked before anything changes
@@ -91,8 +90,12 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every victim
             for victim in victims:  # an external one holds a tag in the NVRAM image alone
                 _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
-            for path, tag in behind:  # no QEMU has these open (checked above)
-                images.snapshot_delete(path, tag)
+            for path, tag in behind:
+                if (path, tag) in reopen:
+                    assert mon is not None
+                    _delete_in_backing_node(mon, reopen[(path, tag)], tag)
+                else:  # no QEMU has it open
+                    images.snapshot_delete(path, tag)
             for plan in plans:
                 merged, dropped = _run_external_delete(ctx, uuid, tree, plan, mon)
                 removed.update(merged)
@@ -273,17 +276,59 @@ def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, 
     return list(dict.fromkeys(found))
 
 
-def _refuse_open_backing(ctx: Context, uuid: str, behind: list[tuple[str, str]]) -> None:
-    """A tag in an image the running QEMU has open (a backing file now) cannot be deleted: QEMU's snapshot-delete
-    takes only writable nodes and QEMU's lock keeps qemu-img out. Refused before anything changes."""
+def _backing_nodes(ctx: Context, uuid: str, qdom: QemuDomain,
+                   behind: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(image, tag) -> the blockdev-reopen options of the node the running QEMU has that image open as (a
+    backing file now: read-only, so QEMU's snapshot-delete skips it, and its lock keeps qemu-img out). Such a
+    node is reopened read-write for the delete, read-only again after, with the options it was opened with: a
+    node virtsnap named (the disk's image at start, an overlay it added). A backing file QEMU opened by itself
+    (at a later start) cannot be reopened by QEMU's blockdev-reopen, so its tag's delete is refused before
+    anything changes. Images QEMU does not have open are qemu-img's."""
     with ctx.monitor(uuid) as mon:
-        open_files = {os.path.realpath(str(n.get("file"))) for n in mon.execute("query-named-block-nodes")}
-    held = [(path, tag) for path, tag in behind if os.path.realpath(path) in open_files]
-    if held:
+        nodes = mon.execute("query-named-block-nodes")
+        graph = mon.execute("x-debug-query-block-graph") if any(n.get("backing_file") for n in nodes) else {}
+    by_name = {str(n["node-name"]): n for n in nodes}
+    ids = {g["id"]: str(g["name"]) for g in graph.get("nodes", [])}
+    backing = {ids.get(e["parent"]): ids.get(e["child"]) for e in graph.get("edges", []) if e["name"] == "backing"}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    refused = []
+    for path, tag in behind:
+        holders = [str(n["node-name"]) for n in nodes
+                   if n["drv"] == "qcow2" and os.path.realpath(str(n["file"])) == os.path.realpath(path)]
+        if not holders:
+            continue
+        node = holders[0]
+        file_node = by_name.get(f"{node}-file")
+        if len(holders) > 1 or node.startswith("#") or file_node is None or file_node["drv"] != "file" or \
+                (by_name[node].get("backing_file") and not backing.get(node)):
+            refused.append((path, tag))
+            continue
+        options: dict[str, Any] = {"driver": "qcow2", "node-name": node, "file": f"{node}-file"}
+        if by_name[node].get("backing_file"):
+            options["backing"] = backing[node]
+        disk = next((d for d in qdom.disks if f"drive-{d.target}" == node), None)
+        if disk is not None:  # the disk's image at start: the block options argv.py gave its node
+            direct, no_flush, _ = CACHE[disk.cache]
+            options["cache"] = {"direct": direct, "no-flush": no_flush}
+            options["discard"] = "unmap" if disk.discard == "unmap" else "ignore"
+        found[(path, tag)] = options
+    if refused:
         raise error(ErrorCode.OPERATION_INVALID, ERR,
-                    "; ".join(f"internal snapshot '{tag}' is stored in {path}" for path, tag in held)
-                    + ", which the running domain now reads as a backing file (QEMU cannot delete a snapshot "
-                    "there): delete it while the domain is shut off; nothing was changed")
+                    "; ".join(f"internal snapshot '{tag}' is stored in {path}" for path, tag in refused)
+                    + ", which the running QEMU opened by itself as a backing file and cannot reopen to write: "
+                    "delete it while the domain is shut off; nothing was changed")
+    return found
+
+
+def _delete_in_backing_node(mon: Monitor, options: dict[str, Any], tag: str) -> None:
+    """QEMU's snapshot-delete on a backing node, reopened read-write for it and read-only again after."""
+    mon.execute("blockdev-reopen", {"options": [{**options, "read-only": False}]})
+    try:
+        job = f"delete-{os.getpid()}-backing"
+        mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [options["node-name"]]})
+        mon.wait_job(job)
+    finally:
+        mon.execute("blockdev-reopen", {"options": [{**options, "read-only": True}]})
 
 
 def _moved(domain: DomainDef, moved: dict[str, tuple[str, str]]) -> DomainDef:
