@@ -13,6 +13,7 @@ import virtsnap
 from virtsnap.drivers.qemu.monitor import Monitor
 
 from .test_argv_injection import domain, qcow2
+from .test_domain_table import _running
 
 pytestmark = pytest.mark.qemu
 
@@ -42,12 +43,6 @@ def _props(conn, dom, ids: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
         mon.close()
 
 
-def _started(conn, xml: str):
-    dom = conn.defineXML(xml)
-    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
-    return dom
-
-
 def test_pc_disks_sit_at_libvirts_drive_addresses(conn, workdir):
     qcow2(workdir / "disk")
     extra = (_disk("hda", "ide", workdir / "a") + _disk("hdb", "ide")  # hdb: bus 0 unit 1, not the second bus
@@ -56,7 +51,7 @@ def test_pc_disks_sit_at_libvirts_drive_addresses(conn, workdir):
              + _disk("sdc", "scsi", workdir / "c")  # virtio-scsi: target 0, LUN 2
              + _disk("sdz", "scsi", workdir / "z", address=_drive(0, 0, 3, 5)))
     xml = domain("drives", workdir / "disk").replace("</devices>", extra + "</devices>")
-    dom = _started(conn, xml)
+    dom = _running(conn, xml)
     try:
         seen = _props(conn, dom, {"hda": ("unit",), "hdb": ("unit",), "hdc": ("unit",), "sdb": (),
                                   "sdc": ("channel", "scsi-id", "lun"), "sdz": ("channel", "scsi-id", "lun")})
@@ -72,7 +67,7 @@ def test_q35_sata_disks_take_the_port_their_name_or_address_gives(conn, workdir)
     extra = _disk("sda", "sata") + _disk("sdc", "sata", workdir / "c") + _disk("sdq", "sata", workdir / "q",
                                                                                address=_drive(0, 0, 0, 4))
     xml = domain("drives35", workdir / "disk", machine="q35").replace("</devices>", extra + "</devices>")
-    dom = _started(conn, xml)
+    dom = _running(conn, xml)
     try:
         seen = _props(conn, dom, {"sda": (), "sdc": (), "sdq": ()})
     finally:
