@@ -15,7 +15,7 @@ from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Drift, Driver, Op, SnapshotSize
-from .errors import ErrorCode, ErrorDomain, error, last_error, libvirtError, raw_error
+from .errors import ErrorCode, ErrorDomain, error, last_error, libvirtError, protected_refusal, raw_error
 from .flags import (
     ConnectFlags,
     DomainState,
@@ -954,9 +954,7 @@ class virDomainSnapshot(surface.virDomainSnapshot):  # noqa: N801
 
         hits = self._with(doomed)
         if hits:
-            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
-                        "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
-                        "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+            raise protected_refusal(hits)
 
     def getSize(self, flags: int = 0) -> dict[str, int | bool]:  # noqa: N802
         """virtsnap extension: {"memory": bytes, "disk": bytes, "memory_exact": bool, "disk_exact": bool}.

@@ -228,6 +228,13 @@ def fail(code: ErrorCode, domain: ErrorDomain, detail: str | None = None) -> NoR
     raise error(code, domain, detail)
 
 
+def protected_refusal(names: list[str]) -> libvirtError:
+    """The refusal to delete protected snapshots without FORCE (api.py, the QEMU engine and libvirt+ say the same)."""
+    return error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
+                 "snapshot " + ", ".join(f"'{n}'" for n in names) + " is protected: unprotect it "
+                 "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+
+
 def not_supported(function: str, domain: int) -> libvirtError:
     """libvirt's virReportUnsupportedError for a driver that lacks `function` (a C name, e.g. virDomainBlockCommit)."""
     return libvirtError(format_message(ErrorCode.NO_SUPPORT, function), ErrorCode.NO_SUPPORT, domain, str1=None,

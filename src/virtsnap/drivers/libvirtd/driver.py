@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from lxml import etree
 
 from ...conf.tree import Moment, SnapshotTree, Summary
-from ...errors import ErrorCode, ErrorDomain, error, libvirtError
+from ...errors import ErrorCode, ErrorDomain, error, libvirtError, protected_refusal
 from ...flags import DomainState, SnapshotCheck, SnapshotDelete, SnapshotList
 from ...uri import URI, redact
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
@@ -381,9 +381,7 @@ class LibvirtDriver:
             names += [str(s.getName()) for s in self._call(snap.listAllChildren, int(SnapshotList.DESCENDANTS))]
         hits = [n for n in names if n in marks]
         if hits:
-            raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
-                        "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
-                        "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+            raise protected_refusal(hits)
 
     def snapshot_protected(self, uuid: str) -> set[str]:
         return set(self._marks(uuid))

@@ -14,7 +14,7 @@ from ... import failpoints
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import Location, SnapshotDef
 from ...conf.tree import Moment, SnapshotTree
-from ...errors import ErrorCode, ErrorDomain, error
+from ...errors import ErrorCode, ErrorDomain, error, protected_refusal
 from ...flags import SnapshotDelete as D
 from . import external, firmware, images, moments
 from .domain import CACHE, QemuDomain
@@ -46,9 +46,7 @@ def _refuse_protected(ctx: Context, uuid: str, name: str, flags: int) -> None:
         names += [m.name for m in moment.visit_descendants()]
     hits = [n for n in names if n in protected]
     if hits:
-        raise error(ErrorCode.OPERATION_INVALID, ErrorDomain.DOMAIN_SNAPSHOT,
-                    "snapshot " + ", ".join(f"'{n}'" for n in hits) + " is protected: unprotect it "
-                    "(snapshot-protect --off) or delete with --force (VIR_DOMAIN_SNAPSHOT_DELETE_FORCE)")
+        raise protected_refusal(hits)
 
 
 def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
