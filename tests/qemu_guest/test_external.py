@@ -351,3 +351,40 @@ def test_offline_branches_delete_by_rebase_and_each_branch_keeps_its_data(guest,
     e2.delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
     assert dom.snapshotListNames() == ["E3"] and pattern(disk_source(dom), 0x44, check=True)
     assert base.exists()  # the user's own image is never removed
+
+
+def test_offline_delete_with_a_merge_target_on_a_read_only_mount_changes_nothing(guest, workdir, conn):
+    ro = workdir / "ro"  # vdb's image; bind-mounted read-only for the refused delete (a mode bit stops no root)
+    ro.mkdir()
+    data = ro / "data.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(data), "64M"], check=True)
+    xml = domain_xml(guest, workdir, agent=False).replace(
+        "</disk>", f"</disk><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                   f"<source file='{data}'/><target dev='vdb' bus='virtio'/></disk>", 1)
+    dom = conn.defineXML(xml)
+    overlays = {d: workdir / f"E1-{d}.qcow2" for d in ("vda", "vdb")}
+    disks = "".join(f"<disk name='{d}' snapshot='external'><source file='{p}'/></disk>" for d, p in overlays.items())
+    e1 = dom.snapshotCreateXML(f"<domainsnapshot><name>E1</name><disks>{disks}</disks></domainsnapshot>", DISK_ONLY)
+    assert pattern(overlays["vda"], 0x55) and pattern(overlays["vdb"], 0x66)
+    bases = [workdir / "demo.qcow2", data]
+
+    def sums() -> dict[str, str]:
+        return {str(p): subprocess.run(["sha256sum", str(p)], capture_output=True, text=True, check=True).stdout
+                for p in [*bases, *overlays.values()]}
+
+    before = (sums(), dom.XMLDesc(), e1.getXMLDesc(), dom.snapshotListNames(), files(workdir))
+    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        with pytest.raises(virtsnap.libvirtError) as refused:
+            e1.delete()
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    # vda's merge (which could be done) was not done either: a merge cannot be taken back
+    assert (sums(), dom.XMLDesc(), e1.getXMLDesc(), dom.snapshotListNames(), files(workdir)) == before
+    assert refused.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    assert f"merge data into {data}, which cannot be written" in refused.value.get_error_message()
+    e1.delete()  # the same delete once the file can be written: both overlays merged into their bases
+    assert dom.snapshotListNames() == [] and disk_source(dom) == str(bases[0])
+    assert f"<source file='{data}'/>" in dom.XMLDesc()
+    assert pattern(bases[0], 0x55, check=True) and pattern(data, 0x66, check=True)

@@ -158,10 +158,7 @@ def _plan(ctx: Context, uuid: str, records: dict[str, Record], order: list[str],
                         f"deleting would pull data into {step.image}, which is inside disk {step.target}'s chain "
                         "while the domain runs (libvirt pulls only into the image the guest writes); shut the domain "
                         "down first. Nothing was changed")
-    blocked = extdelete.unwritable(plan.steps)
-    if blocked:
-        raise error(ErrorCode.OPERATION_INVALID, ERR, "deleting would merge data into " + ", ".join(blocked)
-                    + ", which cannot be written (a read-only file system or no permission). Nothing was changed")
+    extdelete.refuse_unwritable(plan.steps, ERR)
     return plan
 
 

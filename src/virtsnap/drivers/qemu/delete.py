@@ -75,6 +75,12 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
     external_victims = [m for m in victims if moments.def_of(m).is_external]
     plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
              for m in external_victims]  # every plan is checked before anything changes
+    if plans:
+        from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
+
+        # one plan may serve several victims: its steps are checked once; a merge done cannot be taken back
+        # when a later qemu-img step finds its target on a read-only mount
+        extdelete.refuse_unwritable([s for p in {id(p): p for p in plans}.values() for s in p.steps], ERR)
     entry = ctx.store.journal_begin(uuid, "delete", {"name": name, "flags": flags})
     removed: dict[str, tuple[str, str]] = {}
     drop: set[str] = set()

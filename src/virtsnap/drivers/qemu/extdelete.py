@@ -334,6 +334,15 @@ def unwritable(steps: list[Step]) -> list[str]:
     return sorted(path for path in written if not os.access(path, os.W_OK))
 
 
+def refuse_unwritable(steps: list[Step], domain: ErrorDomain) -> None:
+    """Refuse, before any change, a plan whose qemu-img steps would write a file that cannot be written
+    (the QEMU engine and the libvirt+ driver both run these steps; one message for both)."""
+    blocked = unwritable(steps)
+    if blocked:
+        raise error(ErrorCode.OPERATION_INVALID, domain, "deleting would merge data into " + ", ".join(blocked)
+                    + ", which cannot be written (a read-only file system or no permission). Nothing was changed")
+
+
 def image_step(step: Step) -> None:
     """Carry out a qemu-img step of a plan on the files (QEMU does not have them open), formats named."""
     if step.kind == "commit":
