@@ -200,6 +200,27 @@ def test_internal_snapshot_inside_an_overlay_is_never_lost(guest, workdir, conn)
     assert guest_read(conn, dom, "sync; echo 3 > /proc/sys/vm/drop_caches; cat /mnt/marker").strip() == "inside"
 
 
+def test_a_live_overlay_keeps_the_disks_cache_mode(workdir, conn):
+    """The overlay a disk-only snapshot of a running domain switches to is opened with the disk's block options
+    (cache='none': O_DIRECT, as QEMU reports it); before, it had QEMU's defaults from then on."""
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    from .test_argv_injection import domain, qcow2
+
+    qcow2(workdir / "disk")
+    dom = conn.defineXML(domain("cached", workdir / "disk").replace("type='qcow2'/>", "type='qcow2' cache='none'/>"))
+    dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
+    dom.snapshotCreateXML("<domainsnapshot><name>E</name></domainsnapshot>", DISK_ONLY)
+    mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
+    try:
+        nodes = {(n["file"], n["drv"]): n["cache"] for n in mon.execute("query-named-block-nodes")}
+    finally:
+        mon.close()
+    overlay = disk_source(dom)
+    assert nodes[(overlay, "qcow2")]["direct"] and nodes[(overlay, "file")]["direct"]
+    assert nodes[(str(workdir / "disk"), "qcow2")]["direct"]
+
+
 def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, conn):
     """An internal snapshot taken before an external one keeps its tag in what is now an overlay's backing file:
     delete removes it there, not only from the current image (before, the metadata went and the tag stayed for
@@ -211,7 +232,7 @@ def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, 
 
     base = workdir / "disk"
     qcow2(base)
-    dom = conn.defineXML(domain("behind", base))
+    dom = conn.defineXML(domain("behind", base).replace("type='qcow2'/>", "type='qcow2' cache='unsafe'/>"))
     dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)  # QEMU without a guest: snapshots need no boot
 
     def snap(name: str, flags: int = 0):
@@ -231,11 +252,12 @@ def test_internal_snapshot_behind_an_overlay_is_deleted_from_its_image(workdir, 
     from virtsnap.drivers.qemu.monitor import Monitor
 
     mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "view")
-    try:  # both backing nodes are read-only again, the overlay on top writable
-        ro = {n["file"]: n["ro"] for n in mon.execute("query-named-block-nodes") if n["drv"] == "qcow2"}
+    try:  # both backing nodes are read-only again, the overlay on top writable, all with the disk's cache mode
+        nodes = [n for n in mon.execute("query-named-block-nodes") if n["drv"] == "qcow2"]
     finally:
         mon.close()
-    assert ro == {str(base): True, overlay: True, disk_source(dom): False}
+    assert {n["file"]: n["ro"] for n in nodes} == {str(base): True, overlay: True, disk_source(dom): False}
+    assert all(n["cache"]["no-flush"] for n in nodes)
     third = snap("I3")
     snap("E3", DISK_ONLY)
     dom.destroy()

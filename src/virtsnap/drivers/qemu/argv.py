@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from .devices import SPICE_PORT
-from .domain import CACHE, QemuDomain
+from .domain import CACHE, Disk, QemuDomain
 from .firmware import CODE_NODE, NVRAM_NODE
 
 ERR = ErrorDomain.QEMU
@@ -260,6 +260,16 @@ def _firmware(dom: QemuDomain, fds: Descriptors) -> list[str]:
     return argv
 
 
+def block_options(disk: Disk) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The block options of every image node of a disk, as libvirt gives each image of the disk's chain (the
+    image at start here, an overlay a live external snapshot adds in create.py): (the file node's, the format
+    node's). Cache mode and discard on both, the I/O mode on the file node."""
+    direct, no_flush, _ = CACHE[disk.cache]
+    common: dict[str, Any] = {"cache": {"direct": direct, "no-flush": no_flush},
+                              "discard": "unmap" if disk.discard == "unmap" else "ignore"}
+    return ({**common, "aio": disk.io} if disk.io else dict(common)), dict(common)
+
+
 def _disks(dom: QemuDomain) -> list[str]:
     argv: list[str] = []
     controllers: set[str] = set()
@@ -267,17 +277,14 @@ def _disks(dom: QemuDomain) -> list[str]:
     for n, disk in enumerate(dom.disks):
         device: dict[str, Any] = {"id": disk.target}
         if disk.path:
-            direct, no_flush, write_cache = CACHE[disk.cache]
-            cache = {"direct": direct, "no-flush": no_flush}
-            discard = "unmap" if disk.discard == "unmap" else "ignore"
+            write_cache = CACHE[disk.cache][2]
+            file_options, fmt_options = block_options(disk)
             file_node: dict[str, Any] = {"driver": "host_device" if disk.source_type == "block" else "file",
                                          "filename": f"/dev/fdset/{NVRAM_FDSET}" if disk.device == "nvram"
                                          else disk.path, "node-name": f"{disk.node_name}-file",
-                                         "read-only": disk.readonly, "cache": cache, "discard": discard}
-            if disk.io:
-                file_node["aio"] = disk.io
+                                         "read-only": disk.readonly, **file_options}
             fmt_node = {"driver": disk.format, "file": f"{disk.node_name}-file", "node-name": disk.node_name,
-                        "read-only": disk.readonly, "cache": cache, "discard": discard}
+                        "read-only": disk.readonly, **fmt_options}
             argv += ["-blockdev", _json(file_node), "-blockdev", _json(fmt_node)]
             if disk.device == "nvram":
                 continue  # a pflash node (see _firmware), no device of its own

@@ -250,7 +250,7 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
         failpoints.hit("external.overlays-created")
         if with_memory:
             assert defn.memory_file is not None
-            _switch_with_memory(ctx, uuid, chosen, defn.memory_file, status == "running",
+            _switch_with_memory(ctx, uuid, qdom, chosen, defn.memory_file, status == "running",
                                      bool(flags & C.LIVE), ctx.record_file(uuid, defn.name, "memory",
                                                                              defn.memory_file, "memory"),
                                 state_tag)
@@ -281,19 +281,25 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
     return defn.name
 
 
-def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str],
+def _add_overlay_nodes(mon: Monitor, qdom: QemuDomain, chosen: list[Any], added: list[str],
                        state_tag: str | None = None) -> list[dict[str, Any]]:
-    """blockdev-add each overlay (recorded in `added` for undo); returns the snapshot transaction, which also
-    tags the NVRAM image with `state_tag` (so its variables are of the same instant as the disks)."""
+    """blockdev-add each overlay (recorded in `added` for undo) with its disk's block options (cache, discard,
+    I/O mode: the guest keeps writing as the XML says); returns the snapshot transaction, which also tags the
+    NVRAM image with `state_tag` (so its variables are of the same instant as the disks)."""
+    from .argv import block_options
+
     stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
     active = moments.active_nodes(mon)
+    disks = {d.target: d for d in qdom.disks}
     actions = []
     for i, disk in enumerate(chosen):
         node = f"snap{stamp}n{i}"
-        mon.execute("blockdev-add", {"driver": "file", "filename": disk.source, "node-name": f"{node}-file"})
+        file_options, fmt_options = block_options(disks[disk.name]) if disk.name in disks else ({}, {})
+        mon.execute("blockdev-add", {"driver": "file", "filename": disk.source, "node-name": f"{node}-file",
+                                     **file_options})
         added.append(f"{node}-file")
         mon.execute("blockdev-add", {"driver": "qcow2", "node-name": node, "file": f"{node}-file",
-                                     "backing": None})
+                                     "backing": None, **fmt_options})
         added.append(node)
         actions.append({"type": "blockdev-snapshot", "data": {"node": active[disk.name], "overlay": node}})
     if state_tag is not None and firmware.NVRAM_TARGET in active:
@@ -302,8 +308,9 @@ def _add_overlay_nodes(mon: Monitor, chosen: list[Any], added: list[str],
     return actions
 
 
-def _switch_with_memory(ctx: Context, uuid: str, chosen: list[Any], memory_file: str, was_running: bool,
-                        live: bool, made: Callable[[int], object], state_tag: str | None = None) -> None:
+def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[Any], memory_file: str,
+                        was_running: bool, live: bool, made: Callable[[int], object],
+                        state_tag: str | None = None) -> None:
     """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
     LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
@@ -328,7 +335,7 @@ def _switch_with_memory(ctx: Context, uuid: str, chosen: list[Any], memory_file:
                             "LIVE needs QEMU's background-snapshot, which needs userfaultfd write-protection "
                             "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                             f"{exc.get_error_message()}") from exc
-            actions = _add_overlay_nodes(mon, chosen, added, state_tag)
+            actions = _add_overlay_nodes(mon, qdom, chosen, added, state_tag)
             # Pause, switch the disks and start saving memory at one instant, sent back to back. With LIVE
             # the guest must not run again before background-snapshot has captured devices and
             # write-protected RAM: its migration thread first pre-faults all guest RAM, then stops the VM
@@ -405,7 +412,7 @@ def _switch_overlays(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[Any
     with ctx.monitor(uuid) as mon:
         added: list[str] = []
         try:
-            actions = _add_overlay_nodes(mon, chosen, added, state_tag)
+            actions = _add_overlay_nodes(mon, qdom, chosen, added, state_tag)
             agent = _freeze(ctx, uuid, qdom) if quiesce else None
             note = None if agent is not None or not quiesce else "crash-consistent: the guest could not be quiesced"
             try:

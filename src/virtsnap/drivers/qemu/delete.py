@@ -17,7 +17,7 @@ from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, protected_refusal
 from ...flags import SnapshotDelete as D
 from . import external, firmware, images, moments
-from .domain import CACHE, QemuDomain
+from .domain import QemuDomain
 
 if TYPE_CHECKING:
     from . import extdelete
@@ -94,7 +94,7 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every victim
             for victim in victims:  # an external one holds a tag in the NVRAM image alone
                 _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
-            for path, tag in behind:
+            for path, tag, _target in behind:
                 if (path, tag) in reopen:
                     assert mon is not None
                     _delete_in_backing_node(mon, reopen[(path, tag)], tag)
@@ -262,13 +262,13 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
         tags[disk.target].discard(defn.name)
 
 
-def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, str]]:
-    """(image, tag) of each internal snapshot whose tag lies in an image that is no longer its disk's current one:
-    the disk's source when the snapshot was taken, with an external snapshot's overlay (or a revert) in front
-    of it since. Neither QEMU's snapshot-delete nor the current images reach it; a tag already gone is skipped
-    (a recovery runs this again)."""
+def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, str, str]]:
+    """(image, tag, disk target) of each internal snapshot whose tag lies in an image that is no longer its
+    disk's current one: the disk's source when the snapshot was taken, with an external snapshot's overlay (or a
+    revert) in front of it since. Neither QEMU's snapshot-delete nor the current images reach it; a tag already
+    gone is skipped (a recovery runs this again)."""
     current = {d.target: d.path for d in qdom.disks}
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []
     for defn in defns:
         sources = external.disk_sources(defn.domain) if defn.domain is not None else {}
         for disk in defn.disks:
@@ -276,18 +276,18 @@ def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, 
             if disk.snapshot != Location.INTERNAL or path is None or fmt != "qcow2" or path == current.get(disk.name):
                 continue
             if os.path.isfile(path) and defn.name in images.snapshots(path, force_share=True):
-                found.append((path, defn.name))
+                found.append((path, defn.name, disk.name))
     return list(dict.fromkeys(found))
 
 
 def _backing_nodes(ctx: Context, uuid: str, qdom: QemuDomain,
-                   behind: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+                   behind: list[tuple[str, str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     """(image, tag) -> the blockdev-reopen options of the node the running QEMU has that image open as (a
     backing file now: read-only, so QEMU's snapshot-delete skips it, and its lock keeps qemu-img out). Such a
-    node is reopened read-write for the delete, read-only again after, with the options it was opened with: a
-    node virtsnap named (the disk's image at start, an overlay it added). A backing file QEMU opened by itself
-    (at a later start) cannot be reopened by QEMU's blockdev-reopen, so its tag's delete is refused before
-    anything changes. Images QEMU does not have open are qemu-img's."""
+    node is reopened read-write for the delete, read-only again after, with the options it was opened with
+    (argv.block_options of its disk): a node virtsnap named (the disk's image at start, an overlay it added).
+    A backing file QEMU opened by itself (at a later start) cannot be reopened by QEMU's blockdev-reopen, so
+    its tag's delete is refused before anything changes. Images QEMU does not have open are qemu-img's."""
     with ctx.monitor(uuid) as mon:
         nodes = mon.execute("query-named-block-nodes")
         graph = mon.execute("x-debug-query-block-graph") if any(n.get("backing_file") for n in nodes) else {}
@@ -296,7 +296,10 @@ def _backing_nodes(ctx: Context, uuid: str, qdom: QemuDomain,
     backing = {ids.get(e["parent"]): ids.get(e["child"]) for e in graph.get("edges", []) if e["name"] == "backing"}
     found: dict[tuple[str, str], dict[str, Any]] = {}
     refused = []
-    for path, tag in behind:
+    from .argv import block_options
+
+    disks = {d.target: d for d in qdom.disks}
+    for path, tag, target in behind:
         holders = [str(n["node-name"]) for n in nodes
                    if n["drv"] == "qcow2" and os.path.realpath(str(n["file"])) == os.path.realpath(path)]
         if not holders:
@@ -310,11 +313,8 @@ def _backing_nodes(ctx: Context, uuid: str, qdom: QemuDomain,
         options: dict[str, Any] = {"driver": "qcow2", "node-name": node, "file": f"{node}-file"}
         if by_name[node].get("backing_file"):
             options["backing"] = backing[node]
-        disk = next((d for d in qdom.disks if f"drive-{d.target}" == node), None)
-        if disk is not None:  # the disk's image at start: the block options argv.py gave its node
-            direct, no_flush, _ = CACHE[disk.cache]
-            options["cache"] = {"direct": direct, "no-flush": no_flush}
-            options["discard"] = "unmap" if disk.discard == "unmap" else "ignore"
+        if target in disks:
+            options.update(block_options(disks[target])[1])
         found[(path, tag)] = options
     if refused:
         raise error(ErrorCode.OPERATION_INVALID, ERR,
