@@ -37,6 +37,13 @@ def test_local_uris_are_accepted(uri):
     beyond.local_only(uri)
 
 
+@pytest.mark.parametrize(("uri", "system"), [
+    ("qemu:///system", True), ("qemu:///system/", True), ("qemu+unix:///system?socket=/tmp/d/libvirt-sock", True),
+    ("qemu:///session", False), ("qemu+unix:///session?socket=/tmp/system", False)])
+def test_system_uris_keep_state_in_the_system_directory(uri, system):
+    assert beyond.is_system(uri) is system
+
+
 def test_snapshot_names_make_harmless_file_name_parts():
     assert beyond.safe_component("../../etc/passwd") == "_.._etc_passwd"
     assert beyond.safe_component("-rf") == "rf" and beyond.safe_component("") == "snapshot"

@@ -185,6 +185,11 @@ def local_only(uri_text: str) -> None:
                     "than the operation needs works only on the host where libvirtd runs (run virtsnap there)")
 
 
+def is_system(uri_text: str) -> bool:
+    """Whether the libvirt URI names a system daemon (`qemu:///system`, `qemu+unix:///system?socket=...`)."""
+    return uri_text.split("?", 1)[0].rstrip("/").endswith("/system")
+
+
 def state_directory(system: bool) -> Path:
     base = os.environ.get("VIRTSNAP_LIBVIRT_STATE_DIR")
     return Path(base) if base else state_dir("libvirt", system)

@@ -352,9 +352,9 @@ class LibvirtDriver:
         return self._marks_store
 
     def _state_directory(self) -> Path:
-        from .beyond import state_directory
+        from .beyond import is_system, state_directory
 
-        return state_directory(self._inner.rstrip("/").endswith("/system"))
+        return state_directory(is_system(self._inner))
 
     def _created(self, snap: Any) -> int:
         root = etree.fromstring(self._call(snap.getXMLDesc, 0).encode(), _PARSER)
