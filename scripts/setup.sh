@@ -53,3 +53,10 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     touch "$stamp"
     echo "setup: Python packages installed (${SECONDS} s)"
 fi
+
+# A newer libvirtd beside Debian 12's 9.0 for the tests of the version-decided delegation (libvirt's own external
+# revert and delete): bookworm-backports' libvirt, its .debs unpacked into ~/.cache/virtsnap/libvirt-bpo/<version>/
+# (not installed; once, then reused), started in a private mount namespace by tests/qemu_guest/conftest.py.
+if [[ $part == test ]]; then
+    .venv/bin/python tests/libvirt_bpo.py
+fi

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,98 @@ def libvirt_network(libvirtd, host_bridge, tmp_path_factory):
     finally:
         subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-destroy", name], capture_output=True)
         subprocess.run(["virsh", "-q", "-c", "qemu:///system", "net-undefine", name], capture_output=True)
+
+
+# What the newer libvirtd replaces in its own mount namespace (tests/libvirt_bpo.py's unpacked tree over the system's
+# files) and the directories it gets empty, so that it shares nothing with the libvirtd 9.0 other tests run.
+_NEWER_BINDS = ("/usr/sbin/libvirtd", "/usr/lib/x86_64-linux-gnu/libvirt", "/usr/lib/libvirt", "/usr/share/libvirt")
+_NEWER_LIBS = ("libvirt", "libvirt-qemu", "libvirt-lxc", "libvirt-admin")  # .so.0 -> the tree's .so.0.<version>
+_NEWER_EMPTY = ("/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt", "/etc/libvirt")
+_NEWER_SCRIPT = r"""set -e
+tree=$1 where=$2
+for d in {empty}; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+cp "$where/conf/libvirtd.conf" "$where/conf/qemu.conf" /etc/libvirt/
+for p in {binds}; do mount --bind "$tree$p" "$p"; done
+for lib in {libs}; do
+    mount --bind "$(echo "$tree"/usr/lib/x86_64-linux-gnu/$lib.so.0.*)" /usr/lib/x86_64-linux-gnu/$lib.so.0
+done
+if [ -e /dev/kvm ]; then mount --bind "$where/no-kvm" /dev/kvm; fi
+exec /usr/sbin/libvirtd --pid-file "$where/libvirtd.pid"
+"""
+
+
+@dataclass
+class NewerLibvirtd:
+    uri: str  # the libvirt URI of its socket (qemu+unix:///system?socket=...)
+    version: str  # the Debian package version, e.g. 11.3.0-2~bpo12+1
+    namespace: str  # its mount namespace (readlink /proc/<pid>/ns/mnt)
+
+
+def _processes_in(namespace: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "mnt") == namespace:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass  # gone meanwhile, or not ours to read
+    return pids
+
+
+@pytest.fixture(scope="session")
+def libvirtd_newer():
+    """bookworm-backports' libvirtd (11.3, root, TCG) in a private mount namespace: its own binaries, modules and
+    CPU map bound over the system's there, tmpfs over its state, run, cache, log and config directories, its
+    sockets in a directory of its own. Nothing is shared with the libvirtd 9.0 of the `libvirtd` fixture, so both
+    run at once. At the end its domains are destroyed and every process of its namespace (it, QEMU) is ended."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run as root")
+        pytest.skip("needs root (mount namespaces)")
+    sys.path.insert(0, str(HERE.parent))
+    import libvirt
+    import libvirt_bpo
+
+    tree = libvirt_bpo.tree()
+    where = Path(tempfile.mkdtemp(prefix="vs-lv-", dir="/tmp"))  # short: the socket path is under 108 bytes
+    (where / "conf").mkdir()
+    sock = where / "sock"
+    sock.mkdir()
+    (where / "no-kvm").touch(mode=0o600)
+    (where / "conf" / "libvirtd.conf").write_text(
+        f'unix_sock_dir = "{sock}"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+        f'log_outputs = "3:file:{where / "libvirtd.log"}"\n')
+    # namespaces = []: see _without_kvm. stdio_handler = "file": QEMU's log without a virtlogd of its own.
+    (where / "conf" / "qemu.conf").write_text('namespaces = []\nstdio_handler = "file"\n')
+    script = _NEWER_SCRIPT.format(empty=" ".join(_NEWER_EMPTY), binds=" ".join(_NEWER_BINDS),
+                                  libs=" ".join(_NEWER_LIBS))
+    daemon = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+                               str(tree), str(where)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    uri = f"qemu+unix:///system?socket={sock / 'libvirt-sock'}"
+    namespace = ""
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # ready when it answers on its socket
+            assert daemon.poll() is None, f"libvirtd {tree.name} ended: {daemon.stderr.read().decode()}"
+            try:
+                libvirt.open(uri).close()
+                break
+            except libvirt.libvirtError:
+                assert time.monotonic() < deadline, f"libvirtd {tree.name} did not answer on {uri}"
+                time.sleep(0.1)
+        namespace = os.readlink(f"/proc/{daemon.pid}/ns/mnt")
+        yield NewerLibvirtd(uri, tree.name, namespace)
+    finally:
+        try:
+            conn = libvirt.open(uri)
+            for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                dom.destroy()
+            conn.close()
+        except libvirt.libvirtError:
+            pass  # it is gone already: its namespace's processes are ended below all the same
+        daemon.terminate()
+        daemon.wait(30)
+        for pid in _processes_in(namespace) if namespace else []:
+            os.kill(pid, signal.SIGKILL)  # a QEMU the destroy above did not reach
+        shutil.rmtree(where, ignore_errors=True)
