@@ -196,3 +196,45 @@ def test_children_delete_of_a_running_guest_removes_every_tag(guest, workdir, co
     assert dom.state()[0] == RUNNING
     dom.snapshotCreateXML(snap_xml("e"))
     assert image_tags(image) == ["a", "e"] and dom.snapshotCurrent().getName() == "e"
+
+
+def test_internal_snapshots_follow_every_change_of_the_block_graph(guest, workdir, conn):
+    """The node each disk writes to is remembered between operations (not asked of QEMU for every snapshot):
+    an overlay switched in by virtsnap, by any other monitor client, or a restarted QEMU is never missed, so
+    each internal snapshot lands in the image the guest writes to."""
+    from pathlib import Path
+
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    base = str(workdir / "demo.qcow2")
+    dom = conn.defineXML(domain_xml(guest, workdir))
+    dom.create()
+    dom.snapshotCreateXML(snap_xml("s1"))
+    dom.snapshotLookupByName("s1").delete()  # the nodes learned by the create serve the delete
+    assert image_tags(base) == []
+    dom.snapshotCreateXML("<domainsnapshot><name>e1</name><disks><disk name='vda' snapshot='external'>"
+                          f"<source file='{workdir / 'e1.qcow2'}'/></disk></disks></domainsnapshot>",
+                          virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY)
+    dom.snapshotCreateXML(snap_xml("s2"))
+    assert image_tags(str(workdir / "e1.qcow2")) == ["s2"] and image_tags(base) == []
+
+    # another monitor client switches in an overlay virtsnap does not know of
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(workdir / "e1.qcow2"),
+                    str(workdir / "foreign.qcow2")], check=True)
+    mon = Monitor(str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock"), "foreign")
+    try:
+        active = {b["qdev"].split("/")[3]: b["inserted"]["node-name"] for b in mon.execute("query-block")}
+        mon.execute("blockdev-add", {"driver": "qcow2", "node-name": "foreign", "backing": None,
+                                     "file": {"driver": "file", "filename": str(workdir / "foreign.qcow2")}})
+        mon.execute("blockdev-snapshot", {"node": active["vda"], "overlay": "foreign"})
+    finally:
+        mon.close()
+    dom.snapshotCreateXML(snap_xml("s3"))
+    assert image_tags(str(workdir / "foreign.qcow2")) == ["s3"] and image_tags(str(workdir / "e1.qcow2")) == ["s2"]
+
+    # a restarted QEMU opens the defined disk (e1) under its own node names
+    dom.destroy()
+    dom.create()
+    dom.snapshotCreateXML(snap_xml("s4"))
+    dom.snapshotLookupByName("s2").delete()
+    assert image_tags(str(workdir / "e1.qcow2")) == ["s4"]

@@ -17,6 +17,7 @@ class ScriptedQemu:
         self.jobs = {job_id: list(steps) for job_id, steps in jobs.items()}  # statuses still to come
         self.status = {job_id: steps[0] for job_id, steps in jobs.items()}
         self.calls: list[tuple[str, Any]] = []
+        self._job_statuses: dict[str, set[str]] = {}  # every job is a dead process's: none started here
 
     def _advance(self) -> None:
         for job_id, steps in self.jobs.items():

@@ -29,7 +29,7 @@ from .process import Runtime, qemu_binary, runtime_root
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
     from .confine import Identity
-    from .monitor import Monitor
+    from .monitor import Monitor, Runner
 
 ERR = ErrorDomain.QEMU
 
@@ -50,6 +50,15 @@ class Context:
         self.lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
+        self._runner: Runner | None = None  # the loop thread of this connection's monitors, made on first use
+        self._runner_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.store.close()
+        with self._runner_lock:
+            if self._runner is not None:
+                self._runner.close()
+                self._runner = None
 
     def domain_def(self, uuid: str) -> DomainDef:
         row = self.store.domain(uuid)
@@ -155,9 +164,12 @@ class Context:
 
     @contextlib.contextmanager
     def monitor(self, uuid: str) -> Iterator[Monitor]:
-        from .monitor import Monitor  # qemu.qmp and asyncio: only for operations that talk to QEMU
+        from .monitor import Monitor, Runner  # qemu.qmp and asyncio: only for operations that talk to QEMU
 
-        mon = Monitor(str(self.rt(uuid).monitor), uuid[:8])
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = Runner(f"{id(self):x}")
+        mon = Monitor(str(self.rt(uuid).monitor), uuid[:8], runner=self._runner)
         try:
             yield mon
         finally:

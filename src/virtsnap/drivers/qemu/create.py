@@ -289,7 +289,7 @@ def _add_overlay_nodes(mon: Monitor, qdom: QemuDomain, chosen: list[Any], added:
     from .argv import block_options
 
     stamp = f"{os.getpid()}x{int(time.monotonic() * 1000) % 10**8}"
-    active = moments.active_nodes(mon)
+    active = mon.active_nodes()
     disks = {d.target: d for d in qdom.disks}
     actions = []
     for i, disk in enumerate(chosen):
@@ -433,7 +433,7 @@ def _create_data(ctx: Context, uuid: str, qdom: QemuDomain, targets: list[str], 
                  status: str | None, flags: int) -> None:
     if status is not None:
         with ctx.monitor(uuid) as mon:
-            active = moments.active_nodes(mon)
+            active = mon.active_nodes()
             nodes = [active[t] for t in targets]
             mon.execute("snapshot-save", {"job-id": f"save-{os.getpid()}", "tag": defn.name,
                                           "vmstate": nodes[0], "devices": nodes})
@@ -455,7 +455,7 @@ def undo_create(ctx: Context, uuid: str, qdom: QemuDomain, targets: list[str], n
     if running:
         with ctx.monitor(uuid) as mon:
             job = f"delete-{os.getpid()}"
-            active = moments.active_nodes(mon)
+            active = mon.active_nodes()
             mon.execute("snapshot-delete", {"job-id": job, "tag": name,
                                             "devices": [active[t] for t in targets]})
             mon.wait_job(job)

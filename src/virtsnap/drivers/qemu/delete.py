@@ -91,7 +91,7 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             # QEMU's snapshot-delete skips images without the tag: no need to ask it first.
             tags = (ctx.tags(qdom, None) if mon is None
                     else _tags_from_metadata(qdom, victims))
-            nodes: dict[str, str] = {}  # the active nodes, asked of QEMU once for every victim
+            nodes: dict[str, str] = {}  # the active nodes, looked up once for every victim
             for victim in victims:  # an external one holds a tag in the NVRAM image alone
                 _delete_data(qdom, moments.def_of(victim), mon, tags, nodes)
             for path, tag, _target in behind:
@@ -204,7 +204,7 @@ def block_commit(mon: Monitor, top: str, base: str, target: str) -> None:
     from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
 
     nodes = extdelete.format_nodes(mon)
-    root = moments.active_nodes(mon).get(target)
+    root = mon.active_nodes().get(target)
     if top not in nodes or base not in nodes or root is None:
         raise error(ErrorCode.INTERNAL_ERROR, ERR, f"QEMU does not have {top} and {base} open for disk '{target}'")
     job = extdelete.job_id("commit")
@@ -238,8 +238,8 @@ def repoint(ctx: Context, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[
 def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
                  tags: dict[str, set[str]], nodes: dict[str, str]) -> None:
     """Remove the snapshot's tag from every current disk image that holds it. `nodes`: the active node of each
-    disk, filled from QEMU on first use and reused by the operation's later victims (internal deletes do not
-    change the block graph)."""
+    disk, filled on first use (from the monitor's block memo, else QEMU) and reused by the operation's later
+    victims (internal deletes do not change the block graph)."""
     holders = [d for d in qdom.disks
                if (d.device == "nvram" or any(x.name == d.target and x.snapshot == Location.INTERNAL
                                               for x in defn.disks))
@@ -249,7 +249,7 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
     if mon is not None:
         job = f"delete-{os.getpid()}"
         if not nodes:
-            nodes.update(moments.active_nodes(mon))
+            nodes.update(mon.active_nodes())
         mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
                                         "devices": [nodes[d.target] for d in holders]})
         failpoints.hit("delete.tag-job-started")

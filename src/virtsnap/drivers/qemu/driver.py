@@ -92,7 +92,7 @@ class QemuDriver:
         return self.ctx.last_pause_ms
 
     def close(self) -> None:
-        self.ctx.store.close()
+        self.ctx.close()
 
     def hostname(self) -> str:
         import socket

@@ -17,10 +17,6 @@ from ...flags import DomainState
 from . import external, firmware, images
 from .domain import QemuDomain
 
-TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
-if TYPE_CHECKING:
-    from .monitor import Monitor
-
 ERR = ErrorDomain.QEMU
 
 # query-status 'status' -> libvirt state and reason
@@ -61,11 +57,6 @@ def snapshot_domains(tree: SnapshotTree) -> list[DomainDef]:
     """The <domain> of every snapshot that has one: with the domain's own, what reaches image files."""
     return [d for d in (def_of(m).domain for m in tree.moments()) if d is not None]
 
-
-
-def active_nodes(mon: Monitor) -> dict[str, str]:
-    """target dev -> the node QEMU writes to now (it changes when an overlay is switched in)."""
-    return {target: str(inserted["node-name"]) for target, inserted in mon.block_devices().items()}
 
 
 def regular_file(path: str) -> bool:

@@ -56,6 +56,10 @@ def runtime_root(system: bool, create: bool = True) -> Path:
     return verified_dir(Path(base) / "virtsnap" / "qemu", create)
 
 
+PIDFILE = "qemu.pid"  # "pid start-time" of the domain's QEMU
+BLOCK_MEMO = "block-nodes.json"  # the active node of each disk, as that QEMU last said (monitor.Monitor)
+
+
 class Runtime(Frozen):
     """The per-domain runtime files (a directory named by the domain's uuid, the owner's only)."""
 
@@ -84,7 +88,11 @@ class Runtime(Frozen):
 
     @property
     def pidfile(self) -> Path:
-        return self.directory / "qemu.pid"
+        return self.directory / PIDFILE
+
+    @property
+    def block_memo(self) -> Path:
+        return self.directory / BLOCK_MEMO
 
     @property
     def log(self) -> Path:
@@ -194,7 +202,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     sockets: list[socket.socket] = []
     try:
         remove_sockets(rt)
-        for stale in (rt.monitor, rt.pidfile, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
+        for stale in (rt.monitor, rt.pidfile, rt.block_memo, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
             stale.unlink(missing_ok=True)  # virtsnap's own files, in its own directory
         taps = open_taps(dom, opened)  # first: a missing network or bridge leaves nothing started
         tpm_fd = None
@@ -431,6 +439,7 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
             break
     stop_swtpm(rt)
     rt.pidfile.unlink(missing_ok=True)
+    rt.block_memo.unlink(missing_ok=True)
     rt.monitor.unlink(missing_ok=True)
     rt.agent.unlink(missing_ok=True)
     rt.spice.unlink(missing_ok=True)

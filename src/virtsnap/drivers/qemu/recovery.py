@@ -29,7 +29,7 @@ from ...errors import libvirtError, redact
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt
 from ...store.db import JournalEntry
-from . import delete, external, firmware, images, moments, revert
+from . import delete, external, firmware, images, revert
 from .agent import Agent
 from .domain import QemuDomain
 from .process import kill
@@ -198,7 +198,7 @@ def _delete_tag(ctx: Context, mon: Monitor | None, target: str, path: str, tag: 
         images.snapshot_delete(path, tag)
         return
     job = f"delete-{os.getpid()}"
-    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [moments.active_nodes(mon)[target]]})
+    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [mon.active_nodes()[target]]})
     mon.wait_job(job)
 
 

@@ -259,7 +259,7 @@ def _start_from_memory(ctx: Context, uuid: str, defn: DomainDef, memory_file: st
 
 def _load(ctx: Context, mon: Monitor, uuid: str, target: QemuDomain, targets: list[str], name: str,
           paused: bool) -> None:
-    active = moments.active_nodes(mon)
+    active = mon.active_nodes()
     nodes = [active[d.target] for d in target.disks if d.target in targets]
     job = f"load-{os.getpid()}"
     try:
