@@ -396,9 +396,13 @@ def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], pau
     domain's balloon comes with its saved device state."""
     from .monitor import Monitor
 
+    mon = None
     try:
         mon = Monitor(str(rt.monitor), dom.defn.uuid[:8], connect_timeout=timeout)
+        mon.exchange([])  # qmp_capabilities answered: QEMU may greet and then exit (a CPU model it refuses)
     except Exception as exc:
+        if mon is not None:
+            mon.close()
         proc.poll()
         try:
             proc.wait(5)
