@@ -20,6 +20,7 @@ import pytest
 import virtsnap
 from tests.qemu_guest.conftest import conn, domain_xml, guest, guest_read, image_tags, workdir  # noqa: F401
 from virtsnap import progress
+from virtsnap.drivers.qemu.process import BLOCK_MEMO
 from virtsnap.errors import ErrorCode, ErrorDomain
 
 from .conftest import VIRTSNAP, Host, _keygen, start_host, stop_host
@@ -178,6 +179,7 @@ def test_local_ctrl_c_mid_save_cancels_on_the_host(guest, workdir, conn, qemu_ho
     assert local.snapshotCheck() == []
     assert local.state()[0] == 1
     assert guest_read(conn, local, "cat /ram/value").strip() == "alive"
-    assert sorted(p.name for p in workdir.rglob("*")) == before  # nothing left over
+    # nothing left over (but the running QEMU's block memo beside its monitor, whatever the operation's outcome)
+    assert sorted(p.name for p in workdir.rglob("*") if p.name != BLOCK_MEMO) == before
     servers = [p for p in _descendants(host.proc.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "virtsnap"]
     assert servers == []  # the remote virtsnap ended with its connection
