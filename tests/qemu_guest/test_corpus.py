@@ -52,9 +52,15 @@ def dumps(libvirtd):  # libvirtd: the conftest fixture (a daemon for virt-instal
     return corpus.build()
 
 
-def _items(message: str) -> list[str]:
+LATER = "; and the virtsnap QEMU driver cannot apply: "  # what the rest of a refused document cannot have
+
+
+def _items(message: str, table_only: bool = False) -> list[str]:
+    """The refusal's items: the table's (elements, attributes and values a user can take out), then, unless
+    `table_only`, what virtsnap found it cannot apply in the rest of the document."""
     assert TABLE_REFUSAL in message, message
-    return message.split(TABLE_REFUSAL, 1)[1].split("; ")
+    table, _, later = message.split(TABLE_REFUSAL, 1)[1].partition(LATER)
+    return table.split("; ") + ([] if table_only or not later else later.split("; "))
 
 
 def _key(item: str) -> str:

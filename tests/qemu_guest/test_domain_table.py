@@ -270,7 +270,7 @@ def test_unapplied_items_are_refused_all_at_once(conn, plain):
 def test_refusals_of_every_kind_come_in_one_error(conn, plain):
     """Refusals found past the table (placements, counts, values, memory) are gathered into one
     CONFIG_UNSUPPORTED error naming each item, and the document defines nothing. The table's own refusals
-    come first (alone, in the forms the corpus check takes out)."""
+    come first (in the forms the corpus check takes out), in the same error: one define names everything."""
     xml = _with(plain.replace("<interface type='user'>", "<interface type='user'><address type='pci' domain='0' "
                               "bus='7' slot='3' function='0'/>")
                 .replace("</memory>", "</memory><currentMemory unit='MiB'>32</currentMemory>"),
@@ -279,10 +279,18 @@ def test_refusals_of_every_kind_come_in_one_error(conn, plain):
                         "<video><model type='vga' vram='0'/></video>"
                         "<controller type='pci' index='1' model='pcie-root-port'/><sound model='sb16'/>",
                 extra="<seclabel type='dynamic' model='dac'/><seclabel type='dynamic' model='dac'/>")
+    later = ("PCI address of <interface> 1",  # a placement
+             "only one <graphics> device", "only one <seclabel>",  # counts
+             "only the first serial port may be a file", "video vram '0' is not a positive number",  # values
+             "pcie-root-port controllers need a q35 machine",  # the machine
+             "<currentMemory> 32768 KiB below <memory> 65536 KiB needs <memballoon model='virtio'>")  # memory
     with pytest.raises(virtsnap.libvirtError) as err:
         conn.defineXML(xml)
     assert err.value.get_error_code() == virtsnap.VIR_ERR_CONFIG_UNSUPPORTED
-    assert "model='sb16' of <domain/devices/sound>" in str(err.value)  # the table's
+    message = str(err.value)
+    assert message.index("model='sb16' of <domain/devices/sound>") < message.index("cannot apply: ")  # the table's
+    for item in later:
+        assert item in message.split("cannot apply: ", 1)[1], item
     assert conn.listAllDomains() == []
     with pytest.raises(virtsnap.libvirtError) as err:
         conn.defineXML(xml.replace("<sound model='sb16'/>", ""))

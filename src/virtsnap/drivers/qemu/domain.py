@@ -20,7 +20,7 @@ from .netdev import check_ifname, check_network_name
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
-    from typing import Any, TypeVar
+    from typing import Any, NoReturn, TypeVar
 
     T = TypeVar("T")
 
@@ -268,6 +268,20 @@ def subset_problems(node: Node, spec: Spec | None = None, path: str = "") -> lis
         else:
             problems += subset_problems(child, children[child.tag], where)
     return problems
+
+
+def within_table(node: Node, spec: Spec | None = None) -> Node | None:
+    """A copy of the document without what subset_problems names: attributes outside the table left out,
+    elements outside it or with a value outside VALUES left out whole (None: the node itself)."""
+    spec = spec or SUBSET[node.tag]
+    if any(value not in VALUES.get((node.tag, attr), (value,)) for attr, value in node.attrs.items()):
+        return None
+    attrs = node.attrs if spec.attrs == ANY else {
+        attr: value for attr, value in node.attrs.items() if attr in spec.attrs or attr.startswith("xmlns:")}
+    children = node.children if spec.children == ANY else [
+        kept for child in node.children if isinstance(spec.children, dict) and child.tag in spec.children
+        and (kept := within_table(child, spec.children[child.tag])) is not None]
+    return Node(node.tag, dict(attrs), node.text, list(children))
 
 
 def _refuse(what: str, value: str, expected: str) -> Exception:
@@ -1058,13 +1072,31 @@ class QemuDomain(Frozen):
         written out (firmware.fill, at define)."""
         node = defn.node
         problems = list(dict.fromkeys(subset_problems(node) + Hardware.problems(node)))
-        if problems:
-            raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
-                        f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}")
         refusals = Refusals()
+        if problems:
+            # What the rest of the document would be refused for once the table's items are taken out, in the
+            # same error: the remainder within the table is built for its refusals only. A remainder that cannot
+            # be built (an element a refused value took with it was required, or a combination Hardware.problems
+            # named is still in it) adds nothing: the table's items are then the answer, as before.
+            rest = within_table(node)
+            try:
+                if rest is not None:
+                    cls._build(DomainDef(rest), filled, refusals)
+            except Exception:  # only enriches the refusal raised below
+                pass
+            cls._refuse_all(problems, refusals)
         qdom = cls._build(defn, filled, refusals)
         refusals.check()
         return qdom
+
+    @staticmethod
+    def _refuse_all(problems: list[str], refusals: Refusals) -> NoReturn:
+        """One refusal naming every item at once: the table's (elements, attributes, values outside it: a user
+        can take them out) first, then what the build of the rest found it cannot apply."""
+        later = [item for item in dict.fromkeys(refusals.items) if item not in problems]
+        raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
+                    f"not supported by the virtsnap QEMU driver: {'; '.join(problems)}"
+                    + (f"; and the virtsnap QEMU driver cannot apply: {'; '.join(later)}" if later else ""))
 
     @classmethod
     def _build(cls, defn: DomainDef, filled: bool, refusals: Refusals) -> QemuDomain:
