@@ -285,3 +285,48 @@ def test_children_delete_reaching_external_snapshots_is_virtsnaps(newer):
     dom.snapshotLookupByName("c1").delete(virtsnap.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
     assert ours.oracle.snapshotListNames() == [] and markers(dom) == ["disk-c", "ram-c"]
     assert chain(source(ours.oracle)) == [ours.disk]
+
+
+def tags(path: str) -> list[str]:
+    out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, check=True)
+    return [line.split()[1] for line in out.stdout.splitlines()[2:] if line.strip()]
+
+
+def internal_in_overlay(domain: Domain) -> tuple[str, list[str]]:
+    """A disk-only snapshot, the domain shut off, an internal snapshot (qemu-img) in the overlay the domain now
+    writes; then the snapshot deleted. Its overlay and the tags left in any of the domain's images."""
+    dom = domain.dom
+    dom.create()
+    wait_for_agent(dom)
+    mark(dom, "a")
+    dom.snapshotCreateXML(domain.ext("e1"), DISK_ONLY)
+    mark(dom, "b")
+    dom.destroy()
+    overlay = source(domain.oracle)
+    subprocess.run(["qemu-img", "snapshot", "-c", "keepme", overlay], check=True)
+    domain.snap("e1").delete(0)
+    return overlay, [t for f in domain.files() for t in tags(str(domain.images / f))]
+
+
+def test_libvirts_delete_losing_an_internal_snapshot_is_refused(newer):
+    make, _state = newer
+    theirs = make("python")
+    overlay, left = internal_in_overlay(theirs)
+    assert left == [] and not os.path.exists(overlay)  # libvirt 11.3 merged the overlay away, keepme with it
+
+    ours = make("virtsnap")
+    with pytest.raises(virtsnap.libvirtError) as refused:
+        internal_in_overlay(ours)
+    assert refused.value.get_error_code() == virtsnap.VIR_ERR_OPERATION_INVALID
+    overlay = str(ours.images / "e1.qcow2")
+    assert refused.value.get_error_message() == (
+        f"Requested operation is not valid: internal snapshots keepme in {overlay}, which libvirt's delete of "
+        "snapshot 'e1' would merge away and remove; delete them first. Nothing was changed")
+    assert ours.oracle.snapshotListNames() == ["e1"] and tags(overlay) == ["keepme"]  # nothing changed
+    assert chain(source(ours.oracle)) == [overlay, ours.disk]
+    subprocess.run(["qemu-img", "snapshot", "-d", "keepme", overlay], check=True)
+    ours.snap("e1").delete(0)  # without it: libvirt's own delete
+    assert ours.oracle.snapshotListNames() == [] and chain(source(ours.oracle)) == [ours.disk]
+    ours.dom.create()
+    wait_for_agent(ours.dom)
+    assert shell(ours.dom, "cat /mnt/marker").split() == ["disk-b"]

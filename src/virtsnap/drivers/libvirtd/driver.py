@@ -319,6 +319,8 @@ class LibvirtDriver:
             own = beyond.own_delete(ctx.version(), flags) and delete.wanted(ctx, self._dom(uuid), name, flags)
             if own:
                 beyond.local_only(self._inner)
+            elif self._local():  # libvirt's own delete would drop internal snapshots kept in the overlays it merges
+                delete.refuse_lost_tags(ctx, self._dom(uuid), name, flags)
         store = self._mark_store(create=False)
         marked = store is not None and bool(store.marks(uuid))
         locked = ctx is not None and (own or marked)
@@ -352,13 +354,21 @@ class LibvirtDriver:
         VIR_ERR_CONFIG_UNSUPPORTED, checked before it changes anything."""
         if ctx is None or exc.get_error_code() != ErrorCode.CONFIG_UNSUPPORTED:
             return False
-        from . import beyond, delete
+        from . import delete
+
+        if not self._local():
+            return False  # another host's libvirtd: its refusal stands
+        return bool(delete.wanted(ctx, self._dom(uuid), name, flags))
+
+    def _local(self) -> bool:
+        """Whether libvirtd runs on this host (its image files are this host's files)."""
+        from . import beyond
 
         try:
             beyond.local_only(self._inner)
         except libvirtError:
-            return False  # another host's libvirtd: its refusal stands
-        return bool(delete.wanted(ctx, self._dom(uuid), name, flags))
+            return False
+        return True
 
     # -- snapshot-protect marks (virtsnap's state, keyed by the domain's UUID; libvirt's XML is left alone) ----
     def _mark_store(self, create: bool = True) -> Any:
