@@ -1,8 +1,9 @@
 """Benchmark: internal snapshot create / revert / delete of a running 128 MiB TCG guest.
 
 virtsnap (public API, in process) against raw QMP (qemu.qmp on the same QEMU, the floor) and libvirt 9.0
-(python3-libvirt against libvirtd's qemu:///system, when libvirtd can be started here). Medians of
---runs; prints a Markdown table with ratios and writes bench/results/qemu.json (bench/report.py reports it).
+(python3-libvirt against libvirtd's qemu:///system on a guest of its own, when libvirtd can be started here),
+their rounds interleaved. Medians of --runs; prints a Markdown table with ratios and writes
+bench/results/qemu.json (bench/report.py reports it).
 Goals (issue 3): within 1.3x of raw QMP; revert at least 10x faster than libvirt 9.0.
 Usage: python bench/bench_qemu.py [--runs N] [--no-libvirt]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -54,68 +56,89 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_virtsnap(guest, workdir: Path, runs: int) -> tuple[dict[str, list[float]], str, str]:
-    os.environ["VIRTSNAP_QEMU_STATE_DIR"] = str(workdir / "state")
-    import virtsnap
+OPS = ("create", "revert", "delete")
 
-    disk = workdir / "vs.qcow2"
-    subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
-    conn = virtsnap.open("qemu:///session")
-    dom = conn.defineXML(domain_xml("bench", guest.kernel, guest.initrd, guest.cmdline, str(disk)))
-    dom.create()
-    time.sleep(3)  # let the guest finish booting so every sample sees the same busy guest
-    out: dict[str, list[float]] = {"create": [], "revert": [], "delete": []}
-    for i in range(runs):
+
+class Virtsnap:
+    """virtsnap's public API, in process, on its own running guest."""
+
+    def __init__(self, guest, workdir: Path) -> None:
+        os.environ["VIRTSNAP_QEMU_STATE_DIR"] = str(workdir / "state")
+        import virtsnap
+
+        disk = workdir / "vs.qcow2"
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
+        self.conn = virtsnap.open("qemu:///session")
+        self.dom = self.conn.defineXML(domain_xml("bench", guest.kernel, guest.initrd, guest.cmdline, str(disk)))
+        self.dom.create()
+        self.monitor = str(Path(self.conn.driver.runtime) / self.dom.UUIDString() / "monitor.sock")
+
+    def round(self, i: int) -> dict[str, float]:
         xml = f"<domainsnapshot><name>b{i}</name></domainsnapshot>"
-        out["create"].append(timed(lambda: dom.snapshotCreateXML(xml)))
-        snap = dom.snapshotLookupByName(f"b{i}")
-        out["revert"].append(timed(lambda: dom.revertToSnapshot(snap)))
-        out["delete"].append(timed(snap.delete))
-    monitor = str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock")
-    return out, monitor, dom.UUIDString()
+        out = {"create": timed(lambda: self.dom.snapshotCreateXML(xml))}
+        snap = self.dom.snapshotLookupByName(f"b{i}")
+        out["revert"] = timed(lambda: self.dom.revertToSnapshot(snap))
+        out["delete"] = timed(snap.delete)
+        return out
+
+    def close(self) -> None:
+        self.dom.destroy()
+        self.conn.close()
 
 
-async def raw_qmp(monitor: str, runs: int) -> dict[str, list[float]]:
-    from qemu.qmp import QMPClient
+class RawQMP:
+    """The floor: qemu.qmp on the same QEMU as virtsnap, connected before each round (untimed)."""
 
-    client = QMPClient("raw")
-    await client.connect(monitor)
-    out: dict[str, list[float]] = {"create": [], "revert": [], "delete": []}
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
 
-    async def job(cmd: str, args: dict) -> None:
-        with client.listener("JOB_STATUS_CHANGE") as listener:
-            await client.execute(cmd, args)
-            async for event in listener:
-                if event["data"]["id"] == args["job-id"] and event["data"]["status"] == "concluded":
-                    break
-        jobs = await client.execute("query-jobs")
-        failed = [j for j in jobs if j["id"] == args["job-id"] and j.get("error")]
-        await client.execute("job-dismiss", {"id": args["job-id"]})
-        if failed:
-            raise RuntimeError(failed[0]["error"])
+    def round(self, i: int) -> dict[str, float]:
+        return asyncio.run(self._round(i))
 
-    for i in range(runs):
+    async def _round(self, i: int) -> dict[str, float]:
+        from qemu.qmp import QMPClient
+
+        client = QMPClient("raw")
+        await client.connect(self.monitor)
+        out: dict[str, float] = {}
+
+        async def job(cmd: str, args: dict) -> None:
+            with client.listener("JOB_STATUS_CHANGE") as listener:
+                await client.execute(cmd, args)
+                async for event in listener:
+                    if event["data"]["id"] == args["job-id"] and event["data"]["status"] == "concluded":
+                        break
+            jobs = await client.execute("query-jobs")
+            failed = [j for j in jobs if j["id"] == args["job-id"] and j.get("error")]
+            await client.execute("job-dismiss", {"id": args["job-id"]})
+            if failed:
+                raise RuntimeError(failed[0]["error"])
+
         tag = f"raw{i}"
         common = {"tag": tag, "vmstate": "drive-vda", "devices": ["drive-vda"]}
         t = time.perf_counter()
         await job("snapshot-save", {"job-id": "s", **common})
-        out["create"].append(time.perf_counter() - t)
+        out["create"] = time.perf_counter() - t
         t = time.perf_counter()
         await client.execute("stop")
         await job("snapshot-load", {"job-id": "l", **common})
         await client.execute("cont")
-        out["revert"].append(time.perf_counter() - t)
+        out["revert"] = time.perf_counter() - t
         t = time.perf_counter()
         await job("snapshot-delete", {"job-id": "d", "tag": tag, "devices": ["drive-vda"]})
-        out["delete"].append(time.perf_counter() - t)
-    await client.disconnect()
-    return out
+        out["delete"] = time.perf_counter() - t
+        await client.disconnect()
+        return out
+
+    def close(self) -> None:
+        pass
 
 
+# Debian's python3-libvirt against libvirtd's qemu:///system; a round per line on stdin, its times on stdout.
 LIBVIRT_WORKLOAD = r"""
 import json, sys, time, libvirt
 libvirt.registerErrorHandler(lambda *a: None, None)
-xml, runs = sys.argv[1], int(sys.argv[2])
+xml = sys.argv[1]
 c = libvirt.open("qemu:///system")
 try:
     old = c.lookupByName("virtsnap-bench")
@@ -126,14 +149,16 @@ except libvirt.libvirtError:
     pass
 d = c.defineXML(xml)
 d.create()
-time.sleep(3)
-out = {"create": [], "revert": [], "delete": []}
-for i in range(runs):
-    t = time.perf_counter(); s = d.snapshotCreateXML("<domainsnapshot><name>l%d</name></domainsnapshot>" % i); out["create"].append(time.perf_counter() - t)
-    t = time.perf_counter(); d.revertToSnapshot(s); out["revert"].append(time.perf_counter() - t)
-    t = time.perf_counter(); s.delete(); out["delete"].append(time.perf_counter() - t)
+print("ready", flush=True)
+for line in sys.stdin:
+    i = int(line)
+    out = {}
+    xml = "<domainsnapshot><name>l%d</name></domainsnapshot>" % i
+    t = time.perf_counter(); s = d.snapshotCreateXML(xml); out["create"] = time.perf_counter() - t
+    t = time.perf_counter(); d.revertToSnapshot(s); out["revert"] = time.perf_counter() - t
+    t = time.perf_counter(); s.delete(); out["delete"] = time.perf_counter() - t
+    print(json.dumps(out), flush=True)
 d.destroy(); d.undefine()
-print(json.dumps(out))
 """
 
 
@@ -152,22 +177,33 @@ def start_libvirtd() -> bool:
     return False
 
 
-def bench_libvirt(guest, runs: int) -> dict[str, list[float]] | None:
-    if os.geteuid() != 0 or not start_libvirtd():
-        return None
-    images = Path("/var/lib/libvirt/images/virtsnap-bench")
-    images.mkdir(parents=True, exist_ok=True)
-    for f in ("kernel", "initrd"):
-        shutil.copy(getattr(guest, f), images / f)
-    disk = images / "disk.qcow2"
-    subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
-    xml = domain_xml("virtsnap-bench", str(images / "kernel"), str(images / "initrd"), guest.cmdline, str(disk))
-    proc = subprocess.run(["/usr/bin/python3", "-c", LIBVIRT_WORKLOAD, xml, str(runs)], capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "LIBVIRT_DEBUG": "4"})
-    if proc.returncode != 0:
-        print(f"(libvirt run failed: {proc.stderr.strip()[-300:]})", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout)
+class Libvirt:
+    """libvirt 9.0 through python3-libvirt in a child process, on a guest of its own."""
+
+    def __init__(self, guest) -> None:
+        images = Path("/var/lib/libvirt/images/virtsnap-bench")
+        images.mkdir(parents=True, exist_ok=True)
+        for f in ("kernel", "initrd"):
+            shutil.copy(getattr(guest, f), images / f)
+        disk = images / "disk.qcow2"
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", guest.data_template, str(disk)], check=True)
+        xml = domain_xml("virtsnap-bench", str(images / "kernel"), str(images / "initrd"), guest.cmdline, str(disk))
+        self.proc = subprocess.Popen(["/usr/bin/python3", "-c", LIBVIRT_WORKLOAD, xml], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={"PATH": "/usr/bin:/bin", "LIBVIRT_DEBUG": "4"})
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(self.proc.communicate()[1].strip()[-300:])
+
+    def round(self, i: int) -> dict[str, float]:
+        self.proc.stdin.write(f"{i}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(self.proc.communicate()[1].strip()[-300:])
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.communicate(timeout=60)
 
 
 def main() -> int:
@@ -178,28 +214,49 @@ def main() -> int:
     info = machine()
     guest = build_guest()
     workdir = Path(tempfile.mkdtemp(prefix="vsb-", dir="/tmp"))
-    import virtsnap
-
+    impls: dict[str, object] = {}
+    results: dict[str, dict[str, list[float]]] = {}
     try:
-        ours, monitor, uuid = bench_virtsnap(guest, workdir, args.runs)
-        raw = asyncio.run(raw_qmp(monitor, args.runs))
-        conn = virtsnap.open("qemu:///session")
-        conn.lookupByUUIDString(uuid).destroy()
-        conn.close()
+        if not args.no_libvirt and os.geteuid() == 0 and start_libvirtd():
+            try:
+                impls["libvirt"] = Libvirt(guest)
+            except RuntimeError as exc:
+                print(f"(libvirt run failed: {exc})", file=sys.stderr)
+        ours = Virtsnap(guest, workdir)
+        impls["virtsnap"] = ours
+        impls["raw_qmp"] = RawQMP(ours.monitor)
+        time.sleep(3)  # let the guests finish booting so every sample sees the same busy guest
+        names = list(impls)
+        # Rounds interleaved (a round of each, in an order that rotates), after one unrecorded round each: on a
+        # shared machine whose load drifts, each figure and its anchors see the same moments.
+        for i in range(-1, args.runs):
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                sample = impls[name].round(i + 1)
+                if i >= 0:
+                    for op in OPS:
+                        results.setdefault(name, {o: [] for o in OPS})[op].append(sample[op])
     finally:
+        for impl in impls.values():
+            with contextlib.suppress(Exception):
+                impl.close()
         subprocess.run(["pkill", "-f", str(workdir)], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    lib = None if args.no_libvirt else bench_libvirt(guest, args.runs)
+    ours, raw, lib = results["virtsnap"], results["raw_qmp"], results.get("libvirt")
     write_results("qemu", {"machine": info, "runs": args.runs, "virtsnap": ours, "raw_qmp": raw, "libvirt": lib})
 
-    print(f"internal snapshot of a running 128 MiB TCG guest, median of {args.runs} runs\n")
+    def cell(samples: list[float]) -> str:
+        q = statistics.quantiles(samples, n=10) if len(samples) >= 2 else [samples[0]] * 9
+        return f"{statistics.median(samples) * 1000:.1f} ms ({q[0] * 1000:.1f}-{q[-1] * 1000:.1f})"
+
+    print(f"internal snapshot of a running 128 MiB TCG guest, median (p10-p90) of {args.runs} interleaved runs\n")
     print("| operation | virtsnap | raw QMP | libvirt 9.0 | virtsnap / raw | libvirt / virtsnap |")
     print("|---|---:|---:|---:|---:|---:|")
-    for op in ("create", "revert", "delete"):
+    for op in OPS:
         v, r = statistics.median(ours[op]), statistics.median(raw[op])
         lv = statistics.median(lib[op]) if lib else None
-        print(f"| {op} | {v * 1000:.1f} ms | {r * 1000:.1f} ms | "
-              f"{f'{lv * 1000:.1f} ms' if lv else '-'} | {v / r:.2f}x | {f'{lv / v:.1f}x' if lv else '-'} |")
+        print(f"| {op} | {cell(ours[op])} | {cell(raw[op])} | {cell(lib[op]) if lib else '-'} | {v / r:.2f}x | "
+              f"{f'{lv / v:.1f}x' if lv else '-'} |")
     return 0
 
 
