@@ -278,3 +278,16 @@ def libvirtd_newer():
         for pid in _processes_in(namespace) if namespace else []:
             os.kill(pid, signal.SIGKILL)  # a QEMU the destroy above did not reach
         shutil.rmtree(where, ignore_errors=True)
+
+
+def remove_with_libvirt(oracle, name: str) -> None:
+    """A test domain removed through libvirt itself, whatever virtsnap did to it: destroyed if running, its
+    snapshots' metadata deleted, undefined."""
+    import libvirt
+
+    left = oracle.lookupByName(name)
+    if left.isActive():
+        left.destroy()
+    for snap in left.listAllSnapshots():
+        snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+    left.undefine()

@@ -18,7 +18,7 @@ import pytest
 import virtsnap
 import virtsnap.libvirt_qemu
 
-from .conftest import domain_xml, image_tags
+from .conftest import domain_xml, image_tags, remove_with_libvirt
 
 pytestmark = pytest.mark.qemu
 
@@ -72,12 +72,7 @@ def libvirt_domain(guest, workdir, libvirtd):
     yield conn, dom, str(disk)
     oracle = libvirt.open("qemu:///system")  # cleaned up with libvirt itself, whatever virtsnap did
     try:
-        left = oracle.lookupByName(NAME)
-        if left.isActive():
-            left.destroy()
-        for snap in left.listAllSnapshots():
-            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
-        left.undefine()
+        remove_with_libvirt(oracle, NAME)
     finally:
         oracle.close()
         conn.close()

@@ -17,7 +17,7 @@ import pytest
 import virtsnap
 from virtsnap.store.db import MetadataStore
 
-from .conftest import domain_xml
+from .conftest import domain_xml, remove_with_libvirt
 from .test_libvirt_driver import shell, wait_for_agent
 
 pytestmark = pytest.mark.qemu
@@ -61,12 +61,7 @@ def setup(guest, workdir, libvirtd, monkeypatch):
     oracle = libvirt.open("qemu:///system")
     yield conn, dom, oracle.lookupByName(NAME), str(disk), workdir / "state"
     try:
-        left = oracle.lookupByName(NAME)
-        if left.isActive():
-            left.destroy()
-        for snap in left.listAllSnapshots():
-            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
-        left.undefine()
+        remove_with_libvirt(oracle, NAME)
     finally:
         oracle.close()
         conn.close()

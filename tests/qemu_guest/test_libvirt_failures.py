@@ -20,7 +20,7 @@ import pytest
 import virtsnap
 from virtsnap.store.db import MetadataStore
 
-from .conftest import domain_xml
+from .conftest import domain_xml, remove_with_libvirt
 
 pytestmark = pytest.mark.qemu
 
@@ -82,12 +82,7 @@ def setup(guest, workdir, libvirtd, monkeypatch):
     oracle = libvirt.open("qemu:///system")
     yield dom, oracle.lookupByName(NAME), workdir / "state"
     try:
-        left = oracle.lookupByName(NAME)
-        if left.isActive():
-            left.destroy()
-        for snap in left.listAllSnapshots():
-            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
-        left.undefine()
+        remove_with_libvirt(oracle, NAME)
     finally:
         oracle.close()
         conn.close()
