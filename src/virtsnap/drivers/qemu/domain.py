@@ -727,13 +727,22 @@ BUILT_IN = {("sata", True): "0x1f.0x2", ("ide", False): "0x1.0x1"}
 USB_PORTS = {"piix3-uhci": 2, "ich9-ehci1": 6, "qemu-xhci": 4}
 
 
-def usb_ports(devices: Node, machine: str) -> int:
+def usb_controllers(devices: Node) -> list[Node]:
+    """The domain's USB controllers; an ICH9 UHCI companion (<master>) is part of its EHCI, not one of them."""
+    return [c for c in devices.findall("controller") if c.get("type") == "usb" and c.find("master") is None]
+
+
+def usb_model(ctl: Node, machine: str) -> str:
+    """A USB controller's model, libvirt's default for the machine when it names none."""
+    return ctl.get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
+
+
+def usb_port_count(devices: Node, machine: str) -> int:
     """How many ports the domain's USB controller has, as libvirt counts them (0 without one)."""
-    usbs = [c for c in devices.findall("controller") if c.get("type") == "usb" and c.find("master") is None]
+    usbs = usb_controllers(devices)
     if not usbs:
         return 0
-    model = usbs[0].get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
-    raw = usbs[0].get("ports") or ""
+    model, raw = usb_model(usbs[0], machine), usbs[0].get("ports") or ""
     return int(raw) if model == "qemu-xhci" and raw.isdigit() else USB_PORTS.get(model, 0)
 
 
@@ -770,7 +779,8 @@ def placements(node: Node, machine: str, refusals: Refusals | None = None) -> di
         place(("videos", shown) if on else None, v, f"<video> {n + 1}")
         shown += on
     made = 0
-    usb_taken: dict[str, str] = {}
+    usb_taken: dict[int, str] = {}
+    usb_count = usb_port_count(devices, machine)
 
     def place_usb(key: tuple[str, int] | None, el: Node, what: str) -> None:
         """<address type='usb' bus port>: the device's port on the one USB controller (QEMU's bus usb.0)."""
@@ -782,11 +792,11 @@ def placements(node: Node, machine: str, refusals: Refusals | None = None) -> di
             gathered.items.append(f"USB address of {what} is not applied to this element by virtsnap")
         elif bus != "0":
             gathered.items.append(f"USB bus of {what} {bus!r} is not 0 (virtsnap makes one USB controller)")
-        elif port is not None and not (port.isdigit() and 0 < int(port) <= usb_ports(devices, machine)):
+        elif port is not None and not (port.isdigit() and 0 < int(port) <= usb_count):
             gathered.items.append(f"USB port of {what} {port!r} is not a port of the USB controller (1 to "
-                                  f"{usb_ports(devices, machine)}; ports behind a hub need a USB hub)")
-        elif port is not None and usb_taken.setdefault(str(int(port)), what) != what:
-            gathered.items.append(f"USB port {port!r} is given to {usb_taken[str(int(port))]} and {what}")
+                                  f"{usb_count}; ports behind a hub need a USB hub)")
+        elif port is not None and usb_taken.setdefault(int(port), what) != what:
+            gathered.items.append(f"USB port {port!r} is given to {usb_taken[int(port)]} and {what}")
         elif port is not None:
             found[key] = {**found.get(key, {}), "port": str(int(port))}
 
@@ -944,13 +954,11 @@ class Hardware(Frozen):
         inputs = [d for d in (INPUTS[(i.get("type") or "", i.get("bus") or "ps2")]
                               for i in devices.findall("input")) if d]
         usb, usb_ports = None, None
-        usbs = [c for c in devices.findall("controller")  # a companion (<master>) is part of its EHCI
-                if c.get("type") == "usb" and c.find("master") is None]
+        usbs = usb_controllers(devices)
         if len(usbs) > 1:
             refusals.items.append("only one USB controller is supported")
         if usbs:
-            usb_model = usbs[0].get("model") or ("qemu-xhci" if "q35" in machine else "piix3-uhci")
-            usb = USB_MODELS.get(usb_model)
+            usb = USB_MODELS.get(usb_model(usbs[0], machine))
             raw = usbs[0].get("ports")
             if raw is not None and not (raw.isdigit() and 0 < int(raw) <= 15):
                 refusals.items.append(f"USB ports {raw!r} is not a number from 1 to 15")
@@ -1131,9 +1139,9 @@ class QemuDomain(Frozen):
                               bus=target.get("bus") or "virtio",
                               readonly=d.find("readonly") is not None or device == "cdrom",
                               snapshot=d.get("snapshot"),
-                              cache=(driver.get("cache") if driver is not None else None) or "default",
+                              cache=cache or "default",
                               discard=(driver.get("discard") if driver is not None else None) or "ignore",
-                              io=driver.get("io") if driver is not None else None,
+                              io=io,
                               boot_order=int(raw_order) if raw_order else None,
                               serial=refusals.take(None, check_disk_serial, d.findtext("serial")),
                               shareable=d.find("shareable") is not None,
