@@ -326,18 +326,13 @@ class _Planner:
             self.graph[child].backing = below
 
 
-def unwritable(steps: list[Step]) -> list[str]:
-    """The files the plan's qemu-img steps write (a commit: the image it merges into; a rebase: the image's
-    header and data) that cannot be written now (a read-only mount, no permission): checked before the first
-    step, since a merge done cannot be taken back when a later one fails."""
-    written = {step.base if step.kind == "commit" else step.image for step in steps if step.how == "qemu-img"}
-    return sorted(path for path in written if not os.access(path, os.W_OK))
-
-
 def refuse_unwritable(steps: list[Step], domain: ErrorDomain) -> None:
-    """Refuse, before any change, a plan whose qemu-img steps would write a file that cannot be written
-    (the QEMU engine and the libvirt+ driver both run these steps; one message for both)."""
-    blocked = unwritable(steps)
+    """Refuse, before any change, a plan whose qemu-img steps would write a file that cannot be written now (a
+    read-only mount, no permission; a commit writes the image it merges into, a rebase the image's header and
+    data): a merge done cannot be taken back when a later one fails. The QEMU engine and the libvirt+ driver
+    both run these steps; one message for both."""
+    written = {step.base if step.kind == "commit" else step.image for step in steps if step.how == "qemu-img"}
+    blocked = sorted(path for path in written if not os.access(path, os.W_OK))
     if blocked:
         raise error(ErrorCode.OPERATION_INVALID, domain, "deleting would merge data into " + ", ".join(blocked)
                     + ", which cannot be written (a read-only file system or no permission). Nothing was changed")

@@ -252,7 +252,7 @@ def ensure_nvram(fw: Firmware, made: Callable[[int], object]) -> bool:
     return True
 
 
-def reset_nvram(fw: Firmware | None, row: LedgerRow | None, uuid: str) -> None:
+def reset_nvram(store: MetadataStore, uuid: str, fw: Firmware | None) -> None:
     """`start --reset-nvram`: the NVRAM's content is the template's again. Only an NVRAM virtsnap made for this
     domain (its ledger row, still that file) is written, never a user's; a qcow2 NVRAM keeps its internal
     snapshots (qemu-img convert -n writes the active layer only), so every snapshot still brings its variables
@@ -265,7 +265,8 @@ def reset_nvram(fw: Firmware | None, row: LedgerRow | None, uuid: str) -> None:
         return
     if not fw.template:
         raise error(ErrorCode.OPERATION_INVALID, ERR, f"NVRAM {fw.nvram} has no <nvram template=...> to reset it from")
-    if row is None or row.domain != uuid:
+    row = _own_row(store, fw.nvram, uuid)
+    if row is None:
         raise error(ErrorCode.OPERATION_INVALID, ERR,
                     f"NVRAM {fw.nvram} was not made by virtsnap and is never written over by it")
     try:
@@ -315,6 +316,12 @@ def _from_template(fw: Firmware, fd: int, new: bool) -> None:
         os.close(src)
 
 
+def _own_row(store: MetadataStore, path: str, uuid: str) -> LedgerRow | None:
+    """The ledger's row of a file virtsnap made for this domain; None for anyone else's."""
+    row = store.ledger_row(path)
+    return row if row is not None and row.domain == uuid else None
+
+
 def own_nvram(state_dir: Path, uuid: str) -> str:
     """The domain's own NVRAM image in virtsnap's state (as libvirt's /var/lib/libvirt/qemu/nvram/NAME_VARS.fd),
     in qcow2 so that internal snapshots hold the variables too."""
@@ -358,8 +365,7 @@ def undefine_nvram(store: MetadataStore, uuid: str, qdom: QemuDomain, flags: int
     if path is None or not os.path.lexists(path):
         return None
     if flags & DomainUndefine.NVRAM:
-        row = store.ledger_row(path)
-        if row is None or row.domain != uuid:
+        if _own_row(store, path, uuid) is None:
             raise error(ErrorCode.OPERATION_INVALID, ERR,
                         f"NVRAM {path} was not made by virtsnap and is never removed by it: undefine with --keep-nvram")
         return path

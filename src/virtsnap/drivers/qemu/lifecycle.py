@@ -112,8 +112,7 @@ def start(ctx: Context, uuid: str, flags: int) -> None:
         if ctx.rt(uuid).pid() is not None:
             raise error(ErrorCode.OPERATION_INVALID, ERR, "domain is already running")
         if flags & DomainCreate.START_RESET_NVRAM:
-            fw = QemuDomain.from_def(defn).firmware
-            firmware.reset_nvram(fw, ctx.store.ledger_row(fw.nvram) if fw and fw.nvram else None, uuid)
+            firmware.reset_nvram(ctx.store, uuid, QemuDomain.from_def(defn).firmware)
         boot(ctx, uuid, defn, paused=bool(flags & DomainCreate.START_PAUSED))
 
 
