@@ -11,8 +11,10 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import libvirt
+import libvirt_qemu
 import pytest
 
 import virtsnap
@@ -28,8 +30,10 @@ IMAGES = Path("/var/lib/libvirt/images") / NAME  # libvirt's QEMU runs as libvir
 
 
 def agent(dom, command: str, arguments: dict | None = None) -> dict:
-    cmd = {"execute": command, **({"arguments": arguments} if arguments else {})}
-    return json.loads(virtsnap.libvirt_qemu.qemuAgentCommand(dom, json.dumps(cmd), 30, 0))["return"]
+    """A guest agent command to a virtsnap domain, or to a python3-libvirt one (the oracle side of a test)."""
+    cmd = json.dumps({"execute": command, **({"arguments": arguments} if arguments else {})})
+    qemu: Any = libvirt_qemu if isinstance(dom, libvirt.virDomain) else virtsnap.libvirt_qemu
+    return json.loads(qemu.qemuAgentCommand(dom, cmd, 30, 0))["return"]
 
 
 def shell(dom, script: str) -> str:
@@ -51,7 +55,7 @@ def wait_for_agent(dom) -> None:
         try:
             agent(dom, "guest-ping")
             return
-        except virtsnap.libvirtError:
+        except (libvirt.libvirtError, virtsnap.libvirtError):
             assert time.monotonic() < deadline, "the guest agent never answered"
             time.sleep(0.5)
 

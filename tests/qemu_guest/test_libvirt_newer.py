@@ -8,18 +8,14 @@ disk and a value in RAM."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import libvirt
-import libvirt_qemu
 import pytest
 
 import virtsnap
@@ -27,61 +23,13 @@ import virtsnap.libvirt_qemu
 from virtsnap.store.db import MetadataStore
 
 from .conftest import domain_xml
+from .test_libvirt_driver import shell, wait_for_agent
+from .test_libvirt_external import chain, mark, markers, source
 
 pytestmark = pytest.mark.qemu
 
 ERRORS = (libvirt.libvirtError, virtsnap.libvirtError)
 DISK_ONLY = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
-
-
-def agent(dom, command: str, arguments: dict | None = None) -> dict:
-    cmd = json.dumps({"execute": command, **({"arguments": arguments} if arguments else {})})
-    qemu: Any = libvirt_qemu if isinstance(dom, libvirt.virDomain) else virtsnap.libvirt_qemu
-    return json.loads(qemu.qemuAgentCommand(dom, cmd, 30, 0))["return"]
-
-
-def wait_for_agent(dom) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            agent(dom, "guest-ping")
-            return
-        except ERRORS:
-            assert time.monotonic() < deadline, "the guest agent never answered"
-            time.sleep(0.5)
-
-
-def shell(dom, script: str) -> str:
-    pid = agent(dom, "guest-exec", {"path": "/bin/sh", "arg": ["-c", script], "capture-output": True})["pid"]
-    deadline = time.monotonic() + 60
-    while True:  # guest-exec-status is how the agent reports an end: polled until then
-        status = agent(dom, "guest-exec-status", {"pid": pid})
-        if status["exited"]:
-            break
-        assert time.monotonic() < deadline, f"guest command did not end: {script}"
-        time.sleep(0.1)
-    assert status["exitcode"] == 0, status
-    return base64.b64decode(status.get("out-data", "")).decode()
-
-
-def mark(dom, value: str) -> None:
-    shell(dom, f"echo disk-{value} > /mnt/marker; echo ram-{value} > /ram/value; sync")
-
-
-def markers(dom) -> list[str]:
-    return shell(dom, "cat /mnt/marker /ram/value").split()
-
-
-def chain(path: str) -> list[str]:
-    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "-f", "qcow2", path],
-                         capture_output=True, text=True, check=True).stdout
-    return [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("image: ")]
-
-
-def source(dom) -> str:
-    xml = dom.XMLDesc(0)
-    start = xml.index("<source file='", xml.index("<disk type='file' device='disk'>")) + len("<source file='")
-    return xml[start:xml.index("'", start)]
 
 
 class Domain:
