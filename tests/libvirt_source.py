@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import re
 import shutil
-import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
+
+import private_apt
 
 SUITE = "bookworm"
 UPSTREAM = "9.0.0"
@@ -21,27 +19,6 @@ ORIG_SHA256 = "deca5cff1b7baac297bca9663907c61f71a47183371dc7ac019c107806d5435a"
 # What the tests read: the snapshot XML harness and its vector directories.
 WANTED = ("tests/qemudomainsnapshotxml2xmltest.c", "tests/qemudomainsnapshotxml2xmlin/",
           "tests/qemudomainsnapshotxml2xmlout/")
-SOURCES = (f"Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: {SUITE}\nComponents: main\n"
-           "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "virtsnap" / "libvirt-source"
-
-
-def _cached(root: Path) -> Path | None:
-    done = sorted(p.parent for p in root.glob(f"{UPSTREAM}-*/complete"))
-    return done[-1] if done else None
-
-
-def _apt(tmp: Path, *args: str, cwd: Path | None = None) -> None:
-    # Every apt state path points into tmp: the system's sources, lists and package cache stay untouched.
-    opts = ["-o", f"Dir::Etc::SourceList={tmp / 'src.sources'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={tmp / 'lists'}", "-o", f"Dir::Cache={tmp / 'cache'}", "-qq"]
-    done = subprocess.run(["apt-get", *opts, *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"apt-get {args[0]} for libvirt's source package failed: {done.stderr.strip()}")
 
 
 def _dsc_checks(dsc: Path) -> dict[str, str]:
@@ -57,56 +34,47 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _fetch(root: Path) -> Path:
-    with tempfile.TemporaryDirectory(prefix="virtsnap-libvirt-src-") as name:
-        tmp = Path(name)
-        tmp.chmod(0o755)  # apt downloads as its _apt user
-        (tmp / "lists" / "partial").mkdir(parents=True)
-        (tmp / "cache" / "archives" / "partial").mkdir(parents=True)
-        (tmp / "src.sources").write_text(SOURCES)
-        out = tmp / "out"
-        out.mkdir()
-        out.chmod(0o777)
-        _apt(tmp, "update")
-        _apt(tmp, "source", "--download-only", "libvirt", cwd=out)
-        (dsc,) = out.glob("libvirt_*.dsc")
-        version = dsc.name.removeprefix("libvirt_").removesuffix(".dsc")
-        if not version.startswith(f"{UPSTREAM}-"):
-            raise RuntimeError(f"{SUITE} now carries libvirt {version}, not {UPSTREAM}: pin the snapshot archive")
-        for file, digest in _dsc_checks(dsc).items():
-            if _sha256(out / file) != digest:
-                raise RuntimeError(f"{file} does not match the checksum in {dsc.name}")
-        orig = out / f"libvirt_{UPSTREAM}.orig.tar.xz"
-        if _sha256(orig) != ORIG_SHA256:
-            raise RuntimeError(f"{orig.name} is not libvirt {UPSTREAM} as released")
-        (debian,) = out.glob("libvirt_*.debian.tar.xz")
-        with tarfile.open(debian) as tar:
-            for member in tar.getmembers():
-                if member.name.startswith("debian/patches/") and member.isfile():
-                    text = (tar.extractfile(member) or b"").read().decode(errors="replace")
-                    touched = [w for w in WANTED if f"/{w}" in text]
-                    if touched:
-                        # The tests would need Debian's patched files, which this reader does not apply.
-                        raise RuntimeError(f"Debian's {member.name} changes {', '.join(touched)}")
-        dest = root / version
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        prefix = f"libvirt-{UPSTREAM}/"
-        with tarfile.open(orig) as tar:
-            members = [m for m in tar.getmembers()
-                       if m.isfile() and m.name.startswith(prefix) and m.name[len(prefix):].startswith(WANTED)]
-            for member in members:
-                member.name = member.name[len(prefix):]
-            tar.extractall(dest, members=members, filter="data")
-        shutil.copy2(dsc, dest / dsc.name)
-        (dest / "complete").write_text(f"{version}\n")
-        return dest
+def _fetch(tmp: Path, root: Path) -> Path:
+    out = tmp / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    what = "libvirt's source package"
+    private_apt.run(tmp, "apt-get", "update", what=what)
+    private_apt.run(tmp, "apt-get", "source", "--download-only", "libvirt", what=what, cwd=out)
+    (dsc,) = out.glob("libvirt_*.dsc")
+    version = dsc.name.removeprefix("libvirt_").removesuffix(".dsc")
+    if not version.startswith(f"{UPSTREAM}-"):
+        raise RuntimeError(f"{SUITE} now carries libvirt {version}, not {UPSTREAM}: pin the snapshot archive")
+    for file, digest in _dsc_checks(dsc).items():
+        if _sha256(out / file) != digest:
+            raise RuntimeError(f"{file} does not match the checksum in {dsc.name}")
+    orig = out / f"libvirt_{UPSTREAM}.orig.tar.xz"
+    if _sha256(orig) != ORIG_SHA256:
+        raise RuntimeError(f"{orig.name} is not libvirt {UPSTREAM} as released")
+    (debian,) = out.glob("libvirt_*.debian.tar.xz")
+    with tarfile.open(debian) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("debian/patches/") and member.isfile():
+                text = (tar.extractfile(member) or b"").read().decode(errors="replace")
+                touched = [w for w in WANTED if f"/{w}" in text]
+                if touched:
+                    # The tests would need Debian's patched files, which this reader does not apply.
+                    raise RuntimeError(f"Debian's {member.name} changes {', '.join(touched)}")
+    dest = root / version
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    prefix = f"libvirt-{UPSTREAM}/"
+    with tarfile.open(orig) as tar:
+        members = [m for m in tar.getmembers()
+                   if m.isfile() and m.name.startswith(prefix) and m.name[len(prefix):].startswith(WANTED)]
+        for member in members:
+            member.name = member.name[len(prefix):]
+        tar.extractall(dest, members=members, filter="data")
+    shutil.copy2(dsc, dest / dsc.name)
+    (dest / "complete").write_text(f"{version}\n")
+    return dest
 
 
 def libvirt_source() -> Path:
     """Directory holding libvirt 9.0's tests/qemudomainsnapshotxml2xml{test.c,in,out}, fetching it once."""
-    root = _cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test sessions fetch once
-        return _cached(root) or _fetch(root)
+    return private_apt.fetched("libvirt-source", f"{UPSTREAM}-*", private_apt.sources("deb-src", SUITE), _fetch)
