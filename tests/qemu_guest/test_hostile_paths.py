@@ -5,6 +5,7 @@ image. Each is refused with a libvirt code before anything changes."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -25,13 +26,13 @@ def test_hostile_overlay_paths_change_nothing(guest, workdir, conn):
     dom = conn.defineXML(domain_xml(guest, workdir))
     other = conn.defineXML(domain_xml(guest, workdir, name="other"))
     other_image = str(workdir / "other.qcow2")
-    state = conn.driver.state_dir
+    state = Path(conn.driver.state_dir)
     os.symlink(state, workdir / "to-state")
     os.symlink(workdir / "nowhere.qcow2", workdir / "dangling")
     os.symlink(other_image, workdir / "to-other")
     cases = {
         "state dir": (str(state / "x.qcow2"), "private directory"),
-        "runtime dir": (str(conn.driver.runtime / other.UUIDString() / "x.qcow2"), "private directory"),
+        "runtime dir": (str(Path(conn.driver.runtime) / other.UUIDString() / "x.qcow2"), "private directory"),
         "symlink into state dir": (str(workdir / "to-state" / "x.qcow2"), "private directory"),
         "dangling symlink": (str(workdir / "dangling"), "symbolic link"),
         "symlink onto another domain's image": (str(workdir / "to-other"), "symbolic link"),

@@ -75,7 +75,7 @@ def test_tpm_state_comes_back_with_internal_and_external_memory_snapshots(guest,
     assert guest_read(conn, dom, "ls /sys/class/tpm/tpm0/").split().count("pcr-sha1") == 1
 
     # the state is the domain's only: one owner-only directory, recorded in the ledger, no socket file anywhere
-    state = tpm.state_path(Path(conn.driver.state_dir), dom.UUIDString())
+    state = Path(tpm.state_path(Path(conn.driver.state_dir), dom.UUIDString()))
     st = os.lstat(state)
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
     for entry in state.iterdir():
@@ -83,7 +83,7 @@ def test_tpm_state_comes_back_with_internal_and_external_memory_snapshots(guest,
     assert (state / tpm.STATE_FILE).exists()
     rows = [r for r in conn.driver.store.ledger(dom.UUIDString()) if r.purpose == tpm.PURPOSE]
     assert [r.path for r in rows] == [str(state)]
-    sockets = [p.name for d in (state, rt.directory) for p in d.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
+    sockets = [p.name for d in (state, Path(rt.directory)) for p in d.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
     assert sorted(sockets) == ["agent.sock", "monitor.sock"]
 
     dom.snapshotCreateXML("<domainsnapshot><name>internal</name></domainsnapshot>")
@@ -167,7 +167,7 @@ def test_system_swtpm_runs_as_qemus_user(reachable_guest, workdir, sysconn):
     status = {k: v.split() for k, _, v in (line.partition(":") for line in
                                            Path(f"/proc/{swtpm}/status").read_text().splitlines())}
     assert status["Uid"] == [str(user.uid)] * 4 and status["Gid"] == [str(user.gid)] * 4
-    state = tpm.state_path(Path(sysconn.driver.state_dir), dom.UUIDString())
+    state = Path(tpm.state_path(Path(sysconn.driver.state_dir), dom.UUIDString()))
     st = os.lstat(state)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (user.uid, user.gid, 0o700)
     assert (state / tpm.STATE_FILE).stat().st_uid == user.uid  # swtpm_setup ran as that user too
@@ -181,7 +181,7 @@ def test_a_planted_state_directory_is_refused(guest, workdir, conn):
     """A symbolic link where the domain's TPM state directory goes (someone else's directory behind it) is
     refused at start: nothing runs, nothing there is created, chowned or chmodded."""
     dom = conn.defineXML(tpm_domain(guest, workdir, "planted"))
-    state = tpm.state_path(Path(conn.driver.state_dir), dom.UUIDString())
+    state = Path(tpm.state_path(Path(conn.driver.state_dir), dom.UUIDString()))
     state.parent.mkdir(parents=True, exist_ok=True)
     victim = workdir / "victim"
     victim.mkdir(mode=0o755)
@@ -200,7 +200,7 @@ def test_undefine_removes_the_tpm_state_unless_kept(guest, workdir, conn):
     xml = tpm_domain(guest, workdir, "gone")
     dom = conn.defineXML(xml)
     uuid = dom.UUIDString()
-    state = tpm.state_path(Path(conn.driver.state_dir), uuid)
+    state = Path(tpm.state_path(Path(conn.driver.state_dir), uuid))
     dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
     dom.destroy()
     made = (state / tpm.STATE_FILE).read_bytes()

@@ -21,7 +21,7 @@ def test_persistent_state_is_kept_at_undefine_unless_removed_with_tpm(guest, wor
     assert "persistent_state='yes'" in xml
     dom = conn.defineXML(xml)
     uuid = dom.UUIDString()
-    state = tpm.state_path(Path(conn.driver.state_dir), uuid)
+    state = Path(tpm.state_path(Path(conn.driver.state_dir), uuid))
     dom.createWithFlags(virtsnap.VIR_DOMAIN_START_PAUSED)
     dom.destroy()
     made = (state / tpm.STATE_FILE).read_bytes()

@@ -88,7 +88,7 @@ def fake_domain(request, monkeypatch):
                                  dom.UUIDString()])
         try:
             deadline = time.monotonic() + 10
-            while not (rt.monitor.exists() and rt.pidfile.exists() and rt.pidfile.read_text()):
+            while not (os.path.exists(rt.monitor) and os.path.exists(rt.pidfile) and Path(rt.pidfile).read_text()):
                 assert time.monotonic() < deadline, "the fake monitor did not start"
                 time.sleep(0.01)  # waiting for another process to create its socket: no event to wait on
             yield conn, dom, disk, work

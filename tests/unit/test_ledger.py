@@ -368,7 +368,7 @@ def test_a_planted_log_symlink_is_never_written_through(monkeypatch):
     conn, dom, _disk = define_offline(tmp_path, "log")
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
-    rundir = conn.driver.runtime / dom.UUIDString()
+    rundir = Path(conn.driver.runtime) / dom.UUIDString()
     rundir.mkdir(parents=True, exist_ok=True)
     os.symlink(victim, rundir / "qemu.log")
     dom.create()

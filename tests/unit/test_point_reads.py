@@ -18,6 +18,7 @@ from qemu_offline import define_offline
 
 import virtsnap
 from virtsnap.cli import main as cli_main
+from virtsnap.store import db
 
 URI = "qemu:///session"
 
@@ -69,7 +70,7 @@ class Steps:
             conn.set_progress_handler(self._step, 1)
             return conn
 
-        monkeypatch.setattr(sqlite3, "connect", connect)
+        monkeypatch.setattr(db.sqlite3, "connect", connect)  # the module the store connects through
 
     def _step(self) -> int:
         self.steps += 1

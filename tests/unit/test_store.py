@@ -39,8 +39,8 @@ def store(tmp_path):
 
 
 def test_files_and_directories_are_private(store):
-    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
-    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
 
 
 def test_forest_round_trips_with_child_order_and_current(store):

@@ -127,3 +127,18 @@ def test_names_an_earlier_virtsnap_stored_still_load_and_print_escaped(
     assert run.stdout.startswith(f"{shown}\n\n{shown}\n\n")
     assert f"Name:           {shown}\n" in run.stdout
     assert '"name": "old\\u202eevil\\u009b"' in run.stdout
+
+
+def test_every_character_that_hides_text_is_caught_by_the_fast_path() -> None:
+    """terminal_text, xml_text, json_text and name checks pass text that str.isprintable() accepts without
+    looking further: every one of the characters they escape or refuse must be one it rejects."""
+    from virtsnap.conf.unsafe import hides_text, name_problem, terminal_text
+
+    unsafe = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+    caught = [c for c in map(chr, range(0x110000)) if unsafe.match(c)]
+    assert len(caught) == 32 + 33 + 3 + 7 + 4 + 2048
+    for c in caught:
+        assert not c.isprintable() and hides_text(c), hex(ord(c))
+        assert terminal_text(f"a{c}b") != f"a{c}b" and name_problem(f"a{c}b") is not None, hex(ord(c))
+    # and the printable text around them is left as it is
+    assert terminal_text("snap\u200bshot é ✓") == "snap\u200bshot é ✓" and name_problem("é ✓ snap") is None

@@ -8,17 +8,18 @@ import re
 # C0 and C1 controls, DEL; bidirectional marks, embeddings, overrides and isolates (Trojan Source); line and
 # paragraph separators; lone surrogates (bytes that were not UTF-8). Invisible characters (zero width space,
 # joiners, BOM) stay: like lookalike letters, they make names look alike but cannot reorder or forge text.
+# Every one of them is also "not printable" to str.isprintable(), which checks a whole text in C: text it
+# accepts needs no pattern, and the patterns are compiled when first needed (about 1 ms each at a cold start).
 _FORMATTING = "\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMATTING}\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_FORMAT = re.compile(f"[{_FORMATTING}]")
 
 
 def name_problem(name: str) -> str | None:
     """Why `name` cannot be a name (the end of an error message), or None."""
-    if _CONTROL.search(name):
+    if name.isprintable():
+        return None
+    if any(c < "\x20" or "\x7f" <= c <= "\x9f" for c in name):
         return "it contains control characters"
-    if _FORMAT.search(name):
+    if re.search(f"[{_FORMATTING}]", name):
         return "it contains bidirectional formatting characters or line separators"
     if any("\ud800" <= c <= "\udfff" for c in name):
         return "it is not valid UTF-8"
@@ -27,7 +28,7 @@ def name_problem(name: str) -> str | None:
 
 def hides_text(char: str) -> bool:
     """Whether one character is one of those above."""
-    return _UNSAFE.match(char) is not None
+    return not char.isprintable() and _pattern("").match(char) is not None
 
 
 def _hex(match: re.Match[str]) -> str:
@@ -38,17 +39,19 @@ def terminal_text(text: str, keep: str = "") -> str:
     """`text` safe to print: every unsafe character except those in `keep` (say "\\n\\t" for a message of several
     lines) as `\\xNN` per UTF-8 byte, as virsh's table escapes; once anything is escaped, a literal `\\x` is too,
     so the result reads back unambiguously. Text with nothing to escape is returned as it is."""
+    if text.isprintable():
+        return text
     pattern = _pattern(keep)
     if not pattern.search(text):
         return text
     return pattern.sub(_hex, text.replace("\\x", "\\x5cx"))
 
 
-_PATTERNS: dict[str, re.Pattern[str]] = {"": _UNSAFE}
+_PATTERNS: dict[str, re.Pattern[str]] = {}
 
 
 def _pattern(keep: str) -> re.Pattern[str]:
-    """_UNSAFE without the characters in `keep` (built once per `keep`)."""
+    """The unsafe characters without those in `keep` (built once per `keep`)."""
     pattern = _PATTERNS.get(keep)
     if pattern is None:
         controls = "".join(f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in keep)
@@ -59,14 +62,14 @@ def _pattern(keep: str) -> re.Pattern[str]:
 def xml_text(document: str) -> str:
     """An XML document safe to print, with the same meaning: unsafe characters XML allows become character
     references (`&#x202e;`); tab and newline stay."""
-    if not _UNSAFE.search(document):
+    if document.isprintable() or not _pattern("").search(document):
         return document
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\t\n" else f"&#x{ord(m.group()):x};", document)
+    return _pattern("").sub(lambda m: m.group() if m.group() in "\t\n" else f"&#x{ord(m.group()):x};", document)
 
 
 def json_text(document: str) -> str:
     """A JSON document (json.dumps, ensure_ascii=False) safe to print, with the same meaning: unsafe characters,
     which only occur inside its strings, become `\\uXXXX` escapes."""
-    if not _UNSAFE.search(document):
+    if document.isprintable() or not _pattern("").search(document):
         return document
-    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\t\n" else f"\\u{ord(m.group()):04x}", document)
+    return _pattern("").sub(lambda m: m.group() if m.group() in "\t\n" else f"\\u{ord(m.group()):04x}", document)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 from .db import LedgerRow, MetadataStore
 
@@ -81,7 +80,7 @@ def ours(store: MetadataStore, domain: str) -> dict[str, LedgerRow]:
     return {row.path: row for row in store.ledger(domain) if matches(row)}
 
 
-def inside(path: str | os.PathLike[str], roots: list[Path]) -> Path | None:
+def inside(path: str | os.PathLike[str], roots: list[str]) -> str | None:
     """The first of `roots` that `path` lies in (or is), whatever symlinks either goes through; else None."""
     real = os.path.realpath(path)
     for root in roots:

@@ -5,10 +5,10 @@ The kernel releases it when the holder dies, so there is never a stale lock to c
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
-from pathlib import Path
 from types import TracebackType
 
 from ..errors import ErrorCode, ErrorDomain, error
@@ -27,8 +27,9 @@ class DomainLock:
     Each acquisition opens its own file description, so two threads of one process exclude each other too.
     """
 
-    def __init__(self, directory: Path, uuid: str, timeout: float = DEFAULT_TIMEOUT, what: str = "") -> None:
-        self.path = private_dir(directory / "locks") / f"{uuid}.lock"
+    def __init__(self, directory: str | os.PathLike[str], uuid: str, timeout: float = DEFAULT_TIMEOUT,
+                 what: str = "") -> None:
+        self.path = os.path.join(private_dir(os.path.join(directory, "locks")), f"{uuid}.lock")
         self.uuid = uuid
         self.timeout = timeout
         self.what = what or uuid
@@ -72,7 +73,8 @@ class DomainLock:
     def discard(self) -> None:
         """Remove the lock file, while holding it (the domain is going away); waiters then lock afresh."""
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     def release(self) -> None:
         if self._fd is not None:

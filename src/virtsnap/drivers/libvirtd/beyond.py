@@ -192,4 +192,4 @@ def is_system(uri_text: str) -> bool:
 
 def state_directory(system: bool) -> Path:
     base = os.environ.get("VIRTSNAP_LIBVIRT_STATE_DIR")
-    return Path(base) if base else state_dir("libvirt", system)
+    return Path(base or state_dir("libvirt", system))

@@ -94,17 +94,18 @@ def check_reachable(ident: Identity, paths: Iterable[str]) -> None:
 
 
 # -- the hand-over registry ----------------------------------------------------------------------------------
-def _registry(state_dir: Path) -> Path:
-    return state_dir / "dac-labels.json"
+def _registry(state_dir: str) -> Path:
+    return Path(state_dir, "dac-labels.json")
 
 
 @contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[dict[str, dict[str, object]]]:
+def _locked(state_dir: str) -> Iterator[dict[str, dict[str, object]]]:
     """The registry (file identity -> original owner and holders), read and written under one flock: domains
     sharing a base image or kernel hand it over once and back once, after the last of them stops."""
     import fcntl
 
-    fd = os.open(state_dir / "dac-labels.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(os.path.join(state_dir, "dac-labels.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         path = _registry(state_dir)
@@ -121,7 +122,7 @@ def _locked(state_dir: Path) -> Iterator[dict[str, dict[str, object]]]:
         os.close(fd)
 
 
-def hand_over(state_dir: Path, uuid: str, ident: Identity, paths: Iterable[str]) -> None:
+def hand_over(state_dir: str, uuid: str, ident: Identity, paths: Iterable[str]) -> None:
     """Give these files to QEMU's user for as long as the domain `uuid` runs (hand_back ends it). A file
     already handed over (another domain's shared base, or this domain's) only gains a holder."""
     with _locked(state_dir) as entries:
@@ -146,7 +147,7 @@ def hand_over(state_dir: Path, uuid: str, ident: Identity, paths: Iterable[str])
                 holders.append(uuid)
 
 
-def hand_back(state_dir: Path, uuid: str) -> None:
+def hand_back(state_dir: str, uuid: str) -> None:
     """The domain stopped: every file it alone held goes back to its original owner and mode, provided it is
     still the same file (device, inode, never through a symlink put in its place) and still owned as handed
     over (an owner someone set meanwhile is kept)."""
@@ -193,7 +194,7 @@ def _open_file(path: str) -> int | None:
     return None
 
 
-def holds(state_dir: Path, uuid: str) -> bool:
+def holds(state_dir: str, uuid: str) -> bool:
     """Whether files are handed over for this domain (cheap: no lock when nothing ever was)."""
     try:
         entries = json.loads(_registry(state_dir).read_text())

@@ -11,7 +11,6 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from ... import failpoints
 from ...conf.domain_xml import DomainDef
@@ -22,13 +21,13 @@ from ...store import ledger
 from ...store.db import MetadataStore, state_dir, verified_dir
 from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
-from . import external, images, moments
-from .domain import QemuDomain
+from . import moments
 from .process import Runtime, qemu_binary, runtime_root
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
     from .confine import Identity
+    from .domain import QemuDomain
     from .monitor import Monitor, Runner
 
 ERR = ErrorDomain.QEMU
@@ -41,11 +40,11 @@ class Context:
         self.system = system  # QEMU confined: an unprivileged user, its files handed over (confine.py)
         self.read_only = read_only  # never replays the journal: it reports what is pending instead
         base = os.environ.get("VIRTSNAP_QEMU_STATE_DIR")
-        self.state_dir = Path(base) if base else state_dir("qemu", system)
+        self.state_dir = base or state_dir("qemu", system)
         self.store = MetadataStore(self.state_dir, read_only=read_only)  # a read-only one never writes it
         # A read-only connection makes no directory: where none exists, no QEMU of ours runs.
         create = not read_only
-        self.runtime = runtime_root(system, create) if not base else verified_dir(Path(base) / "run", create)
+        self.runtime = runtime_root(system, create) if not base else verified_dir(os.path.join(base, "run"), create)
         self.trees: dict[str, tuple[int, SnapshotTree]] = {}
         self.lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
@@ -72,14 +71,16 @@ class Context:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
 
     def rt(self, uuid: str) -> Runtime:
-        if self.read_only and not os.path.lexists(self.runtime / uuid):
-            return Runtime(self.runtime / uuid)  # nothing there to read: no pid file, no socket
+        if self.read_only and not os.path.lexists(os.path.join(self.runtime, uuid)):
+            return Runtime(os.path.join(self.runtime, uuid))  # nothing there to read: no pid file, no socket
         return Runtime.for_domain(self.runtime, uuid)
 
     @contextlib.contextmanager
     def operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[DomainLock]:
         """The per-domain lock, across threads and processes. An operation a dead process left unfinished is
         rolled forward or back first (it holds no lock any more: the kernel released its flock)."""
+        from . import external  # images and chains: operations only, not the commands that read metadata
+
         with self.lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
             external.forget_chains()  # images may have changed since the last operation
             try:
@@ -114,6 +115,8 @@ class Context:
         if user is None or (qdom.seclabel is not None and not qdom.seclabel.relabel):
             return
         if paths is None:
+            from . import external
+
             paths = [p for p in (qdom.kernel, qdom.initrd) if p]
             for disk in qdom.disks:
                 if disk.path and disk.device != "nvram":  # the NVRAM reaches QEMU as a descriptor
@@ -135,7 +138,8 @@ class Context:
 
         pid = self.rt(uuid).pid()
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+                status = f.read()
             uid, gid = (int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
                         for key in ("Uid:", "Gid:"))
         except (OSError, StopIteration, ValueError):
@@ -188,6 +192,8 @@ class Context:
 
     def tags(self, qdom: QemuDomain, mon: Monitor | None) -> dict[str, set[str]]:
         """Internal snapshot tags per disk target: from QEMU when it runs (one query), else qemu-img."""
+        from . import images
+
         tags: dict[str, set[str]] = {}
         if mon is not None:
             for target, inserted in mon.block_devices().items():
@@ -295,6 +301,8 @@ class Context:
     def needed(self, tree: SnapshotTree, current: DomainDef) -> set[str] | None:
         """Every file the domain or a snapshot reaches, or None when a chain cannot be read (then nothing is
         removed: a file is never judged unneeded on a partial view)."""
+        from . import external
+
         try:
             needed = external.needed_files([current, *moments.snapshot_domains(tree)])
         except libvirtError:
@@ -303,6 +311,8 @@ class Context:
     def remove_unneeded(self, uuid: str, paths: list[str]) -> None:
         """Remove these files unless the domain or a snapshot still reaches them, and only those the ledger
         says virtsnap made (checked again: safe to run after a crash, when the files may be gone already)."""
+        from . import external
+
         external.forget_chains()
         needed = self.needed(self.tree(uuid), self.domain_def(uuid))
         if needed is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 from ...conf.snapshot_xml import Location, format_snapshot
 from ...conf.tree import Moment, SnapshotTree, Summary
@@ -32,7 +31,7 @@ from ...flags import SnapshotRevert as R
 from ...store.db import PointRow
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
-from . import external, images, moments
+from . import moments
 from .context import Context
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -117,6 +116,8 @@ class QemuDriver:
     def domain_block_stats(self, uuid: str) -> dict[str, object]:
         """The block group of virConnectGetAllDomainStats for the domain's image-backed disks: name, path,
         capacity and allocation (qemu-img, format as defined, never probed) and physical (the file's size)."""
+        from . import external, images
+
         sources = external.disk_sources(self.ctx.domain_def(uuid))
         out: dict[str, object] = {"block.count": len(sources)}
         for i, (target, (path, fmt)) in enumerate(sources.items()):
@@ -169,7 +170,8 @@ class QemuDriver:
         pid = self.ctx.rt(uuid).pid()
         if pid is not None:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
                 cpu_ns = (int(fields[11]) + int(fields[12])) * 10_000_000  # utime+stime in 10 ms ticks
         return DomainInfo(state, defn.memory_kib, defn.current_memory_kib, defn.vcpus, cpu_ns)
 
@@ -223,7 +225,7 @@ class QemuDriver:
 
     def snapshot_check(self, uuid: str, flags: int) -> list[Drift]:
         """virtsnap's snapshot-check: metadata against images and QEMU (see check.py)."""
-        from . import check
+        from . import check, external
 
         if self.ctx.read_only:  # no lock, no recovery: it reads, and reports a pending journal entry as such
             with self.ctx.lock:

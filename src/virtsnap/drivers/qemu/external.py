@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import without_extension
@@ -147,8 +146,8 @@ def create_overlay(overlay: str, backing: str, backing_format: str, reuse: bool,
 def check_new_overlay(overlay: str, reuse: bool, disk: str) -> None:
     """Validation before anything changes: the overlay's directory exists; the file does not (even empty, a
     file that exists is someone's), unless REUSE_EXT, which needs it to exist."""
-    parent = Path(overlay).parent
-    if not parent.is_dir():
+    parent = os.path.dirname(overlay) or "."
+    if not os.path.isdir(parent):
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"directory {parent} for disk {disk}'s overlay does not exist")
     if not reuse and os.path.islink(overlay):  # O_EXCL refuses it too; say why before anything changes
         raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,

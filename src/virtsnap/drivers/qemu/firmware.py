@@ -10,7 +10,6 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ...conf.domain_xml import DomainDef
 from ...conf.xmlutil import Node
@@ -57,18 +56,20 @@ def descriptors(dirs: Sequence[str] = DESCRIPTOR_DIRS) -> list[Descriptor]:
     selection skips them (BIOS, memory-mapped, stateless or unparsable ones)."""
     import json  # here: commands that only read metadata never load it
 
-    by_name: dict[str, Path] = {}
+    by_name: dict[str, str] = {}
     for d in dirs:
         try:
-            for p in Path(d).iterdir():
-                if p.name.endswith(".json"):
-                    by_name[p.name] = p
+            with os.scandir(d) as entries:
+                for entry in entries:
+                    if entry.name.endswith(".json"):
+                        by_name[entry.name] = entry.path
         except OSError:
             continue
     found = []
     for name in sorted(by_name):
         try:
-            raw = json.loads(by_name[name].read_text() or "null")
+            with open(by_name[name], encoding="utf-8") as f:
+                raw = json.loads(f.read() or "null")
             mapping = raw["mapping"]
             if ("uefi" not in raw["interface-types"] or mapping.get("device") != "flash"
                     or mapping.get("mode", "split") != "split"):
@@ -122,7 +123,7 @@ def select(os_node: Node, smm: bool | None, arch: str, machine: str, found: Sequ
     raise error(ErrorCode.OPERATION_FAILED, ERR, "Unable to find any firmware to satisfy 'efi'")
 
 
-def fill(defn: DomainDef, state_dir: Path, qemu_version: tuple[int, ...],
+def fill(defn: DomainDef, state_dir: str, qemu_version: tuple[int, ...],
          dirs: Sequence[str] = DESCRIPTOR_DIRS) -> DomainDef:
     """A copy of `defn` with its UEFI firmware written out: for <os firmware='efi'> the descriptor's loader
     (readonly, pflash, secure as it requires SMM) and, for SMM firmware, <smm state='on'>; for any pflash
@@ -240,7 +241,7 @@ def ensure_nvram(fw: Firmware, made: Callable[[int], object]) -> bool:
     if not fw.template:
         raise error(ErrorCode.OPERATION_FAILED, ERR,
                     f"NVRAM {fw.nvram} does not exist and no <nvram template=...> names what to copy into it")
-    Path(fw.nvram).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.makedirs(os.path.dirname(fw.nvram) or ".", mode=0o700, exist_ok=True)
     fd = os.open(fw.nvram, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         made(fd)
@@ -322,10 +323,10 @@ def _own_row(store: MetadataStore, path: str, uuid: str) -> LedgerRow | None:
     return row if row is not None and row.domain == uuid else None
 
 
-def own_nvram(state_dir: Path, uuid: str) -> str:
+def own_nvram(state_dir: str | os.PathLike[str], uuid: str) -> str:
     """The domain's own NVRAM image in virtsnap's state (as libvirt's /var/lib/libvirt/qemu/nvram/NAME_VARS.fd),
     in qcow2 so that internal snapshots hold the variables too."""
-    return str(state_dir / "nvram" / f"{uuid}_VARS.qcow2")
+    return os.path.join(state_dir, "nvram", f"{uuid}_VARS.qcow2")
 
 
 def named_paths(defn: DomainDef) -> list[tuple[str, str]]:

@@ -14,8 +14,10 @@ from ...conf.snapshot_xml import Location, ParseMode, SnapshotDef, format_snapsh
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import DomainState
-from . import external, firmware, images
-from .domain import QemuDomain
+
+TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
+if TYPE_CHECKING:
+    from .domain import QemuDomain
 
 ERR = ErrorDomain.QEMU
 
@@ -48,6 +50,8 @@ def parse_domain(xml: str) -> DomainDef:
 def refuse_probing(dom: QemuDomain) -> None:
     """QEMU opens a qcow2 disk's backing files by the formats their headers record: a chain with a backing file
     whose format is not recorded would be probed, so it is refused before QEMU starts (as libvirt refuses it)."""
+    from . import external
+
     for disk in dom.disks:
         if disk.path and disk.format == "qcow2" and disk.source_type == "file":
             external.chain(disk.path, "qcow2")
@@ -104,6 +108,8 @@ def internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                         f"internal snapshot for disk {disk.name} unsupported for storage type {dom_disk.format}")
         targets.append(disk.name)
+    from . import firmware
+
     nvram = firmware.state_image(qdom)
     if nvram is not None and targets:  # after the disks: snapshot-save puts the VM state in the first
         targets.append(nvram.target)
@@ -112,6 +118,8 @@ def internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
 
 def id_clash(qdom: QemuDomain, targets: list[str], tag: str) -> tuple[str, str] | None:
     """(image, other snapshot) where `tag` is the ID of another snapshot in one of these disks' images."""
+    from . import images
+
     for disk in qdom.disks:
         if disk.target in targets and disk.path:
             other = images.id_clash(disk.path, tag)

@@ -8,7 +8,6 @@ ioctl's fixed-size name field or as one path component; no parser ever sees them
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ...errors import ErrorCode, ErrorDomain, error
 
@@ -17,8 +16,8 @@ IFNAMSIZ = 16  # the kernel's interface name field, its terminating NUL included
 TAP_NAME = "vstap%d"  # the kernel picks the number
 # libvirt's network status (an active network) and configuration; status first: only an active network has
 # its bridge up
-NETWORK_STATUS = Path("/run/libvirt/network")
-NETWORK_CONFIG = Path("/etc/libvirt/qemu/networks")
+NETWORK_STATUS = "/run/libvirt/network"
+NETWORK_CONFIG = "/etc/libvirt/qemu/networks"
 # <forward mode>s whose guests sit on the network's bridge (None: an isolated network, also a bridge)
 BRIDGED_MODES = frozenset({None, "nat", "route", "open", "bridge"})
 
@@ -57,7 +56,8 @@ def network_bridge(name: str) -> str:
     check_network_name(name)
     for directory, active in ((NETWORK_STATUS, True), (NETWORK_CONFIG, False)):
         try:
-            data = (directory / f"{name}.xml").read_bytes()
+            with open(os.path.join(directory, f"{name}.xml"), "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -108,7 +108,7 @@ def open_tap(bridge: str, mac: str | None) -> tuple[int, str]:
     import struct
 
     check_ifname("bridge", bridge)
-    if not Path("/sys/class/net", bridge, "bridge").is_dir():
+    if not os.path.isdir(os.path.join("/sys/class/net", bridge, "bridge")):
         raise error(ErrorCode.OPERATION_FAILED, ERR, f"no bridge '{bridge}' on this host")
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     try:

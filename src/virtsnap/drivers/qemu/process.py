@@ -6,15 +6,13 @@ domain, and passes them as descriptors (argv.py writes the options); a later pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from pathlib import Path
 
 from ...errors import ErrorCode, ErrorDomain, error
 from ...records import Frozen
 from ...store.db import private_dir, verified_dir
-from . import netdev
-from .domain import QemuDomain
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from .confine import Identity
+    from .domain import QemuDomain
 
 ERR = ErrorDomain.QEMU
 
@@ -47,13 +46,13 @@ def qemu_binary(arch: str = "x86_64", emulator: str | None = None) -> str:
     return path
 
 
-def runtime_root(system: bool, create: bool = True) -> Path:
+def runtime_root(system: bool, create: bool = True) -> str:
     """Where sockets, pid files and logs go: every component verified (store.db.verified_dir), so a
     /tmp/virtsnap-UID made by someone else, or a symlink in the path, is refused rather than used."""
     if system:
-        return verified_dir(Path("/run/virtsnap/qemu"), create)
+        return verified_dir("/run/virtsnap/qemu", create)
     base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/virtsnap-{os.getuid()}"
-    return verified_dir(Path(base) / "virtsnap" / "qemu", create)
+    return verified_dir(os.path.join(base, "virtsnap", "qemu"), create)
 
 
 PIDFILE = "qemu.pid"  # "pid start-time" of the domain's QEMU
@@ -66,91 +65,103 @@ class Runtime(Frozen):
     _fields = ("directory",)
     __slots__ = _fields
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = os.fspath(directory)
 
     @classmethod
-    def for_domain(cls, root: Path, uuid: str) -> Runtime:
+    def for_domain(cls, root: str, uuid: str) -> Runtime:
         private_dir(root)
-        return cls(private_dir(root / uuid))
+        return cls(private_dir(os.path.join(root, uuid)))
 
     @property
-    def monitor(self) -> Path:
-        return self.directory / "monitor.sock"
+    def monitor(self) -> str:
+        return os.path.join(self.directory, "monitor.sock")
 
     @property
-    def agent(self) -> Path:
-        return self.directory / "agent.sock"
+    def agent(self) -> str:
+        return os.path.join(self.directory, "agent.sock")
 
     @property
-    def spice(self) -> Path:
-        return self.directory / "spice.sock"
+    def spice(self) -> str:
+        return os.path.join(self.directory, "spice.sock")
 
     @property
-    def pidfile(self) -> Path:
-        return self.directory / PIDFILE
+    def pidfile(self) -> str:
+        return os.path.join(self.directory, PIDFILE)
 
     @property
-    def block_memo(self) -> Path:
-        return self.directory / BLOCK_MEMO
+    def block_memo(self) -> str:
+        return os.path.join(self.directory, BLOCK_MEMO)
 
     @property
-    def log(self) -> Path:
-        return self.directory / "qemu.log"
+    def log(self) -> str:
+        return os.path.join(self.directory, "qemu.log")
 
     @property
-    def swtpm_pidfile(self) -> Path:
-        return self.directory / "swtpm.pid"
+    def swtpm_pidfile(self) -> str:
+        return os.path.join(self.directory, "swtpm.pid")
 
     @property
-    def swtpm_log(self) -> Path:
-        return self.directory / "swtpm.log"
+    def swtpm_log(self) -> str:
+        return os.path.join(self.directory, "swtpm.log")
 
     def swtpm_pid(self) -> int | None:
         """The domain's swtpm while it runs (pid and start time as recorded at launch; never a recycled pid)."""
         reap()
         try:
-            pid_text, _, started = self.swtpm_pidfile.read_text().strip().partition(" ")
+            pid_text, _, started = read_text(self.swtpm_pidfile).strip().partition(" ")
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
         return pid if start_time(pid) == started and _state(pid) not in (None, "Z") else None
 
     @property
-    def sockets(self) -> Path:
+    def sockets(self) -> str:
         """The sockets virtsnap bound for QEMU outside this directory (path, device, inode), removed at stop."""
-        return self.directory / "sockets.json"
+        return os.path.join(self.directory, "sockets.json")
 
     def pid(self) -> int | None:
         """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
         process's start time too, so a recycled pid never matches."""
         reap()
         try:
-            pid_text, _, started = self.pidfile.read_text().strip().partition(" ")
+            pid_text, _, started = read_text(self.pidfile).strip().partition(" ")
             pid = int(pid_text)
         except (OSError, ValueError):
             return None
         if start_time(pid) != started:
             return None
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
         except OSError:
             return None
-        if self.directory.name.encode() not in cmdline:  # -uuid UUID; a zombie's cmdline is empty
+        if os.path.basename(self.directory).encode() not in cmdline:  # -uuid UUID; a zombie's cmdline is empty
             return None
         return pid
 
 
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def unlink_quiet(path: str) -> None:
+    """Remove a file of virtsnap's own runtime directory if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def _state(pid: int) -> str | None:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
 
 
 def start_time(pid: int) -> str | None:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
 
@@ -183,7 +194,7 @@ def open_nvram(path: str) -> int:
 
 
 def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool = False,
-           user: Identity | None = None, timeout: float = 60.0, tpm_state: Path | None = None) -> int:
+           user: Identity | None = None, timeout: float = 60.0, tpm_state: str | None = None) -> int:
     """Start QEMU detached (its own session; it outlives this process) and return its pid once its monitor
     answers; it runs unless `paused` or `incoming`. `user`: the unprivileged user it runs as from its first
     instruction (qemu:///system), with the seccomp sandbox. `tpm_state`: the prepared state directory of the
@@ -191,7 +202,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     own error output is the message."""
     import subprocess
 
-    from . import argv
+    from . import argv, netdev
 
     reap()
     binary = qemu_binary(dom.arch, dom.emulator)
@@ -203,7 +214,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     try:
         remove_sockets(rt)
         for stale in (rt.monitor, rt.pidfile, rt.block_memo, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
-            stale.unlink(missing_ok=True)  # virtsnap's own files, in its own directory
+            unlink_quiet(stale)  # virtsnap's own files, in its own directory
         taps = open_taps(dom, opened)  # first: a missing network or bridge leaves nothing started
         tpm_fd = None
         if dom.hw.tpm is not None:
@@ -234,7 +245,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
                     raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR,
                                 "a SPICE unix socket is not supported when QEMU runs as another user")
                 spice_socket = str(rt.spice)
-                rt.spice.unlink(missing_ok=True)  # virtsnap's own file, in its own directory
+                unlink_quiet(rt.spice)  # virtsnap's own file, in its own directory
             elif spice.port is None:
                 assert spice.listen is not None
                 port = devices.free_port(spice.listen)
@@ -272,7 +283,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     return proc.pid
 
 
-def _start_swtpm(rt: Runtime, state: Path | None, user: Identity | None) -> int:
+def _start_swtpm(rt: Runtime, state: str | None, user: Identity | None) -> int:
     """The domain's swtpm, started and recorded (pid and start time); QEMU's end of its control channel."""
     from . import tpm
 
@@ -297,6 +308,8 @@ def _start_swtpm(rt: Runtime, state: Path | None, user: Identity | None) -> int:
 def open_taps(dom: QemuDomain, opened: list[int]) -> tuple[int, ...]:
     """A tap on its bridge for each bridge or network NIC, in order; each descriptor goes into `opened` (closed
     by the caller once QEMU holds its copy: the taps then live exactly as long as QEMU)."""
+    from . import netdev
+
     taps = []
     for (kind, source), mac in zip(dom.nets, dom.user_net, strict=True):
         if kind == "user":
@@ -345,7 +358,7 @@ def remove_sockets(rt: Runtime) -> None:
     import stat
 
     try:
-        entries = json.loads(rt.sockets.read_text())
+        entries = json.loads(read_text(rt.sockets))
     except (OSError, ValueError):
         entries = []
     for path, dev, ino in entries:
@@ -355,7 +368,7 @@ def remove_sockets(rt: Runtime) -> None:
             continue
         if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == (dev, ino):
             os.unlink(path)
-    rt.sockets.unlink(missing_ok=True)
+    unlink_quiet(rt.sockets)
 
 
 def open_serial(path: str, append: bool, user: Identity | None) -> int:
@@ -408,7 +421,11 @@ def _wait_ready(dom: QemuDomain, rt: Runtime, proc: subprocess.Popen[bytes], pau
             proc.wait(5)
         except Exception:
             pass
-        message = rt.log.read_bytes()[-2000:].decode(errors="replace").strip() if rt.log.exists() else ""
+        try:
+            with open(rt.log, "rb") as f:
+                message = f.read()[-2000:].decode(errors="replace").strip()
+        except FileNotFoundError:
+            message = ""
         raise error(ErrorCode.OPERATION_FAILED, ERR,
                     f"QEMU failed to start: {message or exc}") from exc
     try:
@@ -442,11 +459,11 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
         if wait_gone(pid, wait):
             break
     stop_swtpm(rt)
-    rt.pidfile.unlink(missing_ok=True)
-    rt.block_memo.unlink(missing_ok=True)
-    rt.monitor.unlink(missing_ok=True)
-    rt.agent.unlink(missing_ok=True)
-    rt.spice.unlink(missing_ok=True)
+    unlink_quiet(rt.pidfile)
+    unlink_quiet(rt.block_memo)
+    unlink_quiet(rt.monitor)
+    unlink_quiet(rt.agent)
+    unlink_quiet(rt.spice)
     remove_sockets(rt)
 
 
@@ -465,7 +482,7 @@ def stop_swtpm(rt: Runtime, timeout: float = 10.0) -> None:
                     break
             if wait_gone(pid, wait):
                 break
-    rt.swtpm_pidfile.unlink(missing_ok=True)
+    unlink_quiet(rt.swtpm_pidfile)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -482,7 +499,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         # a QEMU another process started is not our child: poll for its exit (no waitpid), backing off to 50 ms
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            state = read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0]
             if state == "Z":
                 return True
         except (OSError, IndexError):

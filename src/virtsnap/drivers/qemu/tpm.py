@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import ErrorCode, ErrorDomain, error
@@ -42,16 +41,16 @@ def binaries() -> tuple[str, str]:
     return found[0], found[1]
 
 
-def state_path(base: Path, uuid: str) -> Path:
+def state_path(base: str | os.PathLike[str], uuid: str) -> str:
     """Where the domain's TPM state lives: inside the driver's own state directory, one directory per domain."""
-    return base / "tpm" / uuid
+    return os.path.join(base, "tpm", uuid)
 
 
 def _ids(user: Identity | None) -> dict[str, object]:
     return {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
 
 
-def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identity | None) -> Path:
+def prepare(store: MetadataStore, base: str, uuid: str, tpm: Tpm, user: Identity | None) -> str:
     """The domain's TPM state directory, ready for swtpm: made owner-only (owned by QEMU's user under
     qemu:///system) and recorded in the ledger the first time, then manufactured by swtpm_setup as libvirt does
     (TPM 2.0, EK created, NVRAM locked); an existing TPM is kept, its PCR banks reconfigured when the
@@ -61,7 +60,7 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
     import subprocess
 
     _swtpm, setup = binaries()
-    private_dir(base / "tpm")
+    private_dir(os.path.join(base, "tpm"))
     path = state_path(base, uuid)
     try:
         os.mkdir(path, 0o700)
@@ -90,7 +89,7 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
     finally:
         os.close(fd)
     banks = ",".join(tpm.pcr_banks or DEFAULT_BANKS)
-    if not (path / STATE_FILE).exists():
+    if not os.path.exists(os.path.join(path, STATE_FILE)):
         args = ["--tpm2", "--tpm-state", ".", "--createek", "--lock-nvram", "--not-overwrite", "--pcr-banks", banks]
     elif tpm.pcr_banks is not None:
         args = ["--tpm2", "--tpm-state", ".", "--reconfigure", "--pcr-banks", banks]
@@ -109,7 +108,7 @@ def prepare(store: MetadataStore, base: Path, uuid: str, tpm: Tpm, user: Identit
     return path
 
 
-def start(path: Path, log: int, user: Identity | None) -> tuple[int, subprocess.Popen[bytes]]:
+def start(path: str, log: int, user: Identity | None) -> tuple[int, subprocess.Popen[bytes]]:
     """Start swtpm on the domain's state directory, detached like QEMU, its output to `log`; returns QEMU's
     end of the control channel (for -chardev socket,fd=) and the process. Closing that end (QEMU never took
     it, or QEMU ended) ends swtpm."""
@@ -131,7 +130,7 @@ def start(path: Path, log: int, user: Identity | None) -> tuple[int, subprocess.
     return qemu_end, proc
 
 
-def remove_state(store: MetadataStore, base: Path, uuid: str) -> bool:
+def remove_state(store: MetadataStore, base: str, uuid: str) -> bool:
     """Remove the domain's TPM state directory (libvirt's undefine without --keep-tpm): only while the ledger
     records it for this domain and the path still leads to that very directory, and only the regular files
     swtpm keeps there; anything else inside keeps the directory (and the row) where they are. Whether the
