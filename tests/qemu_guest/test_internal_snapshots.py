@@ -238,3 +238,65 @@ def test_internal_snapshots_follow_every_change_of_the_block_graph(guest, workdi
     dom.snapshotCreateXML(snap_xml("s4"))
     dom.snapshotLookupByName("s2").delete()
     assert image_tags(str(workdir / "e1.qcow2")) == ["s4"]
+
+
+def two_disk_domain(guest, workdir) -> str:
+    """The test guest with a second, empty qcow2 disk (vdb) beside its own."""
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(workdir / "data.qcow2"), "16M"], check=True)
+    return domain_xml(guest, workdir, memory_mib=128, agent=False).replace(
+        "</devices>", f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source file='{workdir / 'data.qcow2'}'/><target dev='vdb' bus='virtio'/></disk></devices>")
+
+
+def test_running_delete_when_one_image_lost_the_tag_already(guest, workdir, conn):
+    """A tag already gone from one image (removed with qemu-img while the domain was shut off) is no error:
+    the delete removes it from the other image and forgets the snapshot."""
+    dom = conn.defineXML(two_disk_domain(guest, workdir))
+    dom.create()
+    dom.snapshotCreateXML(snap_xml("s1"))
+    dom.snapshotCreateXML(snap_xml("s2"))
+    dom.destroy()
+    subprocess.run(["qemu-img", "snapshot", "-d", "s1", str(workdir / "data.qcow2")], check=True)
+    dom.create()
+    dom.snapshotLookupByName("s1").delete()
+    assert dom.snapshotListNames() == ["s2"] and dom.state()[0] == RUNNING
+    assert image_tags(str(workdir / "demo.qcow2")) == ["s2"] and image_tags(str(workdir / "data.qcow2")) == ["s2"]
+
+
+def test_running_delete_failing_on_one_image_keeps_the_snapshot_and_can_be_repeated(guest, workdir, conn):
+    """The second disk is busy (a mirror job another monitor client started): the delete fails naming that
+    disk, the snapshot stays listed, and once the job is gone the same delete finishes the work."""
+    import contextlib
+    from pathlib import Path
+
+    from virtsnap.drivers.qemu.monitor import Monitor
+
+    dom = conn.defineXML(two_disk_domain(guest, workdir))
+    dom.create()
+    dom.snapshotCreateXML(snap_xml("s1"))
+    socket = str(Path(conn.driver.runtime) / dom.UUIDString() / "monitor.sock")
+    mon = Monitor(socket, "foreign")
+    try:
+        vdb = next(b["inserted"] for b in mon.execute("query-block") if b["qdev"].split("/")[3] == "vdb")
+        mon.execute("blockdev-add", {"driver": "null-co", "node-name": "sink",
+                                     "size": vdb["image"]["virtual-size"]})
+        mon.execute("blockdev-mirror", {"job-id": "busy", "device": vdb["node-name"], "target": "sink",
+                                        "sync": "full", "speed": 1, "auto-dismiss": False})
+    finally:
+        mon.close()
+    with pytest.raises(virtsnap.libvirtError) as info:
+        dom.snapshotLookupByName("s1").delete()
+    assert info.value.get_error_code() == 9 and "disk 'vdb'" in info.value.get_error_message()
+    assert dom.snapshotListNames() == ["s1"] and dom.state()[0] == RUNNING
+    assert image_tags(str(workdir / "data.qcow2")) == ["s1"] and image_tags(str(workdir / "demo.qcow2")) == []
+    mon = Monitor(socket, "foreign")
+    try:
+        mon.execute("job-cancel", {"id": "busy"})
+        with contextlib.suppress(virtsnap.libvirtError):
+            mon.wait_job("busy")  # a mirror cancelled before it was ready ends with an error
+        mon.execute("blockdev-del", {"node-name": "sink"})
+    finally:
+        mon.close()
+    dom.snapshotLookupByName("s1").delete()
+    assert dom.snapshotListNames() == [] and dom.state()[0] == RUNNING
+    assert image_tags(str(workdir / "demo.qcow2")) == [] and image_tags(str(workdir / "data.qcow2")) == []

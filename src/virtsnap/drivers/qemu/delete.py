@@ -1,4 +1,4 @@
-"""Snapshot delete on the QEMU engine: internal tags removed (snapshot-delete job or qemu-img), external
+"""Snapshot delete on the QEMU engine: internal tags removed (QMP's synchronous delete or qemu-img), external
 snapshots merged away by the plan extdelete.py makes (block jobs while QEMU runs, qemu-img otherwise).
 
 Data first, then one metadata commit, then the files no one needs any more: a crash leaves before or after.
@@ -14,7 +14,7 @@ from ... import failpoints
 from ...conf.domain_xml import DomainDef
 from ...conf.snapshot_xml import Location, SnapshotDef
 from ...conf.tree import Moment, SnapshotTree
-from ...errors import ErrorCode, ErrorDomain, error, protected_refusal
+from ...errors import ErrorCode, ErrorDomain, error, libvirtError, protected_refusal
 from ...flags import SnapshotDelete as D
 from . import external, firmware, images, moments
 from .domain import QemuDomain
@@ -239,7 +239,13 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
                  tags: dict[str, set[str]], nodes: dict[str, str]) -> None:
     """Remove the snapshot's tag from every current disk image that holds it. `nodes`: the active node of each
     disk, filled on first use (from the monitor's block memo, else QEMU) and reused by the operation's later
-    victims (internal deletes do not change the block graph)."""
+    victims (internal deletes do not change the block graph).
+
+    While QEMU runs, one blockdev-snapshot-delete-internal-sync per image, all sent in one round trip: QEMU
+    runs each to its end in turn, in its main loop, as its snapshot-delete job would, without the job's
+    events and dismissal. An image that no longer holds the tag (a delete that died after removing it) is
+    done already. If an image fails, the others have still lost the tag and the snapshot's metadata stays:
+    deleting it again finishes the work."""
     holders = [d for d in qdom.disks
                if (d.device == "nvram" or any(x.name == d.target and x.snapshot == Location.INTERNAL
                                               for x in defn.disks))
@@ -247,19 +253,35 @@ def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
     if not holders:
         return
     if mon is not None:
-        job = f"delete-{os.getpid()}"
         if not nodes:
             nodes.update(mon.active_nodes())
-        mon.execute("snapshot-delete", {"job-id": job, "tag": defn.name,
-                                        "devices": [nodes[d.target] for d in holders]})
-        failpoints.hit("delete.tag-job-started")
-        mon.wait_job(job)
+        results = mon.exchange([("blockdev-snapshot-delete-internal-sync",
+                                 {"device": nodes[d.target], "name": defn.name}) for d in holders])
+        failed = {d.target: r for d, r in zip(holders, results, strict=True) if isinstance(r, libvirtError)}
+        if failed:
+            _unless_gone(mon, defn.name, nodes, failed)
     else:
         for disk in holders:
             assert disk.path is not None
             images.snapshot_delete(disk.path, defn.name)
     for disk in holders:
         tags[disk.target].discard(defn.name)
+
+
+def _unless_gone(mon: Monitor, tag: str, nodes: dict[str, str], failed: dict[str, libvirtError]) -> None:
+    """Raise the first failure of an image that still holds `tag`, asking QEMU afresh (query-block, not the
+    block memo): a failed image counts as done only when the disk's active node is the one the command named
+    and that node has no such tag. A node that is not the disk's active one any more is an error, and the
+    memo is forgotten so that the next operation asks QEMU."""
+    devices = mon.block_devices()
+    for target, err in failed.items():
+        inserted = devices.get(target) or {}
+        held = {snap["name"] for snap in (inserted.get("image") or {}).get("snapshots", [])}
+        if inserted.get("node-name") != nodes[target] or tag in held:
+            if inserted.get("node-name") != nodes[target]:
+                mon.forget_nodes()
+            raise error(ErrorCode.OPERATION_FAILED, ERR, f"cannot delete internal snapshot '{tag}' from disk "
+                        f"'{target}': {err.get_str2()}") from err
 
 
 def _tags_behind(qdom: QemuDomain, defns: list[SnapshotDef]) -> list[tuple[str, str, str]]:

@@ -136,8 +136,7 @@ class Monitor:
         """What every command does before it goes out: the memo forgotten unless the command keeps the
         graph; a job it starts noted (its end is then awaited by event)."""
         if not keeps_graph(command):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._memo)
+            self.forget_nodes()
         if arguments and "job-id" in arguments:
             self._job_statuses[str(arguments["job-id"])] = set()
 
@@ -259,6 +258,11 @@ class Monitor:
                     json.dump({"qemu": owner, "nodes": nodes}, f)
                 os.replace(staged, self._memo)
         return nodes
+
+    def forget_nodes(self) -> None:
+        """Drop the block memo (a command failed on a node it named): the next active_nodes asks QEMU."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._memo)
 
     def drain_events(self) -> list[dict[str, Any]]:
         """Every event received so far, in order (and forget them)."""
