@@ -39,12 +39,20 @@ def terminal_text(text: str, keep: str = "") -> str:
     """`text` safe to print: every unsafe character except those in `keep` (say "\\n\\t" for a message of several
     lines) as `\\xNN` per UTF-8 byte, as virsh's table escapes; once anything is escaped, a literal `\\x` is too,
     so the result reads back unambiguously. Text with nothing to escape is returned as it is."""
-    if text.isprintable():
+    if _printable(text, keep):
         return text
     pattern = _pattern(keep)
     if not pattern.search(text):
         return text
     return pattern.sub(_hex, text.replace("\\x", "\\x5cx"))
+
+
+def _printable(text: str, keep: str = "\t\n") -> bool:
+    """True when `text` has no character to escape, checked in C (most text: a multi-line XML document too)."""
+    for char in keep:
+        if char in text:
+            text = text.replace(char, "")
+    return text.isprintable()
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}
@@ -62,7 +70,7 @@ def _pattern(keep: str) -> re.Pattern[str]:
 def xml_text(document: str) -> str:
     """An XML document safe to print, with the same meaning: unsafe characters XML allows become character
     references (`&#x202e;`); tab and newline stay."""
-    if document.isprintable() or not _pattern("").search(document):
+    if _printable(document) or not _pattern("").search(document):
         return document
     return _pattern("").sub(lambda m: m.group() if m.group() in "\t\n" else f"&#x{ord(m.group()):x};", document)
 
@@ -70,6 +78,6 @@ def xml_text(document: str) -> str:
 def json_text(document: str) -> str:
     """A JSON document (json.dumps, ensure_ascii=False) safe to print, with the same meaning: unsafe characters,
     which only occur inside its strings, become `\\uXXXX` escapes."""
-    if document.isprintable() or not _pattern("").search(document):
+    if _printable(document) or not _pattern("").search(document):
         return document
     return _pattern("").sub(lambda m: m.group() if m.group() in "\t\n" else f"\\u{ord(m.group()):04x}", document)
