@@ -1,16 +1,24 @@
 """Where the guest pause of a LIVE external memory snapshot goes, step by step, under TCG.
 
 Boots the test guest (512 MiB, the agent keeps 384 MiB dirty) in a QEMU of its own with trace events and
-timestamped log lines (-msg timestamp=on), then runs virtsnap's sequence by hand: stop, transaction
-(blockdev-snapshot onto a fresh overlay) and migrate with background-snapshot, sent back to back; QEMU's
-snapshot thread restarts the guest. Each step's end comes from QEMU's own trace timestamps (same clock as the
-client's send time): vCPUs stopped, disks switched (transaction reply), migration set up, guest RAM
-pre-faulted (savevm_state_header), devices saved and RAM write-protected (ram_write_tracking_ramblock_start),
-guest running again. Also: QMP's round trip for an idle command, and background-snapshot alone (no stop, no
-disk switch) as the floor. The first snapshot of a guest is reported apart: background-snapshot's per-page
-unprotect splits the guest RAM's transparent huge pages, and later snapshots pay for 4 KiB pages.
+timestamped log lines (-msg timestamp=on), then takes memory snapshots by hand over QMP, three sequences round
+by round on the same guest (so load and the guest's transparent huge pages hit them alike):
 
-Usage: python bench/bench_live_pause.py [--runs N]
+- held (virtsnap's sequence): migrate with background-snapshot into a pipe that virtsnap's HeldStream keeps
+  full; once QEMU's snapshot thread has pre-faulted guest RAM and waits on its first write, stop, transaction
+  (blockdev-snapshot onto a fresh overlay) and query-migrate back to back, then release the pipe;
+- stop-first (virtsnap's sequence before): stop, transaction and migrate back to back, the pre-fault inside;
+- background-snapshot alone (no stop, no disk switch): the floor, and the goal's anchor.
+
+QEMU's snapshot thread restarts the guest. Each step's end comes from QEMU's own trace timestamps (same clock
+as the client's send time): vCPUs stopped, migration set up, guest RAM pre-faulted (savevm_state_header),
+snapshot thread past its setup (state active), devices saved and RAM write-protected
+(ram_write_tracking_ramblock_start), guest running again; and, for held, the client's own times: when it saw
+the thread held, when the replies were in, when it released the pipe. The first round is reported apart:
+background-snapshot's per-page unprotect splits the guest RAM's transparent huge pages, and later snapshots
+pay for 4 KiB pages.
+
+Usage: python bench/bench_live_pause.py [--runs N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -34,14 +42,24 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import bench_external as be  # noqa: E402 - the guest, the dirtier
 
+from virtsnap.drivers.qemu.migration import HeldStream  # noqa: E402 - virtsnap's held memory stream
+
 TRACES = ("runstate_set", "vm_state_notify", "migrate_set_state", "savevm_state_header",
-          "ram_write_tracking_ramblock_start")
-STEPS = [("vCPUs stopped (STOP)", "stopped"),
-         ("disks switched, migration set up (state setup)", "setup"),
-         ("guest RAM pre-faulted (one read per 4 KiB page)", "prefaulted"),
-         ("snapshot thread set up (state active)", "holding"),
-         ("devices saved, RAM write-protected (userfaultfd)", "protected"),
-         ("guest running (RESUME)", "resumed")]
+          "ram_write_tracking_ramblock_start", "monitor_qmp_respond")
+MODES = ("held", "stop_first", "bg_alone")
+TITLES = {"held": "virtsnap's sequence: migrate into the held pipe; stop, transaction, query-migrate; release",
+          "stop_first": "the sequence before: stop, transaction, migrate back to back",
+          "bg_alone": "background-snapshot alone (no stop, no disk switch)"}
+STEPS = {"setup": "migration set up (state setup)",
+         "prefaulted": "guest RAM pre-faulted (one read per 4 KiB page)",
+         "seen_held": "client: snapshot thread seen waiting on the pipe",
+         "stopped": "vCPUs stopped (STOP)",
+         "answered": "QEMU: replied to stop, transaction, query-migrate",
+         "replied": "client: replies in (disks switched, thread still in setup)",
+         "released": "client: pipe released",
+         "holding": "snapshot thread past its setup (state active)",
+         "protected": "devices saved, RAM write-protected (userfaultfd)",
+         "resumed": "guest running (RESUME)"}
 
 
 def thp_kib(pid: int) -> int:
@@ -51,7 +69,7 @@ def thp_kib(pid: int) -> int:
     return 0
 
 
-async def run(runs: int, mode: str) -> list[dict[str, float]]:
+async def run(runs: int) -> dict[str, list[dict[str, float]]]:
     from qemu.qmp import QMPClient
 
     from virtsnap.drivers.qemu.agent import Agent
@@ -73,7 +91,7 @@ async def run(runs: int, mode: str) -> list[dict[str, float]]:
     for trace in TRACES:
         argv += ["-trace", f"enable={trace}"]
     qemu = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
-    out: list[dict[str, float]] = []
+    out: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     try:
         client = QMPClient("pause")
         for _ in range(400):
@@ -91,36 +109,62 @@ async def run(runs: int, mode: str) -> list[dict[str, float]]:
             t = time.perf_counter()
             await client.execute("query-status")
             rtt.append((time.perf_counter() - t) * 1000)
-        top = "d0"
+        top, n = "d0", 0
         for i in range(runs):
-            thp = thp_kib(qemu.pid)
-            cmds: list[tuple[str, dict | None]] = [("migrate", {"uri": "fd:m"})]
-            if mode == "consistent":
-                overlay = work / f"ov{i}"
-                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), "-u",
-                                str(overlay), "64M"], check=True)
-                await client.execute("blockdev-add", {"driver": "file", "filename": str(overlay),
-                                                      "node-name": f"o{i}f"})
-                await client.execute("blockdev-add", {"driver": "qcow2", "file": f"o{i}f", "node-name": f"o{i}",
-                                                      "backing": None})
-                cmds = [("stop", None), ("transaction", {"actions": [
-                    {"type": "blockdev-snapshot", "data": {"node": top, "overlay": f"o{i}"}}]}), *cmds]
-                top, disk = f"o{i}", overlay
-            fd = os.open(work / f"mem-{mode}-{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            client.send_fd_scm(fd)
-            os.close(fd)
-            await client.execute("getfd", {"fdname": "m"})
-            await client.execute("migrate-set-capabilities", {"capabilities": [
-                {"capability": "background-snapshot", "state": True}]})
-            mark = log.stat().st_size if log.exists() else 0
-            sent = time.time()
-            await asyncio.gather(*(client.execute(c, a) for c, a in cmds))
-            while (await client.execute("query-migrate"))["status"] not in ("completed", "failed"):
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)  # the trace lines are written as they happen; let the last one land
-            marks = phases(log.read_text(errors="replace")[mark:], sent)
-            marks.update(thp_mib=thp / 1024, rtt_ms=statistics.median(rtt))
-            out.append(marks)
+            for mode in MODES:
+                thp = thp_kib(qemu.pid)
+                marks: dict[str, float] = {}
+                cmds: list[tuple[str, dict | None]] = [("migrate", {"uri": "fd:m"})]
+                switch: tuple[str, dict] | None = None
+                if mode != "bg_alone":
+                    n += 1
+                    overlay = work / f"ov{n}"
+                    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(disk), "-u",
+                                    str(overlay), "64M"], check=True)
+                    await client.execute("blockdev-add", {"driver": "file", "filename": str(overlay),
+                                                          "node-name": f"o{n}f"})
+                    await client.execute("blockdev-add", {"driver": "qcow2", "file": f"o{n}f", "node-name": f"o{n}",
+                                                          "backing": None})
+                    switch = ("transaction", {"actions": [
+                        {"type": "blockdev-snapshot", "data": {"node": top, "overlay": f"o{n}"}}]})
+                    cmds = [("stop", None), switch, *cmds]
+                    top, disk = f"o{n}", overlay
+                memory = work / f"mem-{mode}-{i}"
+                fd = os.open(memory, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                held = HeldStream(fd) if mode == "held" else None
+                client.send_fd_scm(held.write_end if held else fd)
+                os.close(fd)
+                if held:
+                    os.close(held.write_end)
+                    held.write_end = -1
+                await client.execute("getfd", {"fdname": "m"})
+                await client.execute("migrate-set-capabilities", {"capabilities": [
+                    {"capability": "background-snapshot", "state": True}]})
+                mark = log.stat().st_size if log.exists() else 0
+                sent = time.time()
+                if held:
+                    assert switch is not None
+                    await client.execute("migrate", {"uri": "fd:m"})
+                    marks["held_seen"] = float(held.wait_held(qemu.pid, 5.0))
+                    marks["seen_held"] = (time.time() - sent) * 1000
+                    *_, state = await asyncio.gather(*(client.execute(c, a) for c, a in
+                                                       [("stop", None), switch, ("query-migrate", None)]))
+                    marks["replied"] = (time.time() - sent) * 1000
+                    assert state["status"] == "setup", state
+                    marks["released"] = (time.time() - sent) * 1000
+                    held.release()
+                else:
+                    await asyncio.gather(*(client.execute(c, a) for c, a in cmds))
+                while (await client.execute("query-migrate"))["status"] not in ("completed", "failed"):
+                    await asyncio.sleep(0.05)
+                if held:
+                    held.finish()
+                    held.close()
+                await asyncio.sleep(0.2)  # the trace lines are written as they happen; let the last one land
+                marks.update(phases(log.read_text(errors="replace")[mark:], sent, marks.get("seen_held")))
+                marks.update(thp_mib=thp / 1024, rtt_ms=statistics.median(rtt))
+                out[mode].append(marks)
+                memory.unlink()
         await client.disconnect()
     finally:
         qemu.kill()
@@ -129,9 +173,11 @@ async def run(runs: int, mode: str) -> list[dict[str, float]]:
     return out
 
 
-def phases(text: str, sent: float) -> dict[str, float]:
-    """Times (ms after the first command was sent) at which each step ended, from QEMU's trace lines."""
+def phases(text: str, sent: float, seen_held: float | None = None) -> dict[str, float]:
+    """Times (ms after the first command was sent) at which each step ended, from QEMU's trace lines; with
+    `seen_held`, when QEMU sent the third reply after it (stop, transaction, query-migrate)."""
     marks: dict[str, float] = {}
+    replies = 0
     for line in text.splitlines():
         m = re.match(r"\d+@(\d+\.\d+):(\S+)\s*(.*)", line)
         if not m:
@@ -149,51 +195,70 @@ def phases(text: str, sent: float) -> dict[str, float]:
             marks.setdefault("protected", at)
         elif event == "vm_state_notify" and "running 1" in args:
             marks.setdefault("resumed", at)
+        elif event == "monitor_qmp_respond" and seen_held is not None and at > seen_held:
+            replies += 1
+            if replies == 3:
+                marks["answered"] = at
     return marks
 
 
-def render(results: dict, runs_per_guest: int) -> list[str]:
-    """The Markdown report: THP before each snapshot, then each step's time, first and later snapshots."""
-    out = [f"LIVE memory snapshot pause by step, 512 MiB TCG guest keeping 384 MiB dirty, {runs_per_guest} snapshots "
-           f"per guest; QMP round trip (idle query-status) {results['consistent'][0]['rtt_ms']:.2f} ms", ""]
-    for mode, runs in results.items():
+def spread(values: list[float]) -> str:
+    """Median and p10-p90 of the later rounds."""
+    if not values:
+        return "-"
+    if len(values) < 3:
+        return f"{statistics.median(values):.2f}"
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    return f"{statistics.median(values):.2f} ({deciles[0]:.2f}-{deciles[-1]:.2f})"
+
+
+def render(results: dict, runs: int, load: tuple[float, float]) -> list[str]:
+    """The Markdown report: THP before each snapshot, then each step's time, first round and later ones."""
+    out = [f"LIVE memory snapshot pause by step, 512 MiB TCG guest keeping 384 MiB dirty, {runs} rounds of the "
+           f"three sequences on one guest; QMP round trip (idle query-status) {results['held'][0]['rtt_ms']:.2f} "
+           f"ms; load average {load[0]:.2f} before, {load[1]:.2f} after", ""]
+    for mode, marks in results.items():
         out.append(f"guest RAM in transparent huge pages before each snapshot ({mode}): "
-                   f"{[round(r['thp_mib']) for r in runs]} MiB")
-    out += ["", "| step (ms from the previous one) | first snapshot | later snapshots, median |", "|---|---:|---:|"]
-    for mode, title in (("consistent", "virtsnap's sequence: stop, transaction, migrate"),
-                        ("bg_alone", "background-snapshot alone (no stop, no disk switch)")):
-        out.append(f"| **{title}** | | |")
-        runs = results[mode]
-        labels = {k: label for label, k in STEPS}
-        if mode == "bg_alone":
-            labels["setup"] = "migration set up (state setup)"
-        keys = sorted((k for k in labels if all(k in r for r in runs)), key=lambda k: runs[0][k])
-        for key in keys:
-            prev = keys[keys.index(key) - 1] if keys.index(key) else None
-            label = f"{labels[prev] if prev else 'commands sent'} -> {labels[key]}"
-            steps = [r[key] - (r[prev] if prev else 0.0) for r in runs]
-            later = statistics.median(steps[1:]) if len(steps) > 1 else float("nan")
-            out.append(f"| {label} | {steps[0]:.2f} | {later:.2f} |")
-        pauses = [r["resumed"] - r["stopped"] for r in runs]
-        later = statistics.median(pauses[1:]) if len(pauses) > 1 else float("nan")
-        out.append(f"| guest pause (STOP -> RESUME) | {pauses[0]:.2f} | {later:.2f} |")
+                   f"{[round(r['thp_mib']) for r in marks]} MiB")
+    held = [r.get("held_seen", 0) for r in results["held"]]
+    out += [f"held thread seen on the pipe in {int(sum(held))} of {len(held)} snapshots", "",
+            "| step (ms from the previous one) | first round | later rounds, median (p10-p90) |", "|---|---:|---:|"]
+    for mode in MODES:
+        out.append(f"| **{TITLES[mode]}** | | |")
+        marks = results[mode]
+        keys = sorted((k for k in STEPS if all(k in r for r in marks)), key=lambda k: marks[0][k])
+        for j, key in enumerate(keys):
+            prev = keys[j - 1] if j else None
+            label = f"{STEPS[prev] if prev else 'first command sent'} -> {STEPS[key]}"
+            steps = [r[key] - (r[prev] if prev else 0.0) for r in marks]
+            out.append(f"| {label} | {steps[0]:.2f} | {spread(steps[1:])} |")
+        pauses = [r["resumed"] - r["stopped"] for r in marks]
+        out.append(f"| **guest pause (STOP -> RESUME)** | {pauses[0]:.2f} | {spread(pauses[1:])} |")
+    pause = {mode: [r["resumed"] - r["stopped"] for r in results[mode]][1:] for mode in MODES}
+    if pause["held"] and pause["bg_alone"]:
+        out += ["", f"held / background-snapshot alone, later rounds' medians: "
+                    f"{statistics.median(pause['held']) / statistics.median(pause['bg_alone']):.2f}x (goal: 1.2x); "
+                    f"stop-first / alone: "
+                    f"{statistics.median(pause['stop_first']) / statistics.median(pause['bg_alone']):.2f}x"]
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--json", help="also write every run's step times to this file")
     args = parser.parse_args()
-    results = {mode: asyncio.run(run(args.runs, mode)) for mode in ("consistent", "bg_alone")}
+    before = os.getloadavg()[0]
+    results = asyncio.run(run(args.runs))
+    load = (before, os.getloadavg()[0])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    lines = render(results, args.runs)
+    lines = render(results, args.runs, load)
     print("\n".join(lines))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import machine, write_results
 
-    write_results("live_pause", {"machine": machine(), "runs": args.runs, "table": lines})
+    write_results("live_pause", {"machine": machine(), "runs": args.runs, "table": lines, "samples": results})
     return 0
 
 

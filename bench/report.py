@@ -287,18 +287,22 @@ def build_external(result: dict) -> str:
                        ("delete_off", "delete an external snapshot, domain shut off"),
                        ("pause_live", "guest pause, LIVE memory snapshot, 512 MiB guest keeping 384 MiB dirty"),
                        ("pause_save", "guest pause, non-live memory snapshot (save)"),
-                       ("pause_bg_alone", "guest pause, background-snapshot alone (no stop, no disk switch)")):
+                       ("pause_bg_alone", "guest pause, background-snapshot alone (no stop, no disk switch; "
+                                          "virtsnap column: on virtsnap's guest, between its snapshots)")):
         rows.append([label, ms_cell(ours.get(key)), ms_cell(raw.get(key)), ms_cell(lib.get(key)),
                      ratio(ours.get(key), raw.get(key))])
     lines += table(["measure", "virtsnap", "raw QMP / qemu-img", "libvirt 9.0", "virtsnap / raw"], rows, "lrrrr")
     lines += ["", "Goals (issue 4): QUIESCE within 1.3x of raw QMP; delete of a shut-off domain's external "
                   "snapshot under 100 ms; LIVE guest pause at most 5 ms (from QEMU's STOP/RESUME timestamps).", ""]
-    live, alone = ours.get("pause_live"), raw.get("pause_bg_alone")
+    # the anchor: background-snapshot alone on virtsnap's own guest, round by round with its LIVE snapshots
+    # (older results: on the raw QMP side's guest)
+    live, alone = ours.get("pause_live"), ours.get("pause_bg_alone") or raw.get("pause_bg_alone")
     if live and alone:
         share = statistics.median(live) / statistics.median(alone)
         lines += ["### Goal (issue 21)", ""]
         lines += table(["goal", "target", "measured", ""],
-                       [["LIVE pause against background-snapshot alone (same run; disks and memory of one instant)",
+                       [["LIVE pause against background-snapshot alone (same run, same guest; disks and memory of "
+                         f"one instant): {ms_cell(live)} against {ms_cell(alone)}",
                          f"≤ {PAUSE_BG_GOAL:g}x", f"{share:.2f}x", ok(share <= PAUSE_BG_GOAL)]], "lrrl")
         lines.append("")
     return "\n".join(lines)

@@ -249,6 +249,15 @@ def test_external_memory_snapshots(crash, workdir):
         write_marker(c.conn, c.dom, f"e{i}")
         c.case(point, "snapshot-create-as", c.name, f"mem{i}", "--memspec", f"file={workdir}/mem{i}.save",
                op="create", target=f"mem{i}")
+    # LIVE: the memory stream goes through a pipe held until the disks switched, copied by a relay process that
+    # outlives the dead one. Killed while it held the stream (guest stopped, disks switched), the snapshot is
+    # rolled back (the overlay merged back: the guest keeps its writes); killed after releasing it, kept.
+    for i, (point, outcome) in enumerate((("memory.held", "before"), ("memory.migrating", "after"))):
+        write_marker(c.conn, c.dom, f"l{i}")
+        assert c.case(point, "snapshot-create-as", c.name, f"live{i}", "--memspec", f"file={workdir}/live{i}.save",
+                      "--live", op="create", target=f"live{i}") == outcome
+        assert (workdir / f"live{i}.save").exists() == (outcome == "after")
+        assert c.dom.state()[0] == 1  # running again
     c.snapshot("full", xml_extra=f"<memory snapshot='external' file='{workdir}/full.save'/>")
     write_marker(c.conn, c.dom, "later")
     c.case("revert-external.committed", "snapshot-revert", c.name, "full", op="revert", target="full")

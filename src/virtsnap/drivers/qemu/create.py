@@ -253,7 +253,7 @@ def _create_external(ctx: Context, uuid: str, tree: SnapshotTree, dom_def: Domai
             _switch_with_memory(ctx, uuid, qdom, chosen, defn.memory_file, status == "running",
                                      bool(flags & C.LIVE), ctx.record_file(uuid, defn.name, "memory",
                                                                              defn.memory_file, "memory"),
-                                state_tag)
+                                state_tag, lambda step: ctx.store.journal_step(entry, step))
         elif status is not None:
             note = _switch_overlays(ctx, uuid, qdom, chosen, bool(flags & C.QUIESCE), state_tag)
             if note:  # reported as such, in the snapshot itself
@@ -310,22 +310,32 @@ def _add_overlay_nodes(mon: Monitor, qdom: QemuDomain, chosen: list[Any], added:
 
 def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[Any], memory_file: str,
                         was_running: bool, live: bool, made: Callable[[int], object],
-                        state_tag: str | None = None) -> None:
+                        state_tag: str | None = None, journal: Callable[[str], object] = lambda step: None) -> None:
     """Full-system external snapshot: guest memory migrated to a file, disks switched at the same instant.
 
-    LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU pre-faults
-    RAM, saves the devices and write-protects RAM (userfaultfd), then runs while its memory as of that
-    instant is written out."""
+    LIVE uses QEMU's background-snapshot: the guest pauses once, while the disks switch and QEMU saves the
+    devices and write-protects RAM (userfaultfd), then runs while its memory as of that instant is written out.
+    Where QEMU allows it (HOLDABLE_QEMU) the stream goes through a pipe that holds QEMU's snapshot thread
+    (migration.HeldStream), so that its pre-fault of guest RAM runs before the pause rather than inside it; the
+    `journal` gets the steps "memory-held" and "memory-released" (recovery keeps no held snapshot that was not
+    released by this call)."""
     fd = os.open(memory_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     added: list[str] = []
+    held: migration.HeldStream | None = None
+    migrating = False
+    live = live and was_running
     with ctx.monitor(uuid) as mon:
         try:
             try:
                 made(fd)
-                mon.send_fd(fd, "virtsnap-memory")
+                if live and _holdable(mon):
+                    held = migration.HeldStream(fd)
+                mon.send_fd(held.write_end if held is not None else fd, "virtsnap-memory")
             finally:
                 os.close(fd)
-            live = live and was_running
+                if held is not None:  # QEMU has its own copy now
+                    os.close(held.write_end)
+                    held.write_end = -1
             try:
                 mon.execute("migrate-set-capabilities", {"capabilities": [
                     {"capability": "background-snapshot", "state": live},
@@ -336,24 +346,31 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
                             "(QEMU running as root, or vm.unprivileged_userfaultfd=1): "
                             f"{exc.get_error_message()}") from exc
             actions = _add_overlay_nodes(mon, qdom, chosen, added, state_tag)
-            # Pause, switch the disks and start saving memory at one instant, sent back to back. With LIVE
-            # the guest must not run again before background-snapshot has captured devices and
-            # write-protected RAM: its migration thread first pre-faults all guest RAM, then stops the VM
-            # itself (a no-op here), saves the devices, write-protects RAM and restarts the guest (QEMU 7.2's
-            # vm_start). A `cont` of ours sent right after `migrate` ran before that: the guest ran for
-            # milliseconds on the new overlays while its memory was captured afterwards (two STOP/RESUME
-            # pairs), so memory and disks were not of one instant.
-            steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []
-            steps += [("transaction", {"actions": actions}), ("migrate", {"uri": "fd:virtsnap-memory"})]
-            try:
-                mon.pipeline(steps)
-            except libvirtError:
-                if was_running:
-                    with contextlib.suppress(libvirtError):
-                        mon.execute("migrate_cancel")
-                raise
+            # Pause, switch the disks and start saving memory at one instant. With LIVE the guest must not run
+            # again before background-snapshot has captured devices and write-protected RAM: its migration
+            # thread first pre-faults all guest RAM, then stops the VM itself (a no-op here), saves the devices,
+            # write-protects RAM and restarts the guest (QEMU 7.2's vm_start). A `cont` of ours sent right
+            # after `migrate` ran before that: the guest ran for milliseconds on the new overlays while its
+            # memory was captured afterwards (two STOP/RESUME pairs), so memory and disks were not of one instant.
+            if held is not None:
+                journal("memory-held")
+                migrating = True
+                _held_switch(ctx, uuid, qdom, mon, held, actions)
+                journal("memory-released")
+            else:
+                steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []
+                steps += [("transaction", {"actions": actions}), ("migrate", {"uri": "fd:virtsnap-memory"})]
+                try:
+                    mon.pipeline(steps)
+                except libvirtError:
+                    if was_running:
+                        with contextlib.suppress(libvirtError):
+                            mon.execute("migrate_cancel")
+                    raise
             failpoints.hit("memory.migrating")
             migration.wait_migration(mon)
+            if held is not None:
+                held.finish()
             # Not live: paused for the whole save. LIVE: running already, unless a QEMU restores the run
             # state the VM had when the snapshot thread stopped it (newer releases): paused by us.
             # (_wait_migration returned once QEMU left finish-migrate, where a cont is refused.)
@@ -363,6 +380,17 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
         except BaseException:
             from . import recovery
 
+            if held is not None:
+                # No migrate_cancel: QEMU 7.2's snapshot thread deadlocks QEMU when a transfer ends early once
+                # RAM is write-protected. The held stream is let go and the transfer ends normally (its file is
+                # discarded below); a descriptor QEMU never used for a migration is given back.
+                if not migrating:
+                    with contextlib.suppress(libvirtError):
+                        mon.execute("closefd", {"fdname": "virtsnap-memory"})
+                held.close()
+                with contextlib.suppress(libvirtError):
+                    recovery.settle_migration(mon)
+                migration.wait_relay(memory_file, 60.0)
             # A failure after the disks were switched (the memory transfer failed): merge the overlays back
             # into their bases first, so that nothing QEMU wrote is lost and the overlays can go.
             with contextlib.suppress(libvirtError):
@@ -378,10 +406,38 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
                     mon.execute("cont")
             raise
         finally:
+            if held is not None:
+                held.close()
             if live:
                 with contextlib.suppress(libvirtError):
                     mon.execute("migrate-set-capabilities", {"capabilities": [
                         {"capability": "background-snapshot", "state": False}]})
+
+
+def _holdable(mon: Monitor) -> bool:
+    """Whether this QEMU's snapshot thread can be held at its first write (migration.HOLDABLE_QEMU)."""
+    version = mon.execute("query-version").get("qemu", {})
+    low, high = migration.HOLDABLE_QEMU
+    return low <= (int(version.get("major", 0)), int(version.get("minor", 0))) < high
+
+
+def _held_switch(ctx: Context, uuid: str, qdom: QemuDomain, mon: Monitor, held: migration.HeldStream,
+                 actions: list[dict[str, Any]]) -> None:
+    """LIVE through a held stream: `migrate` while the guest runs; once QEMU's snapshot thread has pre-faulted
+    RAM and waits on the full pipe, stop, switch the disks and check (all sent back to back) that the thread
+    has not passed its setup, i.e. has captured nothing yet; then release it. It captures the stopped guest,
+    whose disks switched at the STOP: one instant, one STOP/RESUME pair."""
+    mon.execute("migrate", {"uri": "fd:virtsnap-memory"})
+    pid = ctx.rt(uuid).pid()
+    if pid is not None:  # a pre-fault reads 512 MiB in 3-12 ms here; allow for loaded hosts and big guests
+        held.wait_held(pid, 1.0 + qdom.memory_mib / 1024 * 0.5)
+    *_, state = mon.pipeline([("stop", None), ("transaction", {"actions": actions}), ("query-migrate", None)])
+    if state.get("status") != "setup":
+        raise error(ErrorCode.INTERNAL_ERROR, ERR,
+                    f"QEMU's snapshot thread did not wait for the disk switch (migration {state.get('status')}): "
+                    "its memory could be of another instant than the disks; no snapshot was taken")
+    failpoints.hit("memory.held")
+    held.release()
 
 
 def _freeze(ctx: Context, uuid: str, qdom: QemuDomain) -> Agent | None:

@@ -29,7 +29,7 @@ from ...errors import libvirtError, redact
 from ...flags import SnapshotCreate as C
 from ...progress import DeferredInterrupt
 from ...store.db import JournalEntry
-from . import delete, external, firmware, images, revert
+from . import delete, external, firmware, images, migration, revert
 from .agent import Agent
 from .domain import QemuDomain
 from .process import kill
@@ -214,7 +214,15 @@ def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     if status is not None and running:
         with ctx.monitor(uuid) as mon:
             settle_jobs(mon)
+            if "memory-held" in entry.steps:  # a descriptor no migrate took holds its relay: given back
+                with contextlib.suppress(libvirtError):
+                    mon.execute("closefd", {"fdname": "virtsnap-memory"})
             memory_ok = settle_migration(mon) if memory_file else True
+            if memory_file and "memory-held" in entry.steps:
+                # a held stream (migration.HeldStream): kept only if the dead process released it itself,
+                # after its check, and once the relay has written all of it
+                memory_ok = memory_ok and "memory-released" in entry.steps and \
+                    migration.wait_relay(memory_file, 120.0)
             switched = all(active_files(mon).get(t) == p for t, p in overlays.items())
             if switched and memory_ok:
                 forward = True
