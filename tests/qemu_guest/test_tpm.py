@@ -84,7 +84,7 @@ def test_tpm_state_comes_back_with_internal_and_external_memory_snapshots(guest,
     rows = [r for r in conn.driver.store.ledger(dom.UUIDString()) if r.purpose == tpm.PURPOSE]
     assert [r.path for r in rows] == [str(state)]
     sockets = [p.name for d in (state, Path(rt.directory)) for p in d.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
-    assert sorted(sockets) == ["agent.sock", "monitor.sock"]
+    assert sorted(sockets) == ["agent.sock", "monitor-kept.sock", "monitor.sock"]
 
     dom.snapshotCreateXML("<domainsnapshot><name>internal</name></domainsnapshot>")
     extended = extend(conn, dom)

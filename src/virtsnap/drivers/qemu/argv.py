@@ -29,15 +29,17 @@ VNC_DISPLAYS = 100  # autoport: the first free display from 0 (port 5900) on
 class Descriptors(Frozen):
     """Files virtsnap opened or bound for QEMU, passed by number (QEMU never opens these paths itself)."""
 
-    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket", "nvram", "taps")
+    _fields = ("monitor", "agent", "serial", "tpm", "spice_secret", "spice_port", "spice_socket", "nvram", "taps",
+               "kept_monitor")
     __slots__ = _fields
 
     def __init__(self, monitor: int, agent: int | None = None, serial: int | None = None,
                  tpm: int | None = None, spice_secret: int | None = None, spice_port: int | None = None,
                  spice_socket: str | None = None, nvram: int | None = None,
-                 taps: tuple[int, ...] = ()) -> None:
+                 taps: tuple[int, ...] = (), kept_monitor: int | None = None) -> None:
         self.nvram = nvram  # the UEFI variable store, open read-write (QEMU's user need not reach its path)
         self.monitor = monitor  # a listening unix socket: QMP
+        self.kept_monitor = kept_monitor  # another one: the QMP monitor one connection keeps open (context.py)
         self.agent = agent  # a listening unix socket: the guest agent's virtio-serial port
         self.serial = serial  # a file open for writing: the serial console's output
         self.tpm = tpm  # a connected unix socket: swtpm's control channel
@@ -78,7 +80,11 @@ def build(dom: QemuDomain, fds: Descriptors, binary: str, *, incoming: bool = Fa
             "-accel", "kvm" if dom.kvm else "tcg", "-cpu", _cpu(dom),
             "-m", str(int(dom.memory_mib)), "-smp", _smp(dom),
             "-chardev", f"socket,id=monitor,fd={int(fds.monitor)},server=on,wait=off",
-            "-mon", "chardev=monitor,mode=control", "-S"]
+            "-mon", "chardev=monitor,mode=control"]
+    if fds.kept_monitor is not None:
+        argv += ["-chardev", f"socket,id=monitor-kept,fd={int(fds.kept_monitor)},server=on,wait=off",
+                 "-mon", "chardev=monitor-kept,mode=control"]
+    argv.append("-S")
     if sandbox:
         argv += ["-sandbox", SANDBOX]
     # -kernel, -initrd and -append take their value whole (no key=value parsing); an initrd with commas, which

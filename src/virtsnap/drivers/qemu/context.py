@@ -33,6 +33,44 @@ if TYPE_CHECKING:
 ERR = ErrorDomain.QEMU
 
 
+class _Kept:
+    """A domain's kept monitor as one connection holds it: the lock file's descriptor (its flock is the claim,
+    released when the descriptor closes, also by the kernel when the process dies), the connection while it is
+    open and the QEMU it is to (the pid file's pid and start time), and the operation using it now."""
+
+    __slots__ = ("busy", "lock_fd", "monitor", "qemu")
+
+    def __init__(self, lock_fd: int) -> None:
+        self.lock_fd = lock_fd
+        self.monitor: Monitor | None = None
+        self.qemu = ""
+        self.busy = threading.Lock()
+
+    @classmethod
+    def claim(cls, path: str) -> _Kept | None:
+        import fcntl
+
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another connection keeps it
+            os.close(fd)
+            return None
+        return cls(fd)
+
+    def disconnect(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
+
+    def release(self) -> None:
+        self.disconnect()
+        os.close(self.lock_fd)
+
+
 class Context:
     """What the verbs share: one connection's store, directories, lock and caches."""
 
@@ -51,9 +89,15 @@ class Context:
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
         self._runner: Runner | None = None  # the loop thread of this connection's monitors, made on first use
         self._runner_lock = threading.Lock()
+        self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
+        self._kept_lock = threading.Lock()
 
     def close(self) -> None:
         self.store.close()
+        with self._kept_lock:
+            for kept in self._kept.values():
+                kept.release()
+            self._kept.clear()
         with self._runner_lock:
             if self._runner is not None:
                 self._runner.close()
@@ -167,17 +211,75 @@ class Context:
             raise
 
     @contextlib.contextmanager
-    def monitor(self, uuid: str) -> Iterator[Monitor]:
+    def monitor(self, uuid: str, shared: bool = False) -> Iterator[Monitor]:
+        """QEMU's monitor for one operation: the connection this one keeps open to the domain's second monitor
+        when it can claim it, else a connection of its own to the shared monitor, closed at the end. `shared`:
+        the shared monitor always, for an operation that passes QEMU a named descriptor (getfd): QEMU keeps it
+        per monitor, and a recovery in any process must reach it to close it."""
         from .monitor import Monitor, Runner  # qemu.qmp and asyncio: only for operations that talk to QEMU
 
         with self._runner_lock:
             if self._runner is None:
                 self._runner = Runner(f"{id(self):x}")
-        mon = Monitor(str(self.rt(uuid).monitor), uuid[:8], runner=self._runner)
+        rt = self.rt(uuid)
+        kept = None if shared else self._claim_kept(uuid, rt, self._runner)
+        if kept is not None:
+            assert kept.monitor is not None
+            kept.monitor.resume()
+            done = False
+            try:
+                yield kept.monitor
+                done = True
+            finally:
+                if done and kept.monitor.connected:
+                    kept.monitor.rest()
+                else:  # a failure may leave a reply or an event behind: the next operation connects afresh
+                    kept.disconnect()
+                kept.busy.release()
+            return
+        mon = Monitor(rt.monitor, uuid[:8], runner=self._runner)
         try:
             yield mon
         finally:
             mon.close()
+
+    def _claim_kept(self, uuid: str, rt: Runtime, runner: Runner) -> _Kept | None:
+        """The kept monitor of the domain's QEMU, connected and reserved for this operation, or None: QEMU
+        started without one (by an older virtsnap), another connection keeps it (the lock file's flock, held for
+        as long as that connection lives), another thread of this connection uses it now, or it does not
+        answer. Nobody waits on anybody: whoever cannot have it uses the shared monitor."""
+        from .monitor import Monitor
+
+        if self.read_only:  # it makes no file, not even the lock
+            return None
+        try:
+            with open(rt.pidfile, encoding="ascii") as f:
+                qemu = f.read()  # pid and start time: which QEMU the connection is to
+        except (OSError, ValueError):
+            return None
+        with self._kept_lock:
+            kept = self._kept.get(uuid)
+            if kept is None:
+                if not os.path.exists(rt.kept_monitor):
+                    return None
+                kept = _Kept.claim(rt.kept_lock)
+                if kept is None:
+                    return None
+                self._kept[uuid] = kept
+            if not kept.busy.acquire(blocking=False):
+                return None
+        if kept.monitor is not None and (kept.qemu != qemu or not kept.monitor.connected):
+            kept.disconnect()  # a QEMU that has exited (or been replaced)
+        if kept.monitor is None:
+            try:
+                if not os.path.exists(rt.kept_monitor):
+                    raise FileNotFoundError(rt.kept_monitor)
+                kept.monitor = Monitor(rt.kept_monitor, uuid[:8], runner=runner)
+            except (OSError, libvirtError):
+                kept.busy.release()
+                return None
+            kept.qemu = qemu
+        return kept
 
     def status(self, uuid: str) -> str | None:
         """QEMU's run status, or None when no QEMU runs for the domain."""

@@ -324,7 +324,7 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
     held: migration.HeldStream | None = None
     migrating = False
     live = live and was_running
-    with ctx.monitor(uuid) as mon:
+    with ctx.monitor(uuid, shared=True) as mon:
         try:
             try:
                 made(fd)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -58,12 +59,22 @@ class _Client(QMPClient):
         return super()._cb_inbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
 
+class _Events(EventListener):
+    """The events of the operation under way: a kept monitor takes none while it rests between operations."""
+
+    listening = True
+
+    def accept(self, event: Message) -> bool:
+        return self.listening and super().accept(event)
+
+
 class Runner:
     """An asyncio loop on its own thread, where a driver connection's monitors run one after another: a thread
     and a loop made for every operation cost 0.2 ms on a quiet machine, milliseconds on a busy one."""
 
     def __init__(self, name: str) -> None:
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_hung_up_quietly)
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
         self._thread.start()
 
@@ -74,6 +85,10 @@ class Runner:
         except TimeoutError as exc:
             future.cancel()
             raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU monitor did not answer in {timeout:g} s") from exc
+
+    def soon(self, callback: Callable[[], object]) -> None:
+        """Run `callback` on the loop, after everything submitted before it, without waiting for it."""
+        self._loop.call_soon_threadsafe(callback)
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -91,8 +106,9 @@ class Monitor:
     operations of every process that connect later. The memo names the QEMU process it describes (the pid file
     beside the socket: pid and start time), so another QEMU never reads it; it is written only while no job
     other than an internal snapshot's runs (a block job ending changes the graph by itself), and removed before
-    any command that may change the graph is sent (KEEPS_GRAPH), whoever sends it through this class. QEMU
-    takes one monitor client at a time, so no other process changes the graph while this one is connected."""
+    any command that may change the graph is sent (KEEPS_GRAPH), whoever sends it through this class. Commands
+    that change the graph are sent by operations, under the domain's lock: whichever of QEMU's two monitors
+    another process uses (each serves one client at a time), it changes no graph during this one's operation."""
 
     def __init__(self, socket_path: str, name: str, connect_timeout: float = 10.0,
                  runner: Runner | None = None) -> None:
@@ -101,7 +117,7 @@ class Monitor:
         self._client = _Client(name)
         self._client.negotiate = False  # qmp_capabilities goes out with the first command (exchange)
         self._negotiated = False
-        self._events = EventListener()
+        self._events = _Events()
         self._seen: list[dict[str, Any]] = []  # events a wait consumed, kept for drain_events
         self._job_statuses: dict[str, set[str]] = {}  # job started on this connection -> statuses it announced
         self._client.register_listener(self._events)
@@ -359,13 +375,39 @@ class Monitor:
             report(job_id.split("-")[0], int(job.get("current-progress", 0)), int(job.get("total-progress", 0)))
         return False
 
+    @property
+    def connected(self) -> bool:
+        return self._client.runstate == Runstate.RUNNING
+
+    def rest(self) -> None:
+        """Between two operations on a connection kept open: events are no longer taken, and those the
+        operation did not consume are dropped (so that none outlives it)."""
+        self._events.listening = False
+        self._runner.soon(self._events.clear)
+        self._seen, self._job_statuses = [], {}
+
+    def resume(self) -> None:
+        """The next operation on a connection kept open: its events are taken from now on."""
+        self._events.listening = True
+
     def close(self) -> None:
+        if sys.is_finalizing():  # a connection closed at exit: the loop thread runs no more, the kernel closes it
+            return
         try:
             self._runner.run(self._client.disconnect(), 5)
         except Exception:
             pass
         if self._own_runner:
             self._runner.close()
+
+
+def _hung_up_quietly(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A QEMU that exited while a kept connection rested leaves qemu.qmp's reader with an EOFError nobody asks
+    for (the connection is dropped at its next use, or at exit): not worth a traceback on stderr."""
+    if isinstance(context.get("exception"), EOFError | ConnectionError):
+        logging.getLogger(__name__).debug("QEMU hung up: %s", context.get("message"))
+        return
+    loop.default_exception_handler(context)
 
 
 def _by_target(block: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -78,6 +78,16 @@ class Runtime(Frozen):
         return os.path.join(self.directory, "monitor.sock")
 
     @property
+    def kept_monitor(self) -> str:
+        """A second QMP monitor, which one long-lived connection keeps open between its operations (Context)."""
+        return os.path.join(self.directory, "monitor-kept.sock")
+
+    @property
+    def kept_lock(self) -> str:
+        """Held (flock) by the connection that keeps kept_monitor open: no other connects to it."""
+        return os.path.join(self.directory, "monitor-kept.lock")
+
+    @property
     def agent(self) -> str:
         return os.path.join(self.directory, "agent.sock")
 
@@ -213,7 +223,8 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
     sockets: list[socket.socket] = []
     try:
         remove_sockets(rt)
-        for stale in (rt.monitor, rt.pidfile, rt.block_memo, rt.log, rt.agent, rt.swtpm_pidfile, rt.swtpm_log):
+        for stale in (rt.monitor, rt.kept_monitor, rt.pidfile, rt.block_memo, rt.log, rt.agent, rt.swtpm_pidfile,
+                      rt.swtpm_log):
             unlink_quiet(stale)  # virtsnap's own files, in its own directory
         taps = open_taps(dom, opened)  # first: a missing network or bridge leaves nothing started
         tpm_fd = None
@@ -221,6 +232,7 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
             tpm_fd = _start_swtpm(rt, tpm_state, user)
             opened.append(tpm_fd)  # QEMU holds its copy; if QEMU never starts, closing ours ends swtpm
         monitor = _listen(str(rt.monitor), sockets)
+        kept_monitor = _listen(rt.kept_monitor, sockets)
         agent = None
         if dom.agent_socket is not None:
             agent = _listen(dom.agent_socket or str(rt.agent), sockets, user_path=bool(dom.agent_socket))
@@ -253,9 +265,9 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
         if dom.firmware is not None and dom.firmware.nvram is not None:
             nvram = open_nvram(dom.firmware.nvram)
             opened.append(nvram)
-        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket, nvram, taps)
+        fds = argv.Descriptors(monitor, agent, serial, tpm_fd, secret, port, spice_socket, nvram, taps, kept_monitor)
         args = argv.build(dom, fds, binary, incoming=incoming, sandbox=True)
-        keep = [fd for fd in (monitor, agent, serial, tpm_fd, secret, nvram, *taps) if fd is not None]
+        keep = [fd for fd in (monitor, kept_monitor, agent, serial, tpm_fd, secret, nvram, *taps) if fd is not None]
         ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
             args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=keep, cwd="/", start_new_session=True,
@@ -462,6 +474,7 @@ def kill(rt: Runtime, timeout: float = 10.0) -> None:
     unlink_quiet(rt.pidfile)
     unlink_quiet(rt.block_memo)
     unlink_quiet(rt.monitor)
+    unlink_quiet(rt.kept_monitor)
     unlink_quiet(rt.agent)
     unlink_quiet(rt.spice)
     remove_sockets(rt)

@@ -212,7 +212,7 @@ def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
     running = ctx.rt(uuid).pid() is not None
     forward = False
     if status is not None and running:
-        with ctx.monitor(uuid) as mon:
+        with ctx.monitor(uuid, shared=True) as mon:  # where the dead process passed the memory descriptor
             settle_jobs(mon)
             if "memory-held" in entry.steps:  # a descriptor no migrate took holds its relay: given back
                 with contextlib.suppress(libvirtError):

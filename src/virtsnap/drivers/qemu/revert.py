@@ -242,7 +242,7 @@ def _start_from_memory(ctx: Context, uuid: str, defn: DomainDef, memory_file: st
     lifecycle.boot(ctx, uuid, defn, paused=True, incoming=True)
     try:
         fd = os.open(memory_file, os.O_RDONLY | os.O_CLOEXEC)
-        with ctx.monitor(uuid) as mon:
+        with ctx.monitor(uuid, shared=True) as mon:
             try:
                 mon.send_fd(fd, "virtsnap-memory")
             finally:
