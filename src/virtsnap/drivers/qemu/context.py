@@ -89,6 +89,7 @@ class Context:
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
         self._runner: Runner | None = None  # the loop thread of this connection's monitors, made on first use
         self._runner_lock = threading.Lock()
+        self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
         self._kept_lock = threading.Lock()
 
@@ -108,6 +109,20 @@ class Context:
         if row is None:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
         return moments.parse_domain(row[1]).copy()  # a copy: callers may edit their definition
+
+    def qemu_view(self, uuid: str) -> QemuDomain:
+        """The QEMU view of the domain's definition: a function of its text alone (QemuDomain.from_def reads
+        nothing else), built from a copy of its own and kept while the stored text stays the same."""
+        from .domain import QemuDomain
+
+        row = self.store.domain(uuid)
+        if row is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        cached = self._views.get(uuid)
+        if cached is None or cached[0] != row[1]:
+            cached = (row[1], QemuDomain.from_def(moments.parse_domain(row[1]).copy()))
+            self._views[uuid] = cached
+        return cached[1]
 
     def exists(self, uuid: str) -> None:
         """The cheap check of queries that need no definition (no XML parse)."""

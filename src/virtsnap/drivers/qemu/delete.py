@@ -65,7 +65,7 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             ctx.commit(uuid, tree)
             ctx.store.ledger_release(uuid, [m.name for m in victims])
         return
-    qdom = QemuDomain.from_def(dom_def)
+    qdom = ctx.qemu_view(uuid)
     ctx.check_domain_paths(dom_def)  # definitions stored before these checks existed: nothing rewritten
     for victim in victims:  # or removed inside virtsnap's own directories
         ctx.check_snapshot_paths(moments.def_of(victim))
