@@ -431,13 +431,17 @@ def _held_switch(ctx: Context, uuid: str, qdom: QemuDomain, mon: Monitor, held: 
     pid = ctx.rt(uuid).pid()
     if pid is not None:  # a pre-fault reads 512 MiB in 3-12 ms here; allow for loaded hosts and big guests
         held.wait_held(pid, 1.0 + qdom.memory_mib / 1024 * 0.5)
-    *_, state = mon.pipeline([("stop", None), ("transaction", {"actions": actions}), ("query-migrate", None)])
+    def release(replies: list[Any]) -> None:  # on the monitor's thread, as the last reply comes in
+        if not any(isinstance(r, BaseException) for r in replies) and replies[-1].get("status") == "setup":
+            failpoints.hit("memory.held")
+            held.release()
+
+    *_, state = mon.pipeline([("stop", None), ("transaction", {"actions": actions}), ("query-migrate", None)],
+                             then=release)
     if state.get("status") != "setup":
         raise error(ErrorCode.INTERNAL_ERROR, ERR,
                     f"QEMU's snapshot thread did not wait for the disk switch (migration {state.get('status')}): "
                     "its memory could be of another instant than the disks; no snapshot was taken")
-    failpoints.hit("memory.held")
-    held.release()
 
 
 def _freeze(ctx: Context, uuid: str, qdom: QemuDomain) -> Agent | None:

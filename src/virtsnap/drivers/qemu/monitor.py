@@ -185,18 +185,20 @@ class Monitor:
             raise error(ErrorCode.OPERATION_FAILED, ERR, f"{command}: QEMU monitor error: {_first_line(exc)}") from exc
 
     def pipeline(self, commands: list[tuple[str, dict[str, Any] | None]],
-                 timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
+                 timeout: float = DEFAULT_TIMEOUT, then: Callable[[list[Any]], object] | None = None) -> list[Any]:
         """Send several commands back to back (QEMU runs them in order) and wait for all replies: no round
         trip between them, for sequences that must be short, such as the guest pause of a live snapshot.
-        Raises the first command's error, after every reply has arrived."""
-        results = self.exchange(commands, timeout)
+        Raises the first command's error, after every reply has arrived. `then` gets the replies (an exception
+        in place of a command's error) on the monitor's own thread the moment the last one is in, before this
+        call returns: for what must follow them within microseconds."""
+        results = self.exchange(commands, timeout, then)
         for result in results:
             if isinstance(result, libvirtError):
                 raise result
         return results
 
     def exchange(self, commands: list[tuple[str, dict[str, Any] | None]],
-                 timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
+                 timeout: float = DEFAULT_TIMEOUT, then: Callable[[list[Any]], object] | None = None) -> list[Any]:
         """pipeline, raising nothing: each command's reply, or its error (a libvirtError) in its place. The
         connection's first commands go out behind qmp_capabilities, which then costs no round trip of its own."""
         for command, arguments in commands:
@@ -204,8 +206,11 @@ class Monitor:
         sent = commands if self._negotiated else [("qmp_capabilities", None), *commands]
 
         async def go() -> list[Any]:
-            return list(await asyncio.gather(*(self._client.execute(cmd, args) for cmd, args in sent),
-                                             return_exceptions=True))
+            replies = list(await asyncio.gather(*(self._client.execute(cmd, args) for cmd, args in sent),
+                                                return_exceptions=True))
+            if then is not None:
+                then(replies[len(sent) - len(commands):])
+            return replies
         results = self._run(self._until_lost(go()), timeout)
         for i, ((command, _), result) in enumerate(zip(sent, results, strict=True)):
             if isinstance(result, ExecuteError):
