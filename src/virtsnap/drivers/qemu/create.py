@@ -328,7 +328,7 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
         try:
             try:
                 made(fd)
-                if live and _holdable(mon):
+                if live and migration.holdable(mon):
                     held = migration.HeldStream(fd)
                 mon.send_fd(held.write_end if held is not None else fd, "virtsnap-memory")
             finally:
@@ -412,13 +412,6 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
                 with contextlib.suppress(libvirtError):
                     mon.execute("migrate-set-capabilities", {"capabilities": [
                         {"capability": "background-snapshot", "state": False}]})
-
-
-def _holdable(mon: Monitor) -> bool:
-    """Whether this QEMU's snapshot thread can be held at its first write (migration.HOLDABLE_QEMU)."""
-    version = mon.execute("query-version").get("qemu", {})
-    low, high = migration.HOLDABLE_QEMU
-    return low <= (int(version.get("major", 0)), int(version.get("minor", 0))) < high
 
 
 def _held_switch(ctx: Context, uuid: str, qdom: QemuDomain, mon: Monitor, held: migration.HeldStream,

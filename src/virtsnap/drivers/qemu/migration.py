@@ -106,6 +106,18 @@ except OSError:
 """
 
 
+def holdable(mon: Monitor) -> bool:
+    """Whether this QEMU's snapshot thread can be held at its first write (HOLDABLE_QEMU), and a relay can be
+    started (an interpreter to run it: not so where virtsnap is embedded without one)."""
+    import sys
+
+    if not sys.executable:
+        return False
+    version = mon.execute("query-version").get("qemu", {})
+    low, high = HOLDABLE_QEMU
+    return low <= (int(version.get("major", 0)), int(version.get("minor", 0))) < high
+
+
 class HeldStream:
     """A LIVE snapshot's memory stream through a pipe held full until virtsnap has stopped the guest and switched
     the disks: the one instant of both stays virtsnap's STOP, and QEMU's pre-fault of guest RAM leaves the pause.
