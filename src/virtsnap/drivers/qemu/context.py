@@ -89,6 +89,7 @@ class Context:
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
         self._runner: Runner | None = None  # the loop thread of this connection's monitors, made on first use
         self._runner_lock = threading.Lock()
+        self._runtimes: dict[str, Runtime | None] = {}  # domain under an operation -> its runtime directory
         self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
         self._kept_lock = threading.Lock()
@@ -132,7 +133,13 @@ class Context:
     def rt(self, uuid: str) -> Runtime:
         if self.read_only and not os.path.lexists(os.path.join(self.runtime, uuid)):
             return Runtime(os.path.join(self.runtime, uuid))  # nothing there to read: no pid file, no socket
-        return Runtime.for_domain(self.runtime, uuid)
+        made = self._runtimes.get(uuid)
+        if made is not None:
+            return made
+        rt = Runtime.for_domain(self.runtime, uuid)
+        if uuid in self._runtimes:  # made and checked once per operation (virtsnap never removes it)
+            self._runtimes[uuid] = rt
+        return rt
 
     @contextlib.contextmanager
     def operation(self, uuid: str, name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[DomainLock]:
@@ -142,6 +149,7 @@ class Context:
 
         with self.lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
             external.forget_chains()  # images may have changed since the last operation
+            self._runtimes[uuid] = None
             try:
                 self.hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
                 if self.store.journal_pending(uuid) and not self.read_only:
@@ -152,6 +160,7 @@ class Context:
             finally:
                 external.forget_chains()
                 self.hand_back_if_stopped(uuid)
+                self._runtimes.pop(uuid, None)
 
 
     # -- confinement (qemu:///system) ----------------------------------------------------------------

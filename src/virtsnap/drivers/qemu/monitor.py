@@ -86,10 +86,6 @@ class Runner:
             future.cancel()
             raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU monitor did not answer in {timeout:g} s") from exc
 
-    def soon(self, callback: Callable[[], object]) -> None:
-        """Run `callback` on the loop, after everything submitted before it, without waiting for it."""
-        self._loop.call_soon_threadsafe(callback)
-
     def close(self) -> None:
         if self._loop.is_closed():
             return
@@ -118,6 +114,7 @@ class Monitor:
         self._client.negotiate = False  # qmp_capabilities goes out with the first command (exchange)
         self._negotiated = False
         self._events = _Events()
+        self._stale = False  # rested with events perhaps left in the listener: cleared before the next command
         self._seen: list[dict[str, Any]] = []  # events a wait consumed, kept for drain_events
         self._job_statuses: dict[str, set[str]] = {}  # job started on this connection -> statuses it announced
         self._client.register_listener(self._events)
@@ -146,7 +143,14 @@ class Monitor:
                 delay = min(delay * 2, 0.1)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        if self._stale:  # the events a rest left behind go first, on the loop, before this operation's commands
+            self._stale = False
+            coro = self._after_clearing(coro)
         return self._runner.run(coro, timeout)
+
+    async def _after_clearing(self, coro: Coroutine[Any, Any, T]) -> T:
+        self._events.clear()
+        return await coro
 
     def _sending(self, command: str, arguments: dict[str, Any] | None) -> None:
         """What every command does before it goes out: the memo forgotten unless the command keeps the
@@ -386,9 +390,9 @@ class Monitor:
 
     def rest(self) -> None:
         """Between two operations on a connection kept open: events are no longer taken, and those the
-        operation did not consume are dropped (so that none outlives it)."""
+        operation did not consume are dropped before the next one's first command (so that none outlives it)."""
         self._events.listening = False
-        self._runner.soon(self._events.clear)
+        self._stale = True
         self._seen, self._job_statuses = [], {}
 
     def resume(self) -> None:
