@@ -233,6 +233,9 @@ def launch(dom: QemuDomain, rt: Runtime, *, paused: bool = False, incoming: bool
             opened.append(tpm_fd)  # QEMU holds its copy; if QEMU never starts, closing ours ends swtpm
         monitor = _listen(str(rt.monitor), sockets)
         kept_monitor = _listen(rt.kept_monitor, sockets)
+        # the kept monitor's lock file, made with it (never removed: a connection may hold it across restarts),
+        # so that the first connection to keep the monitor adds no file to the runtime directory
+        os.close(os.open(rt.kept_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         agent = None
         if dom.agent_socket is not None:
             agent = _listen(dom.agent_socket or str(rt.agent), sockets, user_path=bool(dom.agent_socket))
