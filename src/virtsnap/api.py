@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from . import dispatch, events, surface
+from .collector import collector_paused
 from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
@@ -651,7 +652,8 @@ class virDomain(surface.virDomain):  # noqa: N801
     def listAllSnapshots(self, flags: int = 0) -> list[virDomainSnapshot]:  # noqa: N802
         self._check("virDomainListAllSnapshots", flags)
         names = self._query(lambda tree: [m.name for m in tree.select(None, flags)])
-        return [self._snapshot(n) for n in names]
+        with collector_paused():
+            return [self._snapshot(n) for n in names]
 
     def snapshotForest(self) -> dict[str, Any]:  # noqa: N802
         """virtsnap extension (for the rpc server): the whole snapshot forest as plain data, from which
@@ -903,7 +905,8 @@ class virDomainSnapshot(surface.virDomainSnapshot):  # noqa: N801
     def listAllChildren(self, flags: int = 0) -> list[virDomainSnapshot]:  # noqa: N802
         self._check("virDomainSnapshotListAllChildren", flags)
         names = self._with(lambda tree, moment: [m.name for m in tree.select(moment, flags)])
-        return [virDomainSnapshot(self._dom, n) for n in names]
+        with collector_paused():
+            return [virDomainSnapshot(self._dom, n) for n in names]
 
     def listAllChildrenSummaries(self, flags: int = 0) -> list[Summary]:  # noqa: N802
         """virtsnap extension: what listAllChildren(flags) lists, as virDomain.listAllSnapshotSummaries does."""

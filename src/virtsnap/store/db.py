@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import gc
 import os
 import stat
 import time
@@ -20,6 +19,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 
+from ..collector import collector_paused
 from ..conf.tree import Moment, SnapshotTree, Summary, row_summaries
 from ..errors import ErrorCode, ErrorDomain, error, libvirtError
 from ..records import Frozen
@@ -141,20 +141,6 @@ _V7 = (
 # A reader more than this many generations behind reloads the whole tree (older tombstones are dropped).
 TOMBSTONE_GENERATIONS = 4096
 _TREE_COLUMNS = "name, parent, seq, creation_time, state, external"
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a whole tree is built: tens of thousands of new objects, none of
-    them garbage, would otherwise trigger collections that walk every object of the process (~20% of a load)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def private_dir(path: str | os.PathLike[str]) -> str:
@@ -573,7 +559,7 @@ class MetadataStore:
                     tree.apply_rows(rows, deleted, current, loader)
             else:
                 tree = SnapshotTree(metadata=True)
-                with _collector_paused():
+                with collector_paused():
                     rows = db.execute(f"SELECT {_TREE_COLUMNS} FROM snapshots WHERE domain=? ORDER BY seq",
                                       (uuid,)).fetchall()
                     tree.load_rows(rows, current, loader)
@@ -605,7 +591,7 @@ class MetadataStore:
         with self._snapshot() as db:
             if db.execute("SELECT 1 FROM domains WHERE uuid=?", (uuid,)).fetchone() is None:
                 return None
-            with _collector_paused():
+            with collector_paused():
                 rows = db.execute("SELECT name, parent, state, creation_time FROM snapshots WHERE domain=? "
                                   "ORDER BY seq", (uuid,)).fetchall()
                 return row_summaries(rows)
