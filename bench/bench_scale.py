@@ -363,9 +363,16 @@ def main() -> int:
         if shutil.which("virsh"):
             commands.append(("virsh -c test:///default snapshot-list test (libvirt 9.0)",
                              ["virsh", "-c", "test:///default", "snapshot-list", "test"], None))
-        for label, argv, env in commands:
-            runs = max(3, args.runs // 3) if "--tree" in label else args.runs
-            result["cold"][label] = cold(argv, runs, env, status=1 if label.endswith("snapshot-current test") else 0)
+        # Rounds interleaved (one fresh process of each command per round; the slow --tree in every third): on a
+        # shared machine whose speed drifts by tens of percent within minutes, each figure and the interpreter's
+        # floor then see the same moments, and their ratios hold where the absolute values move.
+        for round_ in range(args.runs):
+            for label, argv, env in commands:
+                if "--tree" in label and round_ % 3:
+                    continue
+                status = 1 if label.endswith("snapshot-current test") else 0
+                result["cold"].setdefault(label, []).extend(cold(argv, 1, env, status=status))
+        for label in result["cold"]:
             print(f"  cold {label}: {statistics.median(result['cold'][label]) * 1000:.1f} ms", file=sys.stderr)
 
         result["imports"] = import_profile([sys.executable, "-X", "importtime", cli, "-c", "qemu:///session",
