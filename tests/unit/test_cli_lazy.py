@@ -76,3 +76,12 @@ def test_lazy_registry_index_matches_the_command_tables():
             module = sys.modules[f"virtsnap.cli.{registry.WHERE[command.name]}"]
             assert any(command in table for table in vars(module).values() if isinstance(table, tuple))
     assert set(registry.WHERE) == set(registry.COMMANDS)
+
+
+@pytest.mark.parametrize("command", ["snapshot-current demo --name", "snapshot-parent demo two",
+                                     "snapshot-list demo"])
+def test_commands_that_read_no_definition_load_no_xml_model(state, command):
+    """Names and parents come from the store's columns: the XML model (and its parser) is not loaded."""
+    loaded = modules_after(state, *command.split())
+    xml_model = {"virtsnap.conf.snapshot_xml", "virtsnap.conf.domain_xml", "virtsnap.conf.xmlutil"}
+    assert not loaded & xml_model, sorted(loaded & xml_model)

@@ -13,8 +13,6 @@ import threading
 from collections.abc import Callable, Iterator
 
 from ... import failpoints
-from ...conf.domain_xml import DomainDef
-from ...conf.snapshot_xml import SnapshotDef
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...store import ledger
@@ -26,6 +24,8 @@ from .process import Runtime, qemu_binary, runtime_root
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
+    from ...conf.domain_xml import DomainDef
+    from ...conf.snapshot_xml import SnapshotDef
     from .confine import Identity
     from .domain import QemuDomain
     from .monitor import Monitor, Runner

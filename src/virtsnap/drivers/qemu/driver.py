@@ -13,7 +13,6 @@ import contextlib
 import os
 from collections.abc import Callable
 
-from ...conf.snapshot_xml import Location, format_snapshot
 from ...conf.tree import Moment, SnapshotTree, Summary
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import (
@@ -153,14 +152,14 @@ class QemuDriver:
                     else f"no domain with matching uuid '{uuid}'" if uuid else f"no domain with matching id {id}")
 
     def domain_state(self, uuid: str) -> tuple[DomainState, int]:
-        self.ctx.domain_def(uuid)
+        self.ctx.exists(uuid)
         status = self.ctx.status(uuid)
         if status is None:
             return DomainState.SHUTOFF, 0
         return moments.STATUS.get(status, (DomainState.NOSTATE, 0))
 
     def domain_persistent(self, uuid: str) -> bool:
-        self.ctx.domain_def(uuid)
+        self.ctx.exists(uuid)
         return True
 
     def domain_info(self, uuid: str) -> DomainInfo:
@@ -285,6 +284,8 @@ class QemuDriver:
             # a tree already loaded here keeps each parsed definition: parse this one only once
             defn = moments.def_of(moment) if moment is not None else moments.parse_private(row.xml)
             defn.parent = row.parent
+            from ...conf.snapshot_xml import format_snapshot
+
             return format_snapshot(defn, uuid, secure=bool(flags & SnapshotXML.SECURE))
 
     def snapshot_protected(self, uuid: str) -> set[str]:
@@ -301,6 +302,8 @@ class QemuDriver:
         cannot rename a tag, so renaming its metadata (libvirt's snapshot-edit --rename does) would leave a
         snapshot no revert finds: refused. External snapshots name no file after themselves: NO_SUPPORT, so
         the caller's redefine-and-forget (snapshot-edit --rename) is right for them."""
+        from ...conf.snapshot_xml import Location
+
         with self.ctx.lock:
             defn = moments.def_of(self.ctx.moment(self.ctx.tree(uuid), name))
         stored = [d.name for d in defn.disks if d.snapshot == Location.INTERNAL]

@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import os
 
-from ...conf.domain_xml import DomainDef
-from ...conf.snapshot_xml import Location, ParseMode, SnapshotDef, format_snapshot, parse_snapshot
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error
 from ...flags import DomainState
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
+    from ...conf.domain_xml import DomainDef
+    from ...conf.snapshot_xml import SnapshotDef
     from .domain import QemuDomain
 
 ERR = ErrorDomain.QEMU
@@ -44,6 +44,8 @@ STATUS = {
 @functools.lru_cache(maxsize=64)
 def parse_domain(xml: str) -> DomainDef:
     """Parsed definitions by their text: every call reads the stored XML, few need a new parse."""
+    from ...conf.domain_xml import DomainDef  # the XML model: not for the commands that read no definition
+
     return DomainDef.parse(xml, ERR, trusted=True)
 
 
@@ -76,6 +78,8 @@ def def_of(moment: Moment) -> SnapshotDef:
 
 
 def parse_private(xml: str) -> SnapshotDef:
+    from ...conf.snapshot_xml import ParseMode, parse_snapshot
+
     return parse_snapshot(xml, ParseMode.REDEFINE, trusted=True)
 
 
@@ -86,7 +90,11 @@ def stored(domain: DomainDef) -> str:
 
 
 def xml_of(moment: Moment) -> str:
-    return moment.defn if isinstance(moment.defn, str) else format_snapshot(def_of(moment), secure=True)
+    if isinstance(moment.defn, str):
+        return moment.defn
+    from ...conf.snapshot_xml import format_snapshot
+
+    return format_snapshot(def_of(moment), secure=True)
 
 
 def attach(moment: Moment, defn: SnapshotDef) -> None:
@@ -96,6 +104,8 @@ def attach(moment: Moment, defn: SnapshotDef) -> None:
 
 def internal_targets(defn: SnapshotDef, qdom: QemuDomain) -> list[str]:
     """Disks the snapshot stores internally; each must be a writable qcow2 image."""
+    from ...conf.snapshot_xml import Location
+
     by_target = {d.target: d for d in qdom.disks}
     targets = []
     for disk in defn.disks:
