@@ -22,7 +22,8 @@ docs: setup
 man: setup
 	.venv/bin/python scripts/gen_reference.py
 
-bench: setup
+bench:
+	@scripts/setup.sh bench
 	.venv/bin/python bench/bench_test_driver.py
 	.venv/bin/python bench/bench_qemu.py
 	.venv/bin/python bench/bench_esx.py

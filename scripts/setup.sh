@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian 12 machine for virtsnap: system packages (when missing) and the project venv.
-# `setup.sh demo` installs only what `make demo` needs; `setup.sh test` (the default) adds the test oracles.
+# `setup.sh demo` installs only what `make demo` needs; `setup.sh test` (the default) adds the test oracles;
+# `setup.sh bench` is `test` plus matplotlib, for the plot of `make bench`'s report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-test}
-case $part in demo|test) ;; *) echo "usage: $0 [demo|test]" >&2; exit 2 ;; esac
+case $part in demo|test) ;; bench) part=test; bench=1 ;; *) echo "usage: $0 [demo|test|bench]" >&2; exit 2 ;; esac
 
 # The demo: QEMU and qemu-img, and what the tiny test guest is built from (tests/guest/build_guest.py).
 DEMO_PACKAGES=(qemu-system-x86 qemu-utils busybox-static qemu-guest-agent e2fsprogs cpio kmod xz-utils zstd binutils)
@@ -46,8 +47,8 @@ fi
 # The demo needs virtsnap's core only (QEMU driver and CLI); the tests add their tools, pyvmomi, MkDocs and the
 # web view's Starlette and uvicorn.
 extras=""
-[[ $part == test ]] && extras="[test,esx,docs,web,libvirt]"
-stamp=.venv/.virtsnap-installed-$part
+[[ $part == test ]] && extras="[test,esx,docs,web,libvirt${bench:+,bench}]"
+stamp=.venv/.virtsnap-installed-$part${bench:+-bench}
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp"
