@@ -231,6 +231,23 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
     return results
 
 
+async def send_memory_file(client, memory: Path, hold: bool):
+    """The memory file made and passed to QEMU as descriptor "m", through virtsnap's HeldStream when `hold`
+    (then returned: QEMU holds the pipe's write end, the caller releases and finishes it)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from virtsnap.drivers.qemu.migration import HeldStream
+
+    fd = os.open(memory, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    held = HeldStream(fd) if hold else None
+    client.send_fd_scm(held.write_end if held else fd)
+    os.close(fd)
+    if held:
+        os.close(held.write_end)
+        held.write_end = -1
+    await client.execute("getfd", {"fdname": "m"})
+    return held
+
+
 async def raw_memory_snapshot(client, memory: Path, mode: str, top: str, overlay: str, pid: int = 0) -> float:
     """One memory snapshot by hand; the guest pause from QEMU's STOP/RESUME timestamps. 'live' and 'save' are
     virtsnap's sequences: 'save' sends stop, disk switch and migrate back to back and then cont; 'live' sends
@@ -239,17 +256,7 @@ async def raw_memory_snapshot(client, memory: Path, mode: str, top: str, overlay
     restarts the guest itself); 'bg-alone' is background-snapshot's own pause, no stop and no disks."""
     from qemu.qmp import EventListener
 
-    sys.path.insert(0, str(ROOT / "src"))
-    from virtsnap.drivers.qemu.migration import HeldStream
-
-    fd = os.open(memory, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    held = HeldStream(fd) if mode == "live" else None
-    client.send_fd_scm(held.write_end if held else fd)
-    os.close(fd)
-    if held:
-        os.close(held.write_end)
-        held.write_end = -1
-    await client.execute("getfd", {"fdname": "m"})
+    held = await send_memory_file(client, memory, hold=mode == "live")
     await client.execute("migrate-set-capabilities", {"capabilities": [
         {"capability": "background-snapshot", "state": mode != "save"}, {"capability": "events", "state": True}]})
     events = []

@@ -42,8 +42,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import bench_external as be  # noqa: E402 - the guest, the dirtier
 
-from virtsnap.drivers.qemu.migration import HeldStream  # noqa: E402 - virtsnap's held memory stream
-
 TRACES = ("runstate_set", "vm_state_notify", "migrate_set_state", "savevm_state_header",
           "ram_write_tracking_ramblock_start", "monitor_qmp_respond")
 MODES = ("held", "stop_first", "bg_alone")
@@ -130,14 +128,7 @@ async def run(runs: int) -> dict[str, list[dict[str, float]]]:
                     cmds = [("stop", None), switch, *cmds]
                     top, disk = f"o{n}", overlay
                 memory = work / f"mem-{mode}-{i}"
-                fd = os.open(memory, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                held = HeldStream(fd) if mode == "held" else None
-                client.send_fd_scm(held.write_end if held else fd)
-                os.close(fd)
-                if held:
-                    os.close(held.write_end)
-                    held.write_end = -1
-                await client.execute("getfd", {"fdname": "m"})
+                held = await be.send_memory_file(client, memory, hold=mode == "held")
                 await client.execute("migrate-set-capabilities", {"capabilities": [
                     {"capability": "background-snapshot", "state": True}]})
                 mark = log.stat().st_size if log.exists() else 0
