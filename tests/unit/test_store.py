@@ -43,6 +43,25 @@ def test_files_and_directories_are_private(store):
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
 
 
+def test_open_while_another_process_removes_the_write_ahead_log(tmp_path, monkeypatch):
+    """Finding (clean-clone CI, tests/remote/test_ansible.py): the last connection of another process to close
+    deletes metadata.db-wal and -shm; when that fell between sqlite's open and the store's chmod of them, the open
+    failed with 'cannot open metadata database: No such file or directory'. The window is made certain here."""
+    MetadataStore(tmp_path / "qemu").close()
+    real_chmod = os.chmod
+
+    def chmod_after_removal(path, mode, *args, **kwargs):
+        if str(path).endswith(("-wal", "-shm")):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_chmod(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", chmod_after_removal)
+    store = MetadataStore(tmp_path / "qemu")
+    store.put_domain(UUID, "demo", "<domain type='qemu'/>")
+    assert store.domain(UUID) is not None
+    store.close()
+
+
 def test_forest_round_trips_with_child_order_and_current(store):
     tree = store.load_tree(UUID)
     for name, parent in [("a", None), ("b", "a"), ("c", "a"), ("d", "c"), ("e", None)]:

@@ -368,13 +368,15 @@ class MetadataStore:
                 self._db.close()
             raise store_error(self.path, exc) from exc
         for suffix in ("-wal", "-shm"):
-            side = self.path + suffix
-            with suppress(FileNotFoundError):
-                try:
-                    os.chmod(side, 0o600)
-                except OSError as exc:
-                    self._db.close()
-                    raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
+            try:
+                os.chmod(self.path + suffix, 0o600)
+            except FileNotFoundError:
+                # not made yet, or just removed: the last connection of another process to close checkpoints
+                # the log and deletes both (this open then makes them again, with the database's own mode)
+                continue
+            except OSError as exc:
+                self._db.close()
+                raise system_error(f"cannot open metadata database '{self.path}'", exc) from exc
 
     def _open_read_only(self) -> bool:
         """For a read-only connection: the existing database opened read-only (sqlite refuses any write), and
