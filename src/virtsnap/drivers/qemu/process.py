@@ -59,6 +59,16 @@ PIDFILE = "qemu.pid"  # "pid start-time" of the domain's QEMU
 BLOCK_MEMO = "block-nodes.json"  # the active node of each disk, as that QEMU last said (monitor.Monitor)
 
 
+class _File:
+    """A file of a domain's runtime directory, by its name (Runtime's attributes)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, rt: Runtime, owner: type | None = None) -> str:
+        return os.path.join(rt.directory, self.name)
+
+
 class Runtime(Frozen):
     """The per-domain runtime files (a directory named by the domain's uuid, the owner's only)."""
 
@@ -73,73 +83,29 @@ class Runtime(Frozen):
         private_dir(root)
         return cls(private_dir(os.path.join(root, uuid)))
 
-    @property
-    def monitor(self) -> str:
-        return os.path.join(self.directory, "monitor.sock")
-
-    @property
-    def kept_monitor(self) -> str:
-        """A second QMP monitor, which one long-lived connection keeps open between its operations (Context)."""
-        return os.path.join(self.directory, "monitor-kept.sock")
-
-    @property
-    def kept_lock(self) -> str:
-        """Held (flock) by the connection that keeps kept_monitor open: no other connects to it."""
-        return os.path.join(self.directory, "monitor-kept.lock")
-
-    @property
-    def agent(self) -> str:
-        return os.path.join(self.directory, "agent.sock")
-
-    @property
-    def spice(self) -> str:
-        return os.path.join(self.directory, "spice.sock")
-
-    @property
-    def pidfile(self) -> str:
-        return os.path.join(self.directory, PIDFILE)
-
-    @property
-    def block_memo(self) -> str:
-        return os.path.join(self.directory, BLOCK_MEMO)
-
-    @property
-    def log(self) -> str:
-        return os.path.join(self.directory, "qemu.log")
-
-    @property
-    def swtpm_pidfile(self) -> str:
-        return os.path.join(self.directory, "swtpm.pid")
-
-    @property
-    def swtpm_log(self) -> str:
-        return os.path.join(self.directory, "swtpm.log")
+    # the files of the directory, by name
+    monitor = _File("monitor.sock")
+    kept_monitor = _File("monitor-kept.sock")  # a second QMP monitor, kept open by one long-lived connection
+    kept_lock = _File("monitor-kept.lock")  # held (flock) by the connection keeping it: no other connects to it
+    agent = _File("agent.sock")
+    spice = _File("spice.sock")
+    pidfile = _File(PIDFILE)
+    block_memo = _File(BLOCK_MEMO)
+    log = _File("qemu.log")
+    swtpm_pidfile = _File("swtpm.pid")
+    swtpm_log = _File("swtpm.log")
+    sockets = _File("sockets.json")  # the sockets bound for QEMU outside the directory (path, device, inode)
 
     def swtpm_pid(self) -> int | None:
         """The domain's swtpm while it runs (pid and start time as recorded at launch; never a recycled pid)."""
-        reap()
-        try:
-            pid_text, _, started = read_text(self.swtpm_pidfile).strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None
-        return pid if start_time(pid) == started and _state(pid) not in (None, "Z") else None
-
-    @property
-    def sockets(self) -> str:
-        """The sockets virtsnap bound for QEMU outside this directory (path, device, inode), removed at stop."""
-        return os.path.join(self.directory, "sockets.json")
+        pid = _recorded(self.swtpm_pidfile)
+        return pid if pid is not None and _state(pid) not in (None, "Z") else None
 
     def pid(self) -> int | None:
         """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
         process's start time too, so a recycled pid never matches."""
-        reap()
-        try:
-            pid_text, _, started = read_text(self.pidfile).strip().partition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None
-        if start_time(pid) != started:
+        pid = _recorded(self.pidfile)
+        if pid is None:
             return None
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -149,6 +115,18 @@ class Runtime(Frozen):
         if os.path.basename(self.directory).encode() not in cmdline:  # -uuid UUID; a zombie's cmdline is empty
             return None
         return pid
+
+
+def _recorded(pidfile: str) -> int | None:
+    """The pid a "pid start-time" file names, while that very process lives (a recycled pid has another start
+    time); children of this process that ended are reaped first."""
+    reap()
+    try:
+        pid_text, _, started = read_text(pidfile).strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    return pid if start_time(pid) == started else None
 
 
 def read_text(path: str) -> str:
