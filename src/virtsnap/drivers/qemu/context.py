@@ -20,7 +20,7 @@ from ...store.db import MetadataStore, state_dir, verified_dir
 from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
 from ...store.lock import DomainLock
 from . import moments
-from .process import Runtime, qemu_binary, runtime_root
+from .process import Runtime, qemu_binary, read_text, runtime_root
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -105,30 +105,31 @@ class Context:
                 self._runner.close()
                 self._runner = None
 
-    def domain_def(self, uuid: str) -> DomainDef:
+    def _stored(self, uuid: str) -> str:
+        """The domain's definition as stored (one indexed row), or NO_DOMAIN."""
         row = self.store.domain(uuid)
         if row is None:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
-        return moments.parse_domain(row[1]).copy()  # a copy: callers may edit their definition
+        return row[1]
+
+    def domain_def(self, uuid: str) -> DomainDef:
+        return moments.parse_domain(self._stored(uuid)).copy()  # a copy: callers may edit their definition
 
     def qemu_view(self, uuid: str) -> QemuDomain:
         """The QEMU view of the domain's definition: a function of its text alone (QemuDomain.from_def reads
         nothing else), built from a copy of its own and kept while the stored text stays the same."""
         from .domain import QemuDomain
 
-        row = self.store.domain(uuid)
-        if row is None:
-            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        stored = self._stored(uuid)
         cached = self._views.get(uuid)
-        if cached is None or cached[0] != row[1]:
-            cached = (row[1], QemuDomain.from_def(moments.parse_domain(row[1]).copy()))
+        if cached is None or cached[0] != stored:
+            cached = (stored, QemuDomain.from_def(moments.parse_domain(stored).copy()))
             self._views[uuid] = cached
         return cached[1]
 
     def exists(self, uuid: str) -> None:
         """The cheap check of queries that need no definition (no XML parse)."""
-        if self.store.domain(uuid) is None:
-            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        self._stored(uuid)
 
     def rt(self, uuid: str) -> Runtime:
         if self.read_only and not os.path.lexists(os.path.join(self.runtime, uuid)):
@@ -206,8 +207,7 @@ class Context:
 
         pid = self.rt(uuid).pid()
         try:
-            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-                status = f.read()
+            status = read_text(f"/proc/{pid}/status")
             uid, gid = (int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))
                         for key in ("Uid:", "Gid:"))
         except (OSError, StopIteration, ValueError):
@@ -277,8 +277,7 @@ class Context:
         if self.read_only:  # it makes no file, not even the lock
             return None
         try:
-            with open(rt.pidfile, encoding="ascii") as f:
-                qemu = f.read()  # pid and start time: which QEMU the connection is to
+            qemu = read_text(rt.pidfile)  # pid and start time: which QEMU the connection is to
         except (OSError, ValueError):
             return None
         with self._kept_lock:

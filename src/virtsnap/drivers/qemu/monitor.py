@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 from qemu.qmp import ConnectError, EventListener, ExecuteError, Message, QMPClient, QMPError, Runstate
@@ -23,7 +22,7 @@ from qemu.qmp import ConnectError, EventListener, ExecuteError, Message, QMPClie
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
 from ...progress import report
 from .firmware import NVRAM_TARGET
-from .process import BLOCK_MEMO, PIDFILE
+from .process import BLOCK_MEMO, Runtime, read_text, unlink_quiet
 
 # pflash devices have no id of their own: the machine's flash1 is the UEFI variable store (argv.py puts it there)
 PFLASH = {"/machine/system.flash1": NVRAM_TARGET}
@@ -119,7 +118,8 @@ class Monitor:
         self._job_statuses: dict[str, set[str]] = {}  # job started on this connection -> statuses it announced
         self._client.register_listener(self._events)
         self.socket_path = socket_path
-        self._memo = Path(socket_path).with_name(BLOCK_MEMO)
+        beside = Runtime(os.path.dirname(socket_path))  # the memo and the pid file lie beside the socket
+        self._memo, self._pidfile = beside.block_memo, beside.pidfile
         try:
             self._run(self._connect(connect_timeout), connect_timeout + 5)
         except BaseException:
@@ -264,11 +264,11 @@ class Monitor:
         """target dev -> the node QEMU writes to now (it changes when an overlay is switched in): the block memo
         when it describes this QEMU, else query-block (one round trip with query-jobs), then remembered."""
         try:
-            owner = self._memo.with_name(PIDFILE).read_text().strip()
+            owner = read_text(self._pidfile).strip()
         except OSError:
             owner = None  # not a QEMU virtsnap launched: nothing remembered
         try:
-            memo = json.loads(self._memo.read_bytes())
+            memo = json.loads(read_text(self._memo))
             if owner and memo["qemu"] == owner:
                 return {str(target): str(node) for target, node in memo["nodes"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -276,7 +276,7 @@ class Monitor:
         block, jobs = self.pipeline([("query-block", None), ("query-jobs", None)])
         nodes = {target: str(inserted["node-name"]) for target, inserted in _by_target(block).items()}
         if owner and all(job.get("type") in SNAPSHOT_JOBS for job in jobs):
-            staged = self._memo.with_name(f".{BLOCK_MEMO}.{os.getpid()}")
+            staged = os.path.join(os.path.dirname(self._memo), f".{BLOCK_MEMO}.{os.getpid()}")
             with contextlib.suppress(OSError):
                 fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
                 with os.fdopen(fd, "w") as f:
@@ -286,8 +286,7 @@ class Monitor:
 
     def forget_nodes(self) -> None:
         """Drop the block memo (a command failed on a node it named): the next active_nodes asks QEMU."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._memo)
+        unlink_quiet(self._memo)
 
     def drain_events(self) -> list[dict[str, Any]]:
         """Every event received so far, in order (and forget them)."""
