@@ -10,6 +10,7 @@ import re
 # joiners, BOM) stay: like lookalike letters, they make names look alike but cannot reorder or forge text.
 # Every one of them is also "not printable" to str.isprintable(), which checks a whole text in C: text it
 # accepts needs no pattern, and the patterns are compiled when first needed (about 1 ms each at a cold start).
+_CONTROLS = frozenset(map(chr, (*range(0x20), *range(0x7F, 0xA0))))
 _FORMATTING = "\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
 
 
@@ -17,7 +18,7 @@ def name_problem(name: str) -> str | None:
     """Why `name` cannot be a name (the end of an error message), or None."""
     if name.isprintable():
         return None
-    if any(c < "\x20" or "\x7f" <= c <= "\x9f" for c in name):
+    if any(c in _CONTROLS for c in name):
         return "it contains control characters"
     if re.search(f"[{_FORMATTING}]", name):
         return "it contains bidirectional formatting characters or line separators"
@@ -62,7 +63,7 @@ def _pattern(keep: str) -> re.Pattern[str]:
     """The unsafe characters without those in `keep` (built once per `keep`)."""
     pattern = _PATTERNS.get(keep)
     if pattern is None:
-        controls = "".join(f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in keep)
+        controls = "".join(f"\\x{ord(c):02x}" for c in sorted(_CONTROLS) if c not in keep)
         pattern = _PATTERNS[keep] = re.compile(f"[{controls}{_FORMATTING}\ud800-\udfff]")
     return pattern
 
