@@ -17,7 +17,7 @@ from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError, protected_refusal
 from ...flags import SnapshotDelete as D
 from . import external, firmware, images, moments
-from .domain import QemuDomain
+from .domain import Disk, QemuDomain
 
 if TYPE_CHECKING:
     from . import extdelete
@@ -237,35 +237,39 @@ def repoint(ctx: Context, uuid: str, tree: SnapshotTree, moved: dict[str, tuple[
 
 def _delete_data(qdom: QemuDomain, defn: SnapshotDef, mon: Monitor | None,
                  tags: dict[str, set[str]], nodes: dict[str, str]) -> None:
-    """Remove the snapshot's tag from every current disk image that holds it. `nodes`: the active node of each
-    disk, filled on first use (from the monitor's block memo, else QEMU) and reused by the operation's later
-    victims (internal deletes do not change the block graph).
-
-    While QEMU runs, one blockdev-snapshot-delete-internal-sync per image, all sent in one round trip: QEMU
-    runs each to its end in turn, in its main loop, as its snapshot-delete job would, without the job's
-    events and dismissal. An image that no longer holds the tag (a delete that died after removing it) is
-    done already. If an image fails, the others have still lost the tag and the snapshot's metadata stays:
-    deleting it again finishes the work."""
+    """Remove the snapshot's tag from every current disk image that holds it (remove_tag). `nodes`: the active
+    node of each disk, filled on first use (from the monitor's block memo, else QEMU) and reused by the
+    operation's later victims (internal deletes do not change the block graph)."""
     holders = [d for d in qdom.disks
                if (d.device == "nvram" or any(x.name == d.target and x.snapshot == Location.INTERNAL
                                               for x in defn.disks))
                and defn.name in tags.get(d.target, set()) and d.path]
-    if not holders:
+    remove_tag(mon, holders, defn.name, nodes)
+    for disk in holders:
+        tags[disk.target].discard(defn.name)
+
+
+def remove_tag(mon: Monitor | None, disks: list[Disk], tag: str, nodes: dict[str, str]) -> None:
+    """Remove the internal snapshot `tag` from these disks' current images: qemu-img's while QEMU does not run
+    (mon None); else one blockdev-snapshot-delete-internal-sync per image, all sent in one round trip. QEMU runs
+    each to its end in turn, in its main loop, as its snapshot-delete job would, without the job's events and
+    dismissal. An image that no longer holds the tag (a delete that died after removing it) is done already.
+    If an image fails, the others have still lost the tag and the snapshot's metadata stays: deleting it again
+    finishes the work. `nodes`: the disks' active nodes, filled here on first use (see _delete_data)."""
+    if not disks:
         return
     if mon is not None:
         if not nodes:
             nodes.update(mon.active_nodes())
         results = mon.exchange([("blockdev-snapshot-delete-internal-sync",
-                                 {"device": nodes[d.target], "name": defn.name}) for d in holders])
-        failed = {d.target: r for d, r in zip(holders, results, strict=True) if isinstance(r, libvirtError)}
+                                 {"device": nodes[d.target], "name": tag}) for d in disks])
+        failed = {d.target: r for d, r in zip(disks, results, strict=True) if isinstance(r, libvirtError)}
         if failed:
-            _unless_gone(mon, defn.name, nodes, failed)
+            _unless_gone(mon, tag, nodes, failed)
     else:
-        for disk in holders:
+        for disk in disks:
             assert disk.path is not None
-            images.snapshot_delete(disk.path, defn.name)
-    for disk in holders:
-        tags[disk.target].discard(defn.name)
+            images.snapshot_delete(disk.path, tag)
 
 
 def _unless_gone(mon: Monitor, tag: str, nodes: dict[str, str], failed: dict[str, libvirtError]) -> None:

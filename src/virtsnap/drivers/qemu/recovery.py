@@ -175,9 +175,7 @@ def _create(ctx: Context, uuid: str, entry: JournalEntry) -> str:
             forward = True
         else:
             forward = False
-            for disk in qdom.disks:
-                if disk.target in holders and disk.path:
-                    _delete_tag(ctx, mon, disk.target, disk.path, name)
+            delete.remove_tag(mon, [d for d in qdom.disks if d.target in holders and d.path], name, {})
     if forward and flags & C.HALT:
         kill(ctx.rt(uuid))
     if not forward:
@@ -189,17 +187,6 @@ def _create(ctx: Context, uuid: str, entry: JournalEntry) -> str:
             ctx.record_new(uuid, tree, defn, parent_name=intent.get("parent"))
         ctx.store.journal_end(entry.id)
     return f"rolled forward: snapshot '{name}' was complete in every disk; recorded"
-
-
-def _delete_tag(ctx: Context, mon: Monitor | None, target: str, path: str, tag: str) -> None:
-    from . import images
-
-    if mon is None:
-        images.snapshot_delete(path, tag)
-        return
-    job = f"delete-{os.getpid()}"
-    mon.execute("snapshot-delete", {"job-id": job, "tag": tag, "devices": [mon.active_nodes()[target]]})
-    mon.wait_job(job)
 
 
 def _create_external(ctx: Context, uuid: str, entry: JournalEntry) -> str:
