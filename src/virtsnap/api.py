@@ -16,6 +16,7 @@ from .conf.tree import Moment, SnapshotTree, Summary
 from .dispatch import public, public_class
 from .drivers import open_driver
 from .drivers.base import DomainRecord, Drift, Driver, Op, SnapshotSize
+from .enums import member
 from .errors import ErrorCode, ErrorDomain, error, last_error, libvirtError, protected_refusal, raw_error
 from .flags import (
     ConnectFlags,
@@ -179,8 +180,7 @@ class _ConnectionCheck:
             return self.fn
         if obj._user_closed:
             c_name, domain = surface.C_NAMES.get(self.key, ("virConnect", 20))
-            exc = error(ErrorCode.INVALID_CONN, ErrorDomain(domain) if domain in ErrorDomain._value2member_map_
-                        else ErrorDomain.DOMAIN, c_name)
+            exc = error(ErrorCode.INVALID_CONN, member(ErrorDomain, domain, ErrorDomain.DOMAIN), c_name)
 
             def closed(*args: Any, **kwargs: Any) -> Any:
                 dispatch.report(exc)

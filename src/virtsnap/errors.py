@@ -5,15 +5,16 @@ Every failure that reaches a caller is a `libvirtError`; drivers translate their
 
 from __future__ import annotations
 
-import enum
 import threading
+
+from .enums import IntEnum, member
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
-class ErrorCode(enum.IntEnum):
+class ErrorCode(IntEnum):
     """virErrorNumber: the subset of libvirt's codes that virtsnap raises (same numbers)."""
 
     OK = 0
@@ -49,7 +50,7 @@ class ErrorCode(enum.IntEnum):
     AUTH_UNAVAILABLE = 94
 
 
-class ErrorDomain(enum.IntEnum):
+class ErrorDomain(IntEnum):
     """virErrorDomain: where an error comes from (same numbers as libvirt)."""
 
     NONE = 0
@@ -68,7 +69,7 @@ class ErrorDomain(enum.IntEnum):
     AUTH = 46
 
 
-class ErrorLevel(enum.IntEnum):
+class ErrorLevel(IntEnum):
     NONE = 0
     WARNING = 1
     ERROR = 2
@@ -174,8 +175,8 @@ class libvirtError(Exception):  # noqa: N801 - the libvirt-python name
         super().__init__(message)
         code = ErrorCode.INTERNAL_ERROR if code is None else code
         self.message = message
-        self.code = ErrorCode(code) if code in ErrorCode._value2member_map_ else code
-        self.domain = ErrorDomain(domain) if domain in ErrorDomain._value2member_map_ else domain
+        self.code = member(ErrorCode, code, code)
+        self.domain = member(ErrorDomain, domain, domain)
         self.level = level
         self.str1, self.str2, self.str3 = str1, str2, str3
         self.err = err

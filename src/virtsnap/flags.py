@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import enum
-
+from .enums import Enum, IntEnum, IntFlag
 from .errors import ErrorCode, ErrorDomain, raw_error
 from .records import Frozen
 
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class SnapshotCreate(enum.IntFlag):
+class SnapshotCreate(IntFlag):
     REDEFINE = 1 << 0
     CURRENT = 1 << 1
     NO_METADATA = 1 << 2
@@ -31,7 +30,7 @@ class SnapshotCreate(enum.IntFlag):
     NO_SPACE_CHECK = 1 << 30
 
 
-class SnapshotList(enum.IntFlag):
+class SnapshotList(IntFlag):
     ROOTS = 1 << 0  # on a domain; the same bit means DESCENDANTS on a snapshot
     LEAVES = 1 << 2
     NO_LEAVES = 1 << 3
@@ -60,49 +59,49 @@ for _group in LIST_FILTER_GROUPS:
 LIST_DOMAIN_ALL = SnapshotList.ROOTS | SnapshotList.TOPOLOGICAL | LIST_FILTERS_ALL
 
 
-class SnapshotRevert(enum.IntFlag):
+class SnapshotRevert(IntFlag):
     RUNNING = 1 << 0
     PAUSED = 1 << 1
     FORCE = 1 << 2
     RESET_NVRAM = 1 << 3
 
 
-class SnapshotDelete(enum.IntFlag):
+class SnapshotDelete(IntFlag):
     CHILDREN = 1 << 0
     METADATA_ONLY = 1 << 1
     CHILDREN_ONLY = 1 << 2
     FORCE = 1 << 30  # virtsnap extension: delete protected snapshots too (snapshot-delete --force)
 
 
-class SnapshotXML(enum.IntFlag):
+class SnapshotXML(IntFlag):
     SECURE = 1 << 0
 
 
-class SnapshotCheck(enum.IntFlag):
+class SnapshotCheck(IntFlag):
     """virtsnap extension (virDomain.snapshotCheck): libvirt has no such call."""
 
     REPAIR = 1 << 0
 
 
-class SnapshotPrune(enum.IntFlag):
+class SnapshotPrune(IntFlag):
     """virtsnap extension (virDomain.snapshotPrune): libvirt has no such call."""
 
     DRY_RUN = 1 << 0
 
 
-class DomainXML(enum.IntFlag):
+class DomainXML(IntFlag):
     SECURE = 1 << 0
     INACTIVE = 1 << 1
     UPDATE_CPU = 1 << 2
     MIGRATABLE = 1 << 3
 
 
-class DomainCreate(enum.IntFlag):  # exported by surface.py as VIR_DOMAIN_START_*
+class DomainCreate(IntFlag):  # exported by surface.py as VIR_DOMAIN_START_*
     START_PAUSED = 1 << 0
     START_RESET_NVRAM = 1 << 5
 
 
-class DomainUndefine(enum.IntFlag):
+class DomainUndefine(IntFlag):
     MANAGED_SAVE = 1 << 0
     SNAPSHOTS_METADATA = 1 << 1
     NVRAM = 1 << 2
@@ -112,7 +111,7 @@ class DomainUndefine(enum.IntFlag):
     KEEP_TPM = 1 << 6
 
 
-class ListDomains(enum.IntFlag):
+class ListDomains(IntFlag):
     ACTIVE = 1 << 0
     INACTIVE = 1 << 1
     PERSISTENT = 1 << 2
@@ -131,12 +130,12 @@ class ListDomains(enum.IntFlag):
     NO_CHECKPOINT = 1 << 15
 
 
-class ConnectFlags(enum.IntFlag):
+class ConnectFlags(IntFlag):
     RO = 1 << 0
     NO_ALIASES = 1 << 1
 
 
-class DomainState(enum.IntEnum):
+class DomainState(IntEnum):
     """virDomainState."""
 
     NOSTATE = 0
@@ -149,7 +148,7 @@ class DomainState(enum.IntEnum):
     PMSUSPENDED = 7
 
 
-class SnapshotState(enum.IntEnum):
+class SnapshotState(IntEnum):
     """virDomainSnapshotState (a virDomainState plus disk-snapshot)."""
 
     NOSTATE = 0
@@ -183,7 +182,7 @@ class SnapshotState(enum.IntEnum):
         return self in (SnapshotState.RUNNING, SnapshotState.PAUSED)
 
 
-class Cred(enum.IntEnum):
+class Cred(IntEnum):
     """virConnectCredentialType, for openAuth callbacks."""
 
     USERNAME = 1
@@ -198,7 +197,7 @@ class Cred(enum.IntEnum):
 
 
 # The VIR_* names libvirt-python exports, generated from the enums above so each value is written once.
-_PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
+_PREFIXES: tuple[tuple[type[Enum], str], ...] = (
     (SnapshotCreate, "VIR_DOMAIN_SNAPSHOT_CREATE_"),
     (SnapshotList, "VIR_DOMAIN_SNAPSHOT_LIST_"),
     (SnapshotRevert, "VIR_DOMAIN_SNAPSHOT_REVERT_"),
@@ -215,7 +214,7 @@ _PREFIXES: tuple[tuple[type[enum.Enum], str], ...] = (
 )
 
 
-def flag_name(member: enum.Enum) -> str:
+def flag_name(member: Enum) -> str:
     """libvirt's spelling of a flag, e.g. VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE."""
     for cls, prefix in _PREFIXES:
         if isinstance(member, cls):

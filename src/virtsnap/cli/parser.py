@@ -12,21 +12,22 @@ must be virsh's byte for byte. click models none of this (its positionals are se
 it has no chain separator inside a token and its messages differ), so it would only be an expensive
 shell around this module. Cost matters too: importing click 8.4 takes 30-34 ms on this machine
 (``python -X importtime -c 'import click'``, cumulative, 5 runs; the ~55 ms quoted in the issue was
-not reproduced here), while this module needs only `enum` and `collections.abc`, the whole cli
+not reproduced here), while this module needs only `collections.abc` and virtsnap's light enums, the whole cli
 package imports in ~5 ms (byte-compiled) and a 41-command chain parses in ~1.5 ms (~40 us per command).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator, Sequence
+
+from ..enums import Enum
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
     from .control import Control
 
 
-class OptType(enum.Enum):
+class OptType(Enum):
     """vshCmdOptType: how an option takes its value."""
 
     BOOL = "bool"      # --flag, no value

@@ -6,10 +6,10 @@ Follows libvirt's snapshot_conf.c semantics (element order, defaults, error code
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable
 
+from ..enums import Enum, IntEnum
 from ..errors import ErrorCode, ErrorDomain, error
 from ..flags import SnapshotState as SnapshotState  # defined with the other enums; re-exported for callers
 from ..records import Record
@@ -21,7 +21,7 @@ ERR_DOMAIN = ErrorDomain.DOMAIN_SNAPSHOT
 MAX_NAME_BYTES = 255
 
 
-class Location(enum.IntEnum):
+class Location(IntEnum):
     """virDomainSnapshotLocation."""
 
     DEFAULT = 0
@@ -42,7 +42,7 @@ class Location(enum.IntEnum):
         return None
 
 
-class SourceType(enum.Enum):
+class SourceType(Enum):
     FILE = "file"
     BLOCK = "block"
     NETWORK = "network"
@@ -52,7 +52,7 @@ DISK_FORMATS = ("raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat
                 "cow", "qcow", "qcow2", "qed", "vmdk")
 
 
-class ParseMode(enum.Enum):
+class ParseMode(Enum):
     """What a parse reads: CREATE reads name, description, memory, disks; REDEFINE reads everything."""
 
     CREATE = "create"

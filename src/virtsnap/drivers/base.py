@@ -6,10 +6,10 @@ only does what its hypervisor needs. A method a driver lacks means VIR_ERR_NO_SU
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from ..enums import Enum
 from ..errors import ErrorDomain
 from ..flags import DomainState, FlagRule
 from ..records import Frozen
@@ -26,7 +26,7 @@ else:
     Protocol = object  # Driver is a protocol for the checker; at run time nothing tests isinstance against it
 
 
-class Op(enum.Enum):
+class Op(Enum):
     """API entry points whose flags are checked against a driver's table; value = libvirt's C name tail."""
 
     SNAPSHOT_CREATE = "DomainSnapshotCreateXML"

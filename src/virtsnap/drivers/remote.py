@@ -14,6 +14,7 @@ from typing import IO, Any, TypeVar
 
 from .. import progress
 from ..conf.tree import Moment, SnapshotTree
+from ..enums import member
 from ..errors import ErrorCode, ErrorDomain, error, libvirtError, raw_error
 from ..flags import DomainState
 from ..rpc import protocol
@@ -105,7 +106,7 @@ class RemoteDriver:
             raise
         self.capabilities = Capabilities(
             str(caps["func_prefix"]), ErrorDomain(int(caps["error_domain"])),
-            {Op(name): int(mask) for name, mask in caps["flags"].items() if name in Op._value2member_map_})
+            {op: int(mask) for name, mask in caps["flags"].items() if (op := member(Op, name, None)) is not None})
 
     # -- the pipe -----------------------------------------------------------------------------------
     def _ssh_stderr(self) -> str:
@@ -170,10 +171,8 @@ class RemoteDriver:
             raise self._eof()
         if "error" in message:
             err = message["error"]
-            exc = raw_error(ErrorCode(int(err["code"])) if int(err["code"]) in ErrorCode._value2member_map_
-                            else ErrorCode.INTERNAL_ERROR, ErrorDomain(int(err["domain"]))
-                            if int(err["domain"]) in ErrorDomain._value2member_map_ else ErrorDomain.NONE,
-                            str(err["message"]))
+            exc = raw_error(member(ErrorCode, int(err["code"]), ErrorCode.INTERNAL_ERROR),
+                            member(ErrorDomain, int(err["domain"]), ErrorDomain.NONE), str(err["message"]))
             raise exc
         return message.get("result")
 
