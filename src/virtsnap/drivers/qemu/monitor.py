@@ -207,7 +207,7 @@ class Monitor:
         connection's first commands go out behind qmp_capabilities, which then costs no round trip of its own."""
         for command, arguments in commands:
             self._sending(command, arguments)
-        sent = commands if self._negotiated else [("qmp_capabilities", None), *commands]
+        sent = commands if self._negotiated else [("qmp_capabilities", self._capabilities()), *commands]
 
         async def go() -> list[Any]:
             replies = list(await asyncio.gather(*(self._client.execute(cmd, args) for cmd, args in sent),
@@ -230,6 +230,14 @@ class Monitor:
             self._negotiated = True
             del results[0]
         return results
+
+    def _capabilities(self) -> dict[str, Any] | None:
+        """qmp_capabilities' arguments: out-of-band execution enabled where QEMU offers it (as qemu.qmp's own
+        negotiation does), for what it changes for in-band commands too. Without it QEMU's monitor thread reads
+        one command at a time, resumed only once the main loop has run the previous one, so commands sent back to
+        back still paid one thread hop apiece: 0.4-1.4 ms each here, inside a LIVE snapshot's pause."""
+        greeting = self._client.greeting
+        return {"enable": ["oob"]} if greeting is not None and "oob" in greeting.QMP.capabilities else None
 
     def hmp(self, command: str, *args: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """An HMP command (QEMU reports HMP errors as ordinary output text). HMP has its own parser, which splits
