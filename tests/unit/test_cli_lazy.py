@@ -27,6 +27,9 @@ NOT_FOR_READING = ("virtsnap.cli.cmd_domain", "virtsnap.cli.cmd_space", "virtsna
                    # brings urllib.parse and ipaddress, ~6 ms); the sqlite3 package's datetime adapters
                    # (~3.5 ms) are never used; the QEMU view of a domain and its images are for operations
                    "typing", "pathlib", "urllib.parse", "ipaddress", "datetime", "sqlite3.dbapi2",
+                   # re and the enum it imports (~15 M instructions) are for snapshot-edit and rare texts;
+                   # virtsnap's own enumerations are made without enum (virtsnap.enums)
+                   "re", "enum",
                    "virtsnap.drivers.qemu.domain", "virtsnap.drivers.qemu.external",
                    "virtsnap.drivers.qemu.images", "virtsnap.drivers.qemu.firmware")
 PROBE = ("import sys, runpy\nsys.argv = ['virtsnap', *sys.argv[1:]]\n"

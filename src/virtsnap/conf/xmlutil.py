@@ -11,8 +11,6 @@ prints them. A tree therefore formats back to XML that parses to the same tree.
 
 from __future__ import annotations
 
-import re
-
 from ..errors import ErrorCode, ErrorDomain, error, raw_error
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -252,6 +250,8 @@ def parse(text: str | bytes, root: str, url: str, domain: ErrorDomain) -> Node:
     if stripped.startswith("<?xml"):
         # lxml refuses str input with an encoding declaration: hand it UTF-8 bytes, declared as UTF-8
         # (the text is already decoded; another declared encoding would garble it).
+        import re
+
         text = re.sub(_DECLARED_ENCODING, r"\1UTF-8\2", text, count=1)
         try:
             data: str | bytes = text.encode("utf-8")
@@ -392,6 +392,8 @@ _plain_uri_match: Any = None
 def _plain_uri(uri: str) -> bool:
     global _plain_uri_match
     if _plain_uri_match is None:  # compiled on first use: most trusted documents declare no namespace
+        import re  # as `enum`, which it imports, ~15 M instructions of a cold start
+
         _plain_uri_match = re.compile(_PLAIN_URI).fullmatch
     return bool(_plain_uri_match(uri)) and uri not in (_XML_NS, "http://www.w3.org/2000/xmlns/")
 
