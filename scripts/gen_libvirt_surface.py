@@ -38,6 +38,8 @@ FILE_DOMAIN = {
     "libvirt-stream": "VIR_FROM_STREAMS",
     "libvirt-qemu": "VIR_FROM_DOMAIN",
 }
+# The classes virtsnap implements (api.py subclasses them): in surface.py, the rest in surface_more.py.
+IMPLEMENTED = ("virConnect", "virDomain", "virDomainSnapshot")
 # The class whose C prefix names a method libvirt.py implements in Python only (no libvirtmod call).
 CLASS_PREFIX = {"virConnect": "virConnect"}
 
@@ -111,8 +113,9 @@ def domain_of(name: str, files: dict[str, str]) -> str:
     return FILE_DOMAIN.get(files.get(name, ""), "VIR_FROM_NONE")
 
 
-def generate(module: str = "libvirt") -> str:
-    _, xml_name, cmod, _ = next(m for m in MODULES if m[0] == module)
+def generate(module: str = "libvirt") -> dict[str, str]:
+    """The files to write for `module`, by name."""
+    _, xml_name, cmod, filename = next(m for m in MODULES if m[0] == module)
     root = ET.parse(API_DIR / xml_name).getroot()
     main_root = ET.parse(API_DIR / "libvirt-api.xml").getroot()
     files = {f.get("name", ""): f.get("file", "") for f in root.iter("function")}
@@ -125,13 +128,7 @@ def generate(module: str = "libvirt") -> str:
     if mismatched:
         raise SystemExit(f"libvirt-api.xml and libvirt.py disagree on {mismatched}")
 
-    lines = [
-        f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.',
-        "",
-        f"Written by scripts/gen_libvirt_surface.py from {xml_name} and python3-libvirt's {module}.py; do not edit.",
-        "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function.",
-        '"""',
-        "",
+    header = [
         "# ruff: noqa: E501, N802, N803" + (", N801" if module == "libvirt" else ", B006"),
         "from __future__ import annotations",
         "",
@@ -141,11 +138,21 @@ def generate(module: str = "libvirt") -> str:
         "if TYPE_CHECKING:",
         "    from typing import Any",
         "",
-        *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else []),
-        "CONSTANTS: dict[str, int | str] = {",
     ]
-    lines += [f"    {name!r}: {value!r}," for name, value in constants.items()]
-    lines += ["}", ""]
+    note = [f"Written by scripts/gen_libvirt_surface.py from {xml_name} and python3-libvirt's {module}.py; do not edit.",
+            "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function."]
+    lines = [f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.', "",
+             *note, '"""', "", *header,
+             *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else [])]
+    # libvirt's: the classes virtsnap implements stay in surface.py, which every command imports; the rest in
+    # surface_more.py, which surface.py imports at the first use of a name it does not have (LAZY)
+    lazy = module == "libvirt"
+    more = ([f'"""{module} 9.0\'s surface beyond the classes virtsnap implements: constants, C function names,',
+             "the classes and functions virtsnap does not implement (read through surface.py).", "", *note, '"""',
+             "", *header] if lazy else lines)
+    more += ["CONSTANTS: dict[str, int | str] = {"]
+    more += [f"    {name!r}: {value!r}," for name, value in constants.items()]
+    more += ["}", ""]
 
     functions: list[str] = []
     classes: list[str] = []
@@ -155,25 +162,37 @@ def generate(module: str = "libvirt") -> str:
             cname = c_name(node, "vir", cmod)
             domain = domains[domain_of(cname, files)]
             functions.append(node.name)
-            lines += ["", f"def {node.name}({signature(node, False)}) -> Any:",
-                      f"    raise not_supported({cname!r}, {domain})", ""]
+            more += ["", f"def {node.name}({signature(node, False)}) -> Any:",
+                     f"    raise not_supported({cname!r}, {domain})", ""]
         elif isinstance(node, ast.ClassDef) and node.name.startswith("vir"):
             classes.append(node.name)
-            lines += ["", f"class {node.name}:", f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
+            out = lines if lazy and node.name in IMPLEMENTED else more
+            out += ["", f"class {node.name}:", f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
             for fn in node.body:
                 if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
                     continue
                 cname = c_name(fn, CLASS_PREFIX.get(node.name, node.name))
                 domain = domains[domain_of(cname, files)]
                 c_names[f"{node.name}.{fn.name}"] = (cname, domain)
-                lines += [f"    def {fn.name}({signature(fn, True)}) -> Any:",
-                          f"        raise not_supported({cname!r}, {domain})", ""]
-    lines += ["", f"FUNCTIONS = {tuple(functions)!r}", f"CLASSES = {tuple(classes)!r}", "",
-              "# 'class.method' -> (the C function it calls, the error domain its errors carry)",
-              "C_NAMES: dict[str, tuple[str, int]] = {"]
-    lines += [f"    {key!r}: {value!r}," for key, value in c_names.items()]
-    lines += ["}"]
-    return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
+                out += [f"    def {fn.name}({signature(fn, True)}) -> Any:",
+                        f"        raise not_supported({cname!r}, {domain})", ""]
+    lines += ["", f"FUNCTIONS = {tuple(functions)!r}", f"CLASSES = {tuple(classes)!r}", ""]
+    more += [*([""] if lazy else []), "# 'class.method' -> (the C function it calls, the error domain its errors carry)",
+             "C_NAMES: dict[str, tuple[str, int]] = {"]
+    more += [f"    {key!r}: {value!r}," for key, value in c_names.items()]
+    more += ["}"]
+    if lazy:
+        lines += ["", "def __getattr__(name: str) -> Any:",
+                  '    """CONSTANTS, C_NAMES and the classes and functions virtsnap does not implement, from surface_more',
+                  '    at their first use: a cold CLI command needs none of them (about 1.5 ms of its start)."""',
+                  "    from . import surface_more", "",
+                  "    try:",
+                  "        value = globals()[name] = getattr(surface_more, name)",
+                  "    except AttributeError:",
+                  '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None',
+                  "    return value"]
+    tidy = (lambda text: "\n".join(text).replace("\n\n\n\n", "\n\n\n") + "\n")
+    return {filename: tidy(lines), **({"surface_more.py": tidy(more)} if lazy else {})}
 
 
 def main() -> int:
@@ -182,15 +201,15 @@ def main() -> int:
     ap.add_argument("out", nargs="?", type=Path, default=SRC, help="the directory to write into")
     args = ap.parse_args()
     stale = 0
-    for module, _, _, filename in MODULES:
-        text = generate(module)
-        out = args.out / filename
-        if args.check:
-            if not out.exists() or out.read_text() != text:
-                print(f"{out} is stale: run scripts/gen_libvirt_surface.py", file=sys.stderr)
-                stale = 1
-        else:
-            out.write_text(text)
+    for module, *_ in MODULES:
+        for filename, text in generate(module).items():
+            out = args.out / filename
+            if args.check:
+                if not out.exists() or out.read_text() != text:
+                    print(f"{out} is stale: run scripts/gen_libvirt_surface.py", file=sys.stderr)
+                    stale = 1
+            else:
+                out.write_text(text)
     return stale
 
 

@@ -43,14 +43,25 @@ TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module ta
 if TYPE_CHECKING:
     from typing import Any
 
-# libvirt-python's VIR_* constants (generated), then virtsnap's own declarations, which must agree with them.
-globals().update(surface.CONSTANTS)
-globals().update(_flags.exported_constants())
-globals().update({f"VIR_ERR_{m.name}": int(m) for m in ErrorCode})
-globals().update({f"VIR_FROM_{m.name}": int(m) for m in ErrorDomain})
-# libvirt-python's classes and functions virtsnap does not implement: calls raise VIR_ERR_NO_SUPPORT.
-globals().update({name: getattr(surface, name) for name in (*surface.CLASSES, *surface.FUNCTIONS)
-                  if name not in globals()})
+_filled = False
+
+
+def _fill() -> None:
+    """libvirt-python's VIR_* constants (generated), then virtsnap's own declarations, which must agree with them;
+    then libvirt-python's classes and functions virtsnap does not implement (calls raise VIR_ERR_NO_SUPPORT).
+    Made at the first use of one of them: a CLI command uses none (surface_more and these tables are about
+    2 ms of its cold start)."""
+    global _filled
+    if _filled:
+        return
+    names = globals()  # a thread that comes in meanwhile fills it again, with the same values
+    names.update(surface.CONSTANTS)
+    names.update(_flags.exported_constants())
+    names.update({f"VIR_ERR_{m.name}": int(m) for m in ErrorCode})
+    names.update({f"VIR_FROM_{m.name}": int(m) for m in ErrorDomain})
+    for name in (*surface.CLASSES, *surface.FUNCTIONS):
+        names.setdefault(name, getattr(surface, name))
+    _filled = True
 
 
 def __getattr__(name: str) -> Any:
@@ -62,7 +73,16 @@ def __getattr__(name: str) -> Any:
             return metadata.version("virtsnap")
         except metadata.PackageNotFoundError:  # a source tree that was never installed
             return "0+unknown"
+    if not _filled and (name.startswith("VIR_") or name in surface.CLASSES or name in surface.FUNCTIONS):
+        _fill()
+        if name in globals():
+            return globals()[name]
     raise AttributeError(f"module 'virtsnap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    _fill()
+    return sorted(globals())
 
 
 __all__ = [

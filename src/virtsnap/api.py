@@ -20,10 +20,15 @@ from .enums import member
 from .errors import ErrorCode, ErrorDomain, error, last_error, libvirtError, protected_refusal, raw_error
 from .flags import (
     ConnectFlags,
+    DefinedDetail,
+    DomainEvent,
+    DomainEventID,
     DomainState,
+    DomainStats,
     DomainXML,
     FlagRule,
     ListDomains,
+    ResumedDetail,
     SnapshotCheck,
     SnapshotCreate,
     SnapshotDelete,
@@ -31,6 +36,10 @@ from .flags import (
     SnapshotPrune,
     SnapshotRevert,
     SnapshotXML,
+    StartedDetail,
+    StoppedDetail,
+    SuspendedDetail,
+    UndefinedDetail,
 )
 from .records import Frozen
 from .uri import parse_uri
@@ -43,24 +52,21 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
-_C = surface.CONSTANTS
-VIR_DOMAIN_EVENT_ID_LIFECYCLE = int(_C["VIR_DOMAIN_EVENT_ID_LIFECYCLE"])
-VIR_DOMAIN_STATS_STATE = int(_C["VIR_DOMAIN_STATS_STATE"])
-VIR_DOMAIN_STATS_BLOCK = int(_C["VIR_DOMAIN_STATS_BLOCK"])
+VIR_DOMAIN_EVENT_ID_LIFECYCLE = int(DomainEventID.LIFECYCLE)
+VIR_DOMAIN_STATS_STATE = int(DomainStats.STATE)
+VIR_DOMAIN_STATS_BLOCK = int(DomainStats.BLOCK)
 # (event, detail) pairs of virDomainEventLifecycle, as libvirt's drivers emit them
-DEFINED_ADDED = (int(_C["VIR_DOMAIN_EVENT_DEFINED"]), int(_C["VIR_DOMAIN_EVENT_DEFINED_ADDED"]))
-DEFINED_UPDATED = (int(_C["VIR_DOMAIN_EVENT_DEFINED"]), int(_C["VIR_DOMAIN_EVENT_DEFINED_UPDATED"]))
-UNDEFINED_REMOVED = (int(_C["VIR_DOMAIN_EVENT_UNDEFINED"]), int(_C["VIR_DOMAIN_EVENT_UNDEFINED_REMOVED"]))
-STARTED_BOOTED = (int(_C["VIR_DOMAIN_EVENT_STARTED"]), int(_C["VIR_DOMAIN_EVENT_STARTED_BOOTED"]))
-STARTED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_STARTED"]), int(_C["VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT"]))
-SUSPENDED_PAUSED = (int(_C["VIR_DOMAIN_EVENT_SUSPENDED"]), int(_C["VIR_DOMAIN_EVENT_SUSPENDED_PAUSED"]))
-SUSPENDED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_SUSPENDED"]),
-                           int(_C["VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT"]))
-RESUMED_UNPAUSED = (int(_C["VIR_DOMAIN_EVENT_RESUMED"]), int(_C["VIR_DOMAIN_EVENT_RESUMED_UNPAUSED"]))
-STOPPED_SHUTDOWN = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN"]))
-STOPPED_DESTROYED = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_DESTROYED"]))
-STOPPED_FROM_SNAPSHOT = (int(_C["VIR_DOMAIN_EVENT_STOPPED"]), int(_C["VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT"]))
-
+DEFINED_ADDED = (int(DomainEvent.DEFINED), int(DefinedDetail.ADDED))
+DEFINED_UPDATED = (int(DomainEvent.DEFINED), int(DefinedDetail.UPDATED))
+UNDEFINED_REMOVED = (int(DomainEvent.UNDEFINED), int(UndefinedDetail.REMOVED))
+STARTED_BOOTED = (int(DomainEvent.STARTED), int(StartedDetail.BOOTED))
+STARTED_FROM_SNAPSHOT = (int(DomainEvent.STARTED), int(StartedDetail.FROM_SNAPSHOT))
+SUSPENDED_PAUSED = (int(DomainEvent.SUSPENDED), int(SuspendedDetail.PAUSED))
+SUSPENDED_FROM_SNAPSHOT = (int(DomainEvent.SUSPENDED), int(SuspendedDetail.FROM_SNAPSHOT))
+RESUMED_UNPAUSED = (int(DomainEvent.RESUMED), int(ResumedDetail.UNPAUSED))
+STOPPED_SHUTDOWN = (int(DomainEvent.STOPPED), int(StoppedDetail.SHUTDOWN))
+STOPPED_DESTROYED = (int(DomainEvent.STOPPED), int(StoppedDetail.DESTROYED))
+STOPPED_FROM_SNAPSHOT = (int(DomainEvent.STOPPED), int(StoppedDetail.FROM_SNAPSHOT))
 
 def revert_events(was_active: bool, now: DomainState, flags: int) -> list[tuple[int, int]]:
     """The lifecycle events of a revert, as libvirt's test driver emits them: it stops an active domain,

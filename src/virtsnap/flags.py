@@ -196,6 +196,60 @@ class Cred(IntEnum):
     EXTERNAL = 9
 
 
+class DomainEventID(IntEnum):
+    """virDomainEventID: the one virtsnap delivers."""
+
+    LIFECYCLE = 0
+
+
+class DomainEvent(IntEnum):
+    """virDomainEventType, and below the details (virDomainEvent*DetailType) of the lifecycle events virtsnap
+    emits, as libvirt's drivers emit them."""
+
+    DEFINED = 0
+    UNDEFINED = 1
+    STARTED = 2
+    SUSPENDED = 3
+    RESUMED = 4
+    STOPPED = 5
+
+
+class DefinedDetail(IntEnum):
+    ADDED = 0
+    UPDATED = 1
+
+
+class UndefinedDetail(IntEnum):
+    REMOVED = 0
+
+
+class StartedDetail(IntEnum):
+    BOOTED = 0
+    FROM_SNAPSHOT = 3
+
+
+class SuspendedDetail(IntEnum):
+    PAUSED = 0
+    FROM_SNAPSHOT = 5
+
+
+class ResumedDetail(IntEnum):
+    UNPAUSED = 0
+
+
+class StoppedDetail(IntEnum):
+    SHUTDOWN = 0
+    DESTROYED = 1
+    FROM_SNAPSHOT = 6
+
+
+class DomainStats(IntFlag):
+    """virDomainStatsTypes: the groups virtsnap reports."""
+
+    STATE = 1 << 0
+    BLOCK = 1 << 5
+
+
 # The VIR_* names libvirt-python exports, generated from the enums above so each value is written once.
 _PREFIXES: tuple[tuple[type[Enum], str], ...] = (
     (SnapshotCreate, "VIR_DOMAIN_SNAPSHOT_CREATE_"),
@@ -211,6 +265,15 @@ _PREFIXES: tuple[tuple[type[Enum], str], ...] = (
     (ConnectFlags, "VIR_CONNECT_"),
     (DomainState, "VIR_DOMAIN_"),
     (Cred, "VIR_CRED_"),
+    (DomainEventID, "VIR_DOMAIN_EVENT_ID_"),
+    (DomainEvent, "VIR_DOMAIN_EVENT_"),
+    (DefinedDetail, "VIR_DOMAIN_EVENT_DEFINED_"),
+    (UndefinedDetail, "VIR_DOMAIN_EVENT_UNDEFINED_"),
+    (StartedDetail, "VIR_DOMAIN_EVENT_STARTED_"),
+    (SuspendedDetail, "VIR_DOMAIN_EVENT_SUSPENDED_"),
+    (ResumedDetail, "VIR_DOMAIN_EVENT_RESUMED_"),
+    (StoppedDetail, "VIR_DOMAIN_EVENT_STOPPED_"),
+    (DomainStats, "VIR_DOMAIN_STATS_"),
 )
 
 

@@ -30,6 +30,8 @@ NOT_FOR_READING = ("virtsnap.cli.cmd_domain", "virtsnap.cli.cmd_space", "virtsna
                    # re and the enum it imports (~15 M instructions) are for snapshot-edit and rare texts;
                    # virtsnap's own enumerations are made without enum (virtsnap.enums)
                    "re", "enum",
+                   # libvirt-python's constants and the classes virtsnap does not implement (surface.py)
+                   "virtsnap.surface_more",
                    "virtsnap.drivers.qemu.domain", "virtsnap.drivers.qemu.external",
                    "virtsnap.drivers.qemu.images", "virtsnap.drivers.qemu.firmware")
 PROBE = ("import sys, runpy\nsys.argv = ['virtsnap', *sys.argv[1:]]\n"
