@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Generate src/virtsnap/surface.py: libvirt-python 9.0's whole surface (constants, classes, methods).
+"""Generate src/virtsnap/surface.py: libvirt-python 9.0's whole surface (constants, classes, methods); the
+classes virtsnap implements stay there, the rest goes to surface_more.py, which surface.py loads at first use.
 
 Inputs: libvirt's API description (Debian libvirt-dev: /usr/share/libvirt/api/libvirt-api.xml) gives every
 VIR_* constant's value and which source file (hence which error domain) each C function belongs to;
 python3-libvirt's libvirt.py (read as text, never imported) gives the Python names, parameter names and
-defaults that the XML does not describe. The same for libvirt_qemu (surface_qemu.py). Usage: scripts/gen_libvirt_surface.py [--check] [DIR]
+defaults that the XML does not describe. The same for libvirt_qemu (surface_qemu.py).
+Usage: scripts/gen_libvirt_surface.py [--check] [DIR]
 With --check it exits 1 when a file differs from what it would write (the tests run it that way).
 """
 
@@ -139,8 +141,10 @@ def generate(module: str = "libvirt") -> dict[str, str]:
         "    from typing import Any",
         "",
     ]
-    note = [f"Written by scripts/gen_libvirt_surface.py from {xml_name} and python3-libvirt's {module}.py; do not edit.",
-            "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the C function."]
+    note = [f"Written by scripts/gen_libvirt_surface.py from {xml_name} and python3-libvirt's {module}.py; "
+            "do not edit.",
+            "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the "
+            "C function."]
     lines = [f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.', "",
              *note, '"""', "", *header,
              *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else [])]
@@ -167,7 +171,8 @@ def generate(module: str = "libvirt") -> dict[str, str]:
         elif isinstance(node, ast.ClassDef) and node.name.startswith("vir"):
             classes.append(node.name)
             out = lines if lazy and node.name in IMPLEMENTED else more
-            out += ["", f"class {node.name}:", f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
+            out += ["", f"class {node.name}:",
+                    f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
             for fn in node.body:
                 if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
                     continue
@@ -177,13 +182,15 @@ def generate(module: str = "libvirt") -> dict[str, str]:
                 out += [f"    def {fn.name}({signature(fn, True)}) -> Any:",
                         f"        raise not_supported({cname!r}, {domain})", ""]
     lines += ["", f"FUNCTIONS = {tuple(functions)!r}", f"CLASSES = {tuple(classes)!r}", ""]
-    more += [*([""] if lazy else []), "# 'class.method' -> (the C function it calls, the error domain its errors carry)",
+    more += [*([""] if lazy else []),
+             "# 'class.method' -> (the C function it calls, the error domain its errors carry)",
              "C_NAMES: dict[str, tuple[str, int]] = {"]
     more += [f"    {key!r}: {value!r}," for key, value in c_names.items()]
     more += ["}"]
     if lazy:
         lines += ["", "def __getattr__(name: str) -> Any:",
-                  '    """CONSTANTS, C_NAMES and the classes and functions virtsnap does not implement, from surface_more',
+                  '    """CONSTANTS, C_NAMES and the classes and functions virtsnap does not implement, from '
+                  'surface_more',
                   '    at their first use: a cold CLI command needs none of them (about 1.5 ms of its start)."""',
                   "    from . import surface_more", "",
                   "    try:",
@@ -191,7 +198,9 @@ def generate(module: str = "libvirt") -> dict[str, str]:
                   "    except AttributeError:",
                   '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None',
                   "    return value"]
-    tidy = (lambda text: "\n".join(text).replace("\n\n\n\n", "\n\n\n") + "\n")
+
+    def tidy(text: list[str]) -> str:
+        return "\n".join(text).replace("\n\n\n\n", "\n\n\n") + "\n"
     return {filename: tidy(lines), **({"surface_more.py": tidy(more)} if lazy else {})}
 
 
