@@ -364,6 +364,7 @@ def _switch_with_memory(ctx: Context, uuid: str, qdom: QemuDomain, chosen: list[
                 journal("memory-held")
                 migrating = True
                 _held_switch(ctx, uuid, qdom, mon, held, actions)
+                migration.wait_restarted(mon, 1.0 + qdom.memory_mib / 1024 * 0.5)
                 journal("memory-released")
             else:
                 steps: list[tuple[str, dict[str, Any] | None]] = [("stop", None)] if was_running else []

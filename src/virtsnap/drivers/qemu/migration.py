@@ -53,6 +53,19 @@ def wait_migration(mon: Monitor, timeout: float = 600.0) -> None:
             mon.wait_event(lambda ev: ev.get("event") == "MIGRATION", min(remaining, 0.2))
 
 
+def wait_restarted(mon: Monitor, timeout: float) -> None:
+    """After a held stream's release, until QEMU's snapshot thread has captured the guest and restarted it
+    (RESUME), or the transfer ended: nothing of ours (a journal write, a query-migrate, which QEMU's monitor
+    thread reads a byte per turn of its loop) takes a CPU from that thread while the guest is paused. A
+    timeout is no error: wait_migration follows."""
+    def restarted(event: dict[str, Any]) -> bool:
+        return event.get("event") == "RESUME" or (
+            event.get("event") == "MIGRATION" and (event.get("data") or {}).get("status") in (
+                "completed", "failed", "cancelled"))
+    with contextlib.suppress(libvirtError):
+        mon.wait_event(restarted, timeout)
+
+
 def wait_finalized(mon: Monitor, deadline: float) -> None:
     """query-migrate says "completed" a moment before QEMU leaves the finish-migrate run state, and `cont`
     is refused until it has. No event marks that step, so poll it, backing off (it takes milliseconds)."""
