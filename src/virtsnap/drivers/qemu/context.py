@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from ...conf.snapshot_xml import SnapshotDef
     from .confine import Identity
     from .domain import QemuDomain
-    from .monitor import Monitor, Runner
+    from .monitor import Monitor
 
 ERR = ErrorDomain.QEMU
+KEPT_READ_INTERVAL = 2.0  # seconds between two reads of the kept monitors resting between operations
 
 
 class _Kept:
@@ -38,13 +39,14 @@ class _Kept:
     released when the descriptor closes, also by the kernel when the process dies), the connection while it is
     open and the QEMU it is to (the pid file's pid and start time), and the operation using it now."""
 
-    __slots__ = ("busy", "lock_fd", "monitor", "qemu")
+    __slots__ = ("busy", "lock_fd", "monitor", "qemu", "reading")
 
     def __init__(self, lock_fd: int) -> None:
         self.lock_fd = lock_fd
         self.monitor: Monitor | None = None
         self.qemu = ""
         self.busy = threading.Lock()
+        self.reading = False  # held by the connection's reader (Context._read_kept), for a moment
 
     @classmethod
     def claim(cls, path: str) -> _Kept | None:
@@ -87,23 +89,40 @@ class Context:
         self.lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
-        self._runner: Runner | None = None  # the loop thread of this connection's monitors, made on first use
-        self._runner_lock = threading.Lock()
         self._runtimes: dict[str, Runtime | None] = {}  # domain under an operation -> its runtime directory
         self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
         self._kept_lock = threading.Lock()
+        self._reader: threading.Thread | None = None  # reads the kept monitors between operations (_read_kept)
+        self._closing = threading.Event()
 
     def close(self) -> None:
+        self._closing.set()
+        if self._reader is not None:
+            self._reader.join(5)
         self.store.close()
         with self._kept_lock:
             for kept in self._kept.values():
                 kept.release()
             self._kept.clear()
-        with self._runner_lock:
-            if self._runner is not None:
-                self._runner.close()
-                self._runner = None
+
+    def _read_kept(self) -> None:
+        """Every few seconds, what QEMU sent to the kept monitors that rest between operations (their events, a
+        hang-up): a monitor's loop runs only while it is called, and QEMU keeps what nobody reads in memory."""
+        while not self._closing.wait(KEPT_READ_INTERVAL):
+            with self._kept_lock:
+                kept_now = list(self._kept.values())
+            for kept in kept_now:
+                if not kept.busy.acquire(blocking=False):
+                    continue  # in use: its operation reads it
+                kept.reading = True
+                try:
+                    if kept.monitor is not None and kept.monitor.connected:
+                        with contextlib.suppress(libvirtError):
+                            kept.monitor.idle()
+                finally:
+                    kept.reading = False
+                    kept.busy.release()
 
     def _stored(self, uuid: str) -> str:
         """The domain's definition as stored (one indexed row), or NO_DOMAIN."""
@@ -240,13 +259,10 @@ class Context:
         when it can claim it, else a connection of its own to the shared monitor, closed at the end. `shared`:
         the shared monitor always, for an operation that passes QEMU a named descriptor (getfd): QEMU keeps it
         per monitor, and a recovery in any process must reach it to close it."""
-        from .monitor import Monitor, Runner  # qemu.qmp and asyncio: only for operations that talk to QEMU
+        from .monitor import Monitor  # qemu.qmp and asyncio: only for operations that talk to QEMU
 
-        with self._runner_lock:
-            if self._runner is None:
-                self._runner = Runner(f"{id(self):x}")
         rt = self.rt(uuid)
-        kept = None if shared else self._claim_kept(uuid, rt, self._runner)
+        kept = None if shared else self._claim_kept(uuid, rt)
         if kept is not None:
             assert kept.monitor is not None
             kept.monitor.resume()
@@ -261,13 +277,13 @@ class Context:
                     kept.disconnect()
                 kept.busy.release()
             return
-        mon = Monitor(rt.monitor, uuid[:8], runner=self._runner)
+        mon = Monitor(rt.monitor, uuid[:8])
         try:
             yield mon
         finally:
             mon.close()
 
-    def _claim_kept(self, uuid: str, rt: Runtime, runner: Runner) -> _Kept | None:
+    def _claim_kept(self, uuid: str, rt: Runtime) -> _Kept | None:
         """The kept monitor of the domain's QEMU, connected and reserved for this operation, or None: QEMU
         started without one (by an older virtsnap), another connection keeps it (the lock file's flock, held for
         as long as that connection lives), another thread of this connection uses it now, or it does not
@@ -289,7 +305,8 @@ class Context:
                 if kept is None:
                     return None
                 self._kept[uuid] = kept
-            if not kept.busy.acquire(blocking=False):
+            # in use by another thread of this connection, unless only read between operations for a moment
+            if not kept.busy.acquire(blocking=False) and not (kept.reading and kept.busy.acquire(timeout=1)):
                 return None
         if kept.monitor is not None and (kept.qemu != qemu or not kept.monitor.connected):
             kept.disconnect()  # a QEMU that has exited (or been replaced)
@@ -297,11 +314,15 @@ class Context:
             try:
                 if not os.path.exists(rt.kept_monitor):
                     raise FileNotFoundError(rt.kept_monitor)
-                kept.monitor = Monitor(rt.kept_monitor, uuid[:8], runner=runner)
+                kept.monitor = Monitor(rt.kept_monitor, uuid[:8])
             except (OSError, libvirtError):
                 kept.busy.release()
                 return None
             kept.qemu = qemu
+            with self._kept_lock:
+                if self._reader is None and not self._closing.is_set():
+                    self._reader = threading.Thread(target=self._read_kept, name="qmp-kept", daemon=True)
+                    self._reader.start()
         return kept
 
     def status(self, uuid: str) -> str | None:
