@@ -7,12 +7,14 @@ has a timeout, and QMP failures become libvirtError at this edge (VIR_FROM_QEMU)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -75,6 +77,9 @@ class Runner:
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_hung_up_quietly)
+        if not _RUNNERS:
+            atexit.register(_close_runners)
+        _RUNNERS.add(self)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         try:
@@ -98,8 +103,26 @@ class Runner:
             raise error(ErrorCode.OPERATION_TIMEOUT, ERR, f"QEMU monitor did not answer in {timeout:g} s") from exc
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.close()
+        """Close the loop, its pending tasks cancelled first (a connection's reader and writer, when it was not
+        disconnected): a task destroyed pending would end in qemu.qmp's error path with no loop to run it."""
+        loop = self._loop
+        if loop.is_closed() or loop.is_running():
+            return
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+
+_RUNNERS: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+def _close_runners() -> None:
+    """At exit, the loops of the monitors a program left open (a connection it never closed)."""
+    for runner in list(_RUNNERS):
+        runner.close()
 
 
 class Monitor:

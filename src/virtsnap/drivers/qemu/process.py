@@ -98,35 +98,48 @@ class Runtime(Frozen):
 
     def swtpm_pid(self) -> int | None:
         """The domain's swtpm while it runs (pid and start time as recorded at launch; never a recycled pid)."""
-        pid = _recorded(self.swtpm_pidfile)
-        return pid if pid is not None and _state(pid) not in (None, "Z") else None
+        found = _recorded(self.swtpm_pidfile)
+        return found[0] if found is not None else None
 
     def pid(self) -> int | None:
         """The QEMU pid if that process is alive and really is this domain's QEMU: the pid file holds the
-        process's start time too, so a recycled pid never matches."""
-        pid = _recorded(self.pidfile)
-        if pid is None:
+        process's start time too, so a recycled pid never matches. A process found to be the domain's QEMU (its
+        command line names the domain) is known by pid and start time from then on: its command line is read
+        once, not at every operation."""
+        found = _recorded(self.pidfile)
+        if found is None:
             return None
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().split(b"\0")
-        except OSError:
-            return None
-        if os.path.basename(self.directory).encode() not in cmdline:  # -uuid UUID; a zombie's cmdline is empty
-            return None
-        return pid
+        if found not in _QEMUS:
+            pid = found[0]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+            except OSError:
+                return None
+            if os.path.basename(self.directory).encode() not in cmdline:  # -uuid UUID
+                return None
+            if len(_QEMUS) >= 1024:
+                _QEMUS.clear()
+            _QEMUS.add(found)
+        return found[0]
 
 
-def _recorded(pidfile: str) -> int | None:
-    """The pid a "pid start-time" file names, while that very process lives (a recycled pid has another start
-    time); children of this process that ended are reaped first."""
+_QEMUS: set[tuple[int, str, str]] = set()  # (pid, start time, runtime directory) of the domains' QEMUs seen
+
+
+def _recorded(pidfile: str) -> tuple[int, str, str] | None:
+    """(pid, start time, directory) of the live process a "pid start-time" file names (a recycled pid has another
+    start time; a zombie is not alive); children of this process that ended are reaped first."""
     reap()
     try:
         pid_text, _, started = read_text(pidfile).strip().partition(" ")
         pid = int(pid_text)
-    except (OSError, ValueError):
+        fields = read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
         return None
-    return pid if start_time(pid) == started else None
+    if len(fields) < 20 or fields[0] == "Z" or fields[19] != started:
+        return None
+    return pid, started, os.path.dirname(pidfile)
 
 
 def read_text(path: str) -> str:
@@ -138,13 +151,6 @@ def unlink_quiet(path: str) -> None:
     """Remove a file of virtsnap's own runtime directory if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _state(pid: int) -> str | None:
-    try:
-        return read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def start_time(pid: int) -> str | None:
