@@ -436,7 +436,7 @@ def _held_switch(ctx: Context, uuid: str, qdom: QemuDomain, mon: Monitor, held: 
     pid = ctx.rt(uuid).pid()
     if pid is not None:  # a pre-fault reads 512 MiB in 3-12 ms here; allow for loaded hosts and big guests
         held.wait_held(pid, 1.0 + qdom.memory_mib / 1024 * 0.5)
-    def release(replies: list[Any]) -> None:  # on the monitor's thread, as the last reply comes in
+    def release(replies: list[Any]) -> None:  # as the last reply comes in, before the pipeline returns
         if not any(isinstance(r, BaseException) for r in replies) and replies[0].get("status") == "setup":
             failpoints.hit("memory.held")
             held.release()
