@@ -20,6 +20,7 @@ from virtsnap.cli import registry
 # What no read-only snapshot command needs: other commands' tables, creation (REDEFINE), the guest agent,
 # the space checks, the file ledger, retention rules, QMP.
 NOT_FOR_READING = ("virtsnap.cli.cmd_domain", "virtsnap.cli.cmd_space", "virtsnap.cli.cmd_check",
+                   "virtsnap.cli.cmd_virsh",  # help's table: loaded when a command is given --help
                    "virtsnap.cli.cmd_complete", "virtsnap.conf.redefine", "virtsnap.conf.prune",
                    "virtsnap.drivers.qemu.agent", "virtsnap.drivers.qemu.space", "virtsnap.drivers.qemu.monitor",
                    "virtsnap.drivers.qemu.extdelete", "asyncio", "qemu.qmp", "json",

@@ -34,7 +34,7 @@ def words(text):
 
 
 def parse(text):
-    return parse_chain(StringTokenizer(text), find_command, find_command("help"))
+    return parse_chain(StringTokenizer(text), find_command, "help")
 
 
 def opts_of(invocation):

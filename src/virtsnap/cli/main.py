@@ -215,7 +215,7 @@ def usage() -> str:
 def parse(args: Sequence[str]) -> list[Invocation]:
     """virsh's rule: one argument is a command string (`;`, quotes...), several are one command's words."""
     tokenizer = StringTokenizer(args[0]) if len(args) == 1 else ArgvTokenizer(args)
-    return parse_chain(tokenizer, find_command, find_command("help"))
+    return parse_chain(tokenizer, find_command, "help")
 
 
 def run_command(ctl: Control, invocation: Invocation) -> bool:
@@ -288,7 +288,7 @@ def interactive(ctl: Control) -> None:
         if not line:
             continue
         try:
-            chain = parse_chain(StringTokenizer(line), find_command, find_command("help"))
+            chain = parse_chain(StringTokenizer(line), find_command, "help")
         except ParseError as exc:
             for message in exc.messages:
                 ctl.error(message)

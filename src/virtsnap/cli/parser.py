@@ -283,8 +283,9 @@ class _Skip(Exception):  # noqa: N818 - control flow, not an error
 
 
 def parse_chain(tokenizer: StringTokenizer | ArgvTokenizer, find: Callable[[str], Command | None],
-                help_command: Command | None = None) -> list[Invocation]:
-    """vshCommandParse: the whole chain, or ParseError before anything may run."""
+                help_name: str | None = None) -> list[Invocation]:
+    """vshCommandParse: the whole chain, or ParseError before anything may run. A command given `--help` becomes
+    the command `help_name` (looked up then: its table is not loaded for a chain that does not ask)."""
     chain: list[Invocation] = []
     while True:
         command: Command | None = None
@@ -346,7 +347,8 @@ def parse_chain(tokenizer: StringTokenizer | ArgvTokenizer, find: Callable[[str]
                 value = tok
             items.append((opt, value))
         if command is not None:
-            if any(o is HELP_OPT for o, _ in items) and help_command is not None:
+            help_command = find(help_name) if help_name and any(o is HELP_OPT for o, _ in items) else None
+            if help_command is not None:
                 chain.append(Invocation(help_command,
                                         Opts(help_command, [(help_command.opts[0], command.name)])))
             else:
