@@ -622,9 +622,10 @@ class MetadataStore:
             moment.defn = row[0]
         return load
 
-    def save_tree(self, uuid: str, tree: SnapshotTree, xml_of: Any) -> None:
-        """Persist what changed in `tree` since it was loaded. `xml_of(moment)` gives a moment's XML; it is
-        asked only for new or changed moments, not for those that merely moved to another parent."""
+    def save_tree(self, uuid: str, tree: SnapshotTree, xml_of: Any) -> int:
+        """Persist what changed in `tree` since it was loaded; returns the domain's new generation. `xml_of(moment)`
+        gives a moment's XML; it is asked only for new or changed moments, not for those that merely moved to
+        another parent."""
         with self.transaction() as db:
             current = tree.current.name if tree.current is not None else None
             bumped = db.execute("UPDATE domains SET current=?, generation=generation+1 WHERE uuid=? "
@@ -664,6 +665,7 @@ class MetadataStore:
                 db.executemany("UPDATE snapshots SET parent=?, seq=?, gen=? WHERE domain=? AND name=?", moves)
         tree.mark_clean()
         self._trees[uuid] = (gen, tree)
+        return int(gen)
 
     def snapshot_count(self, uuid: str) -> int:
         return int(self._db.execute("SELECT count(*) FROM snapshots WHERE domain=?", (uuid,)).fetchone()[0])

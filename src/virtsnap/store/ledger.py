@@ -80,11 +80,16 @@ def ours(store: MetadataStore, domain: str) -> dict[str, LedgerRow]:
     return {row.path: row for row in store.ledger(domain) if matches(row)}
 
 
-def inside(path: str | os.PathLike[str], roots: list[str]) -> str | None:
-    """The first of `roots` that `path` lies in (or is), whatever symlinks either goes through; else None."""
+def resolved(roots: list[str]) -> list[tuple[str, str]]:
+    """Each root with its real path (every symlink resolved), as inside() takes them."""
+    return [(root, os.path.realpath(root)) for root in roots]
+
+
+def inside(path: str | os.PathLike[str], roots: list[tuple[str, str]]) -> str | None:
+    """The first of `roots` (resolved()) that `path` lies in (or is), whatever symlinks either goes through;
+    else None."""
     real = os.path.realpath(path)
-    for root in roots:
-        top = os.path.realpath(root)
+    for root, top in roots:
         if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
             return root
     return None

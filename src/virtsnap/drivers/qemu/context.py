@@ -93,6 +93,7 @@ class Context:
         self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
         self._kept_lock = threading.Lock()
+        self._private: list[tuple[str, str]] | None = None  # state and runtime dirs, resolved once per operation
         self._reader: threading.Thread | None = None  # reads the kept monitors between operations (_read_kept)
         self._closing = threading.Event()
 
@@ -130,6 +131,13 @@ class Context:
         if row is None:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
         return row[1]
+
+    def domain_name(self, uuid: str) -> str:
+        """The domain's name (its row's column: no definition parsed), or NO_DOMAIN."""
+        row = self.store.domain(uuid)
+        if row is None:
+            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
+        return row[0]
 
     def domain_def(self, uuid: str) -> DomainDef:
         return moments.parse_domain(self._stored(uuid)).copy()  # a copy: callers may edit their definition
@@ -170,6 +178,7 @@ class Context:
         with self.lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
             external.forget_chains()  # images may have changed since the last operation
             self._runtimes[uuid] = None
+            self._private = ledger.resolved([self.state_dir, self.runtime])
             try:
                 self.hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
                 if self.store.journal_pending(uuid) and not self.read_only:
@@ -181,6 +190,7 @@ class Context:
                 external.forget_chains()
                 self.hand_back_if_stopped(uuid)
                 self._runtimes.pop(uuid, None)
+                self._private = None
 
 
     # -- confinement (qemu:///system) ----------------------------------------------------------------
@@ -314,7 +324,7 @@ class Context:
             try:
                 if not os.path.exists(rt.kept_monitor):
                     raise FileNotFoundError(rt.kept_monitor)
-                kept.monitor = Monitor(rt.kept_monitor, uuid[:8])
+                kept.monitor = Monitor(rt.kept_monitor, uuid[:8], qemu=qemu.strip())
             except (OSError, libvirtError):
                 kept.busy.release()
                 return None
@@ -363,8 +373,7 @@ class Context:
         return tree
 
     def commit(self, uuid: str, tree: SnapshotTree) -> None:
-        self.store.save_tree(uuid, tree, moments.xml_of)
-        self.trees[uuid] = (self.store.generation(uuid), tree)
+        self.trees[uuid] = (self.store.save_tree(uuid, tree, moments.xml_of), tree)
 
     def moment(self, tree: SnapshotTree, name: str) -> Moment:
         moment = tree.get(name)
@@ -376,7 +385,8 @@ class Context:
     def check_outside_state(self, path: str, what: str) -> None:
         """No disk, overlay, memory file, socket or log is ever inside virtsnap's own state or runtime
         directories (metadata.db, locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
-        private = ledger.inside(path, [self.state_dir, self.runtime])
+        roots = self._private if self._private is not None else ledger.resolved([self.state_dir, self.runtime])
+        private = ledger.inside(path, roots)
         if private is not None:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {path} is inside virtsnap's private directory "
                         f"{private}")

@@ -28,7 +28,7 @@ ERR = ErrorDomain.QEMU
 
 
 def snapshot_delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
-    with ctx.operation(uuid, ctx.domain_def(uuid).name):
+    with ctx.operation(uuid, ctx.domain_name(uuid)):
         if flags & D.FORCE:
             flags &= ~int(D.FORCE)
         else:  # api.py checked too; here it holds against another process protecting it meanwhile

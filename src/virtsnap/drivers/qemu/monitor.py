@@ -136,8 +136,9 @@ class Monitor:
     that change the graph are sent by operations, under the domain's lock: whichever of QEMU's two monitors
     another process uses (each serves one client at a time), it changes no graph during this one's operation."""
 
-    def __init__(self, socket_path: str, name: str, connect_timeout: float = 10.0) -> None:
+    def __init__(self, socket_path: str, name: str, connect_timeout: float = 10.0, qemu: str | None = None) -> None:
         self._runner = Runner()
+        self._qemu = qemu  # the pid file's text ("pid start-time") as read before connecting, when the opener did
         self._client = _Client(name)
         self._client.negotiate = False  # qmp_capabilities goes out with the first command (exchange)
         self._negotiated = False
@@ -293,10 +294,12 @@ class Monitor:
     def active_nodes(self) -> dict[str, str]:
         """target dev -> the node QEMU writes to now (it changes when an overlay is switched in): the block memo
         when it describes this QEMU, else query-block (one round trip with query-jobs), then remembered."""
-        try:
-            owner = read_text(self._pidfile).strip()
-        except OSError:
-            owner = None  # not a QEMU virtsnap launched: nothing remembered
+        owner = self._qemu
+        if owner is None:
+            try:
+                owner = read_text(self._pidfile).strip()
+            except OSError:
+                pass  # not a QEMU virtsnap launched: nothing remembered
         try:
             memo = json.loads(read_text(self._memo))
             if owner and memo["qemu"] == owner:
