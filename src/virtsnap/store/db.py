@@ -148,6 +148,12 @@ def private_dir(path: str | os.PathLike[str]) -> str:
     the way, a read-only or full file system) is libvirt's one-line VIR_ERR_SYSTEM_ERROR. Paths here are
     strings: pathlib (with urllib.parse and ipaddress) would cost a cold read-only command about 6 ms."""
     path = os.fspath(path)
+    try:  # the usual case, a directory already closed to others: one stat
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode) and not mode & 0o077:
+            return path
+    except OSError:
+        pass
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         mode = os.stat(path).st_mode
