@@ -88,6 +88,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "VIR_DOMAIN_QEMU_AGENT_COMMAND_BLOCK",
     "VIR_DOMAIN_QEMU_AGENT_COMMAND_DEFAULT",
+    "ErrorCode",
+    "ErrorDomain",
     "getVersion",
     "libvirtError",
     "open",

@@ -17,10 +17,10 @@ from virtsnap.api import virConnect, virDomain, virDomainSnapshot
 
 from . import protocol
 
-# libvirt's numbers, as the public module exports them (VIR_ERR_*, VIR_FROM_*)
-_INTERNAL_ERROR = int(vars(virtsnap)["VIR_ERR_INTERNAL_ERROR"])
-_OPERATION_ABORTED = int(vars(virtsnap)["VIR_ERR_OPERATION_ABORTED"])
-_FROM_RPC = int(vars(virtsnap)["VIR_FROM_RPC"])
+# libvirt's numbers, as the public module exports them
+_INTERNAL_ERROR = int(virtsnap.ErrorCode.INTERNAL_ERROR)
+_OPERATION_ABORTED = int(virtsnap.ErrorCode.OPERATION_ABORTED)
+_FROM_RPC = int(virtsnap.ErrorDomain.RPC)
 USAGE = "usage: virtsnap rpc --stdio [--readonly] URI"
 
 
