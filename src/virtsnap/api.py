@@ -68,6 +68,7 @@ STOPPED_SHUTDOWN = (int(DomainEvent.STOPPED), int(StoppedDetail.SHUTDOWN))
 STOPPED_DESTROYED = (int(DomainEvent.STOPPED), int(StoppedDetail.DESTROYED))
 STOPPED_FROM_SNAPSHOT = (int(DomainEvent.STOPPED), int(StoppedDetail.FROM_SNAPSHOT))
 
+
 def revert_events(was_active: bool, now: DomainState, flags: int) -> list[tuple[int, int]]:
     """The lifecycle events of a revert, as libvirt's test driver emits them: it stops an active domain,
     starts it again when the snapshot (or a RUNNING/PAUSED flag) asks, and reports the pause."""

@@ -125,19 +125,20 @@ class Context:
                     kept.reading = False
                     kept.busy.release()
 
-    def _stored(self, uuid: str) -> str:
-        """The domain's definition as stored (one indexed row), or NO_DOMAIN."""
+    def _row(self, uuid: str) -> tuple[str, str]:
+        """The domain's stored (name, definition): one indexed row, or NO_DOMAIN."""
         row = self.store.domain(uuid)
         if row is None:
             raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
-        return row[1]
+        return row
+
+    def _stored(self, uuid: str) -> str:
+        """The domain's definition as stored."""
+        return self._row(uuid)[1]
 
     def domain_name(self, uuid: str) -> str:
         """The domain's name (its row's column: no definition parsed), or NO_DOMAIN."""
-        row = self.store.domain(uuid)
-        if row is None:
-            raise error(ErrorCode.NO_DOMAIN, ERR, f"no domain with matching uuid '{uuid}'")
-        return row[0]
+        return self._row(uuid)[0]
 
     def domain_def(self, uuid: str) -> DomainDef:
         return moments.parse_domain(self._stored(uuid)).copy()  # a copy: callers may edit their definition

@@ -32,7 +32,7 @@ from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 from . import moments
 from .context import Context
-from .process import read_text
+from .process import proc_stat
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class QemuDriver:
         pid = self.ctx.rt(uuid).pid()
         if pid is not None:
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+                fields = proc_stat(pid)
                 cpu_ns = (int(fields[11]) + int(fields[12])) * 10_000_000  # utime+stime in 10 ms ticks
         return DomainInfo(state, defn.memory_kib, defn.current_memory_kib, defn.vcpus, cpu_ns)
 

@@ -134,7 +134,7 @@ def _recorded(pidfile: str) -> tuple[int, str, str] | None:
     try:
         pid_text, _, started = read_text(pidfile).strip().partition(" ")
         pid = int(pid_text)
-        fields = read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
     except (OSError, ValueError, IndexError):
         return None
     if len(fields) < 20 or fields[0] == "Z" or fields[19] != started:
@@ -153,9 +153,15 @@ def unlink_quiet(path: str) -> None:
         os.unlink(path)
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (the state first, the start time at 19): the name, in
+    parentheses, may hold spaces and ')' itself. OSError when there is no such process."""
+    return read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+
+
 def start_time(pid: int) -> str | None:
     try:
-        return read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[19]
+        return proc_stat(pid)[19]
     except (OSError, IndexError):
         return None
 
@@ -499,7 +505,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         # a QEMU another process started is not our child: poll for its exit (no waitpid), backing off to 50 ms
         try:
-            state = read_text(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[0]
+            state = proc_stat(pid)[0]
             if state == "Z":
                 return True
         except (OSError, IndexError):
