@@ -248,12 +248,23 @@ async def send_memory_file(client, memory: Path, hold: bool):
     return held
 
 
+def disk_switch(top: str, overlay: str) -> tuple[str, dict]:
+    """virtsnap's switch of one disk (create._switch_command): blockdev-snapshot itself, no transaction around it."""
+    return "blockdev-snapshot", {"node": top, "overlay": overlay}
+
+
+def held_sequence(switch: tuple[str, dict]) -> list[tuple[str, dict | None]]:
+    """virtsnap's commands on a held stream (create._held_switch), sent back to back: the check that QEMU's
+    snapshot thread is still in setup (the first reply), stop, the disk switch; the pipe is released after."""
+    return [("query-migrate", None), ("stop", None), switch]
+
+
 async def raw_memory_snapshot(client, memory: Path, mode: str, top: str, overlay: str, pid: int = 0) -> float:
     """One memory snapshot by hand; the guest pause from QEMU's STOP/RESUME timestamps. 'live' and 'save' are
     virtsnap's sequences: 'save' sends stop, disk switch and migrate back to back and then cont; 'live' sends
     migrate into a held pipe (virtsnap's HeldStream), waits until QEMU's snapshot thread has pre-faulted RAM,
-    then sends stop, disk switch and query-migrate back to back and releases the pipe (background-snapshot
-    restarts the guest itself); 'bg-alone' is background-snapshot's own pause, no stop and no disks."""
+    then sends held_sequence() and releases the pipe (background-snapshot restarts the guest itself);
+    'bg-alone' is background-snapshot's own pause, no stop and no disks."""
     from qemu.qmp import EventListener
 
     held = await send_memory_file(client, memory, hold=mode == "live")
@@ -262,13 +273,11 @@ async def raw_memory_snapshot(client, memory: Path, mode: str, top: str, overlay
     events = []
     listener = EventListener(("STOP", "RESUME", "MIGRATION"))
     with client.listen(listener):
-        switch = ("transaction", {"actions": [
-            {"type": "blockdev-snapshot", "data": {"node": top, "overlay": overlay}}]})
+        switch = disk_switch(top, overlay)
         if held:
             await client.execute("migrate", {"uri": "fd:m"})
             held.wait_held(pid, 5.0)
-            *_, state = await asyncio.gather(*(client.execute(c, a) for c, a in
-                                               [("stop", None), switch, ("query-migrate", None)]))
+            state, *_ = await asyncio.gather(*(client.execute(c, a) for c, a in held_sequence(switch)))
             assert state["status"] == "setup", state
             held.release()
         else:

@@ -5,8 +5,9 @@ timestamped log lines (-msg timestamp=on), then takes memory snapshots by hand o
 by round on the same guest (so load and the guest's transparent huge pages hit them alike):
 
 - held (virtsnap's sequence): migrate with background-snapshot into a pipe that virtsnap's HeldStream keeps
-  full; once QEMU's snapshot thread has pre-faulted guest RAM and waits on its first write, stop, transaction
-  (blockdev-snapshot onto a fresh overlay) and query-migrate back to back, then release the pipe;
+  full; once QEMU's snapshot thread has pre-faulted guest RAM and waits on its first write, query-migrate (the
+  check that it is still in setup), stop and blockdev-snapshot onto a fresh overlay back to back, then release
+  the pipe (bench_external.held_sequence);
 - stop-first (virtsnap's sequence before): stop, transaction and migrate back to back, the pre-fault inside;
 - background-snapshot alone (no stop, no disk switch): the floor, and the goal's anchor.
 
@@ -41,18 +42,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import bench_external as be  # noqa: E402 - the guest, the dirtier
+from common import spread  # noqa: E402
 
 TRACES = ("runstate_set", "vm_state_notify", "migrate_set_state", "savevm_state_header",
           "ram_write_tracking_ramblock_start", "monitor_qmp_respond")
 MODES = ("held", "stop_first", "bg_alone")
-TITLES = {"held": "virtsnap's sequence: migrate into the held pipe; stop, transaction, query-migrate; release",
+TITLES = {"held": "virtsnap's sequence: migrate into the held pipe; query-migrate, stop, switch; release",
           "stop_first": "the sequence before: stop, transaction, migrate back to back",
           "bg_alone": "background-snapshot alone (no stop, no disk switch)"}
 STEPS = {"setup": "migration set up (state setup)",
          "prefaulted": "guest RAM pre-faulted (one read per 4 KiB page)",
          "seen_held": "client: snapshot thread seen waiting on the pipe",
          "stopped": "vCPUs stopped (STOP)",
-         "answered": "QEMU: replied to stop, transaction, query-migrate",
+         "answered": "QEMU: replied to query-migrate, stop, the disk switch",
          "replied": "client: replies in (disks switched, thread still in setup)",
          "released": "client: pipe released",
          "holding": "snapshot thread past its setup (state active)",
@@ -123,9 +125,9 @@ async def run(runs: int) -> dict[str, list[dict[str, float]]]:
                                                           "node-name": f"o{n}f"})
                     await client.execute("blockdev-add", {"driver": "qcow2", "file": f"o{n}f", "node-name": f"o{n}",
                                                           "backing": None})
-                    switch = ("transaction", {"actions": [
-                        {"type": "blockdev-snapshot", "data": {"node": top, "overlay": f"o{n}"}}]})
-                    cmds = [("stop", None), switch, *cmds]
+                    switch = be.disk_switch(top, f"o{n}")
+                    cmds = [("stop", None), ("transaction", {"actions": [{"type": switch[0], "data": switch[1]}]}),
+                            *cmds]
                     top, disk = f"o{n}", overlay
                 memory = work / f"mem-{mode}-{i}"
                 held = await be.send_memory_file(client, memory, hold=mode == "held")
@@ -138,8 +140,7 @@ async def run(runs: int) -> dict[str, list[dict[str, float]]]:
                     await client.execute("migrate", {"uri": "fd:m"})
                     marks["held_seen"] = float(held.wait_held(qemu.pid, 5.0))
                     marks["seen_held"] = (time.time() - sent) * 1000
-                    *_, state = await asyncio.gather(*(client.execute(c, a) for c, a in
-                                                       [("stop", None), switch, ("query-migrate", None)]))
+                    state, *_ = await asyncio.gather(*(client.execute(c, a) for c, a in be.held_sequence(switch)))
                     marks["replied"] = (time.time() - sent) * 1000
                     assert state["status"] == "setup", state
                     marks["released"] = (time.time() - sent) * 1000
@@ -166,7 +167,7 @@ async def run(runs: int) -> dict[str, list[dict[str, float]]]:
 
 def phases(text: str, sent: float, seen_held: float | None = None) -> dict[str, float]:
     """Times (ms after the first command was sent) at which each step ended, from QEMU's trace lines; with
-    `seen_held`, when QEMU sent the third reply after it (stop, transaction, query-migrate)."""
+    `seen_held`, when QEMU sent the third reply after it (query-migrate, stop, the disk switch)."""
     marks: dict[str, float] = {}
     replies = 0
     for line in text.splitlines():
@@ -191,16 +192,6 @@ def phases(text: str, sent: float, seen_held: float | None = None) -> dict[str, 
             if replies == 3:
                 marks["answered"] = at
     return marks
-
-
-def spread(values: list[float]) -> str:
-    """Median and p10-p90 of the later rounds."""
-    if not values:
-        return "-"
-    if len(values) < 3:
-        return f"{statistics.median(values):.2f}"
-    deciles = statistics.quantiles(values, n=10, method="inclusive")
-    return f"{statistics.median(values):.2f} ({deciles[0]:.2f}-{deciles[-1]:.2f})"
 
 
 def render(results: dict, runs: int, load: tuple[float, float]) -> list[str]:

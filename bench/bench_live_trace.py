@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import bench_external as be  # noqa: E402 - the guest, the dirtier, background-snapshot alone
+from common import spread  # noqa: E402
 
 TRACES = ("vm_state_notify", "migrate_set_state", "ram_write_tracking_ramblock_start", "monitor_qmp_respond",
           "handle_qmp_command")
@@ -135,13 +136,6 @@ def run(runs: int, save: bool) -> dict[str, list[dict[str, float]]]:
         dom.destroy()
         conn.close()
     return out
-
-
-def spread(values: list[float]) -> str:
-    if len(values) < 3:
-        return " / ".join(f"{v:.2f}" for v in values) or "-"
-    deciles = statistics.quantiles(values, n=10, method="inclusive")
-    return f"{statistics.median(values):.2f} ({deciles[0]:.2f}-{deciles[-1]:.2f})"
 
 
 def render(results: dict[str, list[dict[str, float]]], runs: int, load: tuple[str, str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""What every benchmark script shares: the machine it ran on, and its results file in bench/results/.
+"""What every benchmark script shares: the machine it ran on, its results file in bench/results/, a spread.
 
 Each script writes bench/results/<name>.json (raw samples, in seconds, plus the machine); bench/report.py turns
 every results file present into the one report (report.md and latency.png). Stdlib only.
@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def spread(values: list[float]) -> str:
+    """Median and p10-p90 (ms values in, two decimals out); the median alone below three values."""
+    if not values:
+        return "-"
+    if len(values) < 3:
+        return f"{statistics.median(values):.2f}"
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    return f"{statistics.median(values):.2f} ({deciles[0]:.2f}-{deciles[-1]:.2f})"
 
 
 def load() -> str:
