@@ -42,6 +42,8 @@ FILE_DOMAIN = {
 }
 # The classes virtsnap implements (api.py subclasses them): in surface.py, the rest in surface_more.py.
 IMPLEMENTED = ("virConnect", "virDomain", "virDomainSnapshot")
+# surface_more.py's name for the methods of an implemented class: virConnect's are virConnectStubs
+STUBS = "Stubs"
 # The class whose C prefix names a method libvirt.py implements in Python only (no libvirtmod call).
 CLASS_PREFIX = {"virConnect": "virConnect"}
 
@@ -145,12 +147,13 @@ def generate(module: str = "libvirt") -> dict[str, str]:
             "do not edit.",
             "A method that virtsnap does not implement raises libvirt's VIR_ERR_NO_SUPPORT error naming the "
             "C function."]
-    lines = [f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.', "",
-             *note, '"""', "", *header,
-             *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else [])]
-    # libvirt's: the classes virtsnap implements stay in surface.py, which every command imports; the rest in
-    # surface_more.py, which surface.py imports at the first use of a name it does not have (LAZY)
+    # libvirt's: the classes virtsnap implements are in surface.py, which every command imports, without their
+    # methods; those and the rest are in surface_more.py, which surface.py imports at the first use of a name it
+    # does not have (LAZY)
     lazy = module == "libvirt"
+    lines = [f'"""{module} 9.0\'s surface, generated: every VIR_* constant, class and method with its signature.', "",
+             *note, '"""', "", *(LAZY_HEADER if lazy else header),
+             *([f"LIBVIR_VERSION_NUMBER = {9_000_000}", ""] if module == "libvirt" else [])]
     more = ([f'"""{module} 9.0\'s surface beyond the classes virtsnap implements: constants, C function names,',
              "the classes and functions virtsnap does not implement (read through surface.py).", "", *note, '"""',
              "", *header] if lazy else lines)
@@ -170,9 +173,18 @@ def generate(module: str = "libvirt") -> dict[str, str]:
                      f"    raise not_supported({cname!r}, {domain})", ""]
         elif isinstance(node, ast.ClassDef) and node.name.startswith("vir"):
             classes.append(node.name)
-            out = lines if lazy and node.name in IMPLEMENTED else more
-            out += ["", f"class {node.name}:",
-                    f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
+            out = more
+            if lazy and node.name in IMPLEMENTED:
+                # surface.py's class is made empty; its methods, made from this one at their first use
+                lines += ["", f"class {node.name}({node.name}{STUBS}):",
+                          f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise (made from '
+                          f'surface_more.{node.name}{STUBS} at the first use of a name the class lacks)."""', ""]
+                out += ["", f"class {node.name}{STUBS}:",
+                        f'    """libvirt.{node.name}\'s methods, each raising; copied into surface.{node.name} at '
+                        'first use."""', ""]
+            else:
+                out += ["", f"class {node.name}:",
+                        f'    """libvirt.{node.name}\'s methods; the unimplemented ones raise."""', ""]
             for fn in node.body:
                 if not isinstance(fn, ast.FunctionDef) or fn.name.startswith("_"):
                     continue
@@ -197,11 +209,67 @@ def generate(module: str = "libvirt") -> dict[str, str]:
                   "        value = globals()[name] = getattr(surface_more, name)",
                   "    except AttributeError:",
                   '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None',
-                  "    return value"]
+                  "    return value", "",
+                  "", "def _fill_stubs() -> bool:",
+                  '    """Copies the methods of the implemented classes from surface_more (a class\'s own, and so a',
+                  '    subclass\'s, are kept); True if this call did."""',
+                  "    global _filled",
+                  "    if _filled:",
+                  "        return False",
+                  "    from . import surface_more", "",
+                  f"    for cls in ({', '.join(IMPLEMENTED)}):",
+                  f'        for name, fn in vars(getattr(surface_more, cls.__name__ + "{STUBS}")).items():',
+                  '            if not name.startswith("__") and name not in vars(cls):',
+                  '                fn.__qualname__ = f"{cls.__name__}.{name}"',
+                  "                type.__setattr__(cls, name, fn)",
+                  "    _filled = True",
+                  "    return True"]
 
     def tidy(text: list[str]) -> str:
         return "\n".join(text).replace("\n\n\n\n", "\n\n\n") + "\n"
     return {filename: tidy(lines), **({"surface_more.py": tidy(more)} if lazy else {})}
+
+
+# surface.py's header: the implemented classes' bases are, for the checker, surface_more's classes with every
+# method, and at run time a class that makes those methods at the first name it lacks (from the class or an
+# instance; dir() too). Making them all at import was ~3 M instructions of every cold command.
+LAZY_HEADER = [
+    "# ruff: noqa: E501, N801, N816",
+    "from __future__ import annotations",
+    "",
+    "TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's",
+    "if TYPE_CHECKING:",
+    "    from typing import Any",
+    "",
+    f"    from .surface_more import {', '.join(sorted(name + STUBS for name in IMPLEMENTED))}",
+    "else:",
+    "    class _Stubbed(type):",
+    "        def __getattr__(cls, name: str) -> Any:",
+    "            if _fill_stubs():",
+    "                return getattr(cls, name)",
+    '            raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}", name=name,',
+    "                                 obj=cls)",
+    "",
+    "        def __dir__(cls) -> list[str]:",
+    "            _fill_stubs()",
+    "            return type.__dir__(cls)",
+    "",
+    "    class _Stubs(metaclass=_Stubbed):",
+    "        def __getattr__(self, name: str) -> Any:",
+    "            if _fill_stubs():",
+    "                return getattr(self, name)",
+    '            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name,',
+    "                                 obj=self)",
+    "",
+    "        def __dir__(self) -> list[str]:",
+    "            _fill_stubs()",
+    "            return object.__dir__(self)",
+    "",
+    f"    {' = '.join(f'{name}{STUBS}' for name in IMPLEMENTED)} = _Stubs",
+    "",
+    "_filled = False",
+    "",
+]
 
 
 def main() -> int:

@@ -111,3 +111,32 @@ def test_unimplemented_call_is_libvirts_no_support_error():
     assert messages[0] == ("ctx", 3, 20, "this function is not supported by the connection driver: "
                                          "virDomainBlockCommit")
     assert len(messages) == 2
+
+
+# What a fresh program meets first: the handles' unimplemented methods are made at the first name a class lacks
+# (surface.py), whichever way the program reaches them.
+FIRST_REACH = {
+    "an instance's method": "print(dom.blockCommit.__qualname__); dom.blockCommit('vda', None, None)",
+    "the class's method": "print(virtsnap.virDomain.blockCommit.__qualname__); dom.blockCommit('vda', None, None)",
+    "dir() of an instance": "assert 'blockCommit' in dir(dom) and 'blockCommit' in dir(conn.listAllDomains()[0])",
+    "dir() of the class": "assert 'blockCommit' in dir(virtsnap.virDomain)",
+    "hasattr": "assert hasattr(dom, 'blockCommit') and not hasattr(dom, 'blockComit')",
+    "a missing name": "dom.blockComit",
+}
+
+
+@pytest.mark.parametrize("way", FIRST_REACH)
+def test_unimplemented_methods_made_at_first_reach(way):
+    program = ("import sys, virtsnap\nconn = virtsnap.open('test:///default'); dom = conn.lookupByName('test')\n"
+               "assert 'virtsnap.surface_more' not in sys.modules\n" + FIRST_REACH[way])
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    if way in ("an instance's method", "the class's method"):
+        assert proc.stdout.strip() == "virDomain.blockCommit"
+        assert last.endswith("libvirtError: this function is not supported by the connection driver: "
+                             "virDomainBlockCommit"), proc.stderr
+    elif way == "a missing name":
+        assert last.startswith("AttributeError: 'virDomain' object has no attribute 'blockComit'"), proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr

@@ -5,8 +5,6 @@ Each module exposes `open_driver(uri, read_only, auth) -> Driver`.
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import ErrorCode, ErrorDomain, error
 from ..uri import redact
 
@@ -37,7 +35,9 @@ def open_driver(uri: URI, read_only: bool, auth: Any = None) -> Driver:
         raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE, redact(uri.text))
     module_name, extra = entry
     try:
-        module = importlib.import_module(module_name)
+        # not importlib.import_module, which a cold command would import for this alone (1.6 M instructions,
+        # with the warnings it imports); with a fromlist, __import__ returns the named module itself
+        module = __import__(module_name, fromlist=("open_driver",))
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("virtsnap"):
             raise error(ErrorCode.NO_CONNECT, ErrorDomain.NONE,
