@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, write_results
+from common import machine, system_libvirtd, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRTY = ("dd if=/dev/zero of=/ram/fill bs=1M count=384 2>/dev/null; "
@@ -89,7 +89,8 @@ def bench_virtsnap_disks(virtsnap, conn, guest, work: Path, runs: int, results) 
     for i in range(runs):
         t = time.perf_counter()
         dom.snapshotCreateXML(f"<domainsnapshot><name>q{i}</name></domainsnapshot>",
-                              virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY | virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
+                              virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                              | virtsnap.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE)
         results["quiesce"].append(time.perf_counter() - t)
     dom.destroy()
     for i in reversed(range(runs)):
@@ -165,7 +166,7 @@ async def raw_qmp(guest, work: Path, runs: int, pause_only: bool = False):
             try:
                 await client.connect(str(sock))
                 break
-            except Exception:  # noqa: BLE001 - the socket is not listening yet
+            except Exception:  # the socket is not listening yet
                 await asyncio.sleep(0.05)
         with Agent(str(agent_sock), timeout=10) as agent:
             agent.connect(time.monotonic() + 120)  # the guest has booted
@@ -396,15 +397,11 @@ print(json.dumps(out))
 
 
 def bench_libvirt(guest, runs: int, pause_only: bool = False):
-    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
-        return None
-    if subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode != 0:
-        subprocess.run(["virtlogd", "--daemon"], capture_output=True)
-        subprocess.run(["libvirtd", "--daemon"], capture_output=True)
-        for _ in range(100):
-            if subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+    with system_libvirtd() as answers:
+        return _bench_libvirt(guest, runs, pause_only) if answers else None
+
+
+def _bench_libvirt(guest, runs: int, pause_only: bool):
     images = Path("/var/lib/libvirt/images/virtsnap-bench-ext")
     shutil.rmtree(images, ignore_errors=True)
     images.mkdir(parents=True)

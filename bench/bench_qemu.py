@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, write_results
+from common import machine, system_libvirtd, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,21 +163,6 @@ d.destroy(); d.undefine()
 """
 
 
-def start_libvirtd() -> bool:
-    if shutil.which("libvirtd") is None:
-        return False
-    probe = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True)
-    if probe.returncode == 0:
-        return True
-    subprocess.run(["virtlogd", "--daemon"], capture_output=True)  # libvirtd's qemu driver logs through it
-    subprocess.run(["libvirtd", "--daemon"], capture_output=True)
-    for _ in range(100):
-        if subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 class Libvirt:
     """libvirt 9.0 through python3-libvirt in a child process, on a guest of its own."""
 
@@ -209,16 +194,22 @@ class Libvirt:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
+    # 21: a delete is a few ms of the disk's flushes, and medians of five such samples moved by 1.5x run to run
+    parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--no-libvirt", action="store_true")
     args = parser.parse_args()
+    with system_libvirtd() as have_libvirt:
+        return run(args, have_libvirt and not args.no_libvirt)
+
+
+def run(args: argparse.Namespace, with_libvirt: bool) -> int:
     info = machine()
     guest = build_guest()
     workdir = Path(tempfile.mkdtemp(prefix="vsb-", dir="/tmp"))
     impls: dict[str, object] = {}
     results: dict[str, dict[str, list[float]]] = {}
     try:
-        if not args.no_libvirt and os.geteuid() == 0 and start_libvirtd():
+        if with_libvirt:
             try:
                 impls["libvirt"] = Libvirt(guest)
             except RuntimeError as exc:

@@ -10,10 +10,13 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,37 @@ def machine() -> dict[str, str]:
                 "/usr/bin/python3", "-c", "import libvirt; v = libvirt.getVersion(); "
                 "print(f'{v // 1000000}.{v // 1000 % 1000}.{v % 1000}')"),
             "load_before": load()}
+
+
+@contextlib.contextmanager
+def system_libvirtd() -> Iterator[bool]:
+    """libvirtd's qemu:///system, the libvirt 9.0 anchor: True while it answers (root, libvirtd installed). A
+    libvirtd (and virtlogd, which its QEMU driver logs through) started here is stopped at the end; one that was
+    running already is left as it was."""
+    def answers() -> bool:
+        return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
+
+    if answers():
+        yield True
+        return
+    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
+        yield False
+        return
+    daemons = ("virtlogd", "libvirtd")
+    pidfiles = [Path(f"/run/virtsnap-bench-{daemon}.pid") for daemon in daemons]
+    for daemon, pidfile in zip(daemons, pidfiles, strict=True):
+        pidfile.unlink(missing_ok=True)  # a pid from an earlier run may belong to another process by now
+        subprocess.run([daemon, "--daemon", "--pid-file", str(pidfile)], capture_output=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not answers() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling for readiness: libvirtd answers once its drivers are loaded
+        yield answers()
+    finally:
+        for pidfile in reversed(pidfiles):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            pidfile.unlink(missing_ok=True)
 
 
 def write_results(name: str, result: dict[str, Any], out: Path = RESULTS) -> Path:
