@@ -7,7 +7,6 @@ pairs, then the driver's accepted set) before any driver code runs; drivers then
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
 
 from . import dispatch, events, surface
@@ -41,6 +40,7 @@ from .flags import (
     SuspendedDetail,
     UndefinedDetail,
 )
+from .locks import allocate_lock
 from .records import Frozen
 from .uri import parse_uri
 
@@ -224,7 +224,7 @@ class virConnect(surface.virConnect):  # noqa: N801 - libvirt-python's name
         self.read_only = read_only
         self._user_closed = False
         self._refs = 1
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._event_scope = self.driver.uri.text
 
     def _drv(self) -> Driver:

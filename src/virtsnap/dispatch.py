@@ -7,13 +7,14 @@ Every public entry point runs under `public`; only the outermost call reports, a
 from __future__ import annotations
 
 import functools
+import os
 import sys
-import threading
 from collections.abc import Callable
 from types import FunctionType
 
 from .errors import libvirtError, set_last_error
 from .errors import not_supported as unsupported
+from .locks import get_ident
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -42,13 +43,21 @@ DOMAIN_NAMES = (
 _LEVELS = {0: "", 1: "warning", 2: "error"}
 
 _handler: list[Any] = [None, None]  # [callback, ctx] as registerErrorHandler set them
-_local = threading.local()
+# Per thread, how many public calls are under way on it (none: no entry). A dict by thread id, not a
+# threading.local (the module costs a cold command ~4 M instructions): each thread writes its own key only, and
+# removes it when its outermost call returns, so no id outlives its calls and a new thread reusing an id starts at 0.
+_depth: dict[int, int] = {}
 
 
-def _state() -> Any:
-    if not hasattr(_local, "depth"):
-        _local.depth = 0
-    return _local
+def _forget_other_threads() -> None:
+    """In a forked child, only the forking thread runs on: the calls other threads had under way are gone."""
+    mine = _depth.get(get_ident())
+    _depth.clear()
+    if mine is not None:
+        _depth[get_ident()] = mine
+
+
+os.register_at_fork(after_in_child=_forget_other_threads)
 
 
 def register_handler(f: Any, ctx: Any) -> int:
@@ -88,17 +97,21 @@ def public(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = _state()
-        state.depth += 1
+        me = get_ident()
+        depth = _depth.get(me, 0) + 1
+        _depth[me] = depth
         try:
             return fn(*args, **kwargs)
         except libvirtError as exc:
-            if state.depth == 1 and not getattr(exc, "_reported", False):
+            if depth == 1 and not getattr(exc, "_reported", False):
                 exc._reported = True  # type: ignore[attr-defined]
                 report(exc)
             raise
         finally:
-            state.depth -= 1
+            if depth == 1:
+                del _depth[me]
+            else:
+                _depth[me] = depth - 1
 
     return wrapper  # type: ignore[return-value]
 
@@ -114,7 +127,7 @@ def public_class(cls: type) -> type:
 def not_supported(function: str, domain: int) -> libvirtError:
     """The error of a generated method virtsnap does not implement, reported when called directly."""
     exc = unsupported(function, domain)
-    if _state().depth == 0:
+    if get_ident() not in _depth:
         exc._reported = True  # type: ignore[attr-defined]
         report(exc)
     return exc

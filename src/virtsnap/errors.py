@@ -5,9 +5,8 @@ Every failure that reaches a caller is a `libvirtError`; drivers translate their
 
 from __future__ import annotations
 
-import threading
-
 from .enums import IntEnum, member
+from .locks import Later
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -134,17 +133,26 @@ def format_message(code: ErrorCode, detail: str | None) -> str:
     return bare if detail is None else with_detail.format(detail)
 
 
-_local = threading.local()
+def _thread_local() -> Any:
+    import threading  # at the first error: a command that fails nothing does without it (issue 21)
+
+    return threading.local()
+
+
+_local = Later(_thread_local)  # .last: the thread's last reported error
 
 
 def last_error() -> tuple[Any, ...] | None:
     """This thread's last reported error, as libvirt's virGetLastError keeps it (set at the API edge)."""
-    last: tuple[Any, ...] | None = getattr(_local, "last", None)
+    local = _local.made
+    last: tuple[Any, ...] | None = None if local is None else getattr(local, "last", None)
     return last
 
 
 def set_last_error(err: tuple[Any, ...] | None) -> None:
-    _local.last = err
+    if err is None and _local.made is None:
+        return  # no thread has had an error: there is none to reset
+    _local.get().last = err
 
 
 class libvirtError(Exception):  # noqa: N801 - the libvirt-python name

@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from .errors import ErrorCode, ErrorDomain, error
+from .locks import Later, allocate_lock
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class _Loop:
     """One process-wide loop: file handles, timers and queued callbacks, woken through a pipe."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = allocate_lock()
         self.ids = itertools.count(1)
         self.handles: dict[int, list[Any]] = {}  # watch -> [fd, events, cb, opaque]
         self.timers: dict[int, list[Any]] = {}  # timer -> [interval ms, cb, opaque, due]
@@ -99,7 +99,7 @@ class _Loop:
 
 
 _loop: _Loop | None = None
-_loop_lock = threading.Lock()
+_loop_lock = allocate_lock()
 
 
 def _require_loop() -> _Loop:
@@ -190,11 +190,20 @@ class Registration:
 
 _registrations: dict[int, Registration] = {}
 _callback_ids = itertools.count(1)
+
+
+def _new_registry_lock() -> Any:
+    import threading  # at the first registration: a program that registers nothing does without it (issue 21)
+
+    return threading.RLock()
+
+
 # Re-entrant: a connection's last reference can go in a finalizer (virDomain.__del__ -> deregister_all), which
 # the garbage collector runs at any allocation, on a thread that may already hold this lock (the full suite hung
 # there: listening() -> gc -> __del__ -> deregister_all). Every walk of the registry goes over a copy made without
-# allocating per item (_copy), so a nested change cannot break it.
-_reg_lock = threading.RLock()
+# allocating per item (_copy), so a nested change cannot break it. Made by the first register(): until then the
+# registry is empty, and a reader that finds no lock has nothing to read.
+_reg_lock = Later(_new_registry_lock)
 
 
 def _copy() -> list[Registration]:
@@ -203,14 +212,17 @@ def _copy() -> list[Registration]:
 
 def register(conn: Any, scope: str, uuid: str | None, event_id: int, cb: Any, opaque: Any) -> int:
     """Remember a callback; returns libvirt's callback ID."""
-    with _reg_lock:
+    with _reg_lock.get():
         callback_id = next(_callback_ids)
         _registrations[callback_id] = Registration(callback_id, conn, scope, uuid, event_id, cb, opaque)
     return callback_id
 
 
 def deregister(conn: Any, callback_id: int) -> bool:
-    with _reg_lock:
+    lock = _reg_lock.made
+    if lock is None:
+        return False
+    with lock:
         reg = _registrations.get(callback_id)
         if reg is None or reg.conn is not conn:
             return False
@@ -219,12 +231,18 @@ def deregister(conn: Any, callback_id: int) -> bool:
 
 
 def ids_for(conn: Any, event_id: int, cb: Any) -> list[int]:
-    with _reg_lock:
+    lock = _reg_lock.made
+    if lock is None:
+        return []
+    with lock:
         return [r.callback_id for r in _copy() if r.conn is conn and r.event_id == event_id and r.cb == cb]
 
 
 def deregister_all(conn: Any) -> None:
-    with _reg_lock:
+    lock = _reg_lock.made
+    if lock is None:
+        return
+    with lock:
         for r in _copy():
             if r.conn is conn:
                 _registrations.pop(r.callback_id, None)
@@ -232,13 +250,19 @@ def deregister_all(conn: Any) -> None:
 
 def listening(scope: str) -> bool:
     """Whether any callback of the process watches this hypervisor (so events are worth working out)."""
-    with _reg_lock:
+    lock = _reg_lock.made
+    if lock is None:
+        return False
+    with lock:
         return any(r.scope == scope for r in _copy())
 
 
 def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[Any, ...]]) -> None:
     """Queue the event for every matching callback; make_args(conn) gives the arguments after conn."""
-    with _reg_lock:
+    lock = _reg_lock.made
+    if lock is None:
+        return
+    with lock:
         targets = [r for r in _copy()
                    if r.scope == scope and r.event_id == event_id and r.uuid in (None, uuid)]
     if not targets or _loop is None:
@@ -249,7 +273,7 @@ def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[
 
 
 def _deliver(reg: Registration, args: tuple[Any, ...]) -> None:
-    with _reg_lock:
+    with _reg_lock.get():  # made: the registration being delivered made it
         if reg.callback_id not in _registrations:
             return  # deregistered after the event was queued
     reg.cb(reg.conn, *args, reg.opaque)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 from collections.abc import Callable, Iterator
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
@@ -51,8 +50,10 @@ class DeferredInterrupt:
         self._active = False
 
     def __enter__(self) -> Self:
+        import threading  # only operations that change images defer interrupts (a cold read does without it)
+
         if threading.current_thread() is threading.main_thread():
-            import signal  # only operations that change images defer interrupts
+            import signal
 
             self._previous = signal.signal(signal.SIGINT, self._note)
             self._active = True

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 
 from ... import failpoints
 from ...conf.tree import Moment, SnapshotTree
 from ...errors import ErrorCode, ErrorDomain, error, libvirtError
+from ...locks import RLock, allocate_lock
 from ...store import ledger
 from ...store.db import MetadataStore, state_dir, verified_dir
 from ...store.lock import DEFAULT_TIMEOUT as LOCK_TIMEOUT
@@ -24,6 +24,8 @@ from .process import Runtime, qemu_binary, read_text, runtime_root
 
 TYPE_CHECKING = False  # typing costs ~3 ms of a cold start: what this module takes from it is the checker's
 if TYPE_CHECKING:
+    import threading
+
     from ...conf.domain_xml import DomainDef
     from ...conf.snapshot_xml import SnapshotDef
     from .confine import Identity
@@ -45,7 +47,7 @@ class _Kept:
         self.lock_fd = lock_fd
         self.monitor: Monitor | None = None
         self.qemu = ""
-        self.busy = threading.Lock()
+        self.busy = allocate_lock()
         self.reading = False  # held by the connection's reader (Context._read_kept), for a moment
 
     @classmethod
@@ -86,31 +88,38 @@ class Context:
         create = not read_only
         self.runtime = runtime_root(system, create) if not base else verified_dir(os.path.join(base, "run"), create)
         self.trees: dict[str, tuple[int, SnapshotTree]] = {}
-        self.lock = threading.RLock()  # one operation at a time per connection; the flock covers processes
+        self.lock = RLock()  # one operation at a time per connection; the flock covers processes
         self.last_pause_ms: float | None = None  # guest pause of the last memory snapshot, from QMP events
         self.recovery_errors: dict[int, str] = {}  # journal entry -> why finishing it failed (in this process)
         self._runtimes: dict[str, Runtime | None] = {}  # domain under an operation -> its runtime directory
         self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
-        self._kept_lock = threading.Lock()
+        self._kept_lock = allocate_lock()
         self._private: list[tuple[str, str]] | None = None  # state and runtime dirs, resolved once per operation
-        self._reader: threading.Thread | None = None  # reads the kept monitors between operations (_read_kept)
-        self._closing = threading.Event()
+        # The reader of the kept monitors between operations (_read_kept) and what tells it to stop: made, with
+        # the module threading, when the first is kept (under _kept_lock, as `_closed` is set).
+        self._reader: threading.Thread | None = None
+        self._closing: threading.Event | None = None
+        self._closed = False
 
     def close(self) -> None:
-        self._closing.set()
-        if self._reader is not None:
-            self._reader.join(5)
+        with self._kept_lock:
+            self._closed = True
+            closing, reader = self._closing, self._reader
+        if closing is not None:
+            closing.set()
+        if reader is not None:
+            reader.join(5)
         self.store.close()
         with self._kept_lock:
             for kept in self._kept.values():
                 kept.release()
             self._kept.clear()
 
-    def _read_kept(self) -> None:
+    def _read_kept(self, closing: threading.Event) -> None:
         """Every few seconds, what QEMU sent to the kept monitors that rest between operations (their events, a
         hang-up): a monitor's loop runs only while it is called, and QEMU keeps what nobody reads in memory."""
-        while not self._closing.wait(KEPT_READ_INTERVAL):
+        while not closing.wait(KEPT_READ_INTERVAL):
             with self._kept_lock:
                 kept_now = list(self._kept.values())
             for kept in kept_now:
@@ -331,8 +340,12 @@ class Context:
                 return None
             kept.qemu = qemu
             with self._kept_lock:
-                if self._reader is None and not self._closing.is_set():
-                    self._reader = threading.Thread(target=self._read_kept, name="qmp-kept", daemon=True)
+                if self._reader is None and not self._closed:
+                    import threading
+
+                    self._closing = threading.Event()
+                    self._reader = threading.Thread(target=self._read_kept, args=(self._closing,), name="qmp-kept",
+                                                    daemon=True)
                     self._reader.start()
         return kept
 

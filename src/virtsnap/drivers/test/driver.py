@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable
 
@@ -40,6 +39,7 @@ from ...flags import (
 from ...flags import (
     SnapshotRevert as R,
 )
+from ...locks import RLock, allocate_lock
 from ...uri import URI
 from ..base import SNAPSHOT_QUERIES, Capabilities, DomainInfo, DomainRecord, Drift, Op, SnapshotSize
 
@@ -138,7 +138,7 @@ class TestState:
     """One hypervisor's worth of domains (libvirt's testDriver)."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = RLock()
         self.domains: dict[str, TestDomain] = {}  # by uuid, in definition order
         self.next_id = 1
         dom = TestDomain(DomainDef.parse(DEFAULT_DOMAIN_XML, trusted=True))
@@ -158,7 +158,7 @@ class TestState:
 
 
 # test:///default state lives as long as at least one connection of this process is open.
-_shared_lock = threading.Lock()
+_shared_lock = allocate_lock()
 _shared: TestState | None = None
 _shared_refs = 0
 
