@@ -13,23 +13,23 @@ if TYPE_CHECKING:
 
     from .surface_more import virConnectStubs, virDomainSnapshotStubs, virDomainStubs
 else:
+    def _made(owner: Any, name: str) -> Any:
+        """`name` of a class or an instance once the methods are made, else the AttributeError."""
+        if _fill_stubs():
+            return getattr(owner, name)
+        is_class = isinstance(owner, type)
+        what = f"type object {owner.__name__!r}" if is_class else f"{type(owner).__name__!r} object"
+        raise AttributeError(f"{what} has no attribute {name!r}", name=name, obj=owner)
+
     class _Stubbed(type):
-        def __getattr__(cls, name: str) -> Any:
-            if _fill_stubs():
-                return getattr(cls, name)
-            raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}", name=name,
-                                 obj=cls)
+        __getattr__ = _made
 
         def __dir__(cls) -> list[str]:
             _fill_stubs()
             return type.__dir__(cls)
 
     class _Stubs(metaclass=_Stubbed):
-        def __getattr__(self, name: str) -> Any:
-            if _fill_stubs():
-                return getattr(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name,
-                                 obj=self)
+        __getattr__ = _made
 
         def __dir__(self) -> list[str]:
             _fill_stubs()
