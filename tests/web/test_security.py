@@ -19,12 +19,17 @@ def snapshot_names(client: httpx.Client) -> list[str]:
     return [s["name"] for s in client.get("/api/tree", params={"domain": "test"}).json()["snapshots"]]
 
 
+def one_changed(token: str) -> str:
+    """`token` with its last character changed (never to itself: the same token would pass, as it must)."""
+    return token[:-1] + ("y" if token.endswith("x") else "x")
+
+
 def test_every_request_needs_the_token():
     with serve_process("-c", "test:///default") as served:
         for path in ("/", "/api/domains", "/api/tree?domain=test", "/static/app.js", "/api/session"):
             bare = httpx.get(served.base + path, timeout=WAIT)
             assert bare.status_code == 403, path
-            wrong = httpx.get(served.base + path, params={"token": served.token[:-1] + "x"}, timeout=WAIT)
+            wrong = httpx.get(served.base + path, params={"token": one_changed(served.token)}, timeout=WAIT)
             assert wrong.status_code == 403, path
         assert "access token" in httpx.get(served.base + "/", timeout=WAIT).text
         # The token, by query, cookie or header, opens everything.
@@ -47,7 +52,7 @@ def test_actions_need_origin_and_csrf():
             "no origin": {**json_type, "X-CSRF-Token": csrf},
             "other origin": {**json_type, "X-CSRF-Token": csrf, "Origin": "http://127.0.0.1:1"},
             "no csrf": {**json_type, "Origin": served.base},
-            "wrong csrf": {**json_type, "Origin": served.base, "X-CSRF-Token": csrf[:-1] + "0"},
+            "wrong csrf": {**json_type, "Origin": served.base, "X-CSRF-Token": one_changed(csrf)},
         }
         for case, headers in cases.items():
             refused = client.post("/api/action", content=body, headers=headers)
