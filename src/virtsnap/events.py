@@ -7,6 +7,7 @@ callbacks run inside virEventRunDefaultImpl, on the thread that runs the loop, a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -202,8 +203,14 @@ def _new_registry_lock() -> Any:
 # the garbage collector runs at any allocation, on a thread that may already hold this lock (the full suite hung
 # there: listening() -> gc -> __del__ -> deregister_all). Every walk of the registry goes over a copy made without
 # allocating per item (_copy), so a nested change cannot break it. Made by the first register(): until then the
-# registry is empty, and a reader that finds no lock has nothing to read.
+# registry is empty, and a reader that finds no lock has nothing to read (_held).
 _reg_lock = Later(_new_registry_lock)
+_NOTHING_TO_HOLD = contextlib.nullcontext()
+
+
+def _held() -> Any:
+    """The registry's lock for a reader: none to take before the first register() made it (nothing registered)."""
+    return _reg_lock.made or _NOTHING_TO_HOLD
 
 
 def _copy() -> list[Registration]:
@@ -219,10 +226,7 @@ def register(conn: Any, scope: str, uuid: str | None, event_id: int, cb: Any, op
 
 
 def deregister(conn: Any, callback_id: int) -> bool:
-    lock = _reg_lock.made
-    if lock is None:
-        return False
-    with lock:
+    with _held():
         reg = _registrations.get(callback_id)
         if reg is None or reg.conn is not conn:
             return False
@@ -231,18 +235,12 @@ def deregister(conn: Any, callback_id: int) -> bool:
 
 
 def ids_for(conn: Any, event_id: int, cb: Any) -> list[int]:
-    lock = _reg_lock.made
-    if lock is None:
-        return []
-    with lock:
+    with _held():
         return [r.callback_id for r in _copy() if r.conn is conn and r.event_id == event_id and r.cb == cb]
 
 
 def deregister_all(conn: Any) -> None:
-    lock = _reg_lock.made
-    if lock is None:
-        return
-    with lock:
+    with _held():
         for r in _copy():
             if r.conn is conn:
                 _registrations.pop(r.callback_id, None)
@@ -250,19 +248,13 @@ def deregister_all(conn: Any) -> None:
 
 def listening(scope: str) -> bool:
     """Whether any callback of the process watches this hypervisor (so events are worth working out)."""
-    lock = _reg_lock.made
-    if lock is None:
-        return False
-    with lock:
+    with _held():
         return any(r.scope == scope for r in _copy())
 
 
 def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[Any, ...]]) -> None:
     """Queue the event for every matching callback; make_args(conn) gives the arguments after conn."""
-    lock = _reg_lock.made
-    if lock is None:
-        return
-    with lock:
+    with _held():
         targets = [r for r in _copy()
                    if r.scope == scope and r.event_id == event_id and r.uuid in (None, uuid)]
     if not targets or _loop is None:
@@ -273,7 +265,7 @@ def emit(scope: str, uuid: str, event_id: int, make_args: Callable[[Any], tuple[
 
 
 def _deliver(reg: Registration, args: tuple[Any, ...]) -> None:
-    with _reg_lock.get():  # made: the registration being delivered made it
+    with _held():
         if reg.callback_id not in _registrations:
             return  # deregistered after the event was queued
     reg.cb(reg.conn, *args, reg.opaque)
