@@ -95,7 +95,9 @@ class Context:
         self._views: dict[str, tuple[str, QemuDomain]] = {}  # domain -> (stored text, its QEMU view)
         self._kept: dict[str, _Kept] = {}  # domain -> the second monitor of its QEMU that this connection keeps
         self._kept_lock = allocate_lock()
-        self._private: list[tuple[str, str]] | None = None  # state and runtime dirs, resolved once per operation
+        # state and runtime dirs, their symlinks resolved at the first check (they are virtsnap's own, owner-only)
+        self._roots: list[tuple[str, str]] | None = None
+        self._inside: dict[str, str | None] | None = None  # path -> the private dir it is in, during an operation
         # The reader of the kept monitors between operations (_read_kept) and what tells it to stop: made, with
         # the module threading, when the first is kept (under _kept_lock, as `_closed` is set).
         self._reader: threading.Thread | None = None
@@ -188,7 +190,7 @@ class Context:
         with self.lock, DomainLock(self.state_dir, uuid, timeout=timeout, what=name) as lock:
             external.forget_chains()  # images may have changed since the last operation
             self._runtimes[uuid] = None
-            self._private = ledger.resolved([self.state_dir, self.runtime])
+            self._inside = {}
             try:
                 self.hand_back_if_stopped(uuid)  # a guest that powered itself off since the last operation
                 if self.store.journal_pending(uuid) and not self.read_only:
@@ -200,7 +202,7 @@ class Context:
                 external.forget_chains()
                 self.hand_back_if_stopped(uuid)
                 self._runtimes.pop(uuid, None)
-                self._private = None
+                self._inside = None
 
 
     # -- confinement (qemu:///system) ----------------------------------------------------------------
@@ -235,9 +237,11 @@ class Context:
         confine.hand_over(self.state_dir, uuid, user, paths)
 
     def hand_back_if_stopped(self, uuid: str) -> None:
+        if not self.system:  # qemu:///session hands nothing over
+            return
         from . import confine
 
-        if self.system and confine.holds(self.state_dir, uuid) and self.rt(uuid).pid() is None:
+        if confine.holds(self.state_dir, uuid) and self.rt(uuid).pid() is None:
             confine.hand_back(self.state_dir, uuid)
 
     def live_refusal(self, uuid: str) -> str | None:
@@ -399,8 +403,15 @@ class Context:
     def check_outside_state(self, path: str, what: str) -> None:
         """No disk, overlay, memory file, socket or log is ever inside virtsnap's own state or runtime
         directories (metadata.db, locks, QEMU's sockets of any domain), whatever symlinks the path goes through."""
-        roots = self._private if self._private is not None else ledger.resolved([self.state_dir, self.runtime])
-        private = ledger.inside(path, roots)
+        if self._roots is None:
+            self._roots = ledger.resolved([self.state_dir, self.runtime])
+        seen = self._inside  # an operation resolves each path once (a delete checks the disks of two definitions)
+        if seen is not None and path in seen:
+            private = seen[path]
+        else:
+            private = ledger.inside(path, self._roots)
+            if seen is not None:
+                seen[path] = private
         if private is not None:
             raise error(ErrorCode.CONFIG_UNSUPPORTED, ERR, f"{what} {path} is inside virtsnap's private directory "
                         f"{private}")
