@@ -194,8 +194,9 @@ class Libvirt:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    # 21: a delete is a few ms of the disk's flushes, and medians of five such samples moved by 1.5x run to run
-    parser.add_argument("--runs", type=int, default=21)
+    # 41: a delete is a few ms of the disk's flushes (p10-p90 2-10 ms on a quiet machine). Medians of five moved by
+    # 1.5x run to run, those of 21 still by 0.85-1.33x for the same code; 41 rounds cost about 20 s more.
+    parser.add_argument("--runs", type=int, default=41)
     parser.add_argument("--no-libvirt", action="store_true")
     args = parser.parse_args()
     with system_libvirtd() as have_libvirt:

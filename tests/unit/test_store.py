@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 import signal
 import stat
 
@@ -165,3 +166,14 @@ def test_domain_lock_excludes_threads_of_one_process(tmp_path):
         with pytest.raises(libvirtError) as info:
             DomainLock(tmp_path, UUID, timeout=0.1).acquire()
         assert info.value.get_error_code() == ErrorCode.RESOURCE_BUSY
+
+
+def test_domain_lock_makes_its_directory_again_when_it_went_between_operations(tmp_path):
+    """The lock directory is checked once per process; removed later (a cleanup of the state directory), the next
+    lock makes it again, owner-only, instead of failing."""
+    with DomainLock(tmp_path, UUID):
+        pass
+    shutil.rmtree(tmp_path / "locks")
+    with DomainLock(tmp_path, UUID):
+        assert (tmp_path / "locks" / f"{UUID}.lock").exists()
+    assert stat.S_IMODE((tmp_path / "locks").stat().st_mode) == 0o700

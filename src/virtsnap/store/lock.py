@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 DEFAULT_TIMEOUT = 30.0
+_MADE: set[str] = set()  # lock directories this process has made or checked
 
 
 class DomainLock:
@@ -29,7 +30,12 @@ class DomainLock:
 
     def __init__(self, directory: str | os.PathLike[str], uuid: str, timeout: float = DEFAULT_TIMEOUT,
                  what: str = "") -> None:
-        self.path = os.path.join(private_dir(os.path.join(directory, "locks")), f"{uuid}.lock")
+        locks = os.path.join(directory, "locks")
+        if locks not in _MADE:  # made (or tightened) once per process: every operation takes a lock
+            private_dir(locks)
+            _MADE.add(locks)
+        self._locks = locks
+        self.path = os.path.join(locks, f"{uuid}.lock")
         self.uuid = uuid
         self.timeout = timeout
         self.what = what or uuid
@@ -37,7 +43,11 @@ class DomainLock:
 
     def acquire(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the directory went since this process made it: make it again
+                private_dir(self._locks)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise system_error(f"cannot open lock file '{self.path}'", exc) from exc
         deadline = time.monotonic() + self.timeout

@@ -154,6 +154,10 @@ class Context:
     def domain_def(self, uuid: str) -> DomainDef:
         return moments.parse_domain(self._stored(uuid)).copy()  # a copy: callers may edit their definition
 
+    def domain_read(self, uuid: str) -> DomainDef:
+        """The stored definition, parsed and shared with every other reader of the same text: to read only."""
+        return moments.parse_domain(self._stored(uuid))
+
     def qemu_view(self, uuid: str) -> QemuDomain:
         """The QEMU view of the domain's definition: a function of its text alone (QemuDomain.from_def reads
         nothing else), built from a copy of its own and kept while the stored text stays the same."""
