@@ -97,6 +97,18 @@ def guest_read(conn, dom, script: str) -> str:
         return agent.shell(script)
 
 
+def held_files(pid: int) -> list[str]:
+    """What a running process's descriptors point to. A descriptor it closes while they are read (a monitor
+    connection just hung up) is left out rather than failing the read."""
+    held = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held.append(os.readlink(fd))
+        except FileNotFoundError:
+            continue
+    return held
+
+
 def image_tags(path: str) -> list[str]:
     out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", path], capture_output=True, text=True, check=True)
     lines = out.stdout.splitlines()[2:]  # "Snapshot list:" and the header

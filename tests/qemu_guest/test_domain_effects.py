@@ -14,7 +14,7 @@ import pytest
 import virtsnap
 from virtsnap.drivers.qemu import process
 
-from .conftest import agent_for, domain_xml, guest_read, image_tags
+from .conftest import agent_for, domain_xml, guest_read, held_files, image_tags
 from .test_argv_injection import domain, qcow2
 from .test_domain_devices import Running
 from .test_domain_table import _with
@@ -125,7 +125,7 @@ def test_disk_io_modes_and_readonly_nodes(conn, workdir, plain):
                 f"<source file='{workdir / target}'/><target dev='vd{target}' bus='virtio'/>{extra}</disk>")
 
     def held(pid: int) -> tuple[int, int]:
-        rings = sum("io_uring" in os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        rings = sum("io_uring" in target for target in held_files(pid))
         return rings, Path(f"/proc/{pid}/maps").read_text().count("/[aio]")
 
     with Running(conn, _with(plain, devices=second("b", "", "<readonly/>"))) as run:
@@ -160,7 +160,7 @@ def test_serial_append_and_the_console_as_the_first_serial(conn, workdir, plain)
     with Running(conn, _with(plain, devices=console)) as run:
         qtree = run.qtree()
         assert qtree.count("dev: isa-serial") == 1 and "iobase = 760 (0x2f8)" in qtree  # COM2, its port
-        assert str(log) in {os.readlink(fd) for fd in Path(f"/proc/{run.dom.ID()}/fd").iterdir()}
+        assert str(log) in held_files(run.dom.ID())
     assert log.read_text() == "earlier output\n"
     pair = ("<serial type='pty'><target type='isa-serial' port='0'><model name='isa-serial'/></target></serial>"
             "<console type='pty'><target type='serial' port='0'/></console>")
