@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import uuid as uuidlib
 
 import pytest
@@ -155,3 +156,40 @@ def test_read_text_reads_proc_entries_whose_size_says_zero():
     assert process.read_text(f"/proc/{os.getpid()}/stat").startswith(f"{os.getpid()} (")
     with pytest.raises(OSError):
         process.read_text("/proc/self/no-such-entry")
+
+
+# Ready (a line on stdout), then on SIGUSR1 the main thread leaves with the exit system call (not exit_group); its
+# other thread lives on, reading stdin until it closes.
+LEADER_LEAVES = """
+import ctypes, signal, sys, threading
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+threading.Thread(target=sys.stdin.read).start()
+print("ready", flush=True)
+signal.sigwait({signal.SIGUSR1})
+ctypes.CDLL(None).syscall(60, 0)  # SYS_exit (x86_64): this thread alone
+"""
+
+
+def test_a_qemu_whose_main_thread_left_but_another_still_runs_is_still_running(domain):
+    """A QEMU between its main thread's exit and its last thread's: a zombie leader, its files still open. Known
+    by then, it is running until its last thread ends, and wait_gone says the same."""
+    rt, _ = domain
+    uuid = os.path.basename(rt.directory)
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_LEAVES, uuid], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"  # SIGUSR1 blocked by now
+        with open(rt.pidfile, "w") as f:
+            f.write(f"{proc.pid} {start_time(proc.pid)}\n")
+        assert rt.pid() == proc.pid and rt.pid() == proc.pid  # first sight (/proc), then its pidfd
+        os.kill(proc.pid, signal.SIGUSR1)
+        while process.proc_stat(proc.pid)[0] != "Z":
+            os.sched_yield()
+        assert rt.pid() == proc.pid
+        assert not process.wait_gone(proc.pid, 0.2)
+        proc.stdin.close()  # the last thread's read ends: so does the process
+        assert process.wait_gone(proc.pid, 30)
+        assert rt.pid() is None
+    finally:
+        proc.kill()
+        proc.wait()

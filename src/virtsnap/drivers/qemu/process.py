@@ -185,11 +185,18 @@ def _alive(pid: int, started: str) -> int | None:
     """`pid` if that process is alive (not a zombie) and started at `started` (the recorded start time)."""
     try:
         fields = proc_stat(pid)
-    except (OSError, IndexError):
-        return None
-    if len(fields) < 20 or fields[0] == "Z" or fields[19] != started:
+        if len(fields) < 20 or ended(fields) or fields[19] != started:
+            return None
+    except (OSError, IndexError, ValueError):
         return None
     return pid
+
+
+def ended(fields: list[str]) -> bool:
+    """Whether the process whose /proc/PID/stat fields these are (proc_stat) has ended: a zombie with no thread
+    left. A thread-group leader that exited alone is a zombie too, but its other threads still run and hold its
+    files (a QEMU between its main thread's exit and its last thread's): running, as its pidfd says."""
+    return fields[0] == "Z" and int(fields[17]) <= 1
 
 
 def _recorded(pidfile: str) -> tuple[int, str, str] | None:
@@ -568,7 +575,34 @@ def stop_swtpm(rt: Runtime, timeout: float = 10.0) -> None:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether the process ended within `timeout` seconds: every thread of it, so that its files are closed (its
+    pidfd, Runtime.pid's test, becomes readable then; a thread-group leader is a zombie earlier). A child of this
+    process is reaped."""
     deadline = time.monotonic() + timeout
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        _children.pop(pid, None)
+        return True
+    except (OSError, AttributeError):
+        return _poll_gone(pid, deadline)
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            return False
+    finally:
+        os.close(pidfd)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait()  # ended: the wait returns at once
+    return True
+
+
+def _poll_gone(pid: int, deadline: float) -> bool:
+    """wait_gone on a kernel without pidfds: the process's state read until it is a zombie or gone."""
     delay = 0.002
     while time.monotonic() < deadline:
         child = _children.get(pid)
@@ -581,10 +615,9 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         # a QEMU another process started is not our child: poll for its exit (no waitpid), backing off to 50 ms
         try:
-            state = proc_stat(pid)[0]
-            if state == "Z":
+            if ended(proc_stat(pid)):
                 return True
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             return True
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
