@@ -41,15 +41,18 @@ class DomainLock:
         self.what = what or uuid
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def _open(self) -> int:
         try:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:  # the directory went since this process made it: make it again
                 private_dir(self._locks)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise system_error(f"cannot open lock file '{self.path}'", exc) from exc
+
+    def acquire(self) -> None:
+        fd = self._open()
         deadline = time.monotonic() + self.timeout
         delay = 0.001
         while True:
@@ -59,7 +62,7 @@ class DomainLock:
                     break
                 # The holder undefined the domain and removed the file: lock the file at the path now.
                 os.close(fd)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = self._open()
                 continue
             except BlockingIOError:
                 if time.monotonic() >= deadline:

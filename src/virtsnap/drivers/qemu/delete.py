@@ -65,16 +65,16 @@ def delete(ctx: Context, uuid: str, name: str, flags: int) -> None:
             ctx.store.ledger_release(uuid, [m.name for m in victims])
         return
     qdom = ctx.qemu_view(uuid)
-    ctx.check_domain_paths(ctx.domain_read(uuid))  # definitions stored before these checks existed: nothing rewritten
+    dom_def = ctx.domain_read(uuid)  # read only, here and by the plans (extdelete derives its model from it)
+    ctx.check_domain_paths(dom_def)  # definitions stored before these checks existed: nothing rewritten
     for victim in victims:  # or removed inside virtsnap's own directories
         ctx.check_snapshot_paths(moments.def_of(victim))
     running = ctx.rt(uuid).pid() is not None
     behind = _tags_behind(qdom, [moments.def_of(v) for v in victims])
     reopen = _backing_nodes(ctx, uuid, qdom, behind) if behind and running else {}
     external_victims = [m for m in victims if moments.def_of(m).is_external]
-    dom_def = ctx.domain_def(uuid) if external_victims else None
     plans = [_plan_external_delete(ctx, uuid, tree, dom_def, m, set(victims), running)
-             for m in external_victims if dom_def is not None]  # every plan is checked before anything changes
+             for m in external_victims]  # every plan is checked before anything changes
     if plans:
         from . import extdelete  # the delete path only (it needs dataclasses, which a cold start cannot afford)
 

@@ -109,16 +109,15 @@ class Runtime(Frozen):
         without reading /proc whether it has ended (/proc/PID/stat of a running QEMU took a tenth of a
         millisecond of every delete). A command that asks once opens no descriptor."""
         reap()
-        try:
-            pid_text, _, started = read_text(self.pidfile).strip().partition(" ")
-            found = (int(pid_text), started, self.directory)
-        except (OSError, ValueError):
+        recorded = _read_pidfile(self.pidfile)
+        if recorded is None:
             return None
-        pid = found[0]
+        pid, started = recorded
+        found = (pid, started, self.directory)
         with _QEMUS_LOCK:  # a pidfd is polled, closed and replaced by one thread at a time
             known = _QEMUS.get(found)
             if known is not None and known >= 0:
-                if not _ended(known):
+                if not _pidfd_ended(known):
                     return pid
                 del _QEMUS[found]
                 os.close(known)
@@ -172,17 +171,18 @@ def _pidfd(pid: int, started: str) -> int | None:
     return fd
 
 
-def _ended(pidfd: int) -> bool:
-    """Whether the process of this pidfd has ended (poll, not select: a descriptor may be above 1023)."""
+def _pidfd_ended(pidfd: int, timeout_ms: int = 0) -> bool:
+    """Whether the process of this pidfd has ended, every thread of it, waiting up to `timeout_ms` (poll, not
+    select: a descriptor may be above 1023)."""
     import select
 
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(poller.poll(timeout_ms))
 
 
 def _alive(pid: int, started: str) -> int | None:
-    """`pid` if that process is alive (not a zombie) and started at `started` (the recorded start time)."""
+    """`pid` if that process has not ended (ended()) and started at `started` (the recorded start time)."""
     try:
         fields = proc_stat(pid)
         if len(fields) < 20 or ended(fields) or fields[19] != started:
@@ -203,14 +203,19 @@ def _recorded(pidfile: str) -> tuple[int, str, str] | None:
     """(pid, start time, directory) of the live process a "pid start-time" file names (a recycled pid has another
     start time; a zombie is not alive); children of this process that ended are reaped first."""
     reap()
+    recorded = _read_pidfile(pidfile)
+    if recorded is None or _alive(*recorded) is None:
+        return None
+    return recorded[0], recorded[1], os.path.dirname(pidfile)
+
+
+def _read_pidfile(pidfile: str) -> tuple[int, str] | None:
+    """(pid, start time) as a "pid start-time" file records them, or None (no file, or not that)."""
     try:
         pid_text, _, started = read_text(pidfile).strip().partition(" ")
-        pid = int(pid_text)
+        return int(pid_text), started
     except (OSError, ValueError):
         return None
-    if _alive(pid, started) is None:
-        return None
-    return pid, started, os.path.dirname(pidfile)
 
 
 def read_bytes(path: str) -> bytes:
@@ -587,11 +592,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
     except (OSError, AttributeError):
         return _poll_gone(pid, deadline)
     try:
-        import select
-
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+        if not _pidfd_ended(pidfd, max(0, int((deadline - time.monotonic()) * 1000))):
             return False
     finally:
         os.close(pidfd)
