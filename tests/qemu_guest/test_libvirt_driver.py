@@ -104,6 +104,7 @@ def test_internal_snapshots_through_libvirtd(libvirt_domain):
     assert dom.snapshotLookupByName("s1").getSize(0)["memory"] == vmstate["s1"] > 0  # the saved RAM, per qemu-img
 
     dom.revertToSnapshot(dom.snapshotLookupByName("s1"))
+    wait_for_agent(dom)  # libvirt reconnects its agent channel after a revert: not always by the time it returns
     assert shell(dom, "cat /mnt/marker /ram/value").split() == ["disk-1", "ram-1"]
     assert theirs.snapshotCurrent().getName() == "s1"
 
